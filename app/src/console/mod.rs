@@ -1,0 +1,102 @@
+//! The interactive console: terminal set-up and restore, the event loop, and
+//! the pure render functions over a state snapshot.
+
+mod render;
+mod state;
+
+use std::io::Stdout;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::execute;
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use futures_util::StreamExt;
+use iolab_lab_core::Lab;
+use iolab_lab_core::sampler::{DEFAULT_HZ, Sampler};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use state::ConsoleState;
+
+/// Restores the terminal: leaves raw mode and the alternate screen.
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(std::io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+/// Puts the terminal back when dropped, whichever way the console ends.
+struct TerminalGuard;
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+fn setup() -> anyhow::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)> {
+    enable_raw_mode().context("the console needs a terminal (stdin/stdout must be a TTY)")?;
+    let guard = TerminalGuard;
+    execute!(std::io::stdout(), EnterAlternateScreen).context("entering the alternate screen")?;
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        prev(info);
+    }));
+    let term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    Ok((term, guard))
+}
+
+/// Runs the console on the embedded default lab until `q`.
+pub async fn run() -> anyhow::Result<()> {
+    let mut lab = Lab::default();
+    let mut state = ConsoleState::default();
+    match lab.start_default_target().await {
+        Ok(t) => {
+            state.target_urls = t.urls();
+            state.portals = t.local_addrs().iter().map(|a| a.to_string()).collect();
+            state.status = format!("embedded target ready: {}", state.target_urls.join(" "));
+        }
+        Err(e) => state.status = format!("embedded target failed to start: {e}"),
+    }
+    let registry = lab.target.as_ref().map(|t| t.target.registry().clone());
+    let source: Arc<dyn iolab_lab_core::sampler::SessionSource> = Arc::new(move || match &registry {
+        Some(r) => r.sessions().iter().map(|s| s.info()).collect(),
+        None => Vec::new(),
+    });
+    let mut snapshots = Sampler::spawn(source, DEFAULT_HZ);
+
+    let (mut term, _guard) = setup()?;
+    let mut events = EventStream::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut redraw = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        term.draw(|f| render::render(f, &state))?;
+        tokio::select! {
+            _ = redraw.tick() => {}
+            _ = sigterm.recv() => break,
+            changed = snapshots.changed() => {
+                if changed.is_ok() {
+                    state.snapshot = snapshots.borrow_and_update().clone();
+                }
+            }
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
+                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                    if ctrl_c || state.on_key(k.code) {
+                        break;
+                    }
+                }
+                Some(Ok(Event::Mouse(m))) => state.on_mouse(m),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    state.status = format!("terminal input error: {e}");
+                }
+                None => break,
+            },
+        }
+    }
+    drop(term);
+    lab.stop_target();
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! `iolab`: the lab console (no arguments) and the command line.
+
+mod cli;
+mod console;
+mod logging;
+mod target_cmd;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let console_mode = args.command.is_none();
+    let _guard = logging::init(console_mode, args.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("iolab: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match args.command {
+            None => console::run().await,
+            Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("iolab: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! iSCSI (RFC 7143) for iolab: the PDU codec, text keys and negotiation,
+//! CHAP, and the target engine. Nothing here draws on a terminal.
+
+pub mod chap;
+pub mod digest;
+pub mod error;
+pub mod negotiation;
+pub mod pdu;
+pub mod stats;
+pub mod target;
+pub mod text;
+
+pub use error::IscsiError;
+pub use target::{ServerConfig, SessionInfo, Target, TargetConfig};

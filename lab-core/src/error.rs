@@ -1,0 +1,8 @@
+/// Errors of lab orchestration.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Iscsi(#[from] iolab_iscsi::IscsiError),
+    #[error("the target is not running")]
+    TargetNotRunning,
+}

@@ -1,0 +1,11 @@
+//! The lab model and its orchestration, with no terminal code: the console
+//! and the command line drive the same operations through this crate.
+
+pub mod error;
+pub mod lab;
+pub mod sampler;
+pub mod series;
+
+pub use error::LabError;
+pub use lab::{Lab, LabTarget};
+pub use sampler::{ConnSample, LabSnapshot, Sampler, SessionSample};

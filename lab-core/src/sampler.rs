@@ -1,0 +1,183 @@
+//! The statistics bus: samples engine counters at a fixed rate into
+//! per-connection and per-session series and publishes snapshots on a
+//! tokio watch channel that the console reads without ever blocking.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iolab_iscsi::SessionInfo;
+use iolab_iscsi::stats::ConnStatsSnapshot;
+use tokio::sync::watch;
+
+use crate::series::Series;
+
+/// Default sampling rate.
+pub const DEFAULT_HZ: f64 = 4.0;
+/// Samples kept per series (five minutes at 4 Hz).
+pub const SERIES_LEN: usize = 1200;
+
+/// One connection as of the last sample.
+#[derive(Debug, Clone)]
+pub struct ConnSample {
+    pub tsih: u16,
+    pub cid: u16,
+    pub peer: String,
+    pub mss: Option<u32>,
+    pub totals: ConnStatsSnapshot,
+    /// MB/s (10^6 bytes) of payload read and written, over the last interval.
+    pub read_mbps: f64,
+    pub write_mbps: f64,
+    pub iops: f64,
+    pub history: Series,
+}
+
+/// One session as of the last sample.
+#[derive(Debug, Clone)]
+pub struct SessionSample {
+    pub info: SessionInfo,
+    pub total_mbps: f64,
+    pub history: Series,
+}
+
+/// What the console draws: the lab's live state at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct LabSnapshot {
+    pub seq: u64,
+    pub sessions: Vec<SessionSample>,
+    pub connections: Vec<ConnSample>,
+    pub total_mbps: f64,
+}
+
+/// A source of session snapshots (the embedded target, or a fake in tests).
+pub trait SessionSource: Send + Sync + 'static {
+    fn sessions(&self) -> Vec<SessionInfo>;
+}
+
+impl<F: Fn() -> Vec<SessionInfo> + Send + Sync + 'static> SessionSource for F {
+    fn sessions(&self) -> Vec<SessionInfo> {
+        self()
+    }
+}
+
+/// Keeps the series and turns counters into rates.
+pub struct Sampler {
+    prev: HashMap<(u16, u16), (ConnStatsSnapshot, Series)>,
+    sessions: HashMap<u16, Series>,
+    last: Option<Instant>,
+    seq: u64,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn mb(bytes: u64, secs: f64) -> f64 {
+    if secs <= 0.0 { 0.0 } else { bytes as f64 / secs / 1e6 }
+}
+
+impl Sampler {
+    pub fn new() -> Self {
+        Sampler { prev: HashMap::new(), sessions: HashMap::new(), last: None, seq: 0 }
+    }
+
+    /// Turns one set of session infos taken at `now` into a snapshot.
+    pub fn sample(&mut self, infos: Vec<SessionInfo>, now: Instant) -> LabSnapshot {
+        let secs = self.last.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0);
+        self.last = Some(now);
+        self.seq += 1;
+        let mut snap = LabSnapshot { seq: self.seq, ..Default::default() };
+        let mut live = HashMap::new();
+        for info in infos {
+            let mut session_mbps = 0.0;
+            for c in &info.connections {
+                let key = (info.tsih, c.cid);
+                let (prev, mut hist) = self.prev.remove(&key).unwrap_or_else(|| (c.stats.clone(), Series::new(SERIES_LEN)));
+                let rd = mb(c.stats.read_bytes.saturating_sub(prev.read_bytes), secs);
+                let wr = mb(c.stats.write_bytes.saturating_sub(prev.write_bytes), secs);
+                let iops = if secs > 0.0 { c.stats.commands.saturating_sub(prev.commands) as f64 / secs } else { 0.0 };
+                hist.push(rd + wr);
+                session_mbps += rd + wr;
+                snap.connections.push(ConnSample {
+                    tsih: info.tsih,
+                    cid: c.cid,
+                    peer: c.peer.to_string(),
+                    mss: c.mss,
+                    totals: c.stats.clone(),
+                    read_mbps: rd,
+                    write_mbps: wr,
+                    iops,
+                    history: hist.clone(),
+                });
+                live.insert(key, (c.stats.clone(), hist));
+            }
+            let mut sh = self.sessions.remove(&info.tsih).unwrap_or_else(|| Series::new(SERIES_LEN));
+            sh.push(session_mbps);
+            snap.total_mbps += session_mbps;
+            snap.sessions.push(SessionSample { info: info.clone(), total_mbps: session_mbps, history: sh.clone() });
+            self.sessions.insert(info.tsih, sh);
+        }
+        self.prev = live;
+        self.sessions.retain(|t, _| snap.sessions.iter().any(|s| s.info.tsih == *t));
+        snap
+    }
+
+    /// Samples `source` every `1/hz` seconds and publishes on the returned channel.
+    pub fn spawn(source: Arc<dyn SessionSource>, hz: f64) -> watch::Receiver<Arc<LabSnapshot>> {
+        let (tx, rx) = watch::channel(Arc::new(LabSnapshot::default()));
+        let period = Duration::from_secs_f64(1.0 / hz.clamp(0.1, 100.0));
+        tokio::spawn(async move {
+            let mut sampler = Sampler::new();
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let snap = sampler.sample(source.sessions(), Instant::now());
+                if tx.send(Arc::new(snap)).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iolab_iscsi::negotiation::Params;
+    use iolab_iscsi::target::ConnectionInfo;
+
+    fn info(read_bytes: u64) -> SessionInfo {
+        SessionInfo {
+            tsih: 1,
+            isid: 7,
+            initiator: "iqn.x".into(),
+            target: "iqn.t".into(),
+            queue_depth: 64,
+            connections: vec![ConnectionInfo {
+                cid: 0,
+                peer: "127.0.0.1:5000".parse().unwrap(),
+                local: "127.0.0.1:3260".parse().unwrap(),
+                params: Params::default(),
+                mss: Some(65483),
+                stats: ConnStatsSnapshot { read_bytes, commands: read_bytes / 1000, ..Default::default() },
+            }],
+        }
+    }
+
+    #[test]
+    fn rates_come_from_counter_deltas() {
+        let mut s = Sampler::new();
+        let t0 = Instant::now();
+        s.sample(vec![info(0)], t0);
+        let snap = s.sample(vec![info(50_000_000)], t0 + Duration::from_millis(500));
+        assert_eq!(snap.connections.len(), 1);
+        assert!((snap.connections[0].read_mbps - 100.0).abs() < 1e-6);
+        assert!((snap.total_mbps - 100.0).abs() < 1e-6);
+        assert!((snap.connections[0].iops - 100_000.0).abs() < 1e-3);
+        assert_eq!(snap.sessions[0].history.len(), 2);
+    }
+}

@@ -1,0 +1,428 @@
+//! Backstores, modelled on LIO's: RAMDISK, FILEIO and BLOCK.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StorageError;
+
+/// Which kind of backstore, as targetcli names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackstoreKind {
+    Ramdisk,
+    Fileio,
+    Block,
+}
+
+impl std::fmt::Display for BackstoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackstoreKind::Ramdisk => "ramdisk",
+            BackstoreKind::Fileio => "fileio",
+            BackstoreKind::Block => "block",
+        })
+    }
+}
+
+/// Byte-addressed storage behind one logical unit.
+///
+/// Offsets and lengths are in bytes and already range-checked by the caller;
+/// implementations still refuse out-of-range access with an error.
+pub trait Backstore: Send + Sync {
+    fn kind(&self) -> BackstoreKind;
+    /// Human-readable origin: `ramdisk`, or the file or device path.
+    fn describe(&self) -> String;
+    fn size_bytes(&self) -> u64;
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError>;
+    /// Writes `buf` at `offset`; with `fua` the data is on stable storage on return.
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> Result<(), StorageError>;
+    /// Makes every completed write durable (SYNCHRONIZE CACHE).
+    fn flush(&self) -> Result<(), StorageError>;
+    /// Deallocates a range; it then reads back as zeros.
+    fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError>;
+    /// Whether the byte at `offset` is backed by allocated storage (GET LBA STATUS).
+    fn is_mapped(&self, _offset: u64) -> bool {
+        true
+    }
+    /// Bytes of memory this backstore holds (RAMDISK: allocated chunks).
+    fn resident_bytes(&self) -> u64 {
+        0
+    }
+}
+
+fn check_range(offset: u64, len: usize, size: u64) -> Result<(), StorageError> {
+    let len = len as u64;
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(StorageError::OutOfRange { offset, len, size }),
+    }
+}
+
+/// Chunk granularity of the RAM disk: allocation on first write and locking
+/// happen per chunk, so I/O to different chunks never contends.
+pub const RAM_CHUNK: usize = 1 << 20;
+
+/// Memory-backed storage, allocated on first write; unwritten ranges read as zeros.
+pub struct RamDisk {
+    size: u64,
+    chunks: Vec<RwLock<Option<Box<[u8]>>>>,
+}
+
+impl RamDisk {
+    pub fn new(size: u64) -> Result<Self, StorageError> {
+        if size == 0 || size % 512 != 0 {
+            return Err(StorageError::BadSize(size, 512));
+        }
+        let n = size.div_ceil(RAM_CHUNK as u64) as usize;
+        let chunks = (0..n).map(|_| RwLock::new(None)).collect();
+        Ok(RamDisk { size, chunks })
+    }
+
+    fn chunk_len(&self, idx: usize) -> usize {
+        let start = idx as u64 * RAM_CHUNK as u64;
+        (self.size - start).min(RAM_CHUNK as u64) as usize
+    }
+
+    /// Splits `[offset, offset+len)` into (chunk index, offset in chunk, position in buffer, length).
+    fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        let mut pos = 0usize;
+        std::iter::from_fn(move || {
+            if pos >= len {
+                return None;
+            }
+            let abs = offset + pos as u64;
+            let idx = (abs / RAM_CHUNK as u64) as usize;
+            let within = (abs % RAM_CHUNK as u64) as usize;
+            let n = (RAM_CHUNK - within).min(len - pos);
+            let item = (idx, within, pos, n);
+            pos += n;
+            Some(item)
+        })
+    }
+}
+
+impl Backstore for RamDisk {
+    fn kind(&self) -> BackstoreKind {
+        BackstoreKind::Ramdisk
+    }
+    fn describe(&self) -> String {
+        "ramdisk".into()
+    }
+    fn size_bytes(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
+        check_range(offset, buf.len(), self.size)?;
+        for (idx, within, pos, n) in Self::pieces(offset, buf.len()) {
+            let guard = self.chunks[idx].read().unwrap_or_else(|e| e.into_inner());
+            match guard.as_deref() {
+                Some(chunk) => buf[pos..pos + n].copy_from_slice(&chunk[within..within + n]),
+                None => buf[pos..pos + n].fill(0),
+            }
+        }
+        Ok(())
+    }
+    fn write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> Result<(), StorageError> {
+        check_range(offset, buf.len(), self.size)?;
+        for (idx, within, pos, n) in Self::pieces(offset, buf.len()) {
+            let mut guard = self.chunks[idx].write().unwrap_or_else(|e| e.into_inner());
+            let len = self.chunk_len(idx);
+            let chunk = guard.get_or_insert_with(|| vec![0u8; len].into_boxed_slice());
+            chunk[within..within + n].copy_from_slice(&buf[pos..pos + n]);
+        }
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {
+        check_range(offset, len as usize, self.size)?;
+        for (idx, within, _pos, n) in Self::pieces(offset, len as usize) {
+            let mut guard = self.chunks[idx].write().unwrap_or_else(|e| e.into_inner());
+            if within == 0 && n == self.chunk_len(idx) {
+                *guard = None;
+            } else if let Some(chunk) = guard.as_deref_mut() {
+                chunk[within..within + n].fill(0);
+            }
+        }
+        Ok(())
+    }
+    fn is_mapped(&self, offset: u64) -> bool {
+        let idx = (offset / RAM_CHUNK as u64) as usize;
+        self.chunks
+            .get(idx)
+            .map(|c| c.read().unwrap_or_else(|e| e.into_inner()).is_some())
+            .unwrap_or(false)
+    }
+    fn resident_bytes(&self) -> u64 {
+        (0..self.chunks.len())
+            .filter(|&i| self.chunks[i].read().unwrap_or_else(|e| e.into_inner()).is_some())
+            .map(|i| self.chunk_len(i) as u64)
+            .sum()
+    }
+}
+
+/// A regular file, buffered or with `O_DIRECT`.
+pub struct FileIo {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    direct: bool,
+}
+
+impl FileIo {
+    /// Opens (creating when `size` is given and the file is missing) a backing file.
+    /// A given size grows a shorter file; without one the file's length is used.
+    pub fn open(path: &Path, size: Option<u64>, direct: bool) -> Result<Self, StorageError> {
+        let io = |source| StorageError::Io { path: path.to_owned(), source };
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(size.is_some());
+        if direct {
+            opts.custom_flags(libc::O_DIRECT);
+        }
+        let file = opts.open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let size = match size {
+            Some(s) => {
+                if len < s {
+                    file.set_len(s).map_err(io)?;
+                }
+                s
+            }
+            None => len,
+        };
+        let size = size - size % 512;
+        if size == 0 {
+            return Err(StorageError::BadSize(size, 512));
+        }
+        Ok(FileIo { path: path.to_owned(), file, size, direct })
+    }
+
+    fn io_err(&self, source: std::io::Error) -> StorageError {
+        StorageError::Io { path: self.path.clone(), source }
+    }
+}
+
+/// `O_DIRECT` needs buffers aligned to the logical block size; bounce through one.
+fn with_aligned<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    const ALIGN: usize = 4096;
+    let mut raw = vec![0u8; len + ALIGN];
+    let skip = raw.as_ptr().align_offset(ALIGN);
+    f(&mut raw[skip..skip + len])
+}
+
+impl Backstore for FileIo {
+    fn kind(&self) -> BackstoreKind {
+        BackstoreKind::Fileio
+    }
+    fn describe(&self) -> String {
+        format!("{}{}", self.path.display(), if self.direct { " (O_DIRECT)" } else { "" })
+    }
+    fn size_bytes(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
+        check_range(offset, buf.len(), self.size)?;
+        if self.direct {
+            with_aligned(buf.len(), |b| {
+                self.file.read_exact_at(b, offset).map_err(|e| self.io_err(e))?;
+                buf.copy_from_slice(b);
+                Ok(())
+            })
+        } else {
+            self.file.read_exact_at(buf, offset).map_err(|e| self.io_err(e))
+        }
+    }
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> Result<(), StorageError> {
+        check_range(offset, buf.len(), self.size)?;
+        if self.direct {
+            with_aligned(buf.len(), |b| {
+                b.copy_from_slice(buf);
+                self.file.write_all_at(b, offset).map_err(|e| self.io_err(e))
+            })?;
+        } else {
+            self.file.write_all_at(buf, offset).map_err(|e| self.io_err(e))?;
+        }
+        if fua {
+            self.file.sync_data().map_err(|e| self.io_err(e))?;
+        }
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.file.sync_data().map_err(|e| self.io_err(e))
+    }
+    fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {
+        check_range(offset, len as usize, self.size)?;
+        punch_hole(&self.file, offset, len).or_else(|_| zero_fill(self, offset, len))
+    }
+}
+
+fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), std::io::Error> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is
+    // owned by `file`, which outlives the call.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn zero_fill(store: &dyn Backstore, offset: u64, len: u64) -> Result<(), StorageError> {
+    let zeros = vec![0u8; (len.min(1 << 20)) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        store.write_at(&zeros[..n], offset + done, false)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// A block device, opened like a file; its size comes from the device.
+pub struct BlockDev {
+    inner: FileIo,
+}
+
+impl BlockDev {
+    pub fn open(path: &Path, direct: bool) -> Result<Self, StorageError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
+        if !meta.file_type().is_block_device() {
+            return Err(StorageError::NotBlockDevice { path: path.to_owned() });
+        }
+        let mut inner = FileIo::open(path, None, direct)?;
+        // A block device's metadata length is 0: seek to the end for its size.
+        let size = {
+            use std::io::{Seek, SeekFrom};
+            let mut f = &inner.file;
+            f.seek(SeekFrom::End(0)).map_err(|e| inner.io_err(e))?
+        };
+        inner.size = size - size % 512;
+        Ok(BlockDev { inner })
+    }
+}
+
+impl Backstore for BlockDev {
+    fn kind(&self) -> BackstoreKind {
+        BackstoreKind::Block
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn size_bytes(&self) -> u64 {
+        self.inner.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> Result<(), StorageError> {
+        self.inner.write_at(buf, offset, fua)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        self.inner.flush()
+    }
+    fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {
+        check_range(offset, len as usize, self.inner.size)?;
+        zero_fill(self, offset, len)
+    }
+}
+
+/// What a LUN is backed by, as written in configuration files and on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackstoreSpec {
+    Ramdisk { size: u64 },
+    Fileio { path: PathBuf, size: Option<u64>, #[serde(default)] direct: bool },
+    Block { path: PathBuf, #[serde(default)] direct: bool },
+}
+
+/// Opens the backstore a spec describes.
+pub fn open_backstore(spec: &BackstoreSpec) -> Result<Box<dyn Backstore>, StorageError> {
+    Ok(match spec {
+        BackstoreSpec::Ramdisk { size } => Box::new(RamDisk::new(*size)?),
+        BackstoreSpec::Fileio { path, size, direct } => Box::new(FileIo::open(path, *size, *direct)?),
+        BackstoreSpec::Block { path, direct } => Box::new(BlockDev::open(path, *direct)?),
+    })
+}
+
+/// Parses sizes like `1G`, `256M`, `512k`, `4096` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64, StorageError> {
+    let t = text.trim();
+    let bad = || StorageError::BadSizeText(text.to_owned());
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1u64),
+        Some((i, _)) => {
+            let suffix = t[i..].trim_end_matches(['b', 'B']).trim_end_matches(['i']);
+            let m = match suffix.to_ascii_lowercase().as_str() {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1 << 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], m)
+        }
+    };
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramdisk_reads_zero_until_written_and_spans_chunks() {
+        let rd = RamDisk::new(4 * RAM_CHUNK as u64).unwrap();
+        let mut buf = vec![1u8; 4096];
+        rd.read_at(&mut buf, 0).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        assert_eq!(rd.resident_bytes(), 0);
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        let off = RAM_CHUNK as u64 - 4096;
+        rd.write_at(&data, off, false).unwrap();
+        let mut back = vec![0u8; 8192];
+        rd.read_at(&mut back, off).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(rd.resident_bytes(), 2 * RAM_CHUNK as u64);
+        rd.unmap(0, RAM_CHUNK as u64).unwrap();
+        assert!(!rd.is_mapped(0));
+        assert!(rd.is_mapped(RAM_CHUNK as u64));
+        assert!(rd.read_at(&mut back, 4 * RAM_CHUNK as u64 - 4096).is_err());
+    }
+
+    #[test]
+    fn fileio_round_trip_and_size() {
+        let dir = std::env::temp_dir().join(format!("iolab-fileio-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("lun.img");
+        let f = FileIo::open(&path, Some(1 << 20), false).unwrap();
+        assert_eq!(f.size_bytes(), 1 << 20);
+        f.write_at(&[7u8; 512], 4096, true).unwrap();
+        let mut b = [0u8; 512];
+        f.read_at(&mut b, 4096).unwrap();
+        assert_eq!(b, [7u8; 512]);
+        f.unmap(4096, 512).unwrap();
+        f.read_at(&mut b, 4096).unwrap();
+        assert_eq!(b, [0u8; 512]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12x").is_err());
+        assert!(parse_size("").is_err());
+    }
+}

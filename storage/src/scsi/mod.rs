@@ -1,0 +1,1031 @@
+//! SCSI block-command emulation (SPC-4 / SBC-3) over a [`Backstore`].
+
+mod inquiry;
+mod mode;
+pub mod opcode;
+mod reservation;
+pub mod sense;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backstore::Backstore;
+use crate::error::StorageError;
+use inquiry::limits;
+pub use mode::ModeState;
+use opcode::{op, sai};
+pub use reservation::Access;
+use reservation::Reservations;
+pub use sense::{Asc, ScsiStatus, Sense, SenseKey};
+
+/// An I_T nexus: the initiator port (iSCSI name + ISID) as the LU sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NexusId {
+    pub initiator: Arc<str>,
+    pub isid: u64,
+}
+
+impl NexusId {
+    pub fn new(initiator: &str, isid: u64) -> Self {
+        NexusId { initiator: initiator.into(), isid }
+    }
+    /// The ",i,0x<ISID>" suffix of an iSCSI initiator port name.
+    pub fn port_suffix(&self) -> String {
+        format!(",i,0x{:012x}", self.isid)
+    }
+}
+
+/// The initiator side of a command, as the transport identifies it.
+#[derive(Debug, Clone)]
+pub struct Nexus {
+    pub id: NexusId,
+    pub initiator_name: String,
+}
+
+impl Nexus {
+    pub fn new(initiator_name: &str, isid: u64) -> Self {
+        Nexus { id: NexusId::new(initiator_name, isid), initiator_name: initiator_name.to_owned() }
+    }
+}
+
+/// Per-LU settings, as targetcli shows them under a backstore's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LuConfig {
+    pub block_size: u32,
+    pub read_only: bool,
+    /// Thin provisioning: UNMAP, WRITE SAME with UNMAP, LBPME in READ CAPACITY(16).
+    pub thin: bool,
+    pub removable: bool,
+    pub vendor: String,
+    pub product: String,
+    pub revision: String,
+    pub serial: String,
+    /// NAA IEEE Registered designator (type 6 NAA in the top nibble).
+    pub naa: u64,
+    /// SCSI name string of the target port (the target IQN), reported in VPD 0x83.
+    pub target_port_name: String,
+}
+
+impl Default for LuConfig {
+    fn default() -> Self {
+        LuConfig {
+            block_size: 512,
+            read_only: false,
+            thin: true,
+            removable: false,
+            vendor: "IOLAB".into(),
+            product: "VIRTUAL-DISK".into(),
+            revision: "0001".into(),
+            serial: "00000000".into(),
+            naa: 0x6001_4050_0000_0000,
+            target_port_name: String::new(),
+        }
+    }
+}
+
+/// What a command produced: status, Data-In bytes and (with CHECK CONDITION) encoded sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiResponse {
+    pub status: ScsiStatus,
+    pub data: Vec<u8>,
+    pub sense: Option<Vec<u8>>,
+}
+
+impl ScsiResponse {
+    pub fn good(data: Vec<u8>) -> Self {
+        ScsiResponse { status: ScsiStatus::Good, data, sense: None }
+    }
+    pub fn status(status: ScsiStatus) -> Self {
+        ScsiResponse { status, data: Vec::new(), sense: None }
+    }
+    pub fn check(sense: &Sense, descriptor: bool) -> Self {
+        ScsiResponse {
+            status: ScsiStatus::CheckCondition,
+            data: Vec::new(),
+            sense: Some(sense.encode(descriptor)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LuState {
+    mode: ModeState,
+    res: Reservations,
+    unit_attention: Vec<(NexusId, Asc)>,
+    prevent: HashSet<NexusId>,
+    stopped: bool,
+}
+
+impl LuState {
+    /// Whether any command needs the locked path (reservations, attentions, stopped).
+    fn quiet(&self) -> bool {
+        self.res.is_empty() && self.unit_attention.is_empty() && !self.stopped && !self.mode.swp && self.mode.wce
+    }
+}
+
+/// A logical unit: the command emulation plus its backstore.
+pub struct LogicalUnit {
+    cfg: LuConfig,
+    store: Box<dyn Backstore>,
+    state: Mutex<LuState>,
+    /// Mirrors `!state.quiet()` so the data path takes no lock when nothing special is set.
+    slow: AtomicBool,
+    /// Serializes read-modify-write commands (COMPARE AND WRITE, ORWRITE).
+    atomic: Mutex<()>,
+}
+
+type CmdResult = Result<ScsiResponse, Sense>;
+
+fn be16(b: &[u8]) -> u64 {
+    u16::from_be_bytes([b[0], b[1]]) as u64
+}
+fn be32(b: &[u8]) -> u64 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64
+}
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Truncates Data-In to the CDB's allocation length.
+fn alloc(mut data: Vec<u8>, len: u64) -> Vec<u8> {
+    data.truncate(len as usize);
+    data
+}
+
+/// The minimum CDB length of an opcode's group (SPC-4 4.2.5.1).
+pub fn cdb_len(opcode: u8) -> usize {
+    match opcode >> 5 {
+        0 => 6,
+        1 | 2 => 10,
+        4 => 16,
+        5 => 12,
+        _ => 16,
+    }
+}
+
+fn access_of(opcode: u8) -> Access {
+    match opcode {
+        op::INQUIRY
+        | op::REPORT_LUNS
+        | op::REQUEST_SENSE
+        | op::PERSISTENT_RESERVE_IN
+        | op::PERSISTENT_RESERVE_OUT
+        | op::MAINTENANCE_IN
+        | op::TEST_UNIT_READY
+        | op::READ_CAPACITY_10
+        | op::RELEASE_6
+        | op::RESERVE_6 => Access::None,
+        op::READ_6
+        | op::READ_10
+        | op::READ_12
+        | op::READ_16
+        | op::VERIFY_10
+        | op::VERIFY_12
+        | op::VERIFY_16
+        | op::PREFETCH_10
+        | op::PREFETCH_16
+        | op::MODE_SENSE_6
+        | op::MODE_SENSE_10
+        | op::READ_DEFECT_DATA_10
+        | op::READ_DEFECT_DATA_12
+        | op::SERVICE_ACTION_IN_16
+        | op::RECEIVE_COPY_RESULTS => Access::Read,
+        _ => Access::Write,
+    }
+}
+
+/// Commands that report rather than consume a pending unit attention (SAM-5 5.14).
+fn ua_exempt(opcode: u8) -> bool {
+    matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE)
+}
+
+impl LogicalUnit {
+    pub fn new(store: Box<dyn Backstore>, cfg: LuConfig) -> Result<Self, StorageError> {
+        let bs = cfg.block_size;
+        if !matches!(bs, 512 | 1024 | 2048 | 4096) || store.size_bytes() < bs as u64 {
+            return Err(StorageError::BadSize(store.size_bytes(), bs));
+        }
+        Ok(LogicalUnit {
+            cfg,
+            store,
+            state: Mutex::new(LuState::default()),
+            slow: AtomicBool::new(false),
+            atomic: Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &LuConfig {
+        &self.cfg
+    }
+    pub fn backstore(&self) -> &dyn Backstore {
+        &*self.store
+    }
+    pub fn block_size(&self) -> u32 {
+        self.cfg.block_size
+    }
+    pub fn num_blocks(&self) -> u64 {
+        self.store.size_bytes() / self.cfg.block_size as u64
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LuState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn update(&self, st: &LuState) {
+        self.slow.store(!st.quiet(), Ordering::Release);
+    }
+    fn mode_state(&self) -> ModeState {
+        self.lock().mode
+    }
+    fn set_mode_state(&self, m: ModeState) {
+        let mut st = self.lock();
+        st.mode = m;
+        self.update(&st);
+    }
+    fn descriptor_sense(&self) -> bool {
+        self.lock().mode.d_sense
+    }
+    fn write_protected(&self) -> bool {
+        self.cfg.read_only || (self.slow.load(Ordering::Acquire) && self.lock().mode.swp)
+    }
+
+    /// Queues a unit attention for each listed nexus.
+    pub fn add_unit_attention(&self, nexuses: &[NexusId], asc: Asc) {
+        let mut st = self.lock();
+        for n in nexuses {
+            st.unit_attention.retain(|(x, a)| !(x == n && *a == asc));
+            st.unit_attention.push((n.clone(), asc));
+        }
+        self.update(&st);
+    }
+
+    /// LOGICAL UNIT RESET (and target resets): SPC-2 reservations and
+    /// PREVENT state go, every nexus sees a unit attention.
+    pub fn reset(&self, nexuses: &[NexusId]) {
+        let mut st = self.lock();
+        st.res.release6_all();
+        st.prevent.clear();
+        st.stopped = false;
+        for n in nexuses {
+            st.unit_attention.retain(|(x, _)| x != n);
+            st.unit_attention.push((n.clone(), Asc::BUS_DEVICE_RESET));
+        }
+        self.update(&st);
+    }
+
+    /// I_T nexus loss (logout or a dropped session): its SPC-2 reservation and
+    /// PREVENT go; persistent reservations stay.
+    pub fn nexus_lost(&self, nexus: &NexusId) {
+        let mut st = self.lock();
+        st.res.nexus_lost(nexus);
+        st.prevent.remove(nexus);
+        st.unit_attention.retain(|(x, _)| x != nexus);
+        self.update(&st);
+    }
+
+    /// Executes one command. `data_out` holds what the initiator sent.
+    pub fn execute(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+        if cdb.is_empty() || cdb.len() < cdb_len(cdb[0]) {
+            return ScsiResponse::check(&Sense::illegal(Asc::INVALID_OPCODE), false);
+        }
+        let opcode = cdb[0];
+        if self.slow.load(Ordering::Acquire) {
+            let mut st = self.lock();
+            if !ua_exempt(opcode) {
+                if let Some(i) = st.unit_attention.iter().position(|(n, _)| n == &nexus.id) {
+                    let (_, asc) = st.unit_attention.remove(i);
+                    let d = st.mode.d_sense;
+                    self.update(&st);
+                    return ScsiResponse::check(&Sense::new(SenseKey::UnitAttention, asc), d);
+                }
+            }
+            if let Err((status, sense)) = st.res.check(nexus, access_of(opcode), opcode == op::RELEASE_6) {
+                let d = st.mode.d_sense;
+                return match sense {
+                    Some(s) => ScsiResponse::check(&s, d),
+                    None => ScsiResponse::status(status),
+                };
+            }
+            if st.stopped && access_of(opcode) != Access::None && !matches!(opcode, op::START_STOP_UNIT) {
+                let d = st.mode.d_sense;
+                return ScsiResponse::check(&Sense::new(SenseKey::NotReady, Asc(0x04, 0x02)), d);
+            }
+        }
+        match self.dispatch(nexus, cdb, data_out) {
+            Ok(r) => r,
+            Err(sense) => ScsiResponse::check(&sense, self.descriptor_sense()),
+        }
+    }
+
+    fn dispatch(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> CmdResult {
+        let opcode = cdb[0];
+        match opcode {
+            op::TEST_UNIT_READY => Ok(ScsiResponse::good(Vec::new())),
+            op::READ_6 => {
+                let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
+                let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
+                self.read(lba, n, 0)
+            }
+            op::READ_10 => self.read(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1]),
+            op::READ_12 => self.read(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1]),
+            op::READ_16 => self.read(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1]),
+            op::WRITE_6 => {
+                let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
+                let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
+                self.write(lba, n, 0, data_out)
+            }
+            op::WRITE_10 | op::WRITE_VERIFY_10 => self.write(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out),
+            op::WRITE_12 | op::WRITE_VERIFY_12 => self.write(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1], data_out),
+            op::WRITE_16 | op::WRITE_VERIFY_16 | op::WRITE_ATOMIC_16 => {
+                let n = if opcode == op::WRITE_ATOMIC_16 { be16(&cdb[12..]) } else { be32(&cdb[10..]) };
+                if opcode == op::WRITE_ATOMIC_16 && n > limits::MAX_ATOMIC_TRANSFER as u64 {
+                    return Err(Sense::invalid_cdb(12, None));
+                }
+                let _g = (opcode == op::WRITE_ATOMIC_16).then(|| self.atomic.lock());
+                self.write(be64(&cdb[2..]), n, cdb[1], data_out)
+            }
+            op::VERIFY_10 => self.verify(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out),
+            op::VERIFY_12 => self.verify(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1], data_out),
+            op::VERIFY_16 => self.verify(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out),
+            op::ORWRITE_16 => self.orwrite(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out),
+            op::COMPARE_AND_WRITE => self.compare_and_write(be64(&cdb[2..]), cdb[13] as u64, cdb[1], data_out),
+            op::PREFETCH_10 => self.range_only(be32(&cdb[2..]), be16(&cdb[7..])),
+            op::PREFETCH_16 => self.range_only(be64(&cdb[2..]), be32(&cdb[10..])),
+            op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => {
+                let (lba, n) = if opcode == op::SYNCHRONIZE_CACHE_10 {
+                    (be32(&cdb[2..]), be16(&cdb[7..]))
+                } else {
+                    (be64(&cdb[2..]), be32(&cdb[10..]))
+                };
+                self.check_range(lba, n)?;
+                self.store.flush().map_err(|_| Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR))?;
+                Ok(ScsiResponse::good(Vec::new()))
+            }
+            op::WRITE_SAME_10 => self.write_same(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out, false),
+            op::WRITE_SAME_16 => self.write_same(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out, true),
+            op::UNMAP => self.unmap(cdb, data_out),
+            op::INQUIRY => {
+                let evpd = cdb[1] & 0x01 != 0;
+                if cdb[1] & 0xfe != 0 {
+                    return Err(Sense::invalid_cdb(1, None));
+                }
+                let len = be16(&cdb[3..]);
+                let data = if evpd {
+                    self.vpd_page(cdb[2])?
+                } else if cdb[2] != 0 {
+                    return Err(Sense::invalid_cdb(2, None));
+                } else {
+                    self.standard_inquiry()
+                };
+                Ok(ScsiResponse::good(alloc(data, len)))
+            }
+            op::REQUEST_SENSE => {
+                let desc = cdb[1] & 0x01 != 0;
+                let mut st = self.lock();
+                let sense = match st.unit_attention.iter().position(|(n, _)| n == &nexus.id) {
+                    Some(i) => {
+                        let (_, asc) = st.unit_attention.remove(i);
+                        Sense::new(SenseKey::UnitAttention, asc)
+                    }
+                    None => Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL),
+                };
+                self.update(&st);
+                Ok(ScsiResponse::good(alloc(sense.encode(desc), cdb[4] as u64)))
+            }
+            op::READ_CAPACITY_10 => {
+                let last = self.num_blocks() - 1;
+                let mut d = (last.min(0xFFFF_FFFF) as u32).to_be_bytes().to_vec();
+                d.extend_from_slice(&self.block_size().to_be_bytes());
+                Ok(ScsiResponse::good(d))
+            }
+            op::SERVICE_ACTION_IN_16 => match (cdb[1] & 0x1f) as u16 {
+                sai::READ_CAPACITY_16 => {
+                    let mut d = vec![0u8; 32];
+                    d[0..8].copy_from_slice(&(self.num_blocks() - 1).to_be_bytes());
+                    d[8..12].copy_from_slice(&self.block_size().to_be_bytes());
+                    if self.cfg.thin {
+                        d[14] = 0x80 | 0x40; // LBPME LBPRZ
+                    }
+                    Ok(ScsiResponse::good(alloc(d, be32(&cdb[10..]))))
+                }
+                sai::GET_LBA_STATUS => self.get_lba_status(be64(&cdb[2..]), be32(&cdb[10..])),
+                _ => Err(Sense::invalid_cdb(1, Some(4))),
+            },
+            op::MODE_SENSE_6 => Ok(ScsiResponse::good(alloc(self.mode_sense(cdb, false)?, cdb[4] as u64))),
+            op::MODE_SENSE_10 => Ok(ScsiResponse::good(alloc(self.mode_sense(cdb, true)?, be16(&cdb[7..])))),
+            op::MODE_SELECT_6 => {
+                let len = (cdb[4] as usize).min(data_out.len());
+                self.mode_select(cdb, false, &data_out[..len])?;
+                Ok(ScsiResponse::good(Vec::new()))
+            }
+            op::MODE_SELECT_10 => {
+                let len = (be16(&cdb[7..]) as usize).min(data_out.len());
+                self.mode_select(cdb, true, &data_out[..len])?;
+                Ok(ScsiResponse::good(Vec::new()))
+            }
+            op::START_STOP_UNIT => {
+                let power = cdb[4] >> 4;
+                let loej = cdb[4] & 0x02 != 0;
+                let start = cdb[4] & 0x01 != 0;
+                let mut st = self.lock();
+                if power == 0 {
+                    if loej && !start && !st.prevent.is_empty() {
+                        let d = st.mode.d_sense;
+                        drop(st);
+                        return Ok(ScsiResponse::check(
+                            &Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED),
+                            d,
+                        ));
+                    }
+                    st.stopped = !start && self.cfg.removable && loej;
+                }
+                self.update(&st);
+                Ok(ScsiResponse::good(Vec::new()))
+            }
+            op::PREVENT_ALLOW => {
+                let mut st = self.lock();
+                if cdb[4] & 0x03 != 0 {
+                    st.prevent.insert(nexus.id.clone());
+                } else {
+                    st.prevent.remove(&nexus.id);
+                }
+                Ok(ScsiResponse::good(Vec::new()))
+            }
+            op::RESERVE_6 | op::RELEASE_6 => {
+                let mut st = self.lock();
+                let r = if opcode == op::RESERVE_6 { st.res.reserve6(nexus) } else { st.res.release6(nexus) };
+                self.update(&st);
+                Ok(match r {
+                    Ok(()) => ScsiResponse::good(Vec::new()),
+                    Err((status, _)) => ScsiResponse::status(status),
+                })
+            }
+            op::PERSISTENT_RESERVE_IN => {
+                let st = self.lock();
+                let d = st.res.persistent_in(cdb)?;
+                Ok(ScsiResponse::good(alloc(d, be16(&cdb[7..]))))
+            }
+            op::PERSISTENT_RESERVE_OUT => {
+                let mut st = self.lock();
+                let r = st.res.persistent_out(nexus, cdb, data_out);
+                let out = match r {
+                    Ok(notices) => {
+                        for (n, asc) in notices {
+                            st.unit_attention.push((n, asc));
+                        }
+                        Ok(ScsiResponse::good(Vec::new()))
+                    }
+                    Err((_, Some(sense))) => Err(sense),
+                    Err((status, None)) => Ok(ScsiResponse::status(status)),
+                };
+                self.update(&st);
+                out
+            }
+            op::MAINTENANCE_IN if (cdb[1] & 0x1f) as u16 == opcode::mi::REPORT_SUPPORTED_OPCODES => {
+                let rctd = cdb[2] & 0x80 != 0;
+                let d = opcode::report_supported(cdb[2] & 0x07, rctd, cdb[3], be16(&cdb[4..]) as u16)
+                    .map_err(|b| Sense::invalid_cdb(b, None))?;
+                Ok(ScsiResponse::good(alloc(d, be32(&cdb[6..]))))
+            }
+            op::READ_DEFECT_DATA_10 => {
+                let fmt = cdb[2] & 0x1f;
+                Ok(ScsiResponse::good(alloc(vec![0, fmt & 0x07, 0, 0], be16(&cdb[7..]))))
+            }
+            op::READ_DEFECT_DATA_12 => {
+                let fmt = cdb[1] & 0x1f;
+                Ok(ScsiResponse::good(alloc(vec![0, fmt & 0x07, 0, 0, 0, 0, 0, 0], be32(&cdb[6..]))))
+            }
+            op::SANITIZE => self.sanitize(cdb, data_out),
+            op::REPORT_LUNS => Ok(report_luns(&[0], cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false))),
+            _ => Err(Sense::illegal(Asc::INVALID_OPCODE)),
+        }
+    }
+
+    fn check_range(&self, lba: u64, n: u64) -> Result<(), Sense> {
+        let total = self.num_blocks();
+        match lba.checked_add(n) {
+            Some(end) if end <= total && lba < total => Ok(()),
+            Some(_) if n == 0 && lba < total => Ok(()),
+            _ => Err(Sense::illegal(Asc::LBA_OUT_OF_RANGE)),
+        }
+    }
+
+    fn check_transfer(&self, n: u64, len_byte: u16) -> Result<(), Sense> {
+        if n > limits::MAX_TRANSFER as u64 {
+            return Err(Sense::invalid_cdb(len_byte, None));
+        }
+        Ok(())
+    }
+
+    fn range_only(&self, lba: u64, n: u64) -> CmdResult {
+        self.check_range(lba, n)?;
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn medium_error_read(_e: StorageError) -> Sense {
+        Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR)
+    }
+    fn medium_error_write(_e: StorageError) -> Sense {
+        Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR)
+    }
+
+    fn read(&self, lba: u64, n: u64, flags: u8) -> CmdResult {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        self.check_range(lba, n)?;
+        self.check_transfer(n, 7)?;
+        let bs = self.block_size() as u64;
+        let mut data = vec![0u8; (n * bs) as usize];
+        self.store.read_at(&mut data, lba * bs).map_err(Self::medium_error_read)?;
+        Ok(ScsiResponse::good(data))
+    }
+
+    /// Reads `n` blocks at `lba` into a caller's buffer (the transport's zero-copy path).
+    pub fn read_into(&self, lba: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        self.store.read_at(buf, lba * self.block_size() as u64)
+    }
+
+    fn check_writable(&self) -> Result<(), Sense> {
+        if self.write_protected() {
+            return Err(Sense::new(SenseKey::DataProtect, Asc::WRITE_PROTECTED));
+        }
+        Ok(())
+    }
+
+    /// Force unit access: the FUA bit, or every write while the write cache is disabled.
+    fn fua(&self, flags: u8) -> bool {
+        flags & 0x08 != 0 || (self.slow.load(Ordering::Acquire) && !self.lock().mode.wce)
+    }
+
+    fn write(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        self.check_range(lba, n)?;
+        self.check_transfer(n, 7)?;
+        self.check_writable()?;
+        let bs = self.block_size() as u64;
+        // With an iSCSI Expected Data Transfer Length short of the CDB's, only
+        // the whole blocks that arrived are written (the transport reports the overflow).
+        let len = ((n * bs) as usize).min(data.len() / bs as usize * bs as usize);
+        if len > 0 {
+            self.store.write_at(&data[..len], lba * bs, self.fua(flags)).map_err(Self::medium_error_write)?;
+        }
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn verify(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        let bytchk = (flags >> 1) & 0x03;
+        if bytchk == 2 {
+            return Err(Sense::invalid_cdb(1, Some(2)));
+        }
+        self.check_range(lba, n)?;
+        self.check_transfer(n, 7)?;
+        if bytchk == 0 || n == 0 {
+            return Ok(ScsiResponse::good(Vec::new()));
+        }
+        let bs = self.block_size() as usize;
+        let len = n as usize * bs;
+        let mut medium = vec![0u8; len];
+        self.store.read_at(&mut medium, lba * bs as u64).map_err(Self::medium_error_read)?;
+        let expected: Vec<u8> = if bytchk == 3 {
+            if data.len() < bs {
+                return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+            }
+            data[..bs].repeat(n as usize)
+        } else {
+            if data.len() < len {
+                return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+            }
+            data[..len].to_vec()
+        };
+        match medium.iter().zip(&expected).position(|(a, b)| a != b) {
+            None => Ok(ScsiResponse::good(Vec::new())),
+            Some(off) => Err(Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
+                .with_information(off as u64)),
+        }
+    }
+
+    fn compare_and_write(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        if n > limits::MAX_COMPARE_AND_WRITE as u64 {
+            return Err(Sense::invalid_cdb(13, None));
+        }
+        self.check_range(lba, n)?;
+        self.check_writable()?;
+        if n == 0 {
+            return Ok(ScsiResponse::good(Vec::new()));
+        }
+        let bs = self.block_size() as usize;
+        let len = n as usize * bs;
+        if data.len() != 2 * len {
+            return Err(Sense::invalid_cdb(13, None));
+        }
+        let _g = self.atomic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut medium = vec![0u8; len];
+        self.store.read_at(&mut medium, lba * bs as u64).map_err(Self::medium_error_read)?;
+        if let Some(off) = medium.iter().zip(&data[..len]).position(|(a, b)| a != b) {
+            return Err(Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
+                .with_information(off as u64));
+        }
+        self.store
+            .write_at(&data[len..], lba * bs as u64, self.fua(flags))
+            .map_err(Self::medium_error_write)?;
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn orwrite(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        self.check_range(lba, n)?;
+        self.check_transfer(n, 10)?;
+        self.check_writable()?;
+        let bs = self.block_size() as usize;
+        let len = n as usize * bs;
+        if data.len() < len {
+            return Err(Sense::invalid_cdb(10, None));
+        }
+        let _g = self.atomic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut medium = vec![0u8; len];
+        self.store.read_at(&mut medium, lba * bs as u64).map_err(Self::medium_error_read)?;
+        for (m, d) in medium.iter_mut().zip(&data[..len]) {
+            *m |= *d;
+        }
+        self.store.write_at(&medium, lba * bs as u64, self.fua(flags)).map_err(Self::medium_error_write)?;
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn write_same(&self, lba: u64, n: u64, flags: u8, data: &[u8], sixteen: bool) -> CmdResult {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        if flags & 0x10 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(4))); // ANCHOR: not supported
+        }
+        let unmap = flags & 0x08 != 0;
+        let ndob = sixteen && flags & 0x01 != 0;
+        if unmap && !self.cfg.thin {
+            return Err(Sense::invalid_cdb(1, Some(3)));
+        }
+        let total = self.num_blocks();
+        let n = if n == 0 { total.saturating_sub(lba) } else { n };
+        self.check_range(lba, n)?;
+        if n > limits::MAX_WRITE_SAME {
+            return Err(Sense::invalid_cdb(if sixteen { 10 } else { 7 }, None));
+        }
+        self.check_writable()?;
+        let bs = self.block_size() as usize;
+        let block: Vec<u8> = if ndob {
+            vec![0u8; bs]
+        } else {
+            if data.len() != bs {
+                return Err(Sense::invalid_cdb(if sixteen { 10 } else { 7 }, None));
+            }
+            data.to_vec()
+        };
+        let offset = lba * bs as u64;
+        if unmap && block.iter().all(|&b| b == 0) {
+            self.store.unmap(offset, n * bs as u64).map_err(Self::medium_error_write)?;
+            return Ok(ScsiResponse::good(Vec::new()));
+        }
+        let per = (1usize << 20) / bs;
+        let buf = block.repeat(per.min(n as usize).max(1));
+        let mut done = 0u64;
+        while done < n {
+            let k = (n - done).min(per as u64) as usize;
+            self.store
+                .write_at(&buf[..k * bs], offset + done * bs as u64, false)
+                .map_err(Self::medium_error_write)?;
+            done += k as u64;
+        }
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn unmap(&self, cdb: &[u8], data: &[u8]) -> CmdResult {
+        if !self.cfg.thin {
+            return Err(Sense::illegal(Asc::INVALID_OPCODE));
+        }
+        if cdb[1] & 0x01 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(0))); // ANCHOR
+        }
+        self.check_writable()?;
+        let plen = (be16(&cdb[7..]) as usize).min(data.len());
+        if plen == 0 {
+            return Ok(ScsiResponse::good(Vec::new()));
+        }
+        if plen < 8 {
+            return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+        }
+        let p = &data[..plen];
+        let bdl = (be16(&p[2..]) as usize).min(plen - 8);
+        let count = bdl / 16;
+        if count as u32 > limits::MAX_UNMAP_DESCRIPTORS {
+            return Err(Sense::invalid_param(2, None));
+        }
+        let descs: Vec<(u64, u64)> =
+            (0..count).map(|i| (be64(&p[8 + i * 16..]), be32(&p[16 + i * 16..]))).collect();
+        for (i, &(lba, n)) in descs.iter().enumerate() {
+            if n > limits::MAX_UNMAP_LBA_COUNT as u64 {
+                return Err(Sense::invalid_param((16 + i * 16) as u16, None));
+            }
+            self.check_range(lba, n)?;
+        }
+        let bs = self.block_size() as u64;
+        for (lba, n) in descs {
+            if n > 0 {
+                self.store.unmap(lba * bs, n * bs).map_err(Self::medium_error_write)?;
+            }
+        }
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn get_lba_status(&self, lba: u64, alloc_len: u64) -> CmdResult {
+        let total = self.num_blocks();
+        if lba >= total {
+            return Err(Sense::illegal(Asc::LBA_OUT_OF_RANGE));
+        }
+        let bs = self.block_size() as u64;
+        let mapped = |b: u64| self.store.is_mapped(b * bs);
+        let max_desc = (alloc_len.saturating_sub(8) / 16).clamp(1, 64);
+        let mut descs = Vec::new();
+        let mut start = lba;
+        // Scan granule: RAMDISK allocates in chunks; step by a chunk's worth of blocks.
+        let step = (crate::backstore::RAM_CHUNK as u64 / bs).max(1);
+        while start < total && (descs.len() as u64) < max_desc {
+            let state = mapped(start);
+            let mut end = (start / step + 1) * step;
+            while end < total && mapped(end) == state && end - start < u32::MAX as u64 - step {
+                end += step;
+            }
+            let end = end.min(total);
+            descs.push((start, end - start, if state { 0u8 } else { 1u8 }));
+            start = end;
+        }
+        let mut d = vec![0u8; 8];
+        for (l, n, s) in &descs {
+            d.extend_from_slice(&l.to_be_bytes());
+            d.extend_from_slice(&(*n as u32).to_be_bytes());
+            d.push(*s);
+            d.extend_from_slice(&[0, 0, 0]);
+        }
+        let len = (d.len() - 4) as u32;
+        d[0..4].copy_from_slice(&len.to_be_bytes());
+        Ok(ScsiResponse::good(alloc(d, alloc_len)))
+    }
+
+    fn sanitize(&self, cdb: &[u8], data: &[u8]) -> CmdResult {
+        use opcode::sanitize as sa;
+        let action = (cdb[1] & 0x1f) as u16;
+        let plen = be16(&cdb[7..]) as usize;
+        if cdb[2..7].iter().any(|&b| b != 0) {
+            return Err(Sense::invalid_cdb(2, None));
+        }
+        match action {
+            sa::OVERWRITE => {
+                if plen < 5 || data.len() < plen {
+                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+                }
+                let pat_len = be16(&data[2..]) as usize;
+                let bs = self.block_size() as usize;
+                if pat_len == 0 || pat_len > bs || pat_len + 4 != plen || data[0] & 0x1f == 0 {
+                    return Err(Sense::invalid_param(2, None));
+                }
+                if data[1] != 0 {
+                    return Err(Sense::invalid_param(1, None));
+                }
+                self.check_writable()?;
+                let pattern = &data[4..4 + pat_len];
+                let mut block = vec![0u8; bs];
+                for (i, b) in block.iter_mut().enumerate() {
+                    *b = pattern[i % pat_len];
+                }
+                if data[0] & 0x80 != 0 {
+                    for b in block.iter_mut() {
+                        *b = !*b;
+                    }
+                }
+                self.fill(&block)?;
+            }
+            sa::BLOCK_ERASE => {
+                if plen != 0 {
+                    return Err(Sense::invalid_cdb(7, None));
+                }
+                self.check_writable()?;
+                let size = self.store.size_bytes();
+                self.store.unmap(0, size).map_err(Self::medium_error_write)?;
+            }
+            sa::EXIT_FAILURE_MODE => {
+                if plen != 0 {
+                    return Err(Sense::invalid_cdb(7, None));
+                }
+            }
+            _ => return Err(Sense::invalid_cdb(1, Some(4))),
+        }
+        Ok(ScsiResponse::good(Vec::new()))
+    }
+
+    fn fill(&self, block: &[u8]) -> Result<(), Sense> {
+        let bs = block.len();
+        let per = (1usize << 20) / bs;
+        let buf = block.repeat(per);
+        let total = self.num_blocks();
+        let mut done = 0u64;
+        while done < total {
+            let k = (total - done).min(per as u64) as usize;
+            self.store
+                .write_at(&buf[..k * bs], done * bs as u64, false)
+                .map_err(Self::medium_error_write)?;
+            done += k as u64;
+        }
+        Ok(())
+    }
+}
+
+/// How many Data-Out bytes a command's CDB asks for, for residual accounting.
+/// `None` for commands whose Data-Out size the transport need not check.
+pub fn data_out_len(cdb: &[u8], block_size: u32) -> Option<u64> {
+    let bs = block_size as u64;
+    let op = *cdb.first()?;
+    if cdb.len() < cdb_len(op) {
+        return None;
+    }
+    Some(match op {
+        op::WRITE_6 => (if cdb[4] == 0 { 256 } else { cdb[4] as u64 }) * bs,
+        op::WRITE_10 | op::WRITE_VERIFY_10 => be16(&cdb[7..]) * bs,
+        op::WRITE_12 | op::WRITE_VERIFY_12 => be32(&cdb[6..]) * bs,
+        op::WRITE_16 | op::WRITE_VERIFY_16 | op::ORWRITE_16 => be32(&cdb[10..]) * bs,
+        op::WRITE_ATOMIC_16 => be16(&cdb[12..]) * bs,
+        op::COMPARE_AND_WRITE => 2 * cdb[13] as u64 * bs,
+        _ => return None,
+    })
+}
+
+/// REPORT LUNS (SPC-4 6.33) for the LUNs a target maps.
+pub fn report_luns(luns: &[u64], cdb: &[u8]) -> Result<ScsiResponse, Sense> {
+    if cdb.len() < 12 {
+        return Err(Sense::illegal(Asc::INVALID_OPCODE));
+    }
+    let select = cdb[2];
+    if !matches!(select, 0x00 | 0x01 | 0x02) {
+        return Err(Sense::invalid_cdb(2, None));
+    }
+    let alloc_len = be32(&cdb[6..]);
+    if alloc_len < 16 {
+        return Err(Sense::invalid_cdb(6, None));
+    }
+    let list: Vec<u64> = if select == 0x01 { Vec::new() } else { luns.to_vec() };
+    let mut d = ((list.len() * 8) as u32).to_be_bytes().to_vec();
+    d.extend_from_slice(&[0, 0, 0, 0]);
+    for lun in list {
+        d.extend_from_slice(&encode_lun(lun));
+    }
+    Ok(ScsiResponse::good(alloc(d, alloc_len)))
+}
+
+/// SAM LUN encoding: peripheral addressing below 256, flat space addressing above.
+pub fn encode_lun(lun: u64) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    if lun < 256 {
+        b[1] = lun as u8;
+    } else {
+        b[0] = 0x40 | ((lun >> 8) & 0x3f) as u8;
+        b[1] = lun as u8;
+    }
+    b
+}
+
+/// Decodes the 8-byte LUN field of an iSCSI PDU.
+pub fn decode_lun(b: [u8; 8]) -> u64 {
+    match b[0] >> 6 {
+        0 => b[1] as u64,
+        1 => (((b[0] & 0x3f) as u64) << 8) | b[1] as u64,
+        _ => u64::MAX,
+    }
+}
+
+/// The reply for a command addressed to a LUN that is not mapped.
+pub fn unmapped_lun_response(cdb: &[u8]) -> ScsiResponse {
+    match cdb.first() {
+        Some(&op::INQUIRY) => {
+            let mut d = vec![0u8; 36];
+            d[0] = 0x7F; // peripheral qualifier 011b: no LU
+            d[2] = 0x06;
+            d[3] = 0x02;
+            d[4] = 31;
+            let len = if cdb.len() >= 5 { be16(&cdb[3..]) } else { 36 };
+            ScsiResponse::good(alloc(d, len))
+        }
+        Some(&op::REQUEST_SENSE) => {
+            let s = Sense::illegal(Asc::LU_NOT_SUPPORTED).fixed();
+            ScsiResponse::good(s)
+        }
+        _ => ScsiResponse::check(&Sense::illegal(Asc::LU_NOT_SUPPORTED), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backstore::RamDisk;
+
+    fn lu() -> LogicalUnit {
+        LogicalUnit::new(Box::new(RamDisk::new(8 << 20).unwrap()), LuConfig::default()).unwrap()
+    }
+    fn nexus(n: u64) -> Nexus {
+        Nexus::new("iqn.test:init", n)
+    }
+    fn asc_of(r: &ScsiResponse) -> (u8, u8, u8) {
+        let s = r.sense.as_ref().expect("sense");
+        (s[2] & 0x0f, s[12], s[13])
+    }
+
+    #[test]
+    fn write_then_read_back() {
+        let lu = lu();
+        let data = vec![0xA5u8; 1024];
+        let w = lu.execute(&nexus(1), &[0x2a, 0, 0, 0, 0, 8, 0, 0, 2, 0], &data);
+        assert_eq!(w.status, ScsiStatus::Good);
+        let r = lu.execute(&nexus(1), &[0x28, 0, 0, 0, 0, 8, 0, 0, 2, 0], &[]);
+        assert_eq!(r.data, data);
+    }
+
+    #[test]
+    fn out_of_range_and_bad_opcode() {
+        let lu = lu();
+        let last = (lu.num_blocks() as u32).to_be_bytes();
+        let r = lu.execute(&nexus(1), &[0x28, 0, last[0], last[1], last[2], last[3], 0, 0, 1, 0], &[]);
+        assert_eq!(asc_of(&r), (5, 0x21, 0));
+        let r = lu.execute(&nexus(1), &[0xC7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]);
+        assert_eq!(asc_of(&r), (5, 0x20, 0));
+    }
+
+    #[test]
+    fn compare_and_write_miscompare_reports_offset() {
+        let lu = lu();
+        let mut data = vec![0u8; 1024];
+        data[512 + 7] = 1; // new data
+        data[3] = 9; // compare half differs at byte 3
+        let cdb = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+        let r = lu.execute(&nexus(1), &cdb, &data);
+        assert_eq!(asc_of(&r), (0x0E, 0x1D, 0));
+        assert_eq!(r.sense.as_ref().unwrap()[6], 3);
+        data[3] = 0;
+        assert_eq!(lu.execute(&nexus(1), &cdb, &data).status, ScsiStatus::Good);
+    }
+
+    #[test]
+    fn reserve6_conflicts_across_nexuses_and_reset_releases() {
+        let lu = lu();
+        assert_eq!(lu.execute(&nexus(1), &[0x16, 0, 0, 0, 0, 0], &[]).status, ScsiStatus::Good);
+        let r = lu.execute(&nexus(2), &[0x00, 0, 0, 0, 0, 0], &[]);
+        assert_eq!(r.status, ScsiStatus::Good, "TUR is allowed");
+        let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
+        assert_eq!(r.status, ScsiStatus::ReservationConflict);
+        lu.reset(&[nexus(1).id, nexus(2).id]);
+        let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
+        assert_eq!(asc_of(&r), (6, 0x29, 0x03));
+        let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
+        assert_eq!(r.status, ScsiStatus::Good);
+    }
+
+    #[test]
+    fn persistent_write_exclusive_blocks_other_writers_only() {
+        let lu = lu();
+        let mut p = vec![0u8; 24];
+        p[8..16].copy_from_slice(&0xABu64.to_be_bytes());
+        let reg = [0x5f, 0x00, 0, 0, 0, 0, 0, 0, 24, 0];
+        assert_eq!(lu.execute(&nexus(1), &reg, &p).status, ScsiStatus::Good);
+        let mut k = vec![0u8; 24];
+        k[0..8].copy_from_slice(&0xABu64.to_be_bytes());
+        let res = [0x5f, 0x01, 0x01, 0, 0, 0, 0, 0, 24, 0];
+        assert_eq!(lu.execute(&nexus(1), &res, &k).status, ScsiStatus::Good);
+        let read = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        let write = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert_eq!(lu.execute(&nexus(2), &read, &[]).status, ScsiStatus::Good);
+        assert_eq!(lu.execute(&nexus(2), &write, &[0u8; 512]).status, ScsiStatus::ReservationConflict);
+        assert_eq!(lu.execute(&nexus(1), &write, &[0u8; 512]).status, ScsiStatus::Good);
+    }
+
+    #[test]
+    fn mode_select_sets_d_sense() {
+        let lu = lu();
+        let ms = lu.execute(&nexus(1), &[0x1a, 0x08, 0x0a, 0, 255, 0], &[]);
+        let mut param = ms.data.clone();
+        param[0] = 0;
+        param[4 + 2] |= 0x04;
+        let r = lu.execute(&nexus(1), &[0x15, 0x10, 0, 0, param.len() as u8, 0], &param);
+        assert_eq!(r.status, ScsiStatus::Good);
+        let r = lu.execute(&nexus(1), &[0xC7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]);
+        assert_eq!(r.sense.unwrap()[0], 0x72);
+    }
+}
