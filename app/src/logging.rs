@@ -26,7 +26,11 @@ pub fn init(console: bool, verbose: u8) {
     if console {
         let file = log_path().and_then(|p| {
             std::fs::create_dir_all(p.parent()?).ok()?;
-            std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
         });
         if let Some(f) = file {
             let _ = tracing_subscriber::fmt()
@@ -37,6 +41,9 @@ pub fn init(console: bool, verbose: u8) {
         }
         // Without a log file the console logs nothing rather than draw over the screen.
     } else {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
     }
 }

@@ -10,8 +10,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     let console_mode = args.command.is_none();
-    let _guard = logging::init(console_mode, args.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    logging::init(console_mode, args.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("iolab: cannot start the async runtime: {e}");

@@ -20,7 +20,10 @@ impl ChapCredentials {
     /// Parses `USER:SECRET`.
     pub fn parse(text: &str) -> Option<Self> {
         let (u, s) = text.split_once(':')?;
-        (!u.is_empty() && !s.is_empty()).then(|| ChapCredentials { user: u.into(), secret: s.into() })
+        (!u.is_empty() && !s.is_empty()).then(|| ChapCredentials {
+            user: u.into(),
+            secret: s.into(),
+        })
     }
 }
 
@@ -61,7 +64,10 @@ mod tests {
         let r = response(b'a', b"b", b"c");
         assert_eq!(
             r,
-            [0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1, 0x7f, 0x72]
+            [
+                0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1,
+                0x7f, 0x72
+            ]
         );
     }
 

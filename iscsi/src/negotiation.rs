@@ -44,7 +44,12 @@ pub struct KeyDef {
 }
 
 const fn k(name: &'static str, rule: Rule, scope: Scope, normal_only: bool) -> KeyDef {
-    KeyDef { name, rule, scope, normal_only }
+    KeyDef {
+        name,
+        rule,
+        scope,
+        normal_only,
+    }
 }
 
 const LEN: (u64, u64) = (512, 16_777_215);
@@ -53,34 +58,137 @@ const LEN: (u64, u64) = (512, 16_777_215);
 pub static KEYS: &[KeyDef] = &[
     k("HeaderDigest", Rule::List, Scope::Connection, false),
     k("DataDigest", Rule::List, Scope::Connection, false),
-    k("MaxConnections", Rule::Min { lo: 1, hi: 65535 }, Scope::LeadingOnly, true),
-    k("SendTargets", Rule::Declarative { numeric: None }, Scope::Declaration, false),
-    k("TargetName", Rule::Declarative { numeric: None }, Scope::Declaration, false),
-    k("InitiatorName", Rule::Declarative { numeric: None }, Scope::Declaration, false),
-    k("TargetAlias", Rule::Declarative { numeric: None }, Scope::Declaration, false),
-    k("InitiatorAlias", Rule::Declarative { numeric: None }, Scope::Declaration, false),
-    k("TargetAddress", Rule::Declarative { numeric: None }, Scope::Declaration, false),
-    k("TargetPortalGroupTag", Rule::Declarative { numeric: Some((0, 65535)) }, Scope::Declaration, false),
+    k(
+        "MaxConnections",
+        Rule::Min { lo: 1, hi: 65535 },
+        Scope::LeadingOnly,
+        true,
+    ),
+    k(
+        "SendTargets",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
+    k(
+        "TargetName",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
+    k(
+        "InitiatorName",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
+    k(
+        "TargetAlias",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
+    k(
+        "InitiatorAlias",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
+    k(
+        "TargetAddress",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
+    k(
+        "TargetPortalGroupTag",
+        Rule::Declarative {
+            numeric: Some((0, 65535)),
+        },
+        Scope::Declaration,
+        false,
+    ),
     k("InitialR2T", Rule::Or, Scope::LeadingOnly, true),
     k("ImmediateData", Rule::And, Scope::LeadingOnly, true),
-    k("MaxRecvDataSegmentLength", Rule::Declarative { numeric: Some(LEN) }, Scope::Connection, false),
-    k("MaxBurstLength", Rule::Min { lo: LEN.0, hi: LEN.1 }, Scope::LeadingOnly, true),
-    k("FirstBurstLength", Rule::Min { lo: LEN.0, hi: LEN.1 }, Scope::LeadingOnly, true),
-    k("DefaultTime2Wait", Rule::Max { lo: 0, hi: 3600 }, Scope::LeadingOnly, false),
-    k("DefaultTime2Retain", Rule::Min { lo: 0, hi: 3600 }, Scope::LeadingOnly, false),
-    k("MaxOutstandingR2T", Rule::Min { lo: 1, hi: 65535 }, Scope::LeadingOnly, true),
+    k(
+        "MaxRecvDataSegmentLength",
+        Rule::Declarative { numeric: Some(LEN) },
+        Scope::Connection,
+        false,
+    ),
+    k(
+        "MaxBurstLength",
+        Rule::Min {
+            lo: LEN.0,
+            hi: LEN.1,
+        },
+        Scope::LeadingOnly,
+        true,
+    ),
+    k(
+        "FirstBurstLength",
+        Rule::Min {
+            lo: LEN.0,
+            hi: LEN.1,
+        },
+        Scope::LeadingOnly,
+        true,
+    ),
+    k(
+        "DefaultTime2Wait",
+        Rule::Max { lo: 0, hi: 3600 },
+        Scope::LeadingOnly,
+        false,
+    ),
+    k(
+        "DefaultTime2Retain",
+        Rule::Min { lo: 0, hi: 3600 },
+        Scope::LeadingOnly,
+        false,
+    ),
+    k(
+        "MaxOutstandingR2T",
+        Rule::Min { lo: 1, hi: 65535 },
+        Scope::LeadingOnly,
+        true,
+    ),
     k("DataPDUInOrder", Rule::Or, Scope::LeadingOnly, true),
     k("DataSequenceInOrder", Rule::Or, Scope::LeadingOnly, true),
-    k("ErrorRecoveryLevel", Rule::Min { lo: 0, hi: 2 }, Scope::LeadingOnly, false),
-    k("SessionType", Rule::Declarative { numeric: None }, Scope::Declaration, false),
+    k(
+        "ErrorRecoveryLevel",
+        Rule::Min { lo: 0, hi: 2 },
+        Scope::LeadingOnly,
+        false,
+    ),
+    k(
+        "SessionType",
+        Rule::Declarative { numeric: None },
+        Scope::Declaration,
+        false,
+    ),
     // RFC 3720 keys obsoleted by RFC 7143; answered so older initiators proceed.
     k("IFMarker", Rule::And, Scope::Connection, false),
     k("OFMarker", Rule::And, Scope::Connection, false),
-    k("OFMarkInt", Rule::Declarative { numeric: None }, Scope::Connection, false),
-    k("IFMarkInt", Rule::Declarative { numeric: None }, Scope::Connection, false),
+    k(
+        "OFMarkInt",
+        Rule::Declarative { numeric: None },
+        Scope::Connection,
+        false,
+    ),
+    k(
+        "IFMarkInt",
+        Rule::Declarative { numeric: None },
+        Scope::Connection,
+        false,
+    ),
     // RFC 7143 additions.
     k("TaskReporting", Rule::List, Scope::LeadingOnly, true),
-    k("iSCSIProtocolLevel", Rule::Min { lo: 0, hi: 31 }, Scope::LeadingOnly, false),
+    k(
+        "iSCSIProtocolLevel",
+        Rule::Min { lo: 0, hi: 31 },
+        Scope::LeadingOnly,
+        false,
+    ),
 ];
 
 pub fn key_def(name: &str) -> Option<&'static KeyDef> {
@@ -224,14 +332,27 @@ impl Preferences {
                 let Some(v) = parse_number(value).filter(|v| (lo..=hi).contains(v)) else {
                     return reject;
                 };
-                let ours = self.ours(def.name).and_then(|o| parse_number(&o)).unwrap_or(v);
-                let r = if matches!(def.rule, Rule::Min { .. }) { v.min(ours) } else { v.max(ours) };
+                let ours = self
+                    .ours(def.name)
+                    .and_then(|o| parse_number(&o))
+                    .unwrap_or(v);
+                let r = if matches!(def.rule, Rule::Min { .. }) {
+                    v.min(ours)
+                } else {
+                    v.max(ours)
+                };
                 r.to_string()
             }
             Rule::Or | Rule::And => {
-                let Some(v) = yes_no(value) else { return reject };
+                let Some(v) = yes_no(value) else {
+                    return reject;
+                };
                 let ours = self.ours(def.name).and_then(|o| yes_no(&o)).unwrap_or(v);
-                yn(if def.rule == Rule::Or { v || ours } else { v && ours })
+                yn(if def.rule == Rule::Or {
+                    v || ours
+                } else {
+                    v && ours
+                })
             }
             Rule::List => {
                 let ours = self.list_for(def.name);
@@ -301,11 +422,20 @@ mod tests {
 
     #[test]
     fn numeric_min_and_max() {
-        assert_eq!(answer("MaxBurstLength", "262144").0, Answer::Reply("262144".into()));
+        assert_eq!(
+            answer("MaxBurstLength", "262144").0,
+            Answer::Reply("262144".into())
+        );
         assert_eq!(answer("MaxConnections", "100").0, Answer::Reply("8".into()));
         assert_eq!(answer("DefaultTime2Wait", "0").0, Answer::Reply("2".into()));
-        assert_eq!(answer("MaxBurstLength", "100").0, Answer::Reply("Reject".into()));
-        assert_eq!(answer("MaxBurstLength", "abc").0, Answer::Reply("Reject".into()));
+        assert_eq!(
+            answer("MaxBurstLength", "100").0,
+            Answer::Reply("Reject".into())
+        );
+        assert_eq!(
+            answer("MaxBurstLength", "abc").0,
+            Answer::Reply("Reject".into())
+        );
     }
 
     #[test]
@@ -316,8 +446,14 @@ mod tests {
         let (a, p) = answer("HeaderDigest", "CRC32C,None");
         assert_eq!(a, Answer::Reply("CRC32C".into()));
         assert!(p.header_digest);
-        assert_eq!(answer("DataDigest", "MD5").0, Answer::Reply("Reject".into()));
-        assert_eq!(answer("InitialR2T", "maybe").0, Answer::Reply("Reject".into()));
+        assert_eq!(
+            answer("DataDigest", "MD5").0,
+            Answer::Reply("Reject".into())
+        );
+        assert_eq!(
+            answer("InitialR2T", "maybe").0,
+            Answer::Reply("Reject".into())
+        );
     }
 
     #[test]
@@ -325,6 +461,9 @@ mod tests {
         let (a, p) = answer("MaxRecvDataSegmentLength", "8192");
         assert_eq!(a, Answer::Silent);
         assert_eq!(p.peer_max_recv_data_segment, 8192);
-        assert_eq!(answer("MaxRecvDataSegmentLength", "1").0, Answer::Reply("Reject".into()));
+        assert_eq!(
+            answer("MaxRecvDataSegmentLength", "1").0,
+            Answer::Reply("Reject".into())
+        );
     }
 }

@@ -202,7 +202,11 @@ impl std::fmt::Debug for Bhs {
 macro_rules! be_field {
     ($get:ident, $set:ident, $t:ty, $at:expr) => {
         pub fn $get(&self) -> $t {
-            <$t>::from_be_bytes(self.0[$at..$at + std::mem::size_of::<$t>()].try_into().unwrap_or_default())
+            <$t>::from_be_bytes(
+                self.0[$at..$at + std::mem::size_of::<$t>()]
+                    .try_into()
+                    .unwrap_or_default(),
+            )
         }
         pub fn $set(&mut self, v: $t) -> &mut Self {
             self.0[$at..$at + std::mem::size_of::<$t>()].copy_from_slice(&v.to_be_bytes());
@@ -334,7 +338,11 @@ pub struct Pdu {
 
 impl Pdu {
     pub fn new(bhs: Bhs, data: Vec<u8>) -> Self {
-        Pdu { bhs, ahs: Vec::new(), data }
+        Pdu {
+            bhs,
+            ahs: Vec::new(),
+            data,
+        }
     }
 
     /// The full CDB: 16 bytes from the BHS plus an Extended CDB AHS (type 1).
@@ -349,7 +357,7 @@ impl Pdu {
             if kind == 1 {
                 cdb.extend_from_slice(&self.ahs[body_start..body_end]);
             }
-            pos = body_start + (len.saturating_sub(1) + 3) / 4 * 4;
+            pos = body_start + len.saturating_sub(1).div_ceil(4) * 4;
         }
         cdb
     }
@@ -393,7 +401,11 @@ pub fn pad_len(len: usize) -> usize {
 pub fn crc32c_padded(data: &[u8]) -> u32 {
     let pad = pad_len(data.len());
     let c = crc32c::crc32c(data);
-    if pad == 0 { c } else { crc32c::crc32c_append(c, &[0u8; 3][..pad]) }
+    if pad == 0 {
+        c
+    } else {
+        crc32c::crc32c_append(c, &[0u8; 3][..pad])
+    }
 }
 
 /// Limits and digest settings the reader applies.
@@ -443,7 +455,10 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
     }
     let dlen = bhs.data_segment_len();
     if dlen > limits.max_data {
-        return Err(IscsiError::DataSegmentTooLong { len: dlen, max: limits.max_data });
+        return Err(IscsiError::DataSegmentTooLong {
+            len: dlen,
+            max: limits.max_data,
+        });
     }
     let padded = dlen + pad_len(dlen);
     let mut data = vec![0u8; padded];
@@ -456,7 +471,11 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
     }
     data.truncate(dlen);
     let pdu = Pdu { bhs, ahs, data };
-    Ok(Some(if digest_ok { ReadOutcome::Pdu(pdu) } else { ReadOutcome::DataDigestError(pdu) }))
+    Ok(Some(if digest_ok {
+        ReadOutcome::Pdu(pdu)
+    } else {
+        ReadOutcome::DataDigestError(pdu)
+    }))
 }
 
 async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), IscsiError> {
@@ -486,10 +505,22 @@ mod tests {
         let pdu = Pdu::new(bhs, vec![1, 2, 3, 4, 5]);
         for (hd, dd) in [(false, false), (true, true), (true, false), (false, true)] {
             let wire = pdu.encode(hd, dd);
-            assert_eq!(wire.len(), 48 + 8 + if hd { 4 } else { 0 } + if dd { 4 } else { 0 });
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            assert_eq!(
+                wire.len(),
+                48 + 8 + if hd { 4 } else { 0 } + if dd { 4 } else { 0 }
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             let got = rt
-                .block_on(read_pdu(&mut &wire[..], ReadLimits { max_data: 8192, header_digest: hd, data_digest: dd }))
+                .block_on(read_pdu(
+                    &mut &wire[..],
+                    ReadLimits {
+                        max_data: 8192,
+                        header_digest: hd,
+                        data_digest: dd,
+                    },
+                ))
                 .unwrap()
                 .unwrap();
             match got {
@@ -505,14 +536,32 @@ mod tests {
 
     #[test]
     fn rejects_oversized_and_truncated() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let pdu = Pdu::new(Bhs::new(Opcode::NopOut), vec![0; 100]);
         let wire = pdu.encode(false, false);
-        let lim = ReadLimits { max_data: 64, header_digest: false, data_digest: false };
-        assert!(matches!(rt.block_on(read_pdu(&mut &wire[..], lim)), Err(IscsiError::DataSegmentTooLong { .. })));
-        let lim = ReadLimits { max_data: 8192, ..lim };
-        assert!(matches!(rt.block_on(read_pdu(&mut &wire[..60], lim)), Err(IscsiError::Truncated)));
-        assert!(matches!(rt.block_on(read_pdu(&mut &wire[..0], lim)), Ok(None)));
+        let lim = ReadLimits {
+            max_data: 64,
+            header_digest: false,
+            data_digest: false,
+        };
+        assert!(matches!(
+            rt.block_on(read_pdu(&mut &wire[..], lim)),
+            Err(IscsiError::DataSegmentTooLong { .. })
+        ));
+        let lim = ReadLimits {
+            max_data: 8192,
+            ..lim
+        };
+        assert!(matches!(
+            rt.block_on(read_pdu(&mut &wire[..60], lim)),
+            Err(IscsiError::Truncated)
+        ));
+        assert!(matches!(
+            rt.block_on(read_pdu(&mut &wire[..0], lim)),
+            Ok(None)
+        ));
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn bucket_upper(i: usize) -> u64 {
         return (SUB - 1) as u64;
     }
     let frac = (i % SUB) as u64;
-    (1u64 << log).saturating_add((frac + 1) << (log - 2)).saturating_sub(1)
+    (1u64 << log)
+        .saturating_add((frac + 1) << (log - 2))
+        .saturating_sub(1)
 }
 
 impl LatencyHistogram {

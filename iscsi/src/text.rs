@@ -66,7 +66,10 @@ pub fn hex_decode(v: &str) -> Option<Vec<u8>> {
     if h.is_empty() || h.len() % 2 != 0 {
         return None;
     }
-    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect()
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -91,7 +94,10 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(hex_decode(&hex_encode(&[0, 1, 0xfe])).unwrap(), vec![0, 1, 0xfe]);
+        assert_eq!(
+            hex_decode(&hex_encode(&[0, 1, 0xfe])).unwrap(),
+            vec![0, 1, 0xfe]
+        );
         assert!(hex_decode("0x1").is_none());
         assert!(hex_decode("12").is_none());
         assert_eq!(parse_number("0x10"), Some(16));

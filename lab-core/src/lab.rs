@@ -37,7 +37,8 @@ pub struct Lab {
 impl Lab {
     /// Starts the embedded default lab's target: a 1 GiB RAMDISK on a free loopback port.
     pub async fn start_default_target(&mut self) -> Result<&LabTarget, LabError> {
-        let cfg = ServerConfig::default_lab(SocketAddr::from(([127, 0, 0, 1], 0)), DEFAULT_RAMDISK_BYTES);
+        let cfg =
+            ServerConfig::default_lab(SocketAddr::from(([127, 0, 0, 1], 0)), DEFAULT_RAMDISK_BYTES);
         self.start_target(cfg).await
     }
 

@@ -75,29 +75,51 @@ impl Default for Sampler {
 }
 
 fn mb(bytes: u64, secs: f64) -> f64 {
-    if secs <= 0.0 { 0.0 } else { bytes as f64 / secs / 1e6 }
+    if secs <= 0.0 {
+        0.0
+    } else {
+        bytes as f64 / secs / 1e6
+    }
 }
 
 impl Sampler {
     pub fn new() -> Self {
-        Sampler { prev: HashMap::new(), sessions: HashMap::new(), last: None, seq: 0 }
+        Sampler {
+            prev: HashMap::new(),
+            sessions: HashMap::new(),
+            last: None,
+            seq: 0,
+        }
     }
 
     /// Turns one set of session infos taken at `now` into a snapshot.
     pub fn sample(&mut self, infos: Vec<SessionInfo>, now: Instant) -> LabSnapshot {
-        let secs = self.last.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0);
+        let secs = self
+            .last
+            .map(|t| now.duration_since(t).as_secs_f64())
+            .unwrap_or(0.0);
         self.last = Some(now);
         self.seq += 1;
-        let mut snap = LabSnapshot { seq: self.seq, ..Default::default() };
+        let mut snap = LabSnapshot {
+            seq: self.seq,
+            ..Default::default()
+        };
         let mut live = HashMap::new();
         for info in infos {
             let mut session_mbps = 0.0;
             for c in &info.connections {
                 let key = (info.tsih, c.cid);
-                let (prev, mut hist) = self.prev.remove(&key).unwrap_or_else(|| (c.stats.clone(), Series::new(SERIES_LEN)));
+                let (prev, mut hist) = self
+                    .prev
+                    .remove(&key)
+                    .unwrap_or_else(|| (c.stats.clone(), Series::new(SERIES_LEN)));
                 let rd = mb(c.stats.read_bytes.saturating_sub(prev.read_bytes), secs);
                 let wr = mb(c.stats.write_bytes.saturating_sub(prev.write_bytes), secs);
-                let iops = if secs > 0.0 { c.stats.commands.saturating_sub(prev.commands) as f64 / secs } else { 0.0 };
+                let iops = if secs > 0.0 {
+                    c.stats.commands.saturating_sub(prev.commands) as f64 / secs
+                } else {
+                    0.0
+                };
                 hist.push(rd + wr);
                 session_mbps += rd + wr;
                 snap.connections.push(ConnSample {
@@ -113,14 +135,22 @@ impl Sampler {
                 });
                 live.insert(key, (c.stats.clone(), hist));
             }
-            let mut sh = self.sessions.remove(&info.tsih).unwrap_or_else(|| Series::new(SERIES_LEN));
+            let mut sh = self
+                .sessions
+                .remove(&info.tsih)
+                .unwrap_or_else(|| Series::new(SERIES_LEN));
             sh.push(session_mbps);
             snap.total_mbps += session_mbps;
-            snap.sessions.push(SessionSample { info: info.clone(), total_mbps: session_mbps, history: sh.clone() });
+            snap.sessions.push(SessionSample {
+                info: info.clone(),
+                total_mbps: session_mbps,
+                history: sh.clone(),
+            });
             self.sessions.insert(info.tsih, sh);
         }
         self.prev = live;
-        self.sessions.retain(|t, _| snap.sessions.iter().any(|s| s.info.tsih == *t));
+        self.sessions
+            .retain(|t, _| snap.sessions.iter().any(|s| s.info.tsih == *t));
         snap
     }
 
@@ -163,7 +193,11 @@ mod tests {
                 local: "127.0.0.1:3260".parse().unwrap(),
                 params: Params::default(),
                 mss: Some(65483),
-                stats: ConnStatsSnapshot { read_bytes, commands: read_bytes / 1000, ..Default::default() },
+                stats: ConnStatsSnapshot {
+                    read_bytes,
+                    commands: read_bytes / 1000,
+                    ..Default::default()
+                },
             }],
         }
     }

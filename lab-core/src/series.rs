@@ -11,7 +11,10 @@ pub struct Series {
 
 impl Series {
     pub fn new(cap: usize) -> Self {
-        Series { cap: cap.max(1), values: VecDeque::with_capacity(cap.max(1)) }
+        Series {
+            cap: cap.max(1),
+            values: VecDeque::with_capacity(cap.max(1)),
+        }
     }
     pub fn push(&mut self, v: f64) {
         if self.values.len() == self.cap {

@@ -74,7 +74,7 @@ pub struct RamDisk {
 
 impl RamDisk {
     pub fn new(size: u64) -> Result<Self, StorageError> {
-        if size == 0 || size % 512 != 0 {
+        if size == 0 || !size.is_multiple_of(512) {
             return Err(StorageError::BadSize(size, 512));
         }
         let n = size.div_ceil(RAM_CHUNK as u64) as usize;
@@ -160,7 +160,12 @@ impl Backstore for RamDisk {
     }
     fn resident_bytes(&self) -> u64 {
         (0..self.chunks.len())
-            .filter(|&i| self.chunks[i].read().unwrap_or_else(|e| e.into_inner()).is_some())
+            .filter(|&i| {
+                self.chunks[i]
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some()
+            })
             .map(|i| self.chunk_len(i) as u64)
             .sum()
     }
@@ -178,7 +183,10 @@ impl FileIo {
     /// Opens (creating when `size` is given and the file is missing) a backing file.
     /// A given size grows a shorter file; without one the file's length is used.
     pub fn open(path: &Path, size: Option<u64>, direct: bool) -> Result<Self, StorageError> {
-        let io = |source| StorageError::Io { path: path.to_owned(), source };
+        let io = |source| StorageError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(size.is_some());
         if direct {
@@ -199,11 +207,19 @@ impl FileIo {
         if size == 0 {
             return Err(StorageError::BadSize(size, 512));
         }
-        Ok(FileIo { path: path.to_owned(), file, size, direct })
+        Ok(FileIo {
+            path: path.to_owned(),
+            file,
+            size,
+            direct,
+        })
     }
 
     fn io_err(&self, source: std::io::Error) -> StorageError {
-        StorageError::Io { path: self.path.clone(), source }
+        StorageError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -220,7 +236,11 @@ impl Backstore for FileIo {
         BackstoreKind::Fileio
     }
     fn describe(&self) -> String {
-        format!("{}{}", self.path.display(), if self.direct { " (O_DIRECT)" } else { "" })
+        format!(
+            "{}{}",
+            self.path.display(),
+            if self.direct { " (O_DIRECT)" } else { "" }
+        )
     }
     fn size_bytes(&self) -> u64 {
         self.size
@@ -229,12 +249,16 @@ impl Backstore for FileIo {
         check_range(offset, buf.len(), self.size)?;
         if self.direct {
             with_aligned(buf.len(), |b| {
-                self.file.read_exact_at(b, offset).map_err(|e| self.io_err(e))?;
+                self.file
+                    .read_exact_at(b, offset)
+                    .map_err(|e| self.io_err(e))?;
                 buf.copy_from_slice(b);
                 Ok(())
             })
         } else {
-            self.file.read_exact_at(buf, offset).map_err(|e| self.io_err(e))
+            self.file
+                .read_exact_at(buf, offset)
+                .map_err(|e| self.io_err(e))
         }
     }
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> Result<(), StorageError> {
@@ -242,10 +266,14 @@ impl Backstore for FileIo {
         if self.direct {
             with_aligned(buf.len(), |b| {
                 b.copy_from_slice(buf);
-                self.file.write_all_at(b, offset).map_err(|e| self.io_err(e))
+                self.file
+                    .write_all_at(b, offset)
+                    .map_err(|e| self.io_err(e))
             })?;
         } else {
-            self.file.write_all_at(buf, offset).map_err(|e| self.io_err(e))?;
+            self.file
+                .write_all_at(buf, offset)
+                .map_err(|e| self.io_err(e))?;
         }
         if fua {
             self.file.sync_data().map_err(|e| self.io_err(e))?;
@@ -273,7 +301,11 @@ fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), std::io::Error> 
             len as libc::off_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn zero_fill(store: &dyn Backstore, offset: u64, len: u64) -> Result<(), StorageError> {
@@ -294,10 +326,14 @@ pub struct BlockDev {
 
 impl BlockDev {
     pub fn open(path: &Path, direct: bool) -> Result<Self, StorageError> {
-        let meta = std::fs::metadata(path)
-            .map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| StorageError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         if !meta.file_type().is_block_device() {
-            return Err(StorageError::NotBlockDevice { path: path.to_owned() });
+            return Err(StorageError::NotBlockDevice {
+                path: path.to_owned(),
+            });
         }
         let mut inner = FileIo::open(path, None, direct)?;
         // A block device's metadata length is 0: seek to the end for its size.
@@ -340,16 +376,29 @@ impl Backstore for BlockDev {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackstoreSpec {
-    Ramdisk { size: u64 },
-    Fileio { path: PathBuf, size: Option<u64>, #[serde(default)] direct: bool },
-    Block { path: PathBuf, #[serde(default)] direct: bool },
+    Ramdisk {
+        size: u64,
+    },
+    Fileio {
+        path: PathBuf,
+        size: Option<u64>,
+        #[serde(default)]
+        direct: bool,
+    },
+    Block {
+        path: PathBuf,
+        #[serde(default)]
+        direct: bool,
+    },
 }
 
 /// Opens the backstore a spec describes.
 pub fn open_backstore(spec: &BackstoreSpec) -> Result<Box<dyn Backstore>, StorageError> {
     Ok(match spec {
         BackstoreSpec::Ramdisk { size } => Box::new(RamDisk::new(*size)?),
-        BackstoreSpec::Fileio { path, size, direct } => Box::new(FileIo::open(path, *size, *direct)?),
+        BackstoreSpec::Fileio { path, size, direct } => {
+            Box::new(FileIo::open(path, *size, *direct)?)
+        }
         BackstoreSpec::Block { path, direct } => Box::new(BlockDev::open(path, *direct)?),
     })
 }
@@ -373,7 +422,10 @@ pub fn parse_size(text: &str) -> Result<u64, StorageError> {
             (&t[..i], m)
         }
     };
-    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(bad)
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ pub mod backstore;
 pub mod error;
 pub mod scsi;
 
-pub use backstore::{Backstore, BackstoreKind, BlockDev, FileIo, RamDisk, open_backstore, BackstoreSpec};
+pub use backstore::{
+    Backstore, BackstoreKind, BackstoreSpec, BlockDev, FileIo, RamDisk, open_backstore,
+};
 pub use error::StorageError;
 pub use scsi::{LogicalUnit, LuConfig, Nexus, ScsiResponse, ScsiStatus};

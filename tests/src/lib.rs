@@ -1,1 +1,239 @@
-//! placeholder
+//! Helpers for the integration tests: find the `iolab` binary, start peers on
+//! free loopback ports, and make sure every process a test starts is stopped.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path of the `iolab` binary of the profile the tests were built with; built on first use.
+pub fn iolab_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>/iolab
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target dir")
+            .to_path_buf();
+        let bin = profile_dir.join("iolab");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "iolab"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build -p iolab");
+        assert!(status.success(), "cargo build -p iolab failed");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Whether a peer program is on PATH. Missing peers fail the test unless
+/// `IOLAB_ALLOW_MISSING_PEERS=1`, in which case the caller skips.
+pub fn require_peer(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    if std::env::var("IOLAB_ALLOW_MISSING_PEERS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {program} is not installed (IOLAB_ALLOW_MISSING_PEERS=1)");
+        return false;
+    }
+    panic!("{program} is not installed: run ./scripts/test (or set IOLAB_ALLOW_MISSING_PEERS=1)");
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub lines: Vec<String>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `iolab target serve ARGS` on a free loopback port and waits for its `lun` lines.
+pub fn serve(args: &[&str]) -> (Proc, Vec<String>) {
+    let mut cmd = Command::new(iolab_bin());
+    cmd.args(["target", "serve", "--listen", "127.0.0.1:0"])
+        .args(args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn iolab target serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut proc = Proc {
+        child,
+        lines: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut urls = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                proc.lines.push(line.clone());
+                if let Some(u) = line.strip_prefix("lun ") {
+                    urls.push(u.to_string());
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if !urls.is_empty() {
+                    break;
+                }
+                if let Ok(Some(st)) = proc.child.try_wait() {
+                    panic!("iolab target serve exited early: {st}");
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        !urls.is_empty(),
+        "iolab target serve printed no lun line: {:?}",
+        proc.lines
+    );
+    (proc, urls)
+}
+
+/// `host:port` of an `iscsi://host:port/iqn/lun` URL.
+pub fn portal_of(url: &str) -> String {
+    url.trim_start_matches("iscsi://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs a command with a timeout; returns (success, stdout+stderr).
+pub fn run(cmd: &mut Command, timeout: Duration) -> (bool, String) {
+    let out_path =
+        std::env::temp_dir().join(format!("iolab-run-{}-{}.log", std::process::id(), unique()));
+    let file = std::fs::File::create(&out_path).expect("log file");
+    let err = file.try_clone().expect("clone");
+    let mut child = cmd.stdout(file).stderr(err).spawn().expect("spawn");
+    let deadline = Instant::now() + timeout;
+    let ok = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    (ok, text)
+}
+
+/// A process-unique counter for temporary names.
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p =
+            std::env::temp_dir().join(format!("iolab-{tag}-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Per-test verdicts of libiscsi's `iscsi-test-cu` output: a test is SKIP when
+/// it printed `[SKIPPED]` and nothing failed, FAIL when anything failed.
+pub fn classify_cu(log: &str) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    let mut suite = String::new();
+    let mut current: Option<(String, &'static str)> = None;
+    for line in log.lines() {
+        if let Some(s) = line.strip_prefix("Suite: ") {
+            if let Some(c) = current.take() {
+                out.push(c);
+            }
+            suite = s.split_whitespace().next().unwrap_or("").to_string();
+            continue;
+        }
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("Test: ")
+            && let Some(name) = rest.split(" ...").next()
+        {
+            if let Some(c) = current.take() {
+                out.push(c);
+            }
+            current = Some((format!("{suite}.{}", name.trim()), "PASS"));
+        }
+        if let Some(c) = current.as_mut() {
+            let failed = line.contains("[FAILED]")
+                || (line.split_whitespace().any(|w| w == "FAILED") && !line.contains("Test:"));
+            if failed {
+                c.1 = "FAIL";
+            } else if line.contains("[SKIPPED]") && c.1 != "FAIL" {
+                c.1 = "SKIP";
+            }
+        }
+    }
+    if let Some(c) = current.take() {
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifier_counts_like_the_reference_script() {
+        let log = "Suite: A\n  Test: One ...passed\n  Test: Two ...    [SKIPPED] nope\n  Test: Three ... [FAILED] bad\nFAILED\nSuite: B\n  Test: Four ...passed\n";
+        let r = classify_cu(log);
+        assert_eq!(
+            r,
+            vec![
+                ("A.One".to_string(), "PASS"),
+                ("A.Two".to_string(), "SKIP"),
+                ("A.Three".to_string(), "FAIL"),
+                ("B.Four".to_string(), "PASS")
+            ]
+        );
+    }
+}

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::execute;
-use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
 use futures_util::StreamExt;
 use iolab_lab_core::Lab;
 use iolab_lab_core::sampler::{DEFAULT_HZ, Sampler};
@@ -23,7 +25,11 @@ use state::ConsoleState;
 /// Restores the terminal: leaves raw mode and the alternate screen.
 fn restore() {
     let _ = disable_raw_mode();
-    let _ = execute!(std::io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(
+        std::io::stdout(),
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
 }
 
 /// Puts the terminal back when dropped, whichever way the console ends.
@@ -60,10 +66,11 @@ pub async fn run() -> anyhow::Result<()> {
         Err(e) => state.status = format!("embedded target failed to start: {e}"),
     }
     let registry = lab.target.as_ref().map(|t| t.target.registry().clone());
-    let source: Arc<dyn iolab_lab_core::sampler::SessionSource> = Arc::new(move || match &registry {
-        Some(r) => r.sessions().iter().map(|s| s.info()).collect(),
-        None => Vec::new(),
-    });
+    let source: Arc<dyn iolab_lab_core::sampler::SessionSource> =
+        Arc::new(move || match &registry {
+            Some(r) => r.sessions().iter().map(|s| s.info()).collect(),
+            None => Vec::new(),
+        });
     let mut snapshots = Sampler::spawn(source, DEFAULT_HZ);
 
     let (mut term, _guard) = setup()?;

@@ -31,7 +31,11 @@ const PAGES: &[u8] = &[
 const VERSION_DESCRIPTORS: &[u16] = &[0x00A0, 0x0960, 0x0460, 0x04C0];
 
 fn padded(text: &str, len: usize) -> Vec<u8> {
-    let mut v: Vec<u8> = text.bytes().filter(|b| (0x20..0x7f).contains(b)).take(len).collect();
+    let mut v: Vec<u8> = text
+        .bytes()
+        .filter(|b| (0x20..0x7f).contains(b))
+        .take(len)
+        .collect();
     v.resize(len, b' ');
     v
 }
@@ -139,7 +143,7 @@ impl LogicalUnit {
         if !self.cfg.target_port_name.is_empty() {
             let mut name = self.cfg.target_port_name.clone().into_bytes();
             name.push(0);
-            while name.len() % 4 != 0 {
+            while !name.len().is_multiple_of(4) {
                 name.push(0);
             }
             out.extend_from_slice(&[0x53, 0x98, 0x00, name.len() as u8]);

@@ -30,7 +30,10 @@ pub struct NexusId {
 
 impl NexusId {
     pub fn new(initiator: &str, isid: u64) -> Self {
-        NexusId { initiator: initiator.into(), isid }
+        NexusId {
+            initiator: initiator.into(),
+            isid,
+        }
     }
     /// The ",i,0x<ISID>" suffix of an iSCSI initiator port name.
     pub fn port_suffix(&self) -> String {
@@ -47,7 +50,10 @@ pub struct Nexus {
 
 impl Nexus {
     pub fn new(initiator_name: &str, isid: u64) -> Self {
-        Nexus { id: NexusId::new(initiator_name, isid), initiator_name: initiator_name.to_owned() }
+        Nexus {
+            id: NexusId::new(initiator_name, isid),
+            initiator_name: initiator_name.to_owned(),
+        }
     }
 }
 
@@ -97,10 +103,18 @@ pub struct ScsiResponse {
 
 impl ScsiResponse {
     pub fn good(data: Vec<u8>) -> Self {
-        ScsiResponse { status: ScsiStatus::Good, data, sense: None }
+        ScsiResponse {
+            status: ScsiStatus::Good,
+            data,
+            sense: None,
+        }
     }
     pub fn status(status: ScsiStatus) -> Self {
-        ScsiResponse { status, data: Vec::new(), sense: None }
+        ScsiResponse {
+            status,
+            data: Vec::new(),
+            sense: None,
+        }
     }
     pub fn check(sense: &Sense, descriptor: bool) -> Self {
         ScsiResponse {
@@ -123,7 +137,11 @@ struct LuState {
 impl LuState {
     /// Whether any command needs the locked path (reservations, attentions, stopped).
     fn quiet(&self) -> bool {
-        self.res.is_empty() && self.unit_attention.is_empty() && !self.stopped && !self.mode.swp && self.mode.wce
+        self.res.is_empty()
+            && self.unit_attention.is_empty()
+            && !self.stopped
+            && !self.mode.swp
+            && self.mode.wce
     }
 }
 
@@ -294,22 +312,28 @@ impl LogicalUnit {
         let opcode = cdb[0];
         if self.slow.load(Ordering::Acquire) {
             let mut st = self.lock();
-            if !ua_exempt(opcode) {
-                if let Some(i) = st.unit_attention.iter().position(|(n, _)| n == &nexus.id) {
-                    let (_, asc) = st.unit_attention.remove(i);
-                    let d = st.mode.d_sense;
-                    self.update(&st);
-                    return ScsiResponse::check(&Sense::new(SenseKey::UnitAttention, asc), d);
-                }
+            if !ua_exempt(opcode)
+                && let Some(i) = st.unit_attention.iter().position(|(n, _)| n == &nexus.id)
+            {
+                let (_, asc) = st.unit_attention.remove(i);
+                let d = st.mode.d_sense;
+                self.update(&st);
+                return ScsiResponse::check(&Sense::new(SenseKey::UnitAttention, asc), d);
             }
-            if let Err((status, sense)) = st.res.check(nexus, access_of(opcode), opcode == op::RELEASE_6) {
+            if let Err((status, sense)) =
+                st.res
+                    .check(nexus, access_of(opcode), opcode == op::RELEASE_6)
+            {
                 let d = st.mode.d_sense;
                 return match sense {
                     Some(s) => ScsiResponse::check(&s, d),
                     None => ScsiResponse::status(status),
                 };
             }
-            if st.stopped && access_of(opcode) != Access::None && !matches!(opcode, op::START_STOP_UNIT) {
+            if st.stopped
+                && access_of(opcode) != Access::None
+                && !matches!(opcode, op::START_STOP_UNIT)
+            {
                 let d = st.mode.d_sense;
                 return ScsiResponse::check(&Sense::new(SenseKey::NotReady, Asc(0x04, 0x02)), d);
             }
@@ -337,10 +361,18 @@ impl LogicalUnit {
                 let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
                 self.write(lba, n, 0, data_out)
             }
-            op::WRITE_10 | op::WRITE_VERIFY_10 => self.write(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out),
-            op::WRITE_12 | op::WRITE_VERIFY_12 => self.write(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1], data_out),
+            op::WRITE_10 | op::WRITE_VERIFY_10 => {
+                self.write(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out)
+            }
+            op::WRITE_12 | op::WRITE_VERIFY_12 => {
+                self.write(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1], data_out)
+            }
             op::WRITE_16 | op::WRITE_VERIFY_16 | op::WRITE_ATOMIC_16 => {
-                let n = if opcode == op::WRITE_ATOMIC_16 { be16(&cdb[12..]) } else { be32(&cdb[10..]) };
+                let n = if opcode == op::WRITE_ATOMIC_16 {
+                    be16(&cdb[12..])
+                } else {
+                    be32(&cdb[10..])
+                };
                 if opcode == op::WRITE_ATOMIC_16 && n > limits::MAX_ATOMIC_TRANSFER as u64 {
                     return Err(Sense::invalid_cdb(12, None));
                 }
@@ -351,7 +383,9 @@ impl LogicalUnit {
             op::VERIFY_12 => self.verify(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1], data_out),
             op::VERIFY_16 => self.verify(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out),
             op::ORWRITE_16 => self.orwrite(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out),
-            op::COMPARE_AND_WRITE => self.compare_and_write(be64(&cdb[2..]), cdb[13] as u64, cdb[1], data_out),
+            op::COMPARE_AND_WRITE => {
+                self.compare_and_write(be64(&cdb[2..]), cdb[13] as u64, cdb[1], data_out)
+            }
             op::PREFETCH_10 => self.range_only(be32(&cdb[2..]), be16(&cdb[7..])),
             op::PREFETCH_16 => self.range_only(be64(&cdb[2..]), be32(&cdb[10..])),
             op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => {
@@ -361,11 +395,17 @@ impl LogicalUnit {
                     (be64(&cdb[2..]), be32(&cdb[10..]))
                 };
                 self.check_range(lba, n)?;
-                self.store.flush().map_err(|_| Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR))?;
+                self.store
+                    .flush()
+                    .map_err(|_| Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR))?;
                 Ok(ScsiResponse::good(Vec::new()))
             }
-            op::WRITE_SAME_10 => self.write_same(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out, false),
-            op::WRITE_SAME_16 => self.write_same(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out, true),
+            op::WRITE_SAME_10 => {
+                self.write_same(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out, false)
+            }
+            op::WRITE_SAME_16 => {
+                self.write_same(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1], data_out, true)
+            }
             op::UNMAP => self.unmap(cdb, data_out),
             op::INQUIRY => {
                 let evpd = cdb[1] & 0x01 != 0;
@@ -414,8 +454,14 @@ impl LogicalUnit {
                 sai::GET_LBA_STATUS => self.get_lba_status(be64(&cdb[2..]), be32(&cdb[10..])),
                 _ => Err(Sense::invalid_cdb(1, Some(4))),
             },
-            op::MODE_SENSE_6 => Ok(ScsiResponse::good(alloc(self.mode_sense(cdb, false)?, cdb[4] as u64))),
-            op::MODE_SENSE_10 => Ok(ScsiResponse::good(alloc(self.mode_sense(cdb, true)?, be16(&cdb[7..])))),
+            op::MODE_SENSE_6 => Ok(ScsiResponse::good(alloc(
+                self.mode_sense(cdb, false)?,
+                cdb[4] as u64,
+            ))),
+            op::MODE_SENSE_10 => Ok(ScsiResponse::good(alloc(
+                self.mode_sense(cdb, true)?,
+                be16(&cdb[7..]),
+            ))),
             op::MODE_SELECT_6 => {
                 let len = (cdb[4] as usize).min(data_out.len());
                 self.mode_select(cdb, false, &data_out[..len])?;
@@ -456,7 +502,11 @@ impl LogicalUnit {
             }
             op::RESERVE_6 | op::RELEASE_6 => {
                 let mut st = self.lock();
-                let r = if opcode == op::RESERVE_6 { st.res.reserve6(nexus) } else { st.res.release6(nexus) };
+                let r = if opcode == op::RESERVE_6 {
+                    st.res.reserve6(nexus)
+                } else {
+                    st.res.release6(nexus)
+                };
                 self.update(&st);
                 Ok(match r {
                     Ok(()) => ScsiResponse::good(Vec::new()),
@@ -484,22 +534,33 @@ impl LogicalUnit {
                 self.update(&st);
                 out
             }
-            op::MAINTENANCE_IN if (cdb[1] & 0x1f) as u16 == opcode::mi::REPORT_SUPPORTED_OPCODES => {
+            op::MAINTENANCE_IN
+                if (cdb[1] & 0x1f) as u16 == opcode::mi::REPORT_SUPPORTED_OPCODES =>
+            {
                 let rctd = cdb[2] & 0x80 != 0;
-                let d = opcode::report_supported(cdb[2] & 0x07, rctd, cdb[3], be16(&cdb[4..]) as u16)
-                    .map_err(|b| Sense::invalid_cdb(b, None))?;
+                let d =
+                    opcode::report_supported(cdb[2] & 0x07, rctd, cdb[3], be16(&cdb[4..]) as u16)
+                        .map_err(|b| Sense::invalid_cdb(b, None))?;
                 Ok(ScsiResponse::good(alloc(d, be32(&cdb[6..]))))
             }
             op::READ_DEFECT_DATA_10 => {
                 let fmt = cdb[2] & 0x1f;
-                Ok(ScsiResponse::good(alloc(vec![0, fmt & 0x07, 0, 0], be16(&cdb[7..]))))
+                Ok(ScsiResponse::good(alloc(
+                    vec![0, fmt & 0x07, 0, 0],
+                    be16(&cdb[7..]),
+                )))
             }
             op::READ_DEFECT_DATA_12 => {
                 let fmt = cdb[1] & 0x1f;
-                Ok(ScsiResponse::good(alloc(vec![0, fmt & 0x07, 0, 0, 0, 0, 0, 0], be32(&cdb[6..]))))
+                Ok(ScsiResponse::good(alloc(
+                    vec![0, fmt & 0x07, 0, 0, 0, 0, 0, 0],
+                    be32(&cdb[6..]),
+                )))
             }
             op::SANITIZE => self.sanitize(cdb, data_out),
-            op::REPORT_LUNS => Ok(report_luns(&[0], cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false))),
+            op::REPORT_LUNS => {
+                Ok(report_luns(&[0], cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)))
+            }
             _ => Err(Sense::illegal(Asc::INVALID_OPCODE)),
         }
     }
@@ -540,7 +601,9 @@ impl LogicalUnit {
         self.check_transfer(n, 7)?;
         let bs = self.block_size() as u64;
         let mut data = vec![0u8; (n * bs) as usize];
-        self.store.read_at(&mut data, lba * bs).map_err(Self::medium_error_read)?;
+        self.store
+            .read_at(&mut data, lba * bs)
+            .map_err(Self::medium_error_read)?;
         Ok(ScsiResponse::good(data))
     }
 
@@ -573,7 +636,9 @@ impl LogicalUnit {
         // the whole blocks that arrived are written (the transport reports the overflow).
         let len = ((n * bs) as usize).min(data.len() / bs as usize * bs as usize);
         if len > 0 {
-            self.store.write_at(&data[..len], lba * bs, self.fua(flags)).map_err(Self::medium_error_write)?;
+            self.store
+                .write_at(&data[..len], lba * bs, self.fua(flags))
+                .map_err(Self::medium_error_write)?;
         }
         Ok(ScsiResponse::good(Vec::new()))
     }
@@ -594,7 +659,9 @@ impl LogicalUnit {
         let bs = self.block_size() as usize;
         let len = n as usize * bs;
         let mut medium = vec![0u8; len];
-        self.store.read_at(&mut medium, lba * bs as u64).map_err(Self::medium_error_read)?;
+        self.store
+            .read_at(&mut medium, lba * bs as u64)
+            .map_err(Self::medium_error_read)?;
         let expected: Vec<u8> = if bytchk == 3 {
             if data.len() < bs {
                 return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
@@ -608,8 +675,10 @@ impl LogicalUnit {
         };
         match medium.iter().zip(&expected).position(|(a, b)| a != b) {
             None => Ok(ScsiResponse::good(Vec::new())),
-            Some(off) => Err(Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
-                .with_information(off as u64)),
+            Some(off) => Err(
+                Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
+                    .with_information(off as u64),
+            ),
         }
     }
 
@@ -632,10 +701,14 @@ impl LogicalUnit {
         }
         let _g = self.atomic.lock().unwrap_or_else(|e| e.into_inner());
         let mut medium = vec![0u8; len];
-        self.store.read_at(&mut medium, lba * bs as u64).map_err(Self::medium_error_read)?;
+        self.store
+            .read_at(&mut medium, lba * bs as u64)
+            .map_err(Self::medium_error_read)?;
         if let Some(off) = medium.iter().zip(&data[..len]).position(|(a, b)| a != b) {
-            return Err(Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
-                .with_information(off as u64));
+            return Err(
+                Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
+                    .with_information(off as u64),
+            );
         }
         self.store
             .write_at(&data[len..], lba * bs as u64, self.fua(flags))
@@ -657,11 +730,15 @@ impl LogicalUnit {
         }
         let _g = self.atomic.lock().unwrap_or_else(|e| e.into_inner());
         let mut medium = vec![0u8; len];
-        self.store.read_at(&mut medium, lba * bs as u64).map_err(Self::medium_error_read)?;
+        self.store
+            .read_at(&mut medium, lba * bs as u64)
+            .map_err(Self::medium_error_read)?;
         for (m, d) in medium.iter_mut().zip(&data[..len]) {
             *m |= *d;
         }
-        self.store.write_at(&medium, lba * bs as u64, self.fua(flags)).map_err(Self::medium_error_write)?;
+        self.store
+            .write_at(&medium, lba * bs as u64, self.fua(flags))
+            .map_err(Self::medium_error_write)?;
         Ok(ScsiResponse::good(Vec::new()))
     }
 
@@ -695,7 +772,9 @@ impl LogicalUnit {
         };
         let offset = lba * bs as u64;
         if unmap && block.iter().all(|&b| b == 0) {
-            self.store.unmap(offset, n * bs as u64).map_err(Self::medium_error_write)?;
+            self.store
+                .unmap(offset, n * bs as u64)
+                .map_err(Self::medium_error_write)?;
             return Ok(ScsiResponse::good(Vec::new()));
         }
         let per = (1usize << 20) / bs;
@@ -732,8 +811,9 @@ impl LogicalUnit {
         if count as u32 > limits::MAX_UNMAP_DESCRIPTORS {
             return Err(Sense::invalid_param(2, None));
         }
-        let descs: Vec<(u64, u64)> =
-            (0..count).map(|i| (be64(&p[8 + i * 16..]), be32(&p[16 + i * 16..]))).collect();
+        let descs: Vec<(u64, u64)> = (0..count)
+            .map(|i| (be64(&p[8 + i * 16..]), be32(&p[16 + i * 16..])))
+            .collect();
         for (i, &(lba, n)) in descs.iter().enumerate() {
             if n > limits::MAX_UNMAP_LBA_COUNT as u64 {
                 return Err(Sense::invalid_param((16 + i * 16) as u16, None));
@@ -743,7 +823,9 @@ impl LogicalUnit {
         let bs = self.block_size() as u64;
         for (lba, n) in descs {
             if n > 0 {
-                self.store.unmap(lba * bs, n * bs).map_err(Self::medium_error_write)?;
+                self.store
+                    .unmap(lba * bs, n * bs)
+                    .map_err(Self::medium_error_write)?;
             }
         }
         Ok(ScsiResponse::good(Vec::new()))
@@ -822,7 +904,9 @@ impl LogicalUnit {
                 }
                 self.check_writable()?;
                 let size = self.store.size_bytes();
-                self.store.unmap(0, size).map_err(Self::medium_error_write)?;
+                self.store
+                    .unmap(0, size)
+                    .map_err(Self::medium_error_write)?;
             }
             sa::EXIT_FAILURE_MODE => {
                 if plen != 0 {
@@ -876,14 +960,18 @@ pub fn report_luns(luns: &[u64], cdb: &[u8]) -> Result<ScsiResponse, Sense> {
         return Err(Sense::illegal(Asc::INVALID_OPCODE));
     }
     let select = cdb[2];
-    if !matches!(select, 0x00 | 0x01 | 0x02) {
+    if !matches!(select, 0x00..=0x02) {
         return Err(Sense::invalid_cdb(2, None));
     }
     let alloc_len = be32(&cdb[6..]);
     if alloc_len < 16 {
         return Err(Sense::invalid_cdb(6, None));
     }
-    let list: Vec<u64> = if select == 0x01 { Vec::new() } else { luns.to_vec() };
+    let list: Vec<u64> = if select == 0x01 {
+        Vec::new()
+    } else {
+        luns.to_vec()
+    };
     let mut d = ((list.len() * 8) as u32).to_be_bytes().to_vec();
     d.extend_from_slice(&[0, 0, 0, 0]);
     for lun in list {
@@ -939,7 +1027,11 @@ mod tests {
     use crate::backstore::RamDisk;
 
     fn lu() -> LogicalUnit {
-        LogicalUnit::new(Box::new(RamDisk::new(8 << 20).unwrap()), LuConfig::default()).unwrap()
+        LogicalUnit::new(
+            Box::new(RamDisk::new(8 << 20).unwrap()),
+            LuConfig::default(),
+        )
+        .unwrap()
     }
     fn nexus(n: u64) -> Nexus {
         Nexus::new("iqn.test:init", n)
@@ -963,9 +1055,17 @@ mod tests {
     fn out_of_range_and_bad_opcode() {
         let lu = lu();
         let last = (lu.num_blocks() as u32).to_be_bytes();
-        let r = lu.execute(&nexus(1), &[0x28, 0, last[0], last[1], last[2], last[3], 0, 0, 1, 0], &[]);
+        let r = lu.execute(
+            &nexus(1),
+            &[0x28, 0, last[0], last[1], last[2], last[3], 0, 0, 1, 0],
+            &[],
+        );
         assert_eq!(asc_of(&r), (5, 0x21, 0));
-        let r = lu.execute(&nexus(1), &[0xC7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]);
+        let r = lu.execute(
+            &nexus(1),
+            &[0xC7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[],
+        );
         assert_eq!(asc_of(&r), (5, 0x20, 0));
     }
 
@@ -986,7 +1086,10 @@ mod tests {
     #[test]
     fn reserve6_conflicts_across_nexuses_and_reset_releases() {
         let lu = lu();
-        assert_eq!(lu.execute(&nexus(1), &[0x16, 0, 0, 0, 0, 0], &[]).status, ScsiStatus::Good);
+        assert_eq!(
+            lu.execute(&nexus(1), &[0x16, 0, 0, 0, 0, 0], &[]).status,
+            ScsiStatus::Good
+        );
         let r = lu.execute(&nexus(2), &[0x00, 0, 0, 0, 0, 0], &[]);
         assert_eq!(r.status, ScsiStatus::Good, "TUR is allowed");
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
@@ -1012,8 +1115,14 @@ mod tests {
         let read = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
         let write = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
         assert_eq!(lu.execute(&nexus(2), &read, &[]).status, ScsiStatus::Good);
-        assert_eq!(lu.execute(&nexus(2), &write, &[0u8; 512]).status, ScsiStatus::ReservationConflict);
-        assert_eq!(lu.execute(&nexus(1), &write, &[0u8; 512]).status, ScsiStatus::Good);
+        assert_eq!(
+            lu.execute(&nexus(2), &write, &[0u8; 512]).status,
+            ScsiStatus::ReservationConflict
+        );
+        assert_eq!(
+            lu.execute(&nexus(1), &write, &[0u8; 512]).status,
+            ScsiStatus::Good
+        );
     }
 
     #[test]
@@ -1025,7 +1134,11 @@ mod tests {
         param[4 + 2] |= 0x04;
         let r = lu.execute(&nexus(1), &[0x15, 0x10, 0, 0, param.len() as u8, 0], &param);
         assert_eq!(r.status, ScsiStatus::Good);
-        let r = lu.execute(&nexus(1), &[0xC7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]);
+        let r = lu.execute(
+            &nexus(1),
+            &[0xC7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[],
+        );
         assert_eq!(r.sense.unwrap()[0], 0x72);
     }
 }

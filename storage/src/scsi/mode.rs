@@ -31,7 +31,11 @@ pub struct ModeState {
 
 impl Default for ModeState {
     fn default() -> Self {
-        ModeState { d_sense: false, swp: false, wce: true }
+        ModeState {
+            d_sense: false,
+            swp: false,
+            wce: true,
+        }
     }
 }
 
@@ -45,25 +49,23 @@ const ORDER: &[u8] = &[
 
 fn page_bytes(code: u8, pc: PageControl, st: &ModeState) -> Vec<u8> {
     let changeable = pc == PageControl::Changeable;
-    let st = if pc == PageControl::Default { ModeState::default() } else { *st };
+    let st = if pc == PageControl::Default {
+        ModeState::default()
+    } else {
+        *st
+    };
     let mut p = match code {
         page::RW_ERROR_RECOVERY => vec![0u8; 12],
         page::DISCONNECT_RECONNECT => vec![0u8; 16],
         page::CACHING => vec![0u8; 20],
         page::CONTROL => vec![0u8; 12],
-        page::INFORMATIONAL_EXCEPTIONS => vec![0u8; 12],
-        _ => unreachable!("page_bytes called for an unknown page"),
+        _ => vec![0u8; 12], // INFORMATIONAL_EXCEPTIONS
     };
     p[0] = code;
     p[1] = (p.len() - 2) as u8;
     match code {
-        page::CACHING => {
-            if changeable {
-                p[2] = 0x04;
-            } else if st.wce {
-                p[2] = 0x04;
-            }
-        }
+        // WCE: changeable, and set while the write cache is enabled.
+        page::CACHING if changeable || st.wce => p[2] = 0x04,
         page::CONTROL => {
             if changeable {
                 p[2] = 0x04; // D_SENSE

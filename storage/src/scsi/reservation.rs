@@ -28,7 +28,10 @@ impl PrType {
         })
     }
     fn all_registrants(self) -> bool {
-        matches!(self, PrType::WriteExclusiveAllRegistrants | PrType::ExclusiveAccessAllRegistrants)
+        matches!(
+            self,
+            PrType::WriteExclusiveAllRegistrants | PrType::ExclusiveAccessAllRegistrants
+        )
     }
     fn registrants_access(self) -> bool {
         !matches!(self, PrType::WriteExclusive | PrType::ExclusiveAccess)
@@ -121,12 +124,16 @@ impl Reservations {
 
     /// SPC-4 table 49 / SPC-2 reservations: may this nexus run a command of this access kind?
     pub fn check(&self, nexus: &Nexus, access: Access, opcode_is_release6: bool) -> PrResult {
-        if let Some(holder) = &self.reserve6 {
-            if holder != &nexus.id && access != Access::None && !opcode_is_release6 {
-                return conflict();
-            }
+        if let Some(holder) = &self.reserve6
+            && holder != &nexus.id
+            && access != Access::None
+            && !opcode_is_release6
+        {
+            return conflict();
         }
-        let Some(res) = &self.reservation else { return Ok(()) };
+        let Some(res) = &self.reservation else {
+            return Ok(());
+        };
         if access == Access::None || self.is_holder(&nexus.id) {
             return Ok(());
         }
@@ -180,7 +187,11 @@ impl Reservations {
         out.extend_from_slice(&self.generation.to_be_bytes());
         match sa {
             prin::READ_KEYS => {
-                let keys: Vec<u8> = self.registrations.iter().flat_map(|r| r.key.to_be_bytes()).collect();
+                let keys: Vec<u8> = self
+                    .registrations
+                    .iter()
+                    .flat_map(|r| r.key.to_be_bytes())
+                    .collect();
                 out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
                 out.extend_from_slice(&keys);
             }
@@ -283,10 +294,10 @@ impl Reservations {
                             self.unregister(i, &mut notices);
                         } else {
                             self.registrations[i].key = sa_key;
-                            if let Some(r) = &mut self.reservation {
-                                if r.holder_nexus == nexus.id {
-                                    r.key = sa_key;
-                                }
+                            if let Some(r) = &mut self.reservation
+                                && r.holder_nexus == nexus.id
+                            {
+                                r.key = sa_key;
                             }
                         }
                     }
@@ -294,7 +305,9 @@ impl Reservations {
                 self.generation = self.generation.wrapping_add(1);
             }
             prout::RESERVE => {
-                let Some(i) = me else { return Err((ScsiStatus::ReservationConflict, None)) };
+                let Some(i) = me else {
+                    return Err((ScsiStatus::ReservationConflict, None));
+                };
                 if self.registrations[i].key != key {
                     return Err((ScsiStatus::ReservationConflict, None));
                 }
@@ -321,11 +334,15 @@ impl Reservations {
                 }
             }
             prout::RELEASE => {
-                let Some(i) = me else { return Err((ScsiStatus::ReservationConflict, None)) };
+                let Some(i) = me else {
+                    return Err((ScsiStatus::ReservationConflict, None));
+                };
                 if self.registrations[i].key != key {
                     return Err((ScsiStatus::ReservationConflict, None));
                 }
-                let Some(r) = self.reservation.clone() else { return Ok(notices) };
+                let Some(r) = self.reservation.clone() else {
+                    return Ok(notices);
+                };
                 if !self.is_holder(&nexus.id) {
                     return Ok(notices);
                 }
@@ -342,7 +359,9 @@ impl Reservations {
                 }
             }
             prout::CLEAR => {
-                let Some(i) = me else { return Err((ScsiStatus::ReservationConflict, None)) };
+                let Some(i) = me else {
+                    return Err((ScsiStatus::ReservationConflict, None));
+                };
                 if self.registrations[i].key != key {
                     return Err((ScsiStatus::ReservationConflict, None));
                 }
@@ -356,12 +375,16 @@ impl Reservations {
                 self.generation = self.generation.wrapping_add(1);
             }
             prout::PREEMPT | prout::PREEMPT_AND_ABORT => {
-                let Some(i) = me else { return Err((ScsiStatus::ReservationConflict, None)) };
+                let Some(i) = me else {
+                    return Err((ScsiStatus::ReservationConflict, None));
+                };
                 if self.registrations[i].key != key {
                     return Err((ScsiStatus::ReservationConflict, None));
                 }
                 let res = self.reservation.clone();
-                let holder_key_matches = res.as_ref().is_some_and(|r| !r.kind.all_registrants() && r.key == sa_key);
+                let holder_key_matches = res
+                    .as_ref()
+                    .is_some_and(|r| !r.kind.all_registrants() && r.key == sa_key);
                 if sa_key == 0 && !res.as_ref().is_some_and(|r| r.kind.all_registrants()) {
                     return illegal(Sense::invalid_param(8, None));
                 }
@@ -374,18 +397,24 @@ impl Reservations {
                     .iter()
                     .enumerate()
                     .filter(|(j, r)| {
-                        *j != i && (r.key == sa_key || (sa_key == 0 && res.as_ref().is_some_and(|x| x.kind.all_registrants())))
+                        *j != i
+                            && (r.key == sa_key
+                                || (sa_key == 0
+                                    && res.as_ref().is_some_and(|x| x.kind.all_registrants())))
                     })
                     .map(|(j, _)| j)
                     .collect();
-                if victims.is_empty() && !holder_key_matches && !res.as_ref().is_some_and(|r| r.kind.all_registrants()) {
+                if victims.is_empty()
+                    && !holder_key_matches
+                    && !res.as_ref().is_some_and(|r| r.kind.all_registrants())
+                {
                     return Err((ScsiStatus::ReservationConflict, None));
                 }
                 for &j in victims.iter().rev() {
                     let reg = self.registrations.remove(j);
                     notices.push((reg.nexus, Asc::REGISTRATIONS_PREEMPTED));
                 }
-                                let preempt_reservation = match &res {
+                let preempt_reservation = match &res {
                     None => false,
                     Some(r) if r.kind.all_registrants() => true,
                     Some(r) => r.key == sa_key,

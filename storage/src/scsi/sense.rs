@@ -82,20 +82,33 @@ pub struct Sense {
 
 impl Sense {
     pub fn new(key: SenseKey, asc: Asc) -> Self {
-        Sense { key, asc, information: None, field: None }
+        Sense {
+            key,
+            asc,
+            information: None,
+            field: None,
+        }
     }
     pub fn illegal(asc: Asc) -> Self {
         Sense::new(SenseKey::IllegalRequest, asc)
     }
     pub fn invalid_cdb(byte: u16, bit: Option<u8>) -> Self {
         Sense {
-            field: Some(FieldPointer { in_cdb: true, byte, bit }),
+            field: Some(FieldPointer {
+                in_cdb: true,
+                byte,
+                bit,
+            }),
             ..Sense::illegal(Asc::INVALID_FIELD_IN_CDB)
         }
     }
     pub fn invalid_param(byte: u16, bit: Option<u8>) -> Self {
         Sense {
-            field: Some(FieldPointer { in_cdb: false, byte, bit }),
+            field: Some(FieldPointer {
+                in_cdb: false,
+                byte,
+                bit,
+            }),
             ..Sense::illegal(Asc::INVALID_FIELD_IN_PARAMETER_LIST)
         }
     }
@@ -156,7 +169,11 @@ impl Sense {
     }
 
     pub fn encode(&self, descriptor_format: bool) -> Vec<u8> {
-        if descriptor_format { self.descriptor() } else { self.fixed() }
+        if descriptor_format {
+            self.descriptor()
+        } else {
+            self.fixed()
+        }
     }
 }
 
