@@ -108,6 +108,7 @@ impl LogicalUnit {
             vpd::BLOCK_DEVICE_CHARACTERISTICS => {
                 let mut p = vec![0u8; 60];
                 p[0..2].copy_from_slice(&1u16.to_be_bytes()); // non-rotating medium
+                p[3] = 0x40; // WABEREQ 01b: reads after BLOCK ERASE return zeros
                 d.extend_from_slice(&p);
             }
             vpd::LOGICAL_BLOCK_PROVISIONING => {

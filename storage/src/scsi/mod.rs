@@ -249,6 +249,13 @@ impl LogicalUnit {
         self.store.size_bytes() / self.cfg.block_size as u64
     }
 
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT: the LU presents 4 KiB
+    /// physical blocks (512e with 512-byte logical blocks), the granule the
+    /// RAMDISK and page cache work in.
+    pub fn physical_exponent(&self) -> u8 {
+        (4096 / self.cfg.block_size).max(1).trailing_zeros() as u8
+    }
+
     fn lock(&self) -> MutexGuard<'_, LuState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -281,13 +288,13 @@ impl LogicalUnit {
     }
 
     /// LOGICAL UNIT RESET (and target resets): SPC-2 reservations and
-    /// PREVENT state go, every nexus sees a unit attention.
-    pub fn reset(&self, nexuses: &[NexusId]) {
+    /// PREVENT state go; every nexus but the one that asked sees a unit attention.
+    pub fn reset(&self, nexuses: &[NexusId], origin: Option<&NexusId>) {
         let mut st = self.lock();
         st.res.release6_all();
         st.prevent.clear();
         st.stopped = false;
-        for n in nexuses {
+        for n in nexuses.iter().filter(|n| Some(*n) != origin) {
             st.unit_attention.retain(|(x, _)| x != n);
             st.unit_attention.push((n.clone(), Asc::BUS_DEVICE_RESET));
         }
@@ -446,6 +453,7 @@ impl LogicalUnit {
                     let mut d = vec![0u8; 32];
                     d[0..8].copy_from_slice(&(self.num_blocks() - 1).to_be_bytes());
                     d[8..12].copy_from_slice(&self.block_size().to_be_bytes());
+                    d[13] = self.physical_exponent();
                     if self.cfg.thin {
                         d[14] = 0x80 | 0x40; // LBPME LBPRZ
                     }
@@ -691,13 +699,13 @@ impl LogicalUnit {
         }
         self.check_range(lba, n)?;
         self.check_writable()?;
-        if n == 0 {
-            return Ok(ScsiResponse::good(Vec::new()));
-        }
         let bs = self.block_size() as usize;
         let len = n as usize * bs;
         if data.len() != 2 * len {
             return Err(Sense::invalid_cdb(13, None));
+        }
+        if n == 0 {
+            return Ok(ScsiResponse::good(Vec::new()));
         }
         let _g = self.atomic.lock().unwrap_or_else(|e| e.into_inner());
         let mut medium = vec![0u8; len];
@@ -771,7 +779,9 @@ impl LogicalUnit {
             data.to_vec()
         };
         let offset = lba * bs as u64;
-        if unmap && block.iter().all(|&b| b == 0) {
+        // UNMAP=1 deallocates the range (it then reads back as zeros, LBPRZ),
+        // as LIO does, whatever the Data-Out block holds.
+        if unmap {
             self.store
                 .unmap(offset, n * bs as u64)
                 .map_err(Self::medium_error_write)?;
@@ -818,7 +828,10 @@ impl LogicalUnit {
             if n > limits::MAX_UNMAP_LBA_COUNT as u64 {
                 return Err(Sense::invalid_param((16 + i * 16) as u16, None));
             }
-            self.check_range(lba, n)?;
+            // A descriptor of zero blocks is not an error, wherever it points.
+            if n > 0 {
+                self.check_range(lba, n)?;
+            }
         }
         let bs = self.block_size() as u64;
         for (lba, n) in descs {
@@ -869,18 +882,27 @@ impl LogicalUnit {
         use opcode::sanitize as sa;
         let action = (cdb[1] & 0x1f) as u16;
         let plen = be16(&cdb[7..]) as usize;
-        if cdb[2..7].iter().any(|&b| b != 0) {
-            return Err(Sense::invalid_cdb(2, None));
+        if cdb[1] & 0x40 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(6)));
+        }
+        if let Some(i) = (2..7).find(|&i| cdb[i] != 0) {
+            return Err(Sense::invalid_cdb(i as u16, None));
         }
         match action {
             sa::OVERWRITE => {
-                if plen < 5 || data.len() < plen {
+                // SBC-4 5.30.2.2: the parameter list length must be 5..=block size + 4;
+                // libiscsi (like LIO) expects INVALID FIELD IN CDB for every
+                // malformed OVERWRITE parameter list.
+                let bs = self.block_size() as usize;
+                if plen < 5 || plen > bs + 4 {
+                    return Err(Sense::invalid_cdb(7, None));
+                }
+                if data.len() < plen {
                     return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
                 }
                 let pat_len = be16(&data[2..]) as usize;
-                let bs = self.block_size() as usize;
-                if pat_len == 0 || pat_len > bs || pat_len + 4 != plen || data[0] & 0x1f == 0 {
-                    return Err(Sense::invalid_param(2, None));
+                if pat_len == 0 || pat_len > bs || pat_len + 4 > plen || data[0] & 0x1f == 0 {
+                    return Err(Sense::invalid_cdb(7, None));
                 }
                 if data[1] != 0 {
                     return Err(Sense::invalid_param(1, None));
@@ -1094,7 +1116,7 @@ mod tests {
         assert_eq!(r.status, ScsiStatus::Good, "TUR is allowed");
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
         assert_eq!(r.status, ScsiStatus::ReservationConflict);
-        lu.reset(&[nexus(1).id, nexus(2).id]);
+        lu.reset(&[nexus(1).id, nexus(2).id], Some(&nexus(1).id));
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
         assert_eq!(asc_of(&r), (6, 0x29, 0x03));
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);

@@ -41,6 +41,7 @@ impl Asc {
     pub const MISCOMPARE_DURING_VERIFY: Asc = Asc(0x1D, 0x00);
     pub const PARAMETER_LIST_LENGTH_ERROR: Asc = Asc(0x1A, 0x00);
     pub const INVALID_OPCODE: Asc = Asc(0x20, 0x00);
+    pub const DATA_PHASE_ERROR: Asc = Asc(0x4B, 0x00);
     pub const LBA_OUT_OF_RANGE: Asc = Asc(0x21, 0x00);
     pub const INVALID_FIELD_IN_CDB: Asc = Asc(0x24, 0x00);
     pub const LU_NOT_SUPPORTED: Asc = Asc(0x25, 0x00);
