@@ -67,4 +67,10 @@ pub struct ServeArgs {
     /// Export every LUN read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// Report every LUN as removable medium (PREVENT ALLOW MEDIUM REMOVAL, eject and load).
+    #[arg(long)]
+    pub removable: bool,
+    /// Physical block size to report (512e: 4096 with 512-byte logical blocks).
+    #[arg(long = "physical-block-size", value_name = "BYTES")]
+    pub physical_block_size: Option<u32>,
 }

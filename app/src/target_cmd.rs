@@ -87,9 +87,11 @@ pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(d) = a.queue_depth {
         t.queue_depth = d;
     }
-    if a.read_only {
-        for l in &mut t.luns {
-            l.attributes.read_only = true;
+    for l in &mut t.luns {
+        l.attributes.read_only |= a.read_only;
+        l.attributes.removable |= a.removable;
+        if let Some(p) = a.physical_block_size {
+            l.attributes.physical_block_size = p;
         }
     }
     cfg.validate().map_err(|e| anyhow::anyhow!(e))?;

@@ -62,6 +62,8 @@ impl Nexus {
 #[serde(default, deny_unknown_fields)]
 pub struct LuConfig {
     pub block_size: u32,
+    /// Physical block size reported (a power-of-two multiple of `block_size`).
+    pub physical_block_size: u32,
     pub read_only: bool,
     /// Thin provisioning: UNMAP, WRITE SAME with UNMAP, LBPME in READ CAPACITY(16).
     pub thin: bool,
@@ -80,6 +82,7 @@ impl Default for LuConfig {
     fn default() -> Self {
         LuConfig {
             block_size: 512,
+            physical_block_size: 512,
             read_only: false,
             thin: true,
             removable: false,
@@ -131,15 +134,16 @@ struct LuState {
     res: Reservations,
     unit_attention: Vec<(NexusId, Asc)>,
     prevent: HashSet<NexusId>,
-    stopped: bool,
+    /// A removable medium was ejected (START STOP UNIT with LOEJ).
+    medium_absent: bool,
 }
 
 impl LuState {
-    /// Whether any command needs the locked path (reservations, attentions, stopped).
+    /// Whether any command needs the locked path (reservations, attentions, medium ejected).
     fn quiet(&self) -> bool {
         self.res.is_empty()
             && self.unit_attention.is_empty()
-            && !self.stopped
+            && !self.medium_absent
             && !self.mode.swp
             && self.mode.wce
     }
@@ -185,6 +189,27 @@ pub fn cdb_len(opcode: u8) -> usize {
     }
 }
 
+/// Commands that touch the medium and fail with MEDIUM NOT PRESENT while it is ejected.
+fn needs_medium(opcode: u8) -> bool {
+    !matches!(
+        opcode,
+        op::INQUIRY
+            | op::REPORT_LUNS
+            | op::REQUEST_SENSE
+            | op::START_STOP_UNIT
+            | op::PREVENT_ALLOW
+            | op::MODE_SENSE_6
+            | op::MODE_SENSE_10
+            | op::MODE_SELECT_6
+            | op::MODE_SELECT_10
+            | op::PERSISTENT_RESERVE_IN
+            | op::PERSISTENT_RESERVE_OUT
+            | op::MAINTENANCE_IN
+            | op::RESERVE_6
+            | op::RELEASE_6
+    )
+}
+
 fn access_of(opcode: u8) -> Access {
     match opcode {
         op::INQUIRY
@@ -227,6 +252,10 @@ impl LogicalUnit {
         if !matches!(bs, 512 | 1024 | 2048 | 4096) || store.size_bytes() < bs as u64 {
             return Err(StorageError::BadSize(store.size_bytes(), bs));
         }
+        let pbs = cfg.physical_block_size;
+        if pbs < bs || !pbs.is_power_of_two() || pbs / bs > 1 << 15 {
+            return Err(StorageError::BadSize(pbs as u64, bs));
+        }
         Ok(LogicalUnit {
             cfg,
             store,
@@ -249,11 +278,10 @@ impl LogicalUnit {
         self.store.size_bytes() / self.cfg.block_size as u64
     }
 
-    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT: the LU presents 4 KiB
-    /// physical blocks (512e with 512-byte logical blocks), the granule the
-    /// RAMDISK and page cache work in.
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY 16):
+    /// 0 for 512n, 3 for 512e (4096-byte physical blocks).
     pub fn physical_exponent(&self) -> u8 {
-        (4096 / self.cfg.block_size).max(1).trailing_zeros() as u8
+        (self.cfg.physical_block_size / self.cfg.block_size).max(1).trailing_zeros() as u8
     }
 
     fn lock(&self) -> MutexGuard<'_, LuState> {
@@ -288,16 +316,12 @@ impl LogicalUnit {
     }
 
     /// LOGICAL UNIT RESET (and target resets): SPC-2 reservations and
-    /// PREVENT state go; every nexus but the one that asked sees a unit attention.
-    pub fn reset(&self, nexuses: &[NexusId], origin: Option<&NexusId>) {
+    /// PREVENT state go. Like LIO, no unit attention is queued for the reset
+    /// itself (initiators such as libiscsi's test suite expect none).
+    pub fn reset(&self) {
         let mut st = self.lock();
         st.res.release6_all();
         st.prevent.clear();
-        st.stopped = false;
-        for n in nexuses.iter().filter(|n| Some(*n) != origin) {
-            st.unit_attention.retain(|(x, _)| x != n);
-            st.unit_attention.push((n.clone(), Asc::BUS_DEVICE_RESET));
-        }
         self.update(&st);
     }
 
@@ -337,13 +361,11 @@ impl LogicalUnit {
                     None => ScsiResponse::status(status),
                 };
             }
-            if st.stopped
-                && access_of(opcode) != Access::None
-                && !matches!(opcode, op::START_STOP_UNIT)
-            {
+            if st.medium_absent && needs_medium(opcode) {
                 let d = st.mode.d_sense;
-                return ScsiResponse::check(&Sense::new(SenseKey::NotReady, Asc(0x04, 0x02)), d);
+                return ScsiResponse::check(&Sense::new(SenseKey::NotReady, Asc::MEDIUM_NOT_PRESENT), d);
             }
+
         }
         match self.dispatch(nexus, cdb, data_out) {
             Ok(r) => r,
@@ -485,16 +507,12 @@ impl LogicalUnit {
                 let loej = cdb[4] & 0x02 != 0;
                 let start = cdb[4] & 0x01 != 0;
                 let mut st = self.lock();
-                if power == 0 {
-                    if loej && !start && !st.prevent.is_empty() {
-                        let d = st.mode.d_sense;
-                        drop(st);
-                        return Ok(ScsiResponse::check(
-                            &Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED),
-                            d,
-                        ));
+                // Power conditions and spinning up or down are accepted: the medium is virtual.
+                if power == 0 && loej && self.cfg.removable {
+                    if !st.prevent.is_empty() {
+                        return Err(Sense::illegal(Asc::MEDIUM_REMOVAL_PREVENTED));
                     }
-                    st.stopped = !start && self.cfg.removable && loej;
+                    st.medium_absent = !start;
                 }
                 self.update(&st);
                 Ok(ScsiResponse::good(Vec::new()))
@@ -1116,9 +1134,7 @@ mod tests {
         assert_eq!(r.status, ScsiStatus::Good, "TUR is allowed");
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
         assert_eq!(r.status, ScsiStatus::ReservationConflict);
-        lu.reset(&[nexus(1).id, nexus(2).id], Some(&nexus(1).id));
-        let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
-        assert_eq!(asc_of(&r), (6, 0x29, 0x03));
+        lu.reset();
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
         assert_eq!(r.status, ScsiStatus::Good);
     }
