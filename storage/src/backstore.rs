@@ -44,9 +44,14 @@ pub trait Backstore: Send + Sync {
     fn flush(&self) -> Result<(), StorageError>;
     /// Deallocates a range; it then reads back as zeros.
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError>;
-    /// Whether the byte at `offset` is backed by allocated storage (GET LBA STATUS).
-    fn is_mapped(&self, _offset: u64) -> bool {
-        true
+    /// Whether the byte at `offset` is backed by allocated storage.
+    fn is_mapped(&self, offset: u64) -> bool {
+        self.extent(offset).0
+    }
+    /// The allocation run containing `offset`: (mapped, end offset of the run).
+    /// GET LBA STATUS reports these runs.
+    fn extent(&self, _offset: u64) -> (bool, u64) {
+        (true, self.size_bytes())
     }
     /// Bytes of memory this backstore holds (RAMDISK: allocated chunks).
     fn resident_bytes(&self) -> u64 {
@@ -151,13 +156,24 @@ impl Backstore for RamDisk {
         }
         Ok(())
     }
-    fn is_mapped(&self, offset: u64) -> bool {
-        let idx = (offset / RAM_CHUNK as u64) as usize;
-        self.chunks
-            .get(idx)
-            .map(|c| c.read().unwrap_or_else(|e| e.into_inner()).is_some())
-            .unwrap_or(false)
+    fn extent(&self, offset: u64) -> (bool, u64) {
+        let allocated = |i: usize| {
+            self.chunks[i]
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+        };
+        let first = (offset / RAM_CHUNK as u64) as usize;
+        if first >= self.chunks.len() {
+            return (false, self.size);
+        }
+        let state = allocated(first);
+        let end = (first + 1..self.chunks.len())
+            .find(|&i| allocated(i) != state)
+            .unwrap_or(self.chunks.len());
+        (state, (end as u64 * RAM_CHUNK as u64).min(self.size))
     }
+
     fn resident_bytes(&self) -> u64 {
         (0..self.chunks.len())
             .filter(|&i| {
@@ -286,6 +302,24 @@ impl Backstore for FileIo {
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {
         check_range(offset, len as usize, self.size)?;
         punch_hole(&self.file, offset, len).or_else(|_| zero_fill(self, offset, len))
+    }
+    fn extent(&self, offset: u64) -> (bool, u64) {
+        let seek = |whence| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: lseek only reads its integer arguments; the descriptor is owned by `self.file`.
+            let r = unsafe { libc::lseek(self.file.as_raw_fd(), offset as libc::off_t, whence) };
+            (r >= 0).then_some(r as u64)
+        };
+        match seek(libc::SEEK_DATA) {
+            // Data starts here: mapped until the next hole.
+            Some(d) if d == offset => (
+                true,
+                seek(libc::SEEK_HOLE).unwrap_or(self.size).min(self.size),
+            ),
+            // A hole up to the next data (or to the end).
+            Some(d) => (false, d.min(self.size)),
+            None => (false, self.size),
+        }
     }
 }
 

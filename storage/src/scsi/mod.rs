@@ -4,6 +4,7 @@ mod inquiry;
 mod mode;
 pub mod opcode;
 mod reservation;
+mod sanitize;
 pub mod sense;
 
 use std::collections::HashSet;
@@ -19,7 +20,14 @@ pub use mode::ModeState;
 use opcode::{op, sai};
 pub use reservation::Access;
 use reservation::Reservations;
+pub use sanitize::SanitizeJob;
 pub use sense::{Asc, ScsiStatus, Sense, SenseKey};
+
+/// A command's outcome: now, or when a background operation (SANITIZE) ends.
+pub enum Completion {
+    Now(ScsiResponse),
+    Later(Arc<SanitizeJob>),
+}
 
 /// An I_T nexus: the initiator port (iSCSI name + ISID) as the LU sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,6 +84,10 @@ pub struct LuConfig {
     pub naa: u64,
     /// SCSI name string of the target port (the target IQN), reported in VPD 0x83.
     pub target_port_name: String,
+    /// Pace of SANITIZE OVERWRITE in MiB/s (0: as fast as the backstore goes),
+    /// so a sanitize runs in the background without starving the host, as md
+    /// paces a resync with sync_speed_max.
+    pub sanitize_rate_mib: u32,
 }
 
 impl Default for LuConfig {
@@ -92,6 +104,7 @@ impl Default for LuConfig {
             serial: "00000000".into(),
             naa: 0x6001_4050_0000_0000,
             target_port_name: String::new(),
+            sanitize_rate_mib: 64,
         }
     }
 }
@@ -136,6 +149,8 @@ struct LuState {
     prevent: HashSet<NexusId>,
     /// A removable medium was ejected (START STOP UNIT with LOEJ).
     medium_absent: bool,
+    /// A SANITIZE in progress: media access is refused until it ends.
+    sanitize: Option<Arc<SanitizeJob>>,
 }
 
 impl LuState {
@@ -146,6 +161,7 @@ impl LuState {
             && !self.medium_absent
             && !self.mode.swp
             && self.mode.wce
+            && self.sanitize.is_none()
     }
 }
 
@@ -281,7 +297,9 @@ impl LogicalUnit {
     /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY 16):
     /// 0 for 512n, 3 for 512e (4096-byte physical blocks).
     pub fn physical_exponent(&self) -> u8 {
-        (self.cfg.physical_block_size / self.cfg.block_size).max(1).trailing_zeros() as u8
+        (self.cfg.physical_block_size / self.cfg.block_size)
+            .max(1)
+            .trailing_zeros() as u8
     }
 
     fn lock(&self) -> MutexGuard<'_, LuState> {
@@ -318,10 +336,15 @@ impl LogicalUnit {
     /// LOGICAL UNIT RESET (and target resets): SPC-2 reservations and
     /// PREVENT state go. Like LIO, no unit attention is queued for the reset
     /// itself (initiators such as libiscsi's test suite expect none).
-    pub fn reset(&self) {
+    pub fn reset(&self, nexuses: &[NexusId]) {
         let mut st = self.lock();
         st.res.release6_all();
         st.prevent.clear();
+        for n in nexuses {
+            tracing::debug!(initiator = %n.initiator, isid = n.isid, "unit attention queued: LU reset");
+            st.unit_attention.retain(|(x, _)| x != n);
+            st.unit_attention.push((n.clone(), Asc::BUS_DEVICE_RESET));
+        }
         self.update(&st);
     }
 
@@ -335,42 +358,92 @@ impl LogicalUnit {
         self.update(&st);
     }
 
-    /// Executes one command. `data_out` holds what the initiator sent.
-    pub fn execute(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+    /// Executes one command and waits for it. `data_out` holds what the initiator sent.
+    pub fn execute(self: &Arc<Self>, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+        match self.start(nexus, cdb, data_out) {
+            Completion::Now(r) => r,
+            Completion::Later(job) => job.wait_response(self.descriptor_sense()),
+        }
+    }
+
+    /// Starts one command: most complete at once; a SANITIZE without IMMED
+    /// completes when its background job ends.
+    pub fn start(self: &Arc<Self>, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> Completion {
         if cdb.is_empty() || cdb.len() < cdb_len(cdb[0]) {
-            return ScsiResponse::check(&Sense::illegal(Asc::INVALID_OPCODE), false);
+            return Completion::Now(ScsiResponse::check(
+                &Sense::illegal(Asc::INVALID_OPCODE),
+                false,
+            ));
         }
         let opcode = cdb[0];
+        if opcode == op::SANITIZE {
+            return match self.sanitize(nexus, cdb, data_out) {
+                Ok(c) => c,
+                Err(sense) => {
+                    tracing::debug!(?sense, "sanitize refused");
+                    Completion::Now(ScsiResponse::check(&sense, self.descriptor_sense()))
+                }
+            };
+        }
+        Completion::Now(self.execute_now(nexus, cdb, data_out))
+    }
+
+    fn execute_now(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+        let opcode = cdb[0];
+        if let Some(r) = self.admission(nexus, opcode) {
+            return r;
+        }
+        match self.dispatch(nexus, cdb, data_out) {
+            Ok(r) => r,
+            Err(sense) => ScsiResponse::check(&sense, self.descriptor_sense()),
+        }
+    }
+
+    /// Unit attentions, reservation conflicts, an ejected medium and a running
+    /// SANITIZE stop a command before it runs.
+    fn admission(&self, nexus: &Nexus, opcode: u8) -> Option<ScsiResponse> {
         if self.slow.load(Ordering::Acquire) {
             let mut st = self.lock();
+            if let Some(job) = st.sanitize.clone() {
+                let sense = job.not_ready_sense();
+                if opcode == op::REQUEST_SENSE {
+                    return Some(ScsiResponse::good(sense.encode(st.mode.d_sense)));
+                }
+                if !matches!(opcode, op::INQUIRY | op::REPORT_LUNS) {
+                    return Some(ScsiResponse::check(&sense, st.mode.d_sense));
+                }
+            }
             if !ua_exempt(opcode)
                 && let Some(i) = st.unit_attention.iter().position(|(n, _)| n == &nexus.id)
             {
                 let (_, asc) = st.unit_attention.remove(i);
+                tracing::debug!(initiator = %nexus.id.initiator, isid = nexus.id.isid, opcode, "unit attention reported");
                 let d = st.mode.d_sense;
                 self.update(&st);
-                return ScsiResponse::check(&Sense::new(SenseKey::UnitAttention, asc), d);
+                return Some(ScsiResponse::check(
+                    &Sense::new(SenseKey::UnitAttention, asc),
+                    d,
+                ));
             }
             if let Err((status, sense)) =
                 st.res
                     .check(nexus, access_of(opcode), opcode == op::RELEASE_6)
             {
                 let d = st.mode.d_sense;
-                return match sense {
+                return Some(match sense {
                     Some(s) => ScsiResponse::check(&s, d),
                     None => ScsiResponse::status(status),
-                };
+                });
             }
             if st.medium_absent && needs_medium(opcode) {
                 let d = st.mode.d_sense;
-                return ScsiResponse::check(&Sense::new(SenseKey::NotReady, Asc::MEDIUM_NOT_PRESENT), d);
+                return Some(ScsiResponse::check(
+                    &Sense::new(SenseKey::NotReady, Asc::MEDIUM_NOT_PRESENT),
+                    d,
+                ));
             }
-
         }
-        match self.dispatch(nexus, cdb, data_out) {
-            Ok(r) => r,
-            Err(sense) => ScsiResponse::check(&sense, self.descriptor_sense()),
-        }
+        None
     }
 
     fn dispatch(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> CmdResult {
@@ -583,7 +656,6 @@ impl LogicalUnit {
                     be32(&cdb[6..]),
                 )))
             }
-            op::SANITIZE => self.sanitize(cdb, data_out),
             op::REPORT_LUNS => {
                 Ok(report_luns(&[0], cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)))
             }
@@ -868,20 +940,17 @@ impl LogicalUnit {
             return Err(Sense::illegal(Asc::LBA_OUT_OF_RANGE));
         }
         let bs = self.block_size() as u64;
-        let mapped = |b: u64| self.store.is_mapped(b * bs);
         let max_desc = (alloc_len.saturating_sub(8) / 16).clamp(1, 64);
         let mut descs = Vec::new();
         let mut start = lba;
-        // Scan granule: RAMDISK allocates in chunks; step by a chunk's worth of blocks.
-        let step = (crate::backstore::RAM_CHUNK as u64 / bs).max(1);
         while start < total && (descs.len() as u64) < max_desc {
-            let state = mapped(start);
-            let mut end = (start / step + 1) * step;
-            while end < total && mapped(end) == state && end - start < u32::MAX as u64 - step {
-                end += step;
-            }
-            let end = end.min(total);
-            descs.push((start, end - start, if state { 0u8 } else { 1u8 }));
+            let (mapped, end_byte) = self.store.extent(start * bs);
+            // Runs end on block boundaries; a partial block counts as mapped.
+            let end = end_byte
+                .div_ceil(bs)
+                .clamp(start + 1, total)
+                .min(start + u32::MAX as u64);
+            descs.push((start, end - start, if mapped { 0u8 } else { 1u8 }));
             start = end;
         }
         let mut d = vec![0u8; 8];
@@ -894,84 +963,6 @@ impl LogicalUnit {
         let len = (d.len() - 4) as u32;
         d[0..4].copy_from_slice(&len.to_be_bytes());
         Ok(ScsiResponse::good(alloc(d, alloc_len)))
-    }
-
-    fn sanitize(&self, cdb: &[u8], data: &[u8]) -> CmdResult {
-        use opcode::sanitize as sa;
-        let action = (cdb[1] & 0x1f) as u16;
-        let plen = be16(&cdb[7..]) as usize;
-        if cdb[1] & 0x40 != 0 {
-            return Err(Sense::invalid_cdb(1, Some(6)));
-        }
-        if let Some(i) = (2..7).find(|&i| cdb[i] != 0) {
-            return Err(Sense::invalid_cdb(i as u16, None));
-        }
-        match action {
-            sa::OVERWRITE => {
-                // SBC-4 5.30.2.2: the parameter list length must be 5..=block size + 4;
-                // libiscsi (like LIO) expects INVALID FIELD IN CDB for every
-                // malformed OVERWRITE parameter list.
-                let bs = self.block_size() as usize;
-                if plen < 5 || plen > bs + 4 {
-                    return Err(Sense::invalid_cdb(7, None));
-                }
-                if data.len() < plen {
-                    return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
-                }
-                let pat_len = be16(&data[2..]) as usize;
-                if pat_len == 0 || pat_len > bs || pat_len + 4 > plen || data[0] & 0x1f == 0 {
-                    return Err(Sense::invalid_cdb(7, None));
-                }
-                if data[1] != 0 {
-                    return Err(Sense::invalid_param(1, None));
-                }
-                self.check_writable()?;
-                let pattern = &data[4..4 + pat_len];
-                let mut block = vec![0u8; bs];
-                for (i, b) in block.iter_mut().enumerate() {
-                    *b = pattern[i % pat_len];
-                }
-                if data[0] & 0x80 != 0 {
-                    for b in block.iter_mut() {
-                        *b = !*b;
-                    }
-                }
-                self.fill(&block)?;
-            }
-            sa::BLOCK_ERASE => {
-                if plen != 0 {
-                    return Err(Sense::invalid_cdb(7, None));
-                }
-                self.check_writable()?;
-                let size = self.store.size_bytes();
-                self.store
-                    .unmap(0, size)
-                    .map_err(Self::medium_error_write)?;
-            }
-            sa::EXIT_FAILURE_MODE => {
-                if plen != 0 {
-                    return Err(Sense::invalid_cdb(7, None));
-                }
-            }
-            _ => return Err(Sense::invalid_cdb(1, Some(4))),
-        }
-        Ok(ScsiResponse::good(Vec::new()))
-    }
-
-    fn fill(&self, block: &[u8]) -> Result<(), Sense> {
-        let bs = block.len();
-        let per = (1usize << 20) / bs;
-        let buf = block.repeat(per);
-        let total = self.num_blocks();
-        let mut done = 0u64;
-        while done < total {
-            let k = (total - done).min(per as u64) as usize;
-            self.store
-                .write_at(&buf[..k * bs], done * bs as u64, false)
-                .map_err(Self::medium_error_write)?;
-            done += k as u64;
-        }
-        Ok(())
     }
 }
 
@@ -1066,12 +1057,14 @@ mod tests {
     use super::*;
     use crate::backstore::RamDisk;
 
-    fn lu() -> LogicalUnit {
-        LogicalUnit::new(
-            Box::new(RamDisk::new(8 << 20).unwrap()),
-            LuConfig::default(),
+    fn lu() -> Arc<LogicalUnit> {
+        Arc::new(
+            LogicalUnit::new(
+                Box::new(RamDisk::new(8 << 20).unwrap()),
+                LuConfig::default(),
+            )
+            .unwrap(),
         )
-        .unwrap()
     }
     fn nexus(n: u64) -> Nexus {
         Nexus::new("iqn.test:init", n)
@@ -1134,7 +1127,9 @@ mod tests {
         assert_eq!(r.status, ScsiStatus::Good, "TUR is allowed");
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
         assert_eq!(r.status, ScsiStatus::ReservationConflict);
-        lu.reset();
+        lu.reset(&[nexus(1).id, nexus(2).id]);
+        let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
+        assert_eq!(asc_of(&r), (6, 0x29, 0x03));
         let r = lu.execute(&nexus(2), &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
         assert_eq!(r.status, ScsiStatus::Good);
     }
