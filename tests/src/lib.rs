@@ -1,6 +1,8 @@
 //! Helpers for the integration tests: find the `iolab` binary, start peers on
 //! free loopback ports, and make sure every process a test starts is stopped.
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
