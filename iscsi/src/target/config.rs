@@ -1,0 +1,217 @@
+//! Target configuration in LIO's terms: targets (IQN), one portal group each
+//! (tag + portals), LUN mappings over backstores, ACLs with per-ACL CHAP, and
+//! demo mode.
+
+use std::net::SocketAddr;
+
+use iolab_storage::BackstoreSpec;
+use iolab_storage::scsi::LuConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::chap::ChapCredentials;
+use crate::negotiation::Preferences;
+
+/// Default IQN of the embedded target.
+pub const DEFAULT_IQN: &str = "iqn.2026-11.io.iolab:target0";
+/// The IANA iSCSI port.
+pub const DEFAULT_PORT: u16 = 3260;
+/// Default per-session command window (the seed's RAMDISK used a 64-slot queue).
+pub const DEFAULT_QUEUE_DEPTH: u32 = 64;
+
+/// A whole target server: where it listens and what it exports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Portals (address:port) of the portal group.
+    pub listen: Vec<SocketAddr>,
+    pub targets: Vec<TargetConfig>,
+}
+
+/// One target node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub iqn: String,
+    #[serde(default)]
+    pub alias: Option<String>,
+    #[serde(default = "default_tpgt")]
+    pub tpgt: u16,
+    #[serde(default)]
+    pub luns: Vec<LunConfig>,
+    /// Accept any initiator (LIO's generate_node_acls=1), as the seed did.
+    #[serde(default = "yes")]
+    pub demo_mode: bool,
+    /// CHAP required of initiators without an ACL of their own (demo mode).
+    #[serde(default)]
+    pub chap: Option<ChapCredentials>,
+    /// Credentials the target answers with for mutual CHAP (demo mode).
+    #[serde(default)]
+    pub mutual_chap: Option<ChapCredentials>,
+    #[serde(default)]
+    pub acls: Vec<Acl>,
+    #[serde(default = "default_depth")]
+    pub queue_depth: u32,
+    #[serde(default)]
+    pub negotiation: Preferences,
+}
+
+/// An initiator allowed to log in, with its own CHAP credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    pub initiator: String,
+    #[serde(default)]
+    pub chap: Option<ChapCredentials>,
+    #[serde(default)]
+    pub mutual_chap: Option<ChapCredentials>,
+}
+
+/// A LUN mapping: number, backstore and its SCSI attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LunConfig {
+    pub lun: u64,
+    pub backstore: BackstoreSpec,
+    #[serde(default)]
+    pub attributes: LuConfig,
+}
+
+fn default_tpgt() -> u16 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_depth() -> u32 {
+    DEFAULT_QUEUE_DEPTH
+}
+
+impl TargetConfig {
+    pub fn new(iqn: &str) -> Self {
+        TargetConfig {
+            iqn: iqn.into(),
+            alias: None,
+            tpgt: 1,
+            luns: Vec::new(),
+            demo_mode: true,
+            chap: None,
+            mutual_chap: None,
+            acls: Vec::new(),
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            negotiation: Preferences::default(),
+        }
+    }
+
+    /// Adds a LUN with the next free number.
+    pub fn add_lun(&mut self, backstore: BackstoreSpec) -> u64 {
+        let lun = self.luns.iter().map(|l| l.lun + 1).max().unwrap_or(0);
+        self.luns.push(LunConfig {
+            lun,
+            backstore,
+            attributes: LuConfig::default(),
+        });
+        lun
+    }
+}
+
+impl ServerConfig {
+    /// The embedded default: a 1 GiB RAMDISK as LUN 0 of [`DEFAULT_IQN`] on 127.0.0.1:3260.
+    pub fn default_lab(listen: SocketAddr, ramdisk_bytes: u64) -> Self {
+        let mut t = TargetConfig::new(DEFAULT_IQN);
+        t.add_lun(BackstoreSpec::Ramdisk {
+            size: ramdisk_bytes,
+        });
+        ServerConfig {
+            listen: vec![listen],
+            targets: vec![t],
+        }
+    }
+
+    /// Checks what serde cannot: names, duplicate LUNs and limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
+            return Err("no portal to listen on".into());
+        }
+        if self.targets.is_empty() {
+            return Err("no target configured".into());
+        }
+        for t in &self.targets {
+            if !valid_iscsi_name(&t.iqn) {
+                return Err(format!(
+                    "'{}' is not a valid iSCSI name (iqn.YYYY-MM.reverse.domain[:id] or eui.<16 hex>)",
+                    t.iqn
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for l in &t.luns {
+                if !seen.insert(l.lun) {
+                    return Err(format!("{}: LUN {} is mapped twice", t.iqn, l.lun));
+                }
+                if l.lun > 16383 {
+                    return Err(format!("{}: LUN {} is above 16383", t.iqn, l.lun));
+                }
+            }
+            if !(1..=1024).contains(&t.queue_depth) {
+                return Err(format!(
+                    "{}: queue_depth {} must be 1..=1024",
+                    t.iqn, t.queue_depth
+                ));
+            }
+            if !(1..=8).contains(&t.negotiation.max_connections) {
+                return Err(format!("{}: max_connections must be 1..=8", t.iqn));
+            }
+            if !t.demo_mode && t.acls.is_empty() {
+                return Err(format!(
+                    "{}: demo mode is off and no ACL allows any initiator",
+                    t.iqn
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// iSCSI names (RFC 7143 4.2.7): `iqn.` with a date and reversed domain, `eui.` or `naa.` hex.
+pub fn valid_iscsi_name(name: &str) -> bool {
+    let hex = |s: &str, lens: &[usize]| {
+        lens.contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit())
+    };
+    if let Some(rest) = name.strip_prefix("iqn.") {
+        let ok_chars = rest
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c));
+        let date = rest.get(..7).unwrap_or("");
+        let date_ok = date.len() == 7
+            && date[..4].chars().all(|c| c.is_ascii_digit())
+            && &date[4..5] == "-"
+            && date[5..7].chars().all(|c| c.is_ascii_digit());
+        ok_chars && date_ok && name.len() <= 223
+    } else if let Some(rest) = name.strip_prefix("eui.") {
+        hex(rest, &[16])
+    } else if let Some(rest) = name.strip_prefix("naa.") {
+        hex(rest, &[16, 32])
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_iscsi_name(DEFAULT_IQN));
+        assert!(valid_iscsi_name("eui.0123456789abcdef"));
+        assert!(!valid_iscsi_name("iqn.bad"));
+        assert!(!valid_iscsi_name("iqn.2026-11.Upper"));
+        assert!(!valid_iscsi_name("target0"));
+    }
+
+    #[test]
+    fn default_lab_validates_and_round_trips_toml_like_serde() {
+        let c = ServerConfig::default_lab("127.0.0.1:3260".parse().unwrap(), 1 << 30);
+        c.validate().unwrap();
+        assert_eq!(c.targets[0].luns[0].lun, 0);
+    }
+}

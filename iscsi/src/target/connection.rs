@@ -1,0 +1,1124 @@
+//! One TCP connection of the target: login, then the full-feature phase
+//! (SCSI commands, Data-Out/R2T, NOP, Text, Task Management, Logout).
+//!
+//! A reader task (this module's `serve`) decodes PDUs and executes commands;
+//! a writer task batches outgoing PDUs into vectored socket writes.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iolab_storage::BackstoreKind;
+use iolab_storage::scsi::{self, Completion, LogicalUnit, ScsiResponse, ScsiStatus};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use super::login::{SessionType, Step, TargetLogin};
+use super::session::ConnEntry;
+use super::{Registry, Session};
+use crate::error::IscsiError;
+use crate::pdu::{
+    BHS_LEN, Bhs, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason, TmfFunction,
+    TmfResponse, crc32c_padded, pad_len, read_pdu,
+};
+use crate::stats::ConnStats;
+use crate::text;
+
+/// How long a login may take before the connection is dropped.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest login or text data segment accepted before negotiation.
+const LOGIN_MAX_DATA: usize = 65_536;
+
+/// One outgoing PDU: header (+digest), payload, padding (+digest).
+pub(crate) struct Frame {
+    head: Vec<u8>,
+    data: Bytes,
+    tail: [u8; 8],
+    tail_len: usize,
+}
+
+impl Frame {
+    pub(crate) fn new(bhs: &Bhs, data: Bytes, hd: bool, dd: bool) -> Frame {
+        let mut b = bhs.clone();
+        b.set_data_segment_len(data.len());
+        let mut head = Vec::with_capacity(BHS_LEN + 4);
+        head.extend_from_slice(&b.0);
+        if hd {
+            let d = crc32c::crc32c(&head);
+            head.extend_from_slice(&d.to_le_bytes());
+        }
+        let mut tail = [0u8; 8];
+        let mut tail_len = 0;
+        if !data.is_empty() {
+            tail_len = pad_len(data.len());
+            if dd {
+                tail[tail_len..tail_len + 4].copy_from_slice(&crc32c_padded(&data).to_le_bytes());
+                tail_len += 4;
+            }
+        }
+        Frame {
+            head,
+            data,
+            tail,
+            tail_len,
+        }
+    }
+    fn len(&self) -> usize {
+        self.head.len() + self.data.len() + self.tail_len
+    }
+}
+
+/// Writes batches of frames with vectored writes until the channel closes.
+pub(crate) async fn writer_loop(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Frame>,
+    stats: Arc<ConnStats>,
+) {
+    let mut batch: Vec<Frame> = Vec::with_capacity(64);
+    while let Some(f) = rx.recv().await {
+        batch.push(f);
+        while batch.len() < 64 {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let total: usize = batch.iter().map(Frame::len).sum();
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() * 3);
+        for f in &batch {
+            slices.push(IoSlice::new(&f.head));
+            if !f.data.is_empty() {
+                slices.push(IoSlice::new(&f.data));
+            }
+            if f.tail_len > 0 {
+                slices.push(IoSlice::new(&f.tail[..f.tail_len]));
+            }
+        }
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        let mut failed = false;
+        while !rest.is_empty() {
+            match w.write_vectored(rest).await {
+                Ok(0) | Err(_) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            }
+        }
+        stats.bytes_out.fetch_add(total as u64, Relaxed);
+        stats.pdus_out.fetch_add(batch.len() as u64, Relaxed);
+        batch.clear();
+        if failed {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// TCP_MAXSEG of a connected socket.
+pub(crate) fn tcp_mss(stream: &TcpStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes of the sizes given; the fd is
+    // owned by `stream`, which outlives the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && v > 0).then_some(v as u32)
+}
+
+/// Serves one accepted connection to its end.
+pub(super) async fn serve(
+    reg: Arc<Registry>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), IscsiError> {
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    let mss = tcp_mss(&stream);
+    let (rd, wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let stats = Arc::new(ConnStats::default());
+    let (tx, rx) = mpsc::channel::<Frame>(512);
+    let writer = tokio::spawn(writer_loop(wr, rx, stats.clone()));
+
+    let initial_stat_sn = u32::from_be_bytes(
+        crate::chap::random_bytes(4)
+            .try_into()
+            .unwrap_or([0, 0, 0, 1]),
+    );
+    let mut login = TargetLogin::new(reg.clone(), initial_stat_sn);
+    let limits = ReadLimits {
+        max_data: LOGIN_MAX_DATA,
+        header_digest: false,
+        data_digest: false,
+    };
+    let (mut resp, result) = loop {
+        let pdu = match tokio::time::timeout(LOGIN_TIMEOUT, read_pdu(&mut rd, limits)).await {
+            Err(_) => return Err(IscsiError::Timeout("login".into())),
+            Ok(Ok(Some(ReadOutcome::Pdu(p)))) => p,
+            Ok(Ok(Some(ReadOutcome::DataDigestError(_)))) => {
+                return Err(IscsiError::Protocol("digest during login".into()));
+            }
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+        };
+        stats
+            .bytes_in
+            .fetch_add((BHS_LEN + pdu.data.len()) as u64, Relaxed);
+        match login.step(&pdu) {
+            Step::Continue(p) => {
+                send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await?
+            }
+            Step::Fail(p, status) => {
+                let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
+                drop(tx);
+                let _ = writer.await;
+                return Err(IscsiError::Login(status));
+            }
+            Step::Complete(p, r) => break (p, r),
+        }
+    };
+    let stat_sn = login.stat_sn;
+    let params = result.params.clone();
+
+    if result.session_type == SessionType::Discovery {
+        send(
+            &tx,
+            Frame::new(&resp.bhs, Bytes::from(resp.data), false, false),
+        )
+        .await?;
+        let conn = Discovery {
+            reg,
+            tx,
+            stat_sn,
+            exp_cmd_sn: result.cmd_sn,
+            text_cont: None,
+        };
+        let r = conn
+            .run(&mut rd, params.header_digest, params.data_digest)
+            .await;
+        let _ = writer.await;
+        return r;
+    }
+
+    let session = match reg.bind(&result) {
+        Ok(s) => s,
+        Err(status) => {
+            resp.bhs.set_flags(resp.bhs.flags() & 0x0c);
+            resp.bhs.0[36] = status.0;
+            resp.bhs.0[37] = status.1;
+            let _ = send(&tx, Frame::new(&resp.bhs, Bytes::new(), false, false)).await;
+            drop(tx);
+            let _ = writer.await;
+            return Err(IscsiError::Login(status));
+        }
+    };
+    resp.bhs.set_tsih(session.tsih);
+    let (exp, max) = session.window();
+    resp.bhs.set_word28(exp).set_word32(max);
+    send(
+        &tx,
+        Frame::new(&resp.bhs, Bytes::from(resp.data), false, false),
+    )
+    .await?;
+
+    let (close_tx, close_rx) = watch::channel(false);
+    session.add_connection(ConnEntry {
+        cid: result.cid,
+        peer,
+        local,
+        params: params.clone(),
+        mss,
+        stats: stats.clone(),
+        close: close_tx,
+    });
+    tracing::info!(%peer, tsih = session.tsih, cid = result.cid, initiator = %result.initiator_name, "login complete");
+    tracing::debug!(?params, "negotiated");
+
+    let (deferred_tx, deferred_rx) = mpsc::unbounded_channel();
+    let mut conn = Conn {
+        reg: reg.clone(),
+        session: session.clone(),
+        cid: result.cid,
+        tx,
+        stat_sn,
+        hd: params.header_digest,
+        dd: params.data_digest,
+        peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
+        params,
+        stats: stats.clone(),
+        pending: HashMap::new(),
+        next_ttt: 1,
+        text_cont: None,
+        done: false,
+        deferred_tx,
+    };
+    let r = conn.run(rd, close_rx, deferred_rx).await;
+    let last = session.remove_connection(&stats);
+    if last {
+        reg.end_session(&session);
+    }
+    drop(conn);
+    let _ = writer.await;
+    r
+}
+
+async fn send(tx: &mpsc::Sender<Frame>, f: Frame) -> Result<(), IscsiError> {
+    tx.send(f)
+        .await
+        .map_err(|_| IscsiError::Protocol("connection writer closed".into()))
+}
+
+/// What is needed to answer a command once it completes.
+struct Deferred {
+    itt: u32,
+    lun_raw: [u8; 8],
+    edtl: u32,
+    read: bool,
+    needed_out: Option<u64>,
+    started: Instant,
+}
+
+/// A write command waiting for its Data-Out.
+struct WriteTask {
+    lun: u64,
+    lun_raw: [u8; 8],
+    cdb: Vec<u8>,
+    edtl: u32,
+    buf: Vec<u8>,
+    received: u32,
+    /// Offset where solicited data starts (after immediate + unsolicited).
+    unsolicited_end: u32,
+    /// Next offset to solicit with an R2T.
+    next_r2t: u32,
+    r2tsn: u32,
+    /// Outstanding R2Ts: TTT -> (offset, length, bytes received, next expected DataSN).
+    r2ts: Vec<(u32, u32, u32, u32)>,
+    /// Next DataSN of the unsolicited sequence.
+    unsolicited_data_sn: u32,
+    started: Instant,
+}
+
+struct Conn {
+    reg: Arc<Registry>,
+    session: Arc<Session>,
+    cid: u16,
+    tx: mpsc::Sender<Frame>,
+    stat_sn: u32,
+    hd: bool,
+    dd: bool,
+    peer_mrdsl: usize,
+    params: crate::negotiation::Params,
+    stats: Arc<ConnStats>,
+    pending: HashMap<u32, WriteTask>,
+    next_ttt: u32,
+    text_cont: Option<(u32, Vec<u8>)>,
+    done: bool,
+    deferred_tx: mpsc::UnboundedSender<(Deferred, ScsiResponse)>,
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        rd: BufReader<OwnedReadHalf>,
+        mut close: watch::Receiver<bool>,
+        mut deferred: mpsc::UnboundedReceiver<(Deferred, ScsiResponse)>,
+    ) -> Result<(), IscsiError> {
+        let limits = ReadLimits {
+            max_data: self.params.max_recv_data_segment.max(8192) as usize,
+            header_digest: self.hd,
+            data_digest: self.dd,
+        };
+        // The read future owns the reader and survives the other select! arms,
+        // so a PDU is never left half-read (read_pdu is not cancel-safe).
+        async fn read_owned(
+            mut rd: BufReader<OwnedReadHalf>,
+            limits: ReadLimits,
+        ) -> (
+            BufReader<OwnedReadHalf>,
+            Result<Option<ReadOutcome>, IscsiError>,
+        ) {
+            let r = read_pdu(&mut rd, limits).await;
+            (rd, r)
+        }
+        let mut reading = Box::pin(read_owned(rd, limits));
+        while !self.done {
+            let outcome = tokio::select! {
+                (rd, r) = &mut reading => {
+                    reading = Box::pin(read_owned(rd, limits));
+                    r
+                }
+                _ = close.changed() => return Ok(()),
+                Some((d, resp)) = deferred.recv() => {
+                    self.complete(d, resp).await?;
+                    continue;
+                }
+            };
+            let pdu = match outcome {
+                Ok(Some(ReadOutcome::Pdu(p))) => p,
+                Ok(Some(ReadOutcome::DataDigestError(p))) => {
+                    // RFC 7143 7.8: discard the PDU and reject it; at ERL 0 the task fails later.
+                    self.stats.errors.fetch_add(1, Relaxed);
+                    self.reject(&p.bhs, RejectReason::DataDigestError).await?;
+                    continue;
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.stats.errors.fetch_add(1, Relaxed);
+                    return Err(e);
+                }
+            };
+            self.stats.pdus_in.fetch_add(1, Relaxed);
+            self.stats.bytes_in.fetch_add(
+                (BHS_LEN + pdu.ahs.len() + pdu.data.len() + pad_len(pdu.data.len())) as u64,
+                Relaxed,
+            );
+            self.handle(pdu).await?;
+        }
+        Ok(())
+    }
+
+    fn next_stat_sn(&mut self) -> u32 {
+        let s = self.stat_sn;
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        s
+    }
+
+    /// Fills StatSN (advancing it when `advance`), ExpCmdSN and MaxCmdSN.
+    fn stamp(&mut self, b: &mut Bhs, advance: bool) {
+        let sn = if advance {
+            self.next_stat_sn()
+        } else {
+            self.stat_sn
+        };
+        let (exp, max) = self.session.window();
+        b.set_word24(sn).set_word28(exp).set_word32(max);
+    }
+
+    async fn out(&self, b: &Bhs, data: Bytes) -> Result<(), IscsiError> {
+        send(&self.tx, Frame::new(b, data, self.hd, self.dd)).await
+    }
+
+    async fn reject(&mut self, bad: &Bhs, reason: RejectReason) -> Result<(), IscsiError> {
+        let mut b = Bhs::new(Opcode::Reject);
+        b.set_flags(0x80).set_itt(RESERVED_TAG);
+        b.0[2] = reason as u8;
+        self.stamp(&mut b, true);
+        self.out(&b, Bytes::copy_from_slice(&bad.0)).await
+    }
+
+    async fn handle(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let Some(op) = pdu.bhs.opcode() else {
+            return self
+                .reject(&pdu.bhs, RejectReason::CommandNotSupported)
+                .await;
+        };
+        match op {
+            Opcode::ScsiCommand => self.scsi_command(pdu).await,
+            Opcode::DataOut => self.data_out(pdu).await,
+            Opcode::NopOut => self.nop_out(pdu).await,
+            Opcode::TextRequest => self.text_request(pdu).await,
+            Opcode::TaskMgmtRequest => self.task_mgmt(pdu).await,
+            Opcode::LogoutRequest => self.logout(pdu).await,
+            Opcode::LoginRequest => self.reject(&pdu.bhs, RejectReason::ProtocolError).await,
+            Opcode::Snack => {
+                self.reject(&pdu.bhs, RejectReason::CommandNotSupported)
+                    .await
+            }
+            _ => self.reject(&pdu.bhs, RejectReason::ProtocolError).await,
+        }
+    }
+
+    fn lu(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
+        self.session.target.luns.get(&lun).cloned()
+    }
+
+    async fn scsi_command(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let b = &pdu.bhs;
+        if !self.session.accept_cmd_sn(b.cmd_sn(), b.immediate()) {
+            tracing::debug!(
+                cmd_sn = b.cmd_sn(),
+                "command outside the CmdSN window ignored"
+            );
+            return Ok(());
+        }
+        let flags = b.flags();
+        let (read, write) = (flags & 0x40 != 0, flags & 0x20 != 0);
+        let edtl = b.edtl();
+        let itt = b.itt();
+        let lun_raw = b.lun_raw();
+        let lun = scsi::decode_lun(lun_raw);
+        let cdb = pdu.full_cdb();
+        let imm = pdu.data.len() as u32;
+        if imm > 0
+            && (!write
+                || !self.session.params.immediate_data
+                || imm > self.session.params.first_burst
+                || imm > edtl)
+        {
+            return self.reject(b, RejectReason::ProtocolError).await;
+        }
+        if self.pending.contains_key(&itt) {
+            return self.reject(b, RejectReason::TaskInProgress).await;
+        }
+        self.stats.commands.fetch_add(1, Relaxed);
+        if write {
+            self.stats.write_commands.fetch_add(1, Relaxed);
+        } else if read {
+            self.stats.read_commands.fetch_add(1, Relaxed);
+        }
+        let started = Instant::now();
+        tracing::trace!(
+            itt,
+            edtl,
+            imm,
+            read,
+            write,
+            cmd_sn = b.cmd_sn(),
+            op = cdb[0],
+            "SCSI command"
+        );
+        if write && edtl > imm {
+            // Gather the rest: unsolicited Data-Out up to FirstBurstLength, R2Ts beyond.
+            let sp = &self.session.params;
+            let unsolicited_end = if sp.initial_r2t {
+                imm
+            } else {
+                edtl.min(sp.first_burst).max(imm)
+            };
+            let mut buf = vec![0u8; edtl as usize];
+            buf[..imm as usize].copy_from_slice(&pdu.data);
+            self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
+            self.stats.in_flight.fetch_add(1, Relaxed);
+            let task = WriteTask {
+                lun,
+                lun_raw,
+                cdb,
+                edtl,
+                buf,
+                received: imm,
+                unsolicited_end,
+                next_r2t: unsolicited_end,
+                r2tsn: 0,
+                r2ts: Vec::new(),
+                unsolicited_data_sn: 0,
+                started,
+            };
+            self.pending.insert(itt, task);
+            return self.issue_r2ts(itt, lun_raw).await;
+        }
+        self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
+        self.stats.in_flight.fetch_add(1, Relaxed);
+        let data = pdu.data;
+        self.execute(itt, lun, lun_raw, &cdb, edtl, read, write, &data, started)
+            .await
+    }
+
+    async fn issue_r2ts(&mut self, itt: u32, lun_raw: [u8; 8]) -> Result<(), IscsiError> {
+        let max_burst = self.session.params.max_burst.max(512);
+        let max_out = self.session.params.max_outstanding_r2t.max(1) as usize;
+        loop {
+            let Some(t) = self.pending.get_mut(&itt) else {
+                return Ok(());
+            };
+            if t.next_r2t >= t.edtl || t.r2ts.len() >= max_out {
+                return Ok(());
+            }
+            let offset = t.next_r2t;
+            let len = (t.edtl - offset).min(max_burst);
+            let ttt = self.next_ttt;
+            self.next_ttt = self.next_ttt.wrapping_add(1);
+            if self.next_ttt == RESERVED_TAG {
+                self.next_ttt = 1;
+            }
+            t.next_r2t += len;
+            t.r2ts.push((ttt, offset, len, 0));
+            let r2tsn = t.r2tsn;
+            t.r2tsn += 1;
+            let mut b = Bhs::new(Opcode::R2t);
+            b.set_flags(0x80)
+                .set_lun_raw(lun_raw)
+                .set_itt(itt)
+                .set_word20(ttt);
+            self.stamp(&mut b, false);
+            b.set_word36(r2tsn).set_word40(offset).set_word44(len);
+            self.out(&b, Bytes::new()).await?;
+        }
+    }
+
+    async fn data_out(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let b = &pdu.bhs;
+        let itt = b.itt();
+        let ttt = b.ttt();
+        let offset = b.buffer_offset();
+        let len = pdu.data.len() as u32;
+        let data_sn = b.data_sn();
+        tracing::trace!(
+            itt,
+            ttt,
+            offset,
+            len,
+            data_sn,
+            final_pdu = b.final_bit(),
+            "Data-Out"
+        );
+        let Some(t) = self.pending.get_mut(&itt) else {
+            return self.reject(b, RejectReason::InvalidPduField).await;
+        };
+        // A Data-Out that does not fit its sequence (offset, length, DataSN, TTT)
+        // fails its task; at ErrorRecoveryLevel 0 there is no within-command recovery.
+        let problem = match offset.checked_add(len).filter(|e| *e <= t.edtl) {
+            None => Some(format!(
+                "Data-Out beyond the expected length (offset {offset} + {len})"
+            )),
+            Some(end) if ttt == RESERVED_TAG => {
+                if end > t.unsolicited_end || data_sn != t.unsolicited_data_sn {
+                    Some(format!(
+                        "unsolicited Data-Out out of bounds or order (DataSN {data_sn})"
+                    ))
+                } else {
+                    t.unsolicited_data_sn += 1;
+                    None
+                }
+            }
+            Some(end) => match t.r2ts.iter_mut().find(|r| r.0 == ttt) {
+                None => Some(format!("Data-Out for an unknown TTT {ttt:#x}")),
+                Some(r) if offset < r.1 || end > r.1 + r.2 || data_sn != r.3 => Some(format!(
+                    "Data-Out out of order (DataSN {data_sn}, expected {})",
+                    r.3
+                )),
+                Some(r) => {
+                    r.3 += 1;
+                    None
+                }
+            },
+        };
+        if let Some(why) = problem {
+            tracing::debug!(itt, "{why}: task failed");
+            self.stats.errors.fetch_add(1, Relaxed);
+            let Some(t) = self.pending.remove(&itt) else {
+                return Ok(());
+            };
+            self.reject(b, RejectReason::ProtocolError).await?;
+            let sense =
+                scsi::Sense::new(scsi::SenseKey::AbortedCommand, scsi::Asc::DATA_PHASE_ERROR);
+            let resp = ScsiResponse::check(&sense, false);
+            self.respond(itt, t.lun_raw, t.edtl, false, None, resp)
+                .await?;
+            self.stats.in_flight.fetch_sub(1, Relaxed);
+            return Ok(());
+        }
+        let end = offset + len;
+        t.buf[offset as usize..end as usize].copy_from_slice(&pdu.data);
+        t.received += len;
+        self.stats.write_bytes.fetch_add(len as u64, Relaxed);
+        let final_pdu = b.final_bit();
+        if ttt != RESERVED_TAG && final_pdu {
+            t.r2ts.retain(|r| r.0 != ttt);
+        }
+        let lun_raw = t.lun_raw;
+        if t.received >= t.edtl && t.r2ts.is_empty() && t.next_r2t >= t.edtl {
+            let Some(t) = self.pending.remove(&itt) else {
+                return Ok(());
+            };
+            return self
+                .execute(
+                    itt, t.lun, t.lun_raw, &t.cdb, t.edtl, false, true, &t.buf, t.started,
+                )
+                .await;
+        }
+        if final_pdu {
+            self.issue_r2ts(itt, lun_raw).await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &mut self,
+        itt: u32,
+        lun: u64,
+        lun_raw: [u8; 8],
+        cdb: &[u8],
+        edtl: u32,
+        read: bool,
+        write: bool,
+        data_out: &[u8],
+        started: Instant,
+    ) -> Result<(), IscsiError> {
+        let completion = if cdb.first() == Some(&scsi::opcode::op::REPORT_LUNS) {
+            let luns: Vec<u64> = self.session.target.luns.keys().copied().collect();
+            Completion::Now(
+                scsi::report_luns(&luns, cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)),
+            )
+        } else {
+            match self.lu(lun) {
+                None => Completion::Now(scsi::unmapped_lun_response(cdb)),
+                Some(lu) => {
+                    let multi = tokio::runtime::Handle::current().runtime_flavor()
+                        == tokio::runtime::RuntimeFlavor::MultiThread;
+                    let nexus = &self.session.nexus;
+                    if multi && lu.backstore().kind() != BackstoreKind::Ramdisk {
+                        tokio::task::block_in_place(|| lu.start(nexus, cdb, data_out))
+                    } else {
+                        lu.start(nexus, cdb, data_out)
+                    }
+                }
+            }
+        };
+        let needed_out = if write {
+            let bs = self.lu(lun).map(|l| l.block_size()).unwrap_or(512);
+            scsi::data_out_len(cdb, bs)
+        } else {
+            None
+        };
+        let done = Deferred {
+            itt,
+            lun_raw,
+            edtl,
+            read,
+            needed_out,
+            started,
+        };
+        match completion {
+            Completion::Now(resp) => self.complete(done, resp).await,
+            Completion::Later(job) => {
+                // A long operation (SANITIZE): the connection keeps serving other
+                // commands; the response goes out when the job ends.
+                let tx = self.deferred_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let resp = job.wait_response(false);
+                    let _ = tx.send((done, resp));
+                });
+                Ok(())
+            }
+        }
+    }
+
+    async fn complete(&mut self, d: Deferred, resp: ScsiResponse) -> Result<(), IscsiError> {
+        self.respond(d.itt, d.lun_raw, d.edtl, d.read, d.needed_out, resp)
+            .await?;
+        self.stats.in_flight.fetch_sub(1, Relaxed);
+        self.stats.latency.record(d.started.elapsed());
+        Ok(())
+    }
+
+    /// Sends Data-In (with status in the last PDU when possible) and/or SCSI Response.
+    async fn respond(
+        &mut self,
+        itt: u32,
+        lun_raw: [u8; 8],
+        edtl: u32,
+        read: bool,
+        needed_out: Option<u64>,
+        resp: ScsiResponse,
+    ) -> Result<(), IscsiError> {
+        let ScsiResponse {
+            status,
+            data,
+            sense,
+        } = resp;
+        let produced = data.len() as u64;
+        // Residuals: reads compare Data-In with EDTL; writes compare the CDB's need with EDTL.
+        let (over, under, residual) = if read || needed_out.is_none() {
+            if read && produced > edtl as u64 {
+                (true, false, produced - edtl as u64)
+            } else if read && produced < edtl as u64 && status == ScsiStatus::Good {
+                (false, true, edtl as u64 - produced)
+            } else {
+                (false, false, 0)
+            }
+        } else {
+            let need = needed_out.unwrap_or(0);
+            if need > edtl as u64 {
+                (true, false, need - edtl as u64)
+            } else if need < edtl as u64 {
+                (false, true, edtl as u64 - need)
+            } else {
+                (false, false, 0)
+            }
+        };
+        let res_flags = (if over { 0x04 } else { 0 }) | (if under { 0x02 } else { 0 });
+        let mut data = Bytes::from(data);
+        if read {
+            data.truncate(edtl as usize);
+        } else {
+            data.clear();
+        }
+        let mut data_sn = 0u32;
+        let status_in_data = status == ScsiStatus::Good && sense.is_none() && !data.is_empty();
+        if !data.is_empty() {
+            self.stats.read_bytes.fetch_add(data.len() as u64, Relaxed);
+            let chunk = self.peer_mrdsl;
+            let total = data.len();
+            let mut off = 0usize;
+            while off < total {
+                let n = (total - off).min(chunk);
+                let last = off + n == total;
+                let mut b = Bhs::new(Opcode::DataIn);
+                let mut f = 0u8;
+                if last {
+                    f |= 0x80;
+                    if status_in_data {
+                        f |= 0x01 | res_flags;
+                    }
+                }
+                b.set_flags(f)
+                    .set_lun_raw(lun_raw)
+                    .set_itt(itt)
+                    .set_word20(RESERVED_TAG);
+                if last && status_in_data {
+                    b.0[3] = status as u8;
+                    self.stamp(&mut b, true);
+                    b.set_word44(residual as u32);
+                } else {
+                    let (exp, max) = self.session.window();
+                    b.set_word28(exp).set_word32(max);
+                }
+                b.set_word36(data_sn).set_word40(off as u32);
+                data_sn += 1;
+                self.out(&b, data.slice(off..off + n)).await?;
+                off += n;
+            }
+            if status_in_data {
+                return Ok(());
+            }
+        }
+        let mut b = Bhs::new(Opcode::ScsiResponse);
+        b.set_flags(0x80 | res_flags).set_itt(itt);
+        b.0[2] = 0; // command completed at target
+        b.0[3] = status as u8;
+        self.stamp(&mut b, true);
+        b.set_word36(data_sn).set_word44(residual as u32);
+        let payload = match sense {
+            Some(s) => {
+                let mut v = Vec::with_capacity(2 + s.len());
+                v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+                v.extend_from_slice(&s);
+                Bytes::from(v)
+            }
+            None => Bytes::new(),
+        };
+        self.out(&b, payload).await
+    }
+
+    async fn nop_out(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let b = &pdu.bhs;
+        if b.itt() == RESERVED_TAG {
+            // A reply to our ping (or a ping that wants no answer).
+            return Ok(());
+        }
+        if !b.immediate() {
+            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        }
+        let mut r = Bhs::new(Opcode::NopIn);
+        r.set_flags(0x80)
+            .set_lun_raw(b.lun_raw())
+            .set_itt(b.itt())
+            .set_word20(RESERVED_TAG);
+        self.stamp(&mut r, true);
+        let data = pdu.data;
+        self.out(&r, Bytes::from(data)).await
+    }
+
+    async fn text_request(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let b = &pdu.bhs;
+        if !b.immediate() {
+            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        }
+        let reply = if b.ttt() != RESERVED_TAG {
+            match self.text_cont.take() {
+                Some((ttt, rest)) if ttt == b.ttt() => rest,
+                _ => return self.reject(b, RejectReason::InvalidPduField).await,
+            }
+        } else {
+            let pairs = match text::parse(&pdu.data) {
+                Ok(p) => p,
+                Err(_) => return self.reject(b, RejectReason::ProtocolError).await,
+            };
+            text_reply(&self.reg, Some(&self.session.target.cfg.iqn), &pairs)
+        };
+        let (ttt, cont) = send_text(
+            &self.tx,
+            &reply,
+            self.peer_mrdsl,
+            b,
+            &mut self.stat_sn,
+            self.session.window(),
+            self.hd,
+            self.dd,
+        )
+        .await?;
+        self.text_cont = cont.map(|rest| (ttt, rest));
+        Ok(())
+    }
+
+    async fn task_mgmt(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let b = &pdu.bhs;
+        if !b.immediate() {
+            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        }
+        let func = TmfFunction::from_u8(b.flags());
+        let lun = scsi::decode_lun(b.lun_raw());
+        let target = self.session.target.clone();
+        let mut cold = false;
+        let response = match func {
+            Some(TmfFunction::AbortTask) => {
+                let rtt = b.word20();
+                if let Some(_t) = self.pending.remove(&rtt) {
+                    self.stats.in_flight.fetch_sub(1, Relaxed);
+                }
+                TmfResponse::Complete
+            }
+            Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet) => {
+                let before = self.pending.len();
+                self.pending.retain(|_, t| t.lun != lun);
+                let gone = before - self.pending.len();
+                self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
+                TmfResponse::Complete
+            }
+            Some(TmfFunction::LogicalUnitReset) => match target.luns.get(&lun) {
+                Some(lu) => {
+                    let gone = self.pending.len();
+                    self.pending.clear();
+                    self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
+                    lu.reset(&self.reg.nexuses_of(&target));
+                    TmfResponse::Complete
+                }
+                None => TmfResponse::LunDoesNotExist,
+            },
+            Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => {
+                let nexuses = self.reg.nexuses_of(&target);
+                for lu in target.luns.values() {
+                    lu.reset(&nexuses);
+                }
+                let gone = self.pending.len();
+                self.pending.clear();
+                self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
+                cold = func == Some(TmfFunction::TargetColdReset);
+                TmfResponse::Complete
+            }
+            Some(TmfFunction::ClearAca) => TmfResponse::NotSupported,
+            Some(TmfFunction::TaskReassign) => TmfResponse::ReassignmentNotSupported,
+            None => TmfResponse::Rejected,
+        };
+        let mut r = Bhs::new(Opcode::TaskMgmtResponse);
+        r.set_flags(0x80).set_itt(b.itt());
+        r.0[2] = response as u8;
+        self.stamp(&mut r, true);
+        self.out(&r, Bytes::new()).await?;
+        if cold {
+            // A cold reset ends every session of the target after the response.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.reg.drop_sessions_of(&target);
+        }
+        Ok(())
+    }
+
+    async fn logout(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let b = &pdu.bhs;
+        if !b.immediate() {
+            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        }
+        let reason = b.flags() & 0x7f;
+        let response: u8 = match reason {
+            0 => 0,
+            1 => {
+                if b.cid() == self.cid {
+                    0
+                } else {
+                    1
+                }
+            }
+            _ => 2, // connection recovery is not supported (ERL 0)
+        };
+        let mut r = Bhs::new(Opcode::LogoutResponse);
+        r.set_flags(0x80).set_itt(b.itt());
+        r.0[2] = response;
+        self.stamp(&mut r, true);
+        let t2w = self.session.params.default_time2wait.min(0xffff) as u16;
+        let t2r = self.session.params.default_time2retain.min(0xffff) as u16;
+        r.0[40..42].copy_from_slice(&t2w.to_be_bytes());
+        r.0[42..44].copy_from_slice(&t2r.to_be_bytes());
+        self.out(&r, Bytes::new()).await?;
+        if response == 0 {
+            if reason == 0 {
+                self.session.close_all();
+            }
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a Text Request's keys (SendTargets and NotUnderstood for the rest).
+fn text_reply(reg: &Registry, current: Option<&str>, pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in pairs {
+        if k == "SendTargets" {
+            for t in &reg.targets {
+                let wanted = match v.as_str() {
+                    "All" => current.is_none(),
+                    "" => current == Some(t.cfg.iqn.as_str()),
+                    name => name == t.cfg.iqn,
+                } || (v == "All" && current.is_some());
+                if !wanted {
+                    continue;
+                }
+                out.push(("TargetName".into(), t.cfg.iqn.clone()));
+                for p in reg.portals() {
+                    let addr = match p {
+                        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+                        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+                    };
+                    out.push(("TargetAddress".into(), format!("{addr},{}", t.cfg.tpgt)));
+                }
+            }
+        } else {
+            out.push((k.clone(), "NotUnderstood".into()));
+        }
+    }
+    text::encode(&out)
+}
+
+/// Sends a Text Response, split with the C bit when longer than the peer accepts.
+/// Returns the TTT and the rest still to send.
+#[allow(clippy::too_many_arguments)]
+async fn send_text(
+    tx: &mpsc::Sender<Frame>,
+    reply: &[u8],
+    mrdsl: usize,
+    req: &Bhs,
+    stat_sn: &mut u32,
+    window: (u32, u32),
+    hd: bool,
+    dd: bool,
+) -> Result<(u32, Option<Vec<u8>>), IscsiError> {
+    let (now, rest) = if reply.len() > mrdsl {
+        reply.split_at(mrdsl)
+    } else {
+        (reply, &[][..])
+    };
+    let mut b = Bhs::new(Opcode::TextResponse);
+    let ttt = if rest.is_empty() {
+        RESERVED_TAG
+    } else {
+        0x1000_0000 | (*stat_sn & 0xffff)
+    };
+    b.set_flags(if rest.is_empty() { 0x80 } else { 0x40 })
+        .set_lun_raw(req.lun_raw())
+        .set_itt(req.itt())
+        .set_word20(ttt);
+    b.set_word24(*stat_sn)
+        .set_word28(window.0)
+        .set_word32(window.1);
+    *stat_sn = stat_sn.wrapping_add(1);
+    send(tx, Frame::new(&b, Bytes::copy_from_slice(now), hd, dd)).await?;
+    Ok((ttt, (!rest.is_empty()).then(|| rest.to_vec())))
+}
+
+/// A discovery session: SendTargets, NOP and Logout only.
+struct Discovery {
+    reg: Arc<Registry>,
+    tx: mpsc::Sender<Frame>,
+    stat_sn: u32,
+    exp_cmd_sn: u32,
+    text_cont: Option<(u32, Vec<u8>)>,
+}
+
+impl Discovery {
+    fn window(&self) -> (u32, u32) {
+        (self.exp_cmd_sn, self.exp_cmd_sn.wrapping_add(15))
+    }
+
+    async fn run(
+        mut self,
+        rd: &mut BufReader<OwnedReadHalf>,
+        hd: bool,
+        dd: bool,
+    ) -> Result<(), IscsiError> {
+        let limits = ReadLimits {
+            max_data: LOGIN_MAX_DATA,
+            header_digest: hd,
+            data_digest: dd,
+        };
+        loop {
+            let pdu = match read_pdu(rd, limits).await? {
+                Some(ReadOutcome::Pdu(p)) => p,
+                Some(ReadOutcome::DataDigestError(_)) => {
+                    return Err(IscsiError::Protocol("data digest error".into()));
+                }
+                None => return Ok(()),
+            };
+            let b = pdu.bhs.clone();
+            if !b.immediate() && b.cmd_sn() == self.exp_cmd_sn {
+                self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            }
+            match b.opcode() {
+                Some(Opcode::TextRequest) => {
+                    let reply = if b.ttt() != RESERVED_TAG {
+                        match self.text_cont.take() {
+                            Some((ttt, rest)) if ttt == b.ttt() => rest,
+                            _ => {
+                                return Err(IscsiError::Protocol(
+                                    "text continuation with unknown TTT".into(),
+                                ));
+                            }
+                        }
+                    } else {
+                        let pairs = text::parse(&pdu.data)?;
+                        text_reply(&self.reg, None, &pairs)
+                    };
+                    let w = self.window();
+                    let (ttt, cont) =
+                        send_text(&self.tx, &reply, 8192, &b, &mut self.stat_sn, w, hd, dd).await?;
+                    self.text_cont = cont.map(|r| (ttt, r));
+                }
+                Some(Opcode::NopOut) if b.itt() != RESERVED_TAG => {
+                    let mut r = Bhs::new(Opcode::NopIn);
+                    r.set_flags(0x80).set_itt(b.itt()).set_word20(RESERVED_TAG);
+                    let w = self.window();
+                    r.set_word24(self.stat_sn).set_word28(w.0).set_word32(w.1);
+                    self.stat_sn = self.stat_sn.wrapping_add(1);
+                    send(&self.tx, Frame::new(&r, Bytes::from(pdu.data), hd, dd)).await?;
+                }
+                Some(Opcode::NopOut) => {}
+                Some(Opcode::LogoutRequest) => {
+                    let mut r = Bhs::new(Opcode::LogoutResponse);
+                    r.set_flags(0x80).set_itt(b.itt());
+                    let w = self.window();
+                    r.set_word24(self.stat_sn).set_word28(w.0).set_word32(w.1);
+                    send(&self.tx, Frame::new(&r, Bytes::new(), hd, dd)).await?;
+                    return Ok(());
+                }
+                _ => {
+                    let mut r = Bhs::new(Opcode::Reject);
+                    r.set_flags(0x80).set_itt(RESERVED_TAG);
+                    r.0[2] = RejectReason::ProtocolError as u8;
+                    let w = self.window();
+                    r.set_word24(self.stat_sn).set_word28(w.0).set_word32(w.1);
+                    self.stat_sn = self.stat_sn.wrapping_add(1);
+                    send(
+                        &self.tx,
+                        Frame::new(&r, Bytes::copy_from_slice(&b.0), hd, dd),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The target side of the login phase (RFC 7143 6.3, 12): stages, security
+//! (None / CHAP one-way and mutual) and operational negotiation.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::chap::{self, ChapCredentials};
+use crate::negotiation::{Answer, Params, Scope, key_def};
+use crate::pdu::{Bhs, LoginStatus, Opcode, Pdu, Stage};
+use crate::text;
+
+use super::{Registry, TargetNode};
+
+/// Discovery or normal session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionType {
+    Discovery,
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Auth {
+    /// Not started.
+    Start,
+    /// AuthMethod=None agreed, or nothing required.
+    Done,
+    /// CHAP chosen; waiting for CHAP_A.
+    ChapWaitAlgorithm,
+    /// Challenge sent; waiting for CHAP_N/CHAP_R.
+    ChapWaitResponse { id: u8, challenge: Vec<u8> },
+}
+
+/// What the login produced once the initiator reaches full-feature phase.
+#[derive(Debug, Clone)]
+pub struct LoginResult {
+    pub session_type: SessionType,
+    pub initiator_name: String,
+    pub initiator_alias: Option<String>,
+    pub isid: u64,
+    pub tsih: u16,
+    pub cid: u16,
+    pub target: Option<Arc<TargetNode>>,
+    pub params: Params,
+    /// The CmdSN the initiator starts with (from its first Login Request).
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+}
+
+/// One step of the state machine.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this response and read the next request.
+    Continue(Pdu),
+    /// Send this response, then close the connection.
+    Fail(Pdu, LoginStatus),
+    /// Send this response after binding the connection to a session (caller sets TSIH).
+    Complete(Pdu, Box<LoginResult>),
+}
+
+/// The login state of one connection.
+pub struct TargetLogin {
+    registry: Arc<Registry>,
+    stage: Stage,
+    first: bool,
+    auth: Auth,
+    session_type: SessionType,
+    initiator_name: Option<String>,
+    initiator_alias: Option<String>,
+    target: Option<Arc<TargetNode>>,
+    params: Params,
+    seen: HashSet<String>,
+    declared: Vec<(String, String)>,
+    partial: Vec<u8>,
+    isid: u64,
+    tsih: u16,
+    cid: u16,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    pub stat_sn: u32,
+    sent_tpgt: bool,
+    sent_mrdsl: bool,
+}
+
+fn mismatch(msg: &str) -> LoginStatus {
+    tracing::debug!("login: {msg}");
+    LoginStatus::INITIATOR_ERROR
+}
+
+impl TargetLogin {
+    pub fn new(registry: Arc<Registry>, initial_stat_sn: u32) -> Self {
+        TargetLogin {
+            registry,
+            stage: Stage::Security,
+            first: true,
+            auth: Auth::Start,
+            session_type: SessionType::Normal,
+            initiator_name: None,
+            initiator_alias: None,
+            target: None,
+            params: Params::default(),
+            seen: HashSet::new(),
+            declared: Vec::new(),
+            partial: Vec::new(),
+            isid: 0,
+            tsih: 0,
+            cid: 0,
+            cmd_sn: 0,
+            exp_stat_sn: 0,
+            stat_sn: initial_stat_sn,
+            sent_tpgt: false,
+            sent_mrdsl: false,
+        }
+    }
+
+    fn response(
+        &mut self,
+        req: &Bhs,
+        transit: bool,
+        nsg: Stage,
+        data: Vec<u8>,
+        status: LoginStatus,
+    ) -> Pdu {
+        let mut b = Bhs::new(Opcode::LoginResponse);
+        let csg = Stage::from_u8((req.flags() >> 2) & 3).unwrap_or(Stage::Security);
+        let mut flags = ((csg as u8) << 2) | if transit { 0x80 | nsg as u8 } else { 0 };
+        if status != LoginStatus::SUCCESS {
+            flags = (csg as u8) << 2;
+        }
+        b.set_flags(flags);
+        b.0[2] = 0; // version-max
+        b.0[3] = 0; // version-active
+        b.set_isid(req.isid())
+            .set_tsih(self.tsih)
+            .set_itt(req.itt());
+        b.set_word24(self.stat_sn);
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        let depth = self.target.as_ref().map(|t| t.cfg.queue_depth).unwrap_or(1);
+        let (exp, max) = self
+            .registry
+            .window_for_login(self.tsih, self.cmd_sn, depth);
+        b.set_word28(exp).set_word32(max);
+        b.0[36] = status.0;
+        b.0[37] = status.1;
+        Pdu::new(b, data)
+    }
+
+    fn fail(&mut self, req: &Bhs, status: LoginStatus) -> Step {
+        let p = self.response(req, false, Stage::Security, Vec::new(), status);
+        Step::Fail(p, status)
+    }
+
+    /// Handles one Login Request.
+    pub fn step(&mut self, req: &Pdu) -> Step {
+        let b = &req.bhs;
+        if b.opcode() != Some(Opcode::LoginRequest) {
+            return self.fail(b, LoginStatus::INVALID_DURING_LOGIN);
+        }
+        let transit = b.flags() & 0x80 != 0;
+        let cont = b.flags() & 0x40 != 0;
+        let csg = Stage::from_u8((b.flags() >> 2) & 3);
+        let nsg = Stage::from_u8(b.flags() & 3);
+        let Some(csg) = csg else {
+            return self.fail(b, mismatch("bad CSG"));
+        };
+        if transit && cont {
+            return self.fail(b, mismatch("T and C both set"));
+        }
+        if self.first {
+            let (vmax, vmin) = (b.0[2], b.0[3]);
+            if vmin > 0 || vmax < vmin {
+                return self.fail(b, LoginStatus::UNSUPPORTED_VERSION);
+            }
+            self.isid = b.isid();
+            self.tsih = b.tsih();
+            self.cid = b.cid();
+            self.cmd_sn = b.cmd_sn();
+            self.exp_stat_sn = b.exp_stat_sn();
+        } else if b.isid() != self.isid || b.tsih() != self.tsih {
+            return self.fail(b, mismatch("ISID or TSIH changed during login"));
+        }
+        if csg == Stage::FullFeature || csg < self.stage && !self.first {
+            return self.fail(b, mismatch("invalid CSG"));
+        }
+        if csg == Stage::Operational
+            && self.stage == Stage::Security
+            && !self.first
+            && !matches!(self.auth, Auth::Done)
+        {
+            return self.fail(b, LoginStatus::AUTH_FAILURE);
+        }
+        self.partial.extend_from_slice(&req.data);
+        if self.partial.len() > 64 * 1024 {
+            return self.fail(b, mismatch("login text too long"));
+        }
+        if cont {
+            // Text continues in the next PDU: acknowledge with an empty response.
+            return Step::Continue(self.response(b, false, csg, Vec::new(), LoginStatus::SUCCESS));
+        }
+        let data = std::mem::take(&mut self.partial);
+        let pairs = match text::parse(&data) {
+            Ok(p) => p,
+            Err(_) => return self.fail(b, mismatch("unparsable login text")),
+        };
+        let mut reply: Vec<(String, String)> = Vec::new();
+        if self.first
+            && let Err(s) = self.first_pdu(&pairs)
+        {
+            return self.fail(b, s);
+        }
+        self.first = false;
+        self.stage = csg;
+
+        let mut auth_pairs = Vec::new();
+        for (key, value) in &pairs {
+            match key.as_str() {
+                "InitiatorName" | "SessionType" | "TargetName" => {
+                    // Some initiators (libiscsi) repeat their declarations on later
+                    // login PDUs: the same value is harmless, a different one is not.
+                    let first = self
+                        .declared
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.clone());
+                    match first {
+                        None => self.declared.push((key.clone(), value.clone())),
+                        Some(v) if &v == value => {}
+                        Some(_) => {
+                            return self.fail(b, mismatch("declaration changed during login"));
+                        }
+                    }
+                }
+                "InitiatorAlias" => self.initiator_alias = Some(value.clone()),
+                "AuthMethod" | "CHAP_A" | "CHAP_N" | "CHAP_R" | "CHAP_I" | "CHAP_C" => {
+                    if csg != Stage::Security {
+                        return self.fail(b, mismatch("security key outside the security stage"));
+                    }
+                    auth_pairs.push((key.clone(), value.clone()));
+                }
+                _ => {
+                    let Some(def) = key_def(key) else {
+                        reply.push((key.clone(), "NotUnderstood".into()));
+                        continue;
+                    };
+                    if !self.seen.insert(key.clone()) {
+                        return self.fail(b, mismatch("key negotiated twice"));
+                    }
+                    let irrelevant = (self.session_type == SessionType::Discovery
+                        && def.normal_only)
+                        || (self.tsih != 0 && def.scope == Scope::LeadingOnly);
+                    if irrelevant {
+                        reply.push((key.clone(), "Irrelevant".into()));
+                        continue;
+                    }
+                    let prefs = self
+                        .target
+                        .as_ref()
+                        .map(|t| t.cfg.negotiation.clone())
+                        .unwrap_or_default();
+                    match prefs.respond(def, value, &mut self.params) {
+                        Answer::Reply(v) => reply.push((key.clone(), v)),
+                        Answer::Silent => {}
+                    }
+                }
+            }
+        }
+
+        if csg == Stage::Security {
+            match self.security(&auth_pairs, &mut reply) {
+                Ok(()) => {}
+                Err(s) => return self.fail(b, s),
+            }
+        } else if self.auth != Auth::Done {
+            // Skipping security is only allowed when nothing requires it.
+            if self.chap_required().is_some() {
+                return self.fail(b, LoginStatus::AUTH_FAILURE);
+            }
+            self.auth = Auth::Done;
+        }
+
+        // Declarations the target always makes.
+        if !self.sent_tpgt
+            && self.session_type == SessionType::Normal
+            && let Some(t) = &self.target
+        {
+            reply.push(("TargetPortalGroupTag".into(), t.cfg.tpgt.to_string()));
+            self.sent_tpgt = true;
+        }
+        if csg == Stage::Operational && !self.sent_mrdsl {
+            let ours = self
+                .target
+                .as_ref()
+                .map(|t| t.cfg.negotiation.max_recv_data_segment)
+                .unwrap_or(8192);
+            self.params.max_recv_data_segment = ours;
+            reply.push(("MaxRecvDataSegmentLength".into(), ours.to_string()));
+            self.sent_mrdsl = true;
+        }
+
+        let mut grant = false;
+        let mut next = csg;
+        if transit {
+            let Some(nsg) = nsg else {
+                return self.fail(b, mismatch("bad NSG"));
+            };
+            if nsg <= csg {
+                return self.fail(b, mismatch("NSG not after CSG"));
+            }
+            let ready = csg != Stage::Security || self.auth == Auth::Done;
+            if ready {
+                grant = true;
+                next = nsg;
+            }
+        }
+        let body = text::encode(&reply);
+        if grant && next == Stage::FullFeature {
+            if !self.sent_mrdsl {
+                // Jumping straight from security to full feature: declare ours anyway.
+                self.params.max_recv_data_segment = 8192;
+            }
+            let result = LoginResult {
+                session_type: self.session_type,
+                initiator_name: self.initiator_name.clone().unwrap_or_default(),
+                initiator_alias: self.initiator_alias.clone(),
+                isid: self.isid,
+                tsih: self.tsih,
+                cid: self.cid,
+                target: self.target.clone(),
+                params: self.params.clone(),
+                cmd_sn: self.cmd_sn,
+                exp_stat_sn: self.exp_stat_sn,
+            };
+            let pdu = self.response(b, true, Stage::FullFeature, body, LoginStatus::SUCCESS);
+            return Step::Complete(pdu, Box::new(result));
+        }
+        Step::Continue(self.response(b, grant, next, body, LoginStatus::SUCCESS))
+    }
+
+    fn first_pdu(&mut self, pairs: &[(String, String)]) -> Result<(), LoginStatus> {
+        let get = |k: &str| pairs.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        let name = get("InitiatorName").ok_or(LoginStatus::MISSING_PARAMETER)?;
+        if name.is_empty() {
+            return Err(LoginStatus::MISSING_PARAMETER);
+        }
+        self.initiator_name = Some(name.clone());
+        self.session_type = match get("SessionType").as_deref() {
+            None | Some("Normal") => SessionType::Normal,
+            Some("Discovery") => SessionType::Discovery,
+            Some(_) => return Err(LoginStatus::SESSION_TYPE_NOT_SUPPORTED),
+        };
+        if self.session_type == SessionType::Normal {
+            let tn = get("TargetName").ok_or(LoginStatus::MISSING_PARAMETER)?;
+            let t = self
+                .registry
+                .find_target(&tn)
+                .ok_or(LoginStatus::NOT_FOUND)?;
+            if !t.allows(&name) {
+                return Err(LoginStatus::AUTHORIZATION_FAILURE);
+            }
+            self.target = Some(t);
+        }
+        Ok(())
+    }
+
+    /// The credentials this initiator must prove, if any (and the mutual ones).
+    fn chap_required(&self) -> Option<(ChapCredentials, Option<ChapCredentials>)> {
+        let name = self.initiator_name.as_deref().unwrap_or("");
+        match &self.target {
+            Some(t) => t.chap_for(name),
+            None => self.registry.discovery_chap(name),
+        }
+    }
+
+    fn security(
+        &mut self,
+        pairs: &[(String, String)],
+        reply: &mut Vec<(String, String)>,
+    ) -> Result<(), LoginStatus> {
+        let get = |k: &str| pairs.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
+        let required = self.chap_required();
+        if let Some(methods) = get("AuthMethod") {
+            if self.auth != Auth::Start {
+                return Err(mismatch("AuthMethod repeated"));
+            }
+            // List rule: the first method of the initiator's that we support.
+            // A normal session with credentials supports only CHAP, one without
+            // only None; discovery always allows None, and CHAP when credentials exist.
+            let discovery = self.session_type == SessionType::Discovery;
+            let chap_ok = required.is_some();
+            let none_ok = required.is_none() || discovery;
+            let chosen = methods
+                .split(',')
+                .find(|m| (*m == "CHAP" && chap_ok) || (*m == "None" && none_ok));
+            match chosen {
+                Some("CHAP") => {
+                    reply.push(("AuthMethod".into(), "CHAP".into()));
+                    self.auth = Auth::ChapWaitAlgorithm;
+                }
+                Some(_) => {
+                    reply.push(("AuthMethod".into(), "None".into()));
+                    self.auth = Auth::Done;
+                }
+                None => return Err(LoginStatus::AUTH_FAILURE),
+            }
+            return Ok(());
+        }
+        match self.auth.clone() {
+            Auth::Start => {
+                // No AuthMethod offered: allowed only when nothing is required.
+                if required.is_some() {
+                    return Err(LoginStatus::AUTH_FAILURE);
+                }
+                self.auth = Auth::Done;
+            }
+            Auth::Done => {}
+            Auth::ChapWaitAlgorithm => {
+                let Some(algs) = get("CHAP_A") else {
+                    return Err(LoginStatus::AUTH_FAILURE);
+                };
+                if !algs.split(',').any(|a| a == chap::CHAP_ALGORITHM_MD5) {
+                    reply.push(("CHAP_A".into(), "Reject".into()));
+                    return Err(LoginStatus::AUTH_FAILURE);
+                }
+                let rnd = chap::random_bytes(1 + chap::CHALLENGE_LEN);
+                let id = rnd[0];
+                let challenge = rnd[1..].to_vec();
+                reply.push(("CHAP_A".into(), chap::CHAP_ALGORITHM_MD5.into()));
+                reply.push(("CHAP_I".into(), id.to_string()));
+                reply.push(("CHAP_C".into(), text::hex_encode(&challenge)));
+                self.auth = Auth::ChapWaitResponse { id, challenge };
+            }
+            Auth::ChapWaitResponse { id, challenge } => {
+                let Some((creds, mutual)) = required else {
+                    return Err(LoginStatus::AUTH_FAILURE);
+                };
+                let (Some(n), Some(r)) = (get("CHAP_N"), get("CHAP_R")) else {
+                    return Err(LoginStatus::AUTH_FAILURE);
+                };
+                let r = text::hex_decode(r).ok_or(LoginStatus::AUTH_FAILURE)?;
+                let expected = chap::response(id, creds.secret.as_bytes(), &challenge);
+                if n != creds.user || r != expected {
+                    return Err(LoginStatus::AUTH_FAILURE);
+                }
+                match (get("CHAP_I"), get("CHAP_C")) {
+                    (Some(i), Some(c)) => {
+                        let Some(m) = mutual else {
+                            return Err(LoginStatus::AUTH_FAILURE);
+                        };
+                        let i = text::parse_number(i)
+                            .filter(|v| *v <= 255)
+                            .ok_or(LoginStatus::AUTH_FAILURE)?;
+                        let c = text::hex_decode(c).ok_or(LoginStatus::AUTH_FAILURE)?;
+                        if c == challenge {
+                            // A reflected challenge: refuse (RFC 7143 12.1.3).
+                            return Err(LoginStatus::AUTH_FAILURE);
+                        }
+                        let resp = chap::response(i as u8, m.secret.as_bytes(), &c);
+                        reply.push(("CHAP_N".into(), m.user.clone()));
+                        reply.push(("CHAP_R".into(), text::hex_encode(&resp)));
+                    }
+                    (None, None) => {}
+                    _ => return Err(LoginStatus::AUTH_FAILURE),
+                }
+                self.auth = Auth::Done;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! A session: its I_T nexus, the CmdSN window shared by all its connections
+//! (MC/S), and the connections themselves.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use iolab_storage::scsi::Nexus;
+use tokio::sync::watch;
+
+use super::login::LoginResult;
+use super::{ConnectionInfo, SessionInfo, TargetNode};
+use crate::negotiation::Params;
+use crate::pdu::{LoginStatus, sn_le, sn_lt};
+use crate::stats::ConnStats;
+
+/// The command sequence window (RFC 7143 4.2.2.1).
+#[derive(Debug)]
+struct Window {
+    exp: u32,
+    /// Non-immediate commands received ahead of `exp` (arrived over other connections).
+    ahead: BTreeSet<u32>,
+    depth: u32,
+}
+
+/// A connection as its session sees it.
+pub(super) struct ConnEntry {
+    pub cid: u16,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub params: Params,
+    pub mss: Option<u32>,
+    pub stats: Arc<ConnStats>,
+    pub close: watch::Sender<bool>,
+}
+
+pub struct Session {
+    pub tsih: u16,
+    pub isid: u64,
+    pub initiator_name: String,
+    pub target: Arc<TargetNode>,
+    pub nexus: Nexus,
+    /// Session-wide parameters negotiated on the leading connection.
+    pub params: Params,
+    window: Mutex<Window>,
+    conns: Mutex<Vec<ConnEntry>>,
+    /// CIDs whose login completed but whose connection has not registered yet.
+    reserved: Mutex<Vec<u16>>,
+}
+
+impl Session {
+    pub(super) fn new(tsih: u16, r: &LoginResult, target: Arc<TargetNode>) -> Self {
+        let depth = target.cfg.queue_depth;
+        Session {
+            tsih,
+            isid: r.isid,
+            initiator_name: r.initiator_name.clone(),
+            nexus: Nexus::new(&r.initiator_name, r.isid),
+            target,
+            params: r.params.clone(),
+            window: Mutex::new(Window {
+                exp: r.cmd_sn,
+                ahead: BTreeSet::new(),
+                depth,
+            }),
+            conns: Mutex::new(Vec::new()),
+            reserved: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn w(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (ExpCmdSN, MaxCmdSN).
+    pub fn window(&self) -> (u32, u32) {
+        let w = self.w();
+        (w.exp, w.exp.wrapping_add(w.depth - 1))
+    }
+
+    /// Accepts a command's CmdSN. Returns false when it must be ignored
+    /// (outside the window, or a duplicate).
+    pub fn accept_cmd_sn(&self, cmd_sn: u32, immediate: bool) -> bool {
+        let mut w = self.w();
+        let max = w.exp.wrapping_add(w.depth - 1);
+        if immediate {
+            // Immediate commands carry CmdSN without advancing it; it must lie in the window.
+            return sn_le(w.exp, cmd_sn) && sn_le(cmd_sn, max) || cmd_sn == w.exp;
+        }
+        if sn_lt(cmd_sn, w.exp) || sn_lt(max, cmd_sn) || w.ahead.contains(&cmd_sn) {
+            return false;
+        }
+        if cmd_sn == w.exp {
+            w.exp = w.exp.wrapping_add(1);
+            loop {
+                let e = w.exp;
+                if !w.ahead.remove(&e) {
+                    break;
+                }
+                w.exp = e.wrapping_add(1);
+            }
+        } else {
+            w.ahead.insert(cmd_sn);
+        }
+        true
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, Vec<ConnEntry>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims a CID for a connection that is finishing its login.
+    pub(super) fn reserve_connection(&self, cid: u16) -> Result<(), LoginStatus> {
+        let conns = self.conns();
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let count = conns.len() + reserved.len();
+        if count as u32 >= self.params.max_connections.max(1) {
+            return Err(LoginStatus::TOO_MANY_CONNECTIONS);
+        }
+        if let Some(old) = conns.iter().find(|c| c.cid == cid) {
+            // Connection reinstatement with the same CID: the old one goes.
+            let _ = old.close.send(true);
+        }
+        reserved.push(cid);
+        Ok(())
+    }
+
+    pub(super) fn add_connection(&self, entry: ConnEntry) {
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| *c != entry.cid);
+        self.conns().push(entry);
+    }
+
+    /// Removes a connection; returns true when it was the last one.
+    pub(super) fn remove_connection(&self, stats: &Arc<ConnStats>) -> bool {
+        let mut conns = self.conns();
+        conns.retain(|c| !Arc::ptr_eq(&c.stats, stats));
+        conns.is_empty()
+            && self
+                .reserved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// Asks every connection to close.
+    pub fn close_all(&self) {
+        for c in self.conns().iter() {
+            let _ = c.close.send(true);
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns().len()
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            tsih: self.tsih,
+            isid: self.isid,
+            initiator: self.initiator_name.clone(),
+            target: self.target.cfg.iqn.clone(),
+            queue_depth: self.target.cfg.queue_depth,
+            connections: self
+                .conns()
+                .iter()
+                .map(|c| ConnectionInfo {
+                    cid: c.cid,
+                    peer: c.peer,
+                    local: c.local,
+                    params: c.params.clone(),
+                    mss: c.mss,
+                    stats: c.stats.snapshot(),
+                })
+                .collect(),
+        }
+    }
+}
