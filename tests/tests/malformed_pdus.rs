@@ -99,7 +99,6 @@ fn hostile_pdus_get_rfc_answers_and_other_sessions_live_on() {
     nop[0] = 0x40;
     nop[1] = 0x80;
     nop[16..20].copy_from_slice(&9u32.to_be_bytes());
-    use std::io::Write as _;
     let mut wire = nop.to_vec();
     wire.extend_from_slice(&(crc32c(&nop) ^ 1).to_le_bytes());
     h.stream.write_all(&wire).unwrap();

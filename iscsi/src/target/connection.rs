@@ -879,10 +879,21 @@ impl Conn {
         let response = match func {
             Some(TmfFunction::AbortTask) => {
                 let rtt = b.word20();
-                if let Some(_t) = self.pending.remove(&rtt) {
+                let ref_cmd_sn = b.word32();
+                if self.pending.remove(&rtt).is_some() {
                     self.stats.in_flight.fetch_sub(1, Relaxed);
+                    TmfResponse::Complete
+                } else {
+                    // RFC 7143 11.5.1: a task not yet received (RefCmdSN still in the
+                    // window) counts as received and aborted; one that already
+                    // completed (RefCmdSN below the window) does not exist.
+                    let (exp, max) = self.session.window();
+                    if crate::pdu::sn_le(exp, ref_cmd_sn) && crate::pdu::sn_le(ref_cmd_sn, max) {
+                        TmfResponse::Complete
+                    } else {
+                        TmfResponse::TaskDoesNotExist
+                    }
                 }
-                TmfResponse::Complete
             }
             Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet) => {
                 let before = self.pending.len();

@@ -46,7 +46,7 @@ pub mod limits {
     pub const MAX_COMPARE_AND_WRITE: u8 = 255;
     /// MAXIMUM TRANSFER LENGTH, in blocks (32 MiB at 512 bytes).
     pub const MAX_TRANSFER: u32 = 65536;
-    pub const MAX_UNMAP_LBA_COUNT: u32 = 0x0040_0000;
+    pub const MAX_UNMAP_LBA_COUNT: u32 = 0x0010_0000;
     pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
     pub const MAX_WRITE_SAME: u64 = 0x0040_0000;
     pub const MAX_ATOMIC_TRANSFER: u32 = 65536;
