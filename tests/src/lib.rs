@@ -81,6 +81,11 @@ pub fn serve(args: &[&str]) -> (Proc, Vec<String>) {
     let mut cmd = Command::new(iolab_bin());
     cmd.args(["target", "serve", "--listen", "127.0.0.1:0"])
         .args(args);
+    // Warnings and errors only: test output stays readable.
+    cmd.env(
+        "IOLAB_LOG",
+        std::env::var("IOLAB_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn iolab target serve");
     let stdout = child.stdout.take().expect("stdout");

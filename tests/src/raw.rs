@@ -39,6 +39,9 @@ pub struct RawConn {
     /// The low bytes of this connection's ISID: distinct per connection, so
     /// logins do not reinstate each other's sessions.
     pub isid_low: u32,
+    /// TSIH to log in with (0: a new session) and this connection's CID.
+    pub tsih: u16,
+    pub cid: u16,
 }
 
 /// CRC32C (Castagnoli), bitwise: slow and independent of the crate under test.
@@ -72,6 +75,8 @@ impl RawConn {
             itt: 1,
             header_digest: false,
             isid_low,
+            tsih: 0,
+            cid: 0,
         }
     }
 
@@ -147,6 +152,8 @@ impl RawConn {
         b[8] = 0x80; // ISID type: random
         b[9] = 0x12;
         b[10..14].copy_from_slice(&self.isid_low.to_be_bytes());
+        b[14..16].copy_from_slice(&self.tsih.to_be_bytes());
+        b[20..22].copy_from_slice(&self.cid.to_be_bytes());
         b[16..20].copy_from_slice(&self.itt.to_be_bytes());
         b[24..28].copy_from_slice(&self.cmd_sn.to_be_bytes());
         let mut data = Vec::new();
@@ -170,6 +177,7 @@ impl RawConn {
         let r = self.recv().expect("login response");
         if r.bhs[36] == 0 {
             self.exp_stat_sn = r.word(24).wrapping_add(1);
+            self.tsih = u16::from_be_bytes([r.bhs[14], r.bhs[15]]);
         }
         self.itt += 1;
         r

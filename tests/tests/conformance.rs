@@ -147,3 +147,18 @@ fn libiscsi_suite_fileio() {
     let spec = format!("{}:512M", path.display());
     suite(&["--fileio", &spec, "--removable"]);
 }
+
+/// The read-only tests skip on a writable LUN; run them against a read-only one.
+#[test]
+fn libiscsi_read_only_lun() {
+    if !require_peer("iscsi-test-cu") {
+        return;
+    }
+    let (_srv, urls) = serve(&["--ramdisk", "64M", "--read-only"]);
+    let log = run_suite(&urls[0], "ALL.ReadOnly");
+    assert_eq!(
+        classify_cu(&log),
+        vec![("ReadOnly.ReadOnlySBC".to_string(), "PASS")],
+        "{log}"
+    );
+}

@@ -427,6 +427,29 @@ impl Conn {
                 .reject(&pdu.bhs, RejectReason::CommandNotSupported)
                 .await;
         };
+        // Non-immediate requests carry a CmdSN and are delivered in CmdSN order
+        // across the session's connections.
+        let ordered = !pdu.bhs.immediate()
+            && match op {
+                Opcode::ScsiCommand
+                | Opcode::TextRequest
+                | Opcode::TaskMgmtRequest
+                | Opcode::LogoutRequest => true,
+                Opcode::NopOut => pdu.bhs.itt() != RESERVED_TAG,
+                _ => false,
+            };
+        let cmd_sn = pdu.bhs.cmd_sn();
+        if ordered {
+            self.session.wait_turn(cmd_sn).await;
+        }
+        let r = self.dispatch(op, pdu).await;
+        if ordered {
+            self.session.done_turn(cmd_sn);
+        }
+        r
+    }
+
+    async fn dispatch(&mut self, op: Opcode, pdu: Pdu) -> Result<(), IscsiError> {
         match op {
             Opcode::ScsiCommand => self.scsi_command(pdu).await,
             Opcode::DataOut => self.data_out(pdu).await,

@@ -46,7 +46,15 @@ pub struct Session {
     conns: Mutex<Vec<ConnEntry>>,
     /// CIDs whose login completed but whose connection has not registered yet.
     reserved: Mutex<Vec<u16>>,
+    /// The next CmdSN to hand to the SCSI layer: commands are delivered in
+    /// CmdSN order across all connections (RFC 7143 3.2.2.1).
+    next_delivery: Mutex<u32>,
+    turn: tokio::sync::Notify,
 }
+
+/// How long a command waits for a lower CmdSN that another connection still
+/// owes before it is delivered anyway (ERL 0 has no way to ask for it again).
+const DELIVERY_GAP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Session {
     pub(super) fn new(tsih: u16, r: &LoginResult, target: Arc<TargetNode>) -> Self {
@@ -65,6 +73,52 @@ impl Session {
             }),
             conns: Mutex::new(Vec::new()),
             reserved: Mutex::new(Vec::new()),
+            next_delivery: Mutex::new(r.cmd_sn),
+            turn: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn next(&self) -> std::sync::MutexGuard<'_, u32> {
+        self.next_delivery.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every lower CmdSN has been delivered (or the gap wait ends).
+    /// Returns at once for CmdSNs outside the window: their handler drops them.
+    pub async fn wait_turn(&self, cmd_sn: u32) {
+        let deadline = tokio::time::Instant::now() + DELIVERY_GAP_WAIT;
+        loop {
+            let notified = self.turn.notified();
+            {
+                let mut next = self.next();
+                let depth = self.w().depth;
+                if cmd_sn == *next
+                    || sn_lt(cmd_sn, *next)
+                    || !sn_lt(cmd_sn, next.wrapping_add(depth))
+                {
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        tsih = self.tsih,
+                        cmd_sn,
+                        waiting_for = *next,
+                        "CmdSN gap not filled: delivering out of order"
+                    );
+                    *next = cmd_sn;
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    /// Marks a CmdSN delivered and wakes commands waiting behind it.
+    pub fn done_turn(&self, cmd_sn: u32) {
+        let mut next = self.next();
+        if *next == cmd_sn {
+            *next = next.wrapping_add(1);
+            drop(next);
+            self.turn.notify_waiters();
         }
     }
 
