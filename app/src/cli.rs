@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Report every LUN as removable medium (PREVENT ALLOW MEDIUM REMOVAL, eject and load).
     #[arg(long)]
     pub removable: bool,
+    /// Seconds of silence before the target pings a connection with NOP-In (0: never).
+    #[arg(long = "nop-interval", value_name = "SECS")]
+    pub nop_interval: Option<u32>,
     /// Physical block size to report (512e: 4096 with 512-byte logical blocks).
     #[arg(long = "physical-block-size", value_name = "BYTES")]
     pub physical_block_size: Option<u32>,

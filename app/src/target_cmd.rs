@@ -87,6 +87,9 @@ pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(d) = a.queue_depth {
         t.queue_depth = d;
     }
+    if let Some(n) = a.nop_interval {
+        t.nop_in_interval = n;
+    }
     for l in &mut t.luns {
         l.attributes.read_only |= a.read_only;
         l.attributes.removable |= a.removable;

@@ -182,3 +182,35 @@ fn bad_login_keys_are_answered_without_harm() {
         r.text()
     );
 }
+
+#[test]
+fn target_pings_silent_connections_and_drops_dead_ones() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M", "--nop-interval", "1"]);
+    let portal = portal_of(&urls[0]);
+
+    // An initiator that answers the ping keeps its connection.
+    let mut alive = logged_in(&portal);
+    let ping = alive
+        .recv()
+        .expect("a NOP-In ping after a second of silence");
+    assert_eq!(ping.opcode(), 0x20);
+    assert_eq!(ping.word(16), !0, "ping ITT is reserved");
+    let ttt = ping.word(20);
+    assert_ne!(ttt, !0, "ping asks for an answer");
+    let mut reply = [0u8; 48];
+    reply[0] = 0x40;
+    reply[1] = 0x80;
+    reply[16..20].copy_from_slice(&(!0u32).to_be_bytes());
+    reply[20..24].copy_from_slice(&ttt.to_be_bytes());
+    alive.send(&reply, &[]);
+
+    // One that stays silent is dropped.
+    let mut dead = logged_in(&portal);
+    let ping = dead.recv().expect("ping");
+    assert_eq!(ping.opcode(), 0x20);
+    assert!(
+        dead.closed_by_peer(),
+        "an unanswered ping did not end the connection"
+    );
+    assert!(alive.ping(), "the answering connection was dropped");
+}

@@ -51,6 +51,10 @@ pub struct TargetConfig {
     pub acls: Vec<Acl>,
     #[serde(default = "default_depth")]
     pub queue_depth: u32,
+    /// Seconds of silence on a connection before the target pings it with a
+    /// NOP-In (0: never); an unanswered ping ends the connection after as long again.
+    #[serde(default = "default_nop")]
+    pub nop_in_interval: u32,
     #[serde(default)]
     pub negotiation: Preferences,
 }
@@ -85,6 +89,9 @@ fn yes() -> bool {
 fn default_depth() -> u32 {
     DEFAULT_QUEUE_DEPTH
 }
+fn default_nop() -> u32 {
+    15
+}
 
 impl TargetConfig {
     pub fn new(iqn: &str) -> Self {
@@ -98,6 +105,7 @@ impl TargetConfig {
             mutual_chap: None,
             acls: Vec::new(),
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            nop_in_interval: default_nop(),
             negotiation: Preferences::default(),
         }
     }

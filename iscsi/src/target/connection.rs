@@ -265,6 +265,7 @@ pub(super) async fn serve(
         next_ttt: 1,
         text_cont: None,
         done: false,
+        ping: None,
         deferred_tx,
     };
     let r = conn.run(rd, close_rx, deferred_rx).await;
@@ -328,6 +329,8 @@ struct Conn {
     next_ttt: u32,
     text_cont: Option<(u32, Vec<u8>)>,
     done: bool,
+    /// An outstanding target-initiated ping: its TTT and when it was sent.
+    ping: Option<(u32, Instant)>,
     deferred_tx: mpsc::UnboundedSender<(Deferred, ScsiResponse)>,
 }
 
@@ -356,11 +359,29 @@ impl Conn {
             (rd, r)
         }
         let mut reading = Box::pin(read_owned(rd, limits));
+        // Target-initiated NOP-In pings on a silent connection (RFC 7143 11.19).
+        let interval = self.session.target.cfg.nop_in_interval;
+        let period = Duration::from_secs(interval.max(1) as u64);
+        let mut last_heard = Instant::now();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.done {
             let outcome = tokio::select! {
                 (rd, r) = &mut reading => {
                     reading = Box::pin(read_owned(rd, limits));
+                    last_heard = Instant::now();
                     r
+                }
+                _ = tick.tick(), if interval > 0 => {
+                    if let Some((_, sent)) = self.ping {
+                        if sent.elapsed() >= period {
+                            tracing::info!(tsih = self.session.tsih, cid = self.cid, "NOP-In ping unanswered: closing the connection");
+                            return Err(IscsiError::Timeout("NOP-In ping".into()));
+                        }
+                    } else if last_heard.elapsed() >= period {
+                        self.send_ping().await?;
+                    }
+                    continue;
                 }
                 _ = close.changed() => return Ok(()),
                 Some((d, resp)) = deferred.recv() => {
@@ -839,10 +860,24 @@ impl Conn {
         self.out(&b, payload).await
     }
 
+    /// Sends a NOP-In that asks for an answer (TTT set, ITT reserved).
+    async fn send_ping(&mut self) -> Result<(), IscsiError> {
+        let ttt = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        let mut b = Bhs::new(Opcode::NopIn);
+        b.set_flags(0x80).set_itt(RESERVED_TAG).set_word20(ttt);
+        self.stamp(&mut b, false);
+        self.ping = Some((ttt, Instant::now()));
+        self.out(&b, Bytes::new()).await
+    }
+
     async fn nop_out(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
         let b = &pdu.bhs;
         if b.itt() == RESERVED_TAG {
             // A reply to our ping (or a ping that wants no answer).
+            if self.ping.is_some_and(|(ttt, _)| ttt == b.ttt()) {
+                self.ping = None;
+            }
             return Ok(());
         }
         if !b.immediate() {
