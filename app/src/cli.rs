@@ -21,6 +21,121 @@ pub enum Command {
     /// The embedded iSCSI target.
     #[command(subcommand)]
     Target(TargetCmd),
+    /// Load generator in the spirit of LTP disktest, over the embedded initiator.
+    Bench(BenchArgs),
+    /// List the targets a portal offers (SendTargets), like iscsiadm -m discovery.
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InitiatorArgs {
+    /// Initiator IQN.
+    #[arg(long = "initiator-name", value_name = "IQN")]
+    pub initiator_name: Option<String>,
+    /// Connections per session (MC/S), up to what the target grants.
+    #[arg(long, default_value_t = 1)]
+    pub connections: u32,
+    /// Commands in flight per session (the SCSI host's can_queue).
+    #[arg(long = "queue-depth", default_value_t = 128)]
+    pub queue_depth: u32,
+    /// Offer CRC32C header digests.
+    #[arg(long = "header-digest")]
+    pub header_digest: bool,
+    /// Offer CRC32C data digests.
+    #[arg(long = "data-digest")]
+    pub data_digest: bool,
+    /// Offer ImmediateData=No.
+    #[arg(long = "no-immediate-data")]
+    pub no_immediate_data: bool,
+    /// Offer InitialR2T=Yes.
+    #[arg(long = "initial-r2t")]
+    pub initial_r2t: bool,
+    /// Seconds to wait for a command before failing it.
+    #[arg(long = "io-timeout", default_value = "30s", value_parser = parse_duration)]
+    pub io_timeout: std::time::Duration,
+    /// Seconds to wait for connect and login.
+    #[arg(long = "login-timeout", default_value = "10s", value_parser = parse_duration)]
+    pub login_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Portal URL: iscsi://[user%secret@]host[:port]
+    pub portal: String,
+    #[command(flatten)]
+    pub initiator: InitiatorArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Read,
+    Write,
+    Rw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PatternArg {
+    Seq,
+    Random,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun
+    pub url: String,
+    #[arg(long, value_enum, default_value = "read")]
+    pub mode: ModeArg,
+    /// I/O size (disktest -b).
+    #[arg(long, default_value = "256k")]
+    pub bs: String,
+    /// Outstanding I/Os (disktest -K).
+    #[arg(long, default_value_t = 64)]
+    pub threads: u32,
+    /// How long to run (30s, 2m, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub time: std::time::Duration,
+    /// Sessions to the LUN (multipath-style), each with --connections connections.
+    #[arg(long, default_value_t = 1)]
+    pub sessions: u32,
+    #[arg(long, value_enum, default_value = "seq")]
+    pub pattern: PatternArg,
+    /// Write a self-checking pattern and check every block read back.
+    #[arg(long)]
+    pub verify: bool,
+    /// Use only the first SIZE bytes of the LUN.
+    #[arg(long, value_name = "SIZE")]
+    pub range: Option<String>,
+    /// Heartbeat interval (disktest -h).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub heartbeat: std::time::Duration,
+    /// Print the result as JSON (after the human-readable lines, on stdout's last line).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub initiator: InitiatorArgs,
+}
+
+/// Parses "30s", "2m", "500ms", "1h" or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (use 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("'{s}' has an unknown unit (use ms, s, m or h)")),
+    };
+    if !(0.0..=86_400.0 * 7.0).contains(&secs) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `iolab`: the lab console (no arguments) and the command line.
 
+mod bench_cmd;
 mod cli;
 mod console;
 mod logging;
@@ -25,6 +26,8 @@ fn main() -> std::process::ExitCode {
         match args.command {
             None => console::run().await,
             Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
+            Some(cli::Command::Bench(a)) => bench_cmd::bench(a).await,
+            Some(cli::Command::Discover(a)) => bench_cmd::discover(a).await,
         }
     });
     match result {

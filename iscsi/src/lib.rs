@@ -4,11 +4,13 @@
 pub mod chap;
 pub mod digest;
 pub mod error;
+pub mod initiator;
 pub mod negotiation;
 pub mod pdu;
 pub mod stats;
 pub mod target;
 pub mod text;
+mod transport;
 
 pub use error::IscsiError;
 pub use target::{ServerConfig, SessionInfo, Target, TargetConfig};

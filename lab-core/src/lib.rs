@@ -5,6 +5,7 @@ pub mod error;
 pub mod lab;
 pub mod sampler;
 pub mod series;
+pub mod workload;
 
 pub use error::LabError;
 pub use lab::{Lab, LabTarget};

@@ -5,7 +5,6 @@
 //! a writer task batches outgoing PDUs into vectored socket writes.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use iolab_storage::BackstoreKind;
 use iolab_storage::scsi::{self, Completion, LogicalUnit, ScsiResponse, ScsiStatus};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 
 use super::login::{SessionType, Step, TargetLogin};
@@ -25,120 +24,16 @@ use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
     BHS_LEN, Bhs, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason, TmfFunction,
-    TmfResponse, crc32c_padded, pad_len, read_pdu,
+    TmfResponse, pad_len, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
+use crate::transport::{Frame, tcp_mss, writer_loop};
 
 /// How long a login may take before the connection is dropped.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest login or text data segment accepted before negotiation.
 const LOGIN_MAX_DATA: usize = 65_536;
-
-/// One outgoing PDU: header (+digest), payload, padding (+digest).
-pub(crate) struct Frame {
-    head: Vec<u8>,
-    data: Bytes,
-    tail: [u8; 8],
-    tail_len: usize,
-}
-
-impl Frame {
-    pub(crate) fn new(bhs: &Bhs, data: Bytes, hd: bool, dd: bool) -> Frame {
-        let mut b = bhs.clone();
-        b.set_data_segment_len(data.len());
-        let mut head = Vec::with_capacity(BHS_LEN + 4);
-        head.extend_from_slice(&b.0);
-        if hd {
-            let d = crc32c::crc32c(&head);
-            head.extend_from_slice(&d.to_le_bytes());
-        }
-        let mut tail = [0u8; 8];
-        let mut tail_len = 0;
-        if !data.is_empty() {
-            tail_len = pad_len(data.len());
-            if dd {
-                tail[tail_len..tail_len + 4].copy_from_slice(&crc32c_padded(&data).to_le_bytes());
-                tail_len += 4;
-            }
-        }
-        Frame {
-            head,
-            data,
-            tail,
-            tail_len,
-        }
-    }
-    fn len(&self) -> usize {
-        self.head.len() + self.data.len() + self.tail_len
-    }
-}
-
-/// Writes batches of frames with vectored writes until the channel closes.
-pub(crate) async fn writer_loop(
-    mut w: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Frame>,
-    stats: Arc<ConnStats>,
-) {
-    let mut batch: Vec<Frame> = Vec::with_capacity(64);
-    while let Some(f) = rx.recv().await {
-        batch.push(f);
-        while batch.len() < 64 {
-            match rx.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
-        let total: usize = batch.iter().map(Frame::len).sum();
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() * 3);
-        for f in &batch {
-            slices.push(IoSlice::new(&f.head));
-            if !f.data.is_empty() {
-                slices.push(IoSlice::new(&f.data));
-            }
-            if f.tail_len > 0 {
-                slices.push(IoSlice::new(&f.tail[..f.tail_len]));
-            }
-        }
-        let mut rest: &mut [IoSlice<'_>] = &mut slices;
-        let mut failed = false;
-        while !rest.is_empty() {
-            match w.write_vectored(rest).await {
-                Ok(0) | Err(_) => {
-                    failed = true;
-                    break;
-                }
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-            }
-        }
-        stats.bytes_out.fetch_add(total as u64, Relaxed);
-        stats.pdus_out.fetch_add(batch.len() as u64, Relaxed);
-        batch.clear();
-        if failed {
-            break;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
-/// TCP_MAXSEG of a connected socket.
-pub(crate) fn tcp_mss(stream: &TcpStream) -> Option<u32> {
-    use std::os::fd::AsRawFd;
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for writes of the sizes given; the fd is
-    // owned by `stream`, which outlives the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_MAXSEG,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && v > 0).then_some(v as u32)
-}
 
 /// Serves one accepted connection to its end.
 pub(super) async fn serve(

@@ -1,0 +1,676 @@
+//! An initiator session: one or more connections (MC/S), the CmdSN window,
+//! task tags, and SCSI commands with immediate, unsolicited and solicited data.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::BufReader;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use super::login::{LoginOutcome, LoginRequest, connect, login};
+use super::{InitiatorOptions, IscsiUrl};
+use crate::error::IscsiError;
+use crate::negotiation::Params;
+use crate::pdu::{
+    BHS_LEN, Bhs, Opcode, RESERVED_TAG, ReadLimits, ReadOutcome, pad_len, read_pdu, sn_le, sn_lt,
+};
+use crate::stats::{ConnStats, ConnStatsSnapshot};
+use crate::transport::{Frame, tcp_mss, writer_loop};
+
+/// The outcome of one SCSI command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    pub status: u8,
+    pub data: Bytes,
+    pub sense: Vec<u8>,
+    /// Residual count with its direction (overflow: positive, underflow: negative).
+    pub residual: i64,
+}
+
+impl CommandResult {
+    pub fn good(&self) -> bool {
+        self.status == 0
+    }
+    /// (sense key, ASC, ASCQ) for fixed or descriptor sense data.
+    pub fn sense_code(&self) -> Option<(u8, u8, u8)> {
+        let s = &self.sense;
+        match s.first().map(|b| b & 0x7f) {
+            Some(0x70 | 0x71) if s.len() >= 14 => Some((s[2] & 0x0f, s[12], s[13])),
+            Some(0x72 | 0x73) if s.len() >= 4 => Some((s[1] & 0x0f, s[2], s[3])),
+            _ => None,
+        }
+    }
+}
+
+struct Pending {
+    tx: oneshot::Sender<Result<CommandResult, IscsiError>>,
+    data_in: BytesMut,
+    data_out: Bytes,
+    lun: [u8; 8],
+}
+
+/// One connection of the session.
+pub(crate) struct Conn {
+    pub cid: u16,
+    pub params: Params,
+    pub mss: Option<u32>,
+    tx: mpsc::UnboundedSender<Frame>,
+    /// Serializes CmdSN assignment and queueing, so one connection sends in CmdSN order.
+    send_lock: Mutex<()>,
+    pending: Mutex<HashMap<u32, Pending>>,
+    pub stats: Arc<ConnStats>,
+    exp_stat_sn: AtomicU32,
+    alive: AtomicBool,
+}
+
+impl Conn {
+    fn fail_all(&self, why: &str) {
+        self.alive.store(false, Relaxed);
+        let drained: Vec<Pending> = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.drain().map(|(_, v)| v).collect()
+        };
+        for p in drained {
+            let _ = p.tx.send(Err(IscsiError::Protocol(format!(
+                "connection {} lost: {why}",
+                self.cid
+            ))));
+        }
+    }
+}
+
+/// Session-wide state shared by its connections.
+struct Shared {
+    cmd_sn: Mutex<u32>,
+    max_cmd_sn: AtomicU32,
+    exp_cmd_sn: AtomicU32,
+    window_open: Notify,
+    next_itt: AtomicU32,
+}
+
+impl Shared {
+    fn update_window(&self, exp: u32, max: u32) {
+        // RFC 7143 4.2.2.1: ignore a MaxCmdSN below ExpCmdSN - 1.
+        if sn_lt(max, exp.wrapping_sub(1)) {
+            return;
+        }
+        let cur = self.max_cmd_sn.load(Relaxed);
+        if sn_lt(cur, max) {
+            self.max_cmd_sn.store(max, Relaxed);
+            self.window_open.notify_waiters();
+        }
+        let e = self.exp_cmd_sn.load(Relaxed);
+        if sn_lt(e, exp) {
+            self.exp_cmd_sn.store(exp, Relaxed);
+        }
+    }
+}
+
+/// Negotiated facts of a running session, for display.
+#[derive(Debug, Clone)]
+pub struct SessionFacts {
+    pub tsih: u16,
+    pub target_portal_group: Option<u16>,
+    pub isid: u64,
+    pub params: Params,
+    pub connections: Vec<(u16, Option<u32>, Params)>,
+}
+
+/// A logged-in normal session to one LUN.
+pub struct Session {
+    pub url: IscsiUrl,
+    opts: InitiatorOptions,
+    tsih: u16,
+    tpgt: Option<u16>,
+    isid: u64,
+    params: Params,
+    conns: Vec<Arc<Conn>>,
+    shared: Arc<Shared>,
+    rr: AtomicUsize,
+    queue: Arc<Semaphore>,
+    lun_raw: [u8; 8],
+}
+
+/// A new random-format ISID (type 01b with random qualifier bytes).
+pub fn new_isid() -> u64 {
+    let r = crate::chap::random_bytes(5);
+    (0x40u64 << 40) | ((r[0] as u64) << 32) | u32::from_be_bytes([r[1], r[2], r[3], r[4]]) as u64
+}
+
+impl Session {
+    /// Logs in (leading connection first, then up to `opts.connections` - 1 more).
+    pub async fn connect(url: &IscsiUrl, opts: &InitiatorOptions) -> Result<Session, IscsiError> {
+        if url.target.is_none() {
+            return Err(IscsiError::Config(format!(
+                "{url}: no target IQN and LUN in the URL"
+            )));
+        }
+        let isid = opts.isid.unwrap_or_else(new_isid);
+        let shared = Arc::new(Shared {
+            cmd_sn: Mutex::new(1),
+            max_cmd_sn: AtomicU32::new(1),
+            exp_cmd_sn: AtomicU32::new(1),
+            window_open: Notify::new(),
+            next_itt: AtomicU32::new(1),
+        });
+        let (lead, outcome) = open_conn(url, opts, isid, 0, 0, 1, true, shared.clone()).await?;
+        *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()) = outcome.exp_cmd_sn;
+        shared.exp_cmd_sn.store(outcome.exp_cmd_sn, Relaxed);
+        shared.max_cmd_sn.store(outcome.max_cmd_sn, Relaxed);
+        let params = outcome.params.clone();
+        let tsih = outcome.tsih;
+        let mut conns = vec![lead];
+        let granted = params.max_connections.max(1).min(opts.connections.max(1));
+        for cid in 1..granted as u16 {
+            let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+            let (c, _) = open_conn(url, opts, isid, tsih, cid, sn, false, shared.clone()).await?;
+            conns.push(c);
+        }
+        let depth = opts.queue_depth.max(1) as usize;
+        Ok(Session {
+            url: url.clone(),
+            opts: opts.clone(),
+            tsih,
+            tpgt: outcome.target_portal_group,
+            isid,
+            params,
+            conns,
+            shared,
+            rr: AtomicUsize::new(0),
+            queue: Arc::new(Semaphore::new(depth)),
+            lun_raw: iolab_storage::scsi::encode_lun(url.lun),
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn facts(&self) -> SessionFacts {
+        SessionFacts {
+            tsih: self.tsih,
+            target_portal_group: self.tpgt,
+            isid: self.isid,
+            params: self.params.clone(),
+            connections: self
+                .conns
+                .iter()
+                .map(|c| (c.cid, c.mss, c.params.clone()))
+                .collect(),
+        }
+    }
+
+    /// Per-connection counters (CID, snapshot).
+    pub fn connection_stats(&self) -> Vec<(u16, ConnStatsSnapshot)> {
+        self.conns
+            .iter()
+            .map(|c| (c.cid, c.stats.snapshot()))
+            .collect()
+    }
+
+    fn pick(&self) -> Result<Arc<Conn>, IscsiError> {
+        let n = self.conns.len();
+        for _ in 0..n {
+            let i = self.rr.fetch_add(1, Relaxed) % n;
+            if self.conns[i].alive.load(Relaxed) {
+                return Ok(self.conns[i].clone());
+            }
+        }
+        Err(IscsiError::Protocol(
+            "every connection of the session is down".into(),
+        ))
+    }
+
+    /// Sends one SCSI command and waits for its completion.
+    pub async fn command(
+        &self,
+        cdb: &[u8],
+        data_out: Bytes,
+        expected_in: u32,
+    ) -> Result<CommandResult, IscsiError> {
+        if cdb.len() > 16 {
+            return Err(IscsiError::Config(
+                "CDBs longer than 16 bytes are not supported".into(),
+            ));
+        }
+        let _permit = self
+            .queue
+            .acquire()
+            .await
+            .map_err(|_| IscsiError::Protocol("session closed".into()))?;
+        let conn = self.pick()?;
+        let itt = self.shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
+        let read = expected_in > 0;
+        let write = !data_out.is_empty();
+        let edtl = if write {
+            data_out.len() as u32
+        } else {
+            expected_in
+        };
+        let (tx, rx) = oneshot::channel();
+        conn.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                itt,
+                Pending {
+                    tx,
+                    data_in: BytesMut::zeroed(expected_in as usize),
+                    data_out: data_out.clone(),
+                    lun: self.lun_raw,
+                },
+            );
+        let started = Instant::now();
+        conn.stats.commands.fetch_add(1, Relaxed);
+        conn.stats.in_flight.fetch_add(1, Relaxed);
+        if write {
+            conn.stats.write_commands.fetch_add(1, Relaxed);
+        } else if read {
+            conn.stats.read_commands.fetch_add(1, Relaxed);
+        }
+
+        let p = &self.params;
+        let peer_max = conn.params.peer_max_recv_data_segment.max(512) as usize;
+        let imm = if write && p.immediate_data {
+            data_out.len().min(p.first_burst as usize).min(peer_max)
+        } else {
+            0
+        };
+        let unsolicited_end = if write && !p.initial_r2t {
+            data_out.len().min(p.first_burst as usize)
+        } else {
+            imm
+        };
+
+        // Wait for room in the CmdSN window, then assign and queue atomically per connection.
+        let deadline = tokio::time::Instant::now() + self.opts.io_timeout;
+        loop {
+            let opened = self.shared.window_open.notified();
+            {
+                let _g = conn.send_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sn = self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+                if sn_le(*sn, self.shared.max_cmd_sn.load(Relaxed)) {
+                    let cmd_sn = *sn;
+                    *sn = sn.wrapping_add(1);
+                    drop(sn);
+                    let mut b = Bhs::new(Opcode::ScsiCommand);
+                    let attr = 0x01; // SIMPLE
+                    let f = if unsolicited_end > imm { 0 } else { 0x80 };
+                    b.set_flags(
+                        f | if read { 0x40 } else { 0 } | if write { 0x20 } else { 0 } | attr,
+                    );
+                    b.set_lun_raw(self.lun_raw)
+                        .set_itt(itt)
+                        .set_word20(edtl)
+                        .set_word24(cmd_sn);
+                    b.set_word28(conn.exp_stat_sn.load(Relaxed));
+                    b.0[32..32 + cdb.len()].copy_from_slice(cdb);
+                    let (hd, dd) = (conn.params.header_digest, conn.params.data_digest);
+                    let _ = conn.tx.send(Frame::new(&b, data_out.slice(..imm), hd, dd));
+                    // Unsolicited Data-Out up to FirstBurstLength.
+                    if unsolicited_end > imm {
+                        send_data_out(
+                            &conn,
+                            self.lun_raw,
+                            itt,
+                            RESERVED_TAG,
+                            &data_out,
+                            imm,
+                            unsolicited_end - imm,
+                            peer_max,
+                        );
+                    }
+                    conn.stats
+                        .write_bytes
+                        .fetch_add(unsolicited_end as u64, Relaxed);
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline, opened).await.is_err() {
+                conn.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&itt);
+                conn.stats.in_flight.fetch_sub(1, Relaxed);
+                return Err(IscsiError::Timeout(
+                    "the target's CmdSN window stayed closed".into(),
+                ));
+            }
+        }
+        let r = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(IscsiError::Protocol(
+                "connection closed before the command completed".into(),
+            )),
+            Err(_) => {
+                conn.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&itt);
+                Err(IscsiError::Timeout(format!(
+                    "command {:#04x} got no response in {:?}",
+                    cdb[0], self.opts.io_timeout
+                )))
+            }
+        };
+        conn.stats.in_flight.fetch_sub(1, Relaxed);
+        conn.stats.latency.record(started.elapsed());
+        if let Ok(res) = &r {
+            conn.stats
+                .read_bytes
+                .fetch_add(res.data.len() as u64, Relaxed);
+        } else {
+            conn.stats.errors.fetch_add(1, Relaxed);
+        }
+        r
+    }
+
+    /// Logs out every connection (close the session).
+    pub async fn logout(self) -> Result<(), IscsiError> {
+        for c in &self.conns {
+            if !c.alive.load(Relaxed) {
+                continue;
+            }
+            let mut b = Bhs::new(Opcode::LogoutRequest);
+            b.set_immediate(true)
+                .set_flags(0x80)
+                .set_itt(0x7fff_fff0 | c.cid as u32)
+                .set_cid(c.cid);
+            let sn = *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+            b.set_word24(sn).set_word28(c.exp_stat_sn.load(Relaxed));
+            let _ = c.tx.send(Frame::new(
+                &b,
+                Bytes::new(),
+                c.params.header_digest,
+                c.params.data_digest,
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for c in &self.conns {
+            c.fail_all("logged out");
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_data_out(
+    conn: &Conn,
+    lun: [u8; 8],
+    itt: u32,
+    ttt: u32,
+    data: &Bytes,
+    offset: usize,
+    len: usize,
+    chunk: usize,
+) {
+    let mut pos = offset;
+    let end = offset + len;
+    let mut data_sn = 0u32;
+    while pos < end {
+        let n = (end - pos).min(chunk);
+        let mut b = Bhs::new(Opcode::DataOut);
+        b.set_flags(if pos + n == end { 0x80 } else { 0 })
+            .set_lun_raw(lun)
+            .set_itt(itt)
+            .set_word20(ttt);
+        b.set_word28(conn.exp_stat_sn.load(Relaxed))
+            .set_word36(data_sn)
+            .set_word40(pos as u32);
+        let _ = conn.tx.send(Frame::new(
+            &b,
+            data.slice(pos..pos + n),
+            conn.params.header_digest,
+            conn.params.data_digest,
+        ));
+        data_sn += 1;
+        pos += n;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_conn(
+    url: &IscsiUrl,
+    opts: &InitiatorOptions,
+    isid: u64,
+    tsih: u16,
+    cid: u16,
+    cmd_sn: u32,
+    leading: bool,
+    shared: Arc<Shared>,
+) -> Result<(Arc<Conn>, LoginOutcome), IscsiError> {
+    let stream = connect(url, opts.login_timeout).await?;
+    let mss = tcp_mss(&stream);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let req = LoginRequest {
+        url,
+        opts,
+        discovery: false,
+        isid,
+        tsih,
+        cid,
+        cmd_sn,
+        leading,
+    };
+    let outcome = login(&mut rd, &mut wr, &req).await?;
+    let mut params = outcome.params.clone();
+    if !leading {
+        params.max_connections = opts.connections;
+    }
+    let stats = Arc::new(ConnStats::default());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(writer_loop(wr, rx, stats.clone()));
+    let conn = Arc::new(Conn {
+        cid,
+        params,
+        mss,
+        tx,
+        send_lock: Mutex::new(()),
+        pending: Mutex::new(HashMap::new()),
+        stats,
+        exp_stat_sn: AtomicU32::new(outcome.exp_stat_sn),
+        alive: AtomicBool::new(true),
+    });
+    shared.update_window(outcome.exp_cmd_sn, outcome.max_cmd_sn);
+    let c = conn.clone();
+    tokio::spawn(async move {
+        let why = match reader(&c, rd, &shared).await {
+            Ok(()) => "closed by the target".to_string(),
+            Err(e) => e.to_string(),
+        };
+        c.fail_all(&why);
+    });
+    Ok((conn, outcome))
+}
+
+/// Reads responses for one connection and completes its tasks.
+async fn reader(
+    conn: &Conn,
+    mut rd: BufReader<OwnedReadHalf>,
+    shared: &Shared,
+) -> Result<(), IscsiError> {
+    let limits = ReadLimits {
+        max_data: conn.params.max_recv_data_segment.max(8192) as usize,
+        header_digest: conn.params.header_digest,
+        data_digest: conn.params.data_digest,
+    };
+    loop {
+        let pdu = match read_pdu(&mut rd, limits).await? {
+            Some(ReadOutcome::Pdu(p)) => p,
+            Some(ReadOutcome::DataDigestError(_)) => {
+                return Err(IscsiError::Protocol("data digest error".into()));
+            }
+            None => return Ok(()),
+        };
+        conn.stats.pdus_in.fetch_add(1, Relaxed);
+        conn.stats.bytes_in.fetch_add(
+            (BHS_LEN + pdu.ahs.len() + pdu.data.len() + pad_len(pdu.data.len())) as u64,
+            Relaxed,
+        );
+        let b = &pdu.bhs;
+        let itt = b.itt();
+        match b.opcode() {
+            Some(Opcode::DataIn) => {
+                let status = b.flags() & 0x01 != 0;
+                if status {
+                    conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                }
+                shared.update_window(b.word28(), b.word32());
+                let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(p) = pending.get_mut(&itt) {
+                    let off = b.buffer_offset() as usize;
+                    let end = off + pdu.data.len();
+                    if end > p.data_in.len() {
+                        return Err(IscsiError::Protocol(format!(
+                            "Data-In beyond the expected length (itt {itt:#x})"
+                        )));
+                    }
+                    p.data_in[off..end].copy_from_slice(&pdu.data);
+                    if status {
+                        let residual = residual_of(b);
+                        if let Some(p) = pending.remove(&itt) {
+                            let mut data = p.data_in;
+                            let got = (data.len() as i64 + residual.min(0)).max(0);
+                            data.truncate(got as usize);
+                            let _ = p.tx.send(Ok(CommandResult {
+                                status: b.0[3],
+                                data: data.freeze(),
+                                sense: Vec::new(),
+                                residual,
+                            }));
+                        }
+                    }
+                }
+            }
+            Some(Opcode::ScsiResponse) => {
+                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                shared.update_window(b.word28(), b.word32());
+                if let Some(p) = conn
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&itt)
+                {
+                    let sense = if pdu.data.len() >= 2 {
+                        let n = u16::from_be_bytes([pdu.data[0], pdu.data[1]]) as usize;
+                        pdu.data[2..(2 + n).min(pdu.data.len())].to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    let residual = residual_of(b);
+                    let mut data = p.data_in;
+                    if b.0[2] != 0 {
+                        let _ = p.tx.send(Err(IscsiError::Protocol(format!(
+                            "target failure response {:#x}",
+                            b.0[2]
+                        ))));
+                        continue;
+                    }
+                    let got = (data.len() as i64 + residual.min(0)).max(0);
+                    data.truncate(got as usize);
+                    let _ = p.tx.send(Ok(CommandResult {
+                        status: b.0[3],
+                        data: data.freeze(),
+                        sense,
+                        residual,
+                    }));
+                }
+            }
+            Some(Opcode::R2t) => {
+                shared.update_window(b.word28(), b.word32());
+                let (data, lun) = match conn
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&itt)
+                {
+                    Some(p) => (p.data_out.clone(), p.lun),
+                    None => continue,
+                };
+                let off = b.buffer_offset() as usize;
+                let len = b.word44() as usize;
+                if off + len > data.len() {
+                    return Err(IscsiError::Protocol(format!(
+                        "R2T beyond the data to write (itt {itt:#x})"
+                    )));
+                }
+                let chunk = conn.params.peer_max_recv_data_segment.max(512) as usize;
+                send_data_out(conn, lun, itt, b.ttt(), &data, off, len, chunk);
+                conn.stats.write_bytes.fetch_add(len as u64, Relaxed);
+            }
+            Some(Opcode::NopIn) => {
+                shared.update_window(b.word28(), b.word32());
+                if b.ttt() != RESERVED_TAG {
+                    // The target pings us: answer with the same TTT.
+                    let mut r = Bhs::new(Opcode::NopOut);
+                    r.set_immediate(true)
+                        .set_flags(0x80)
+                        .set_lun_raw(b.lun_raw())
+                        .set_itt(RESERVED_TAG)
+                        .set_word20(b.ttt());
+                    let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+                    r.set_word24(sn).set_word28(conn.exp_stat_sn.load(Relaxed));
+                    let _ = conn.tx.send(Frame::new(
+                        &r,
+                        Bytes::new(),
+                        conn.params.header_digest,
+                        conn.params.data_digest,
+                    ));
+                } else {
+                    conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                }
+            }
+            Some(Opcode::Reject) => {
+                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                if pdu.data.len() >= 48 {
+                    let rejected = u32::from_be_bytes([
+                        pdu.data[16],
+                        pdu.data[17],
+                        pdu.data[18],
+                        pdu.data[19],
+                    ]);
+                    if let Some(p) = conn
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&rejected)
+                    {
+                        let _ = p.tx.send(Err(IscsiError::Protocol(format!(
+                            "target rejected the PDU (reason {:#x})",
+                            b.0[2]
+                        ))));
+                    }
+                }
+            }
+            Some(Opcode::LogoutResponse) => return Ok(()),
+            Some(Opcode::AsyncMessage) => {
+                tracing::info!(event = b.0[36], "asynchronous message from the target");
+            }
+            _ => {
+                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+            }
+        }
+    }
+}
+
+/// Signed residual: positive for overflow, negative for underflow.
+fn residual_of(b: &Bhs) -> i64 {
+    let r = b.word44() as i64;
+    if b.flags() & 0x04 != 0 {
+        r
+    } else if b.flags() & 0x02 != 0 {
+        -r
+    } else {
+        0
+    }
+}

@@ -1,0 +1,323 @@
+//! The disktest-style load generator: outstanding I/Os over one or more
+//! sessions, sequential or random, read / write / 50:50, with an optional
+//! self-checking pattern. No terminal code: callers format the report.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iolab_iscsi::IscsiError;
+use iolab_iscsi::initiator::Session;
+use iolab_iscsi::stats::{LatencyHistogram, LatencySnapshot};
+use serde::{Deserialize, Serialize};
+
+/// Read, write, or both 50/50 (disktest `-D 50:50`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Read,
+    Write,
+    Rw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    Seq,
+    Random,
+}
+
+/// One workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workload {
+    pub mode: Mode,
+    pub block_bytes: u32,
+    /// Outstanding I/Os (disktest -K).
+    pub threads: u32,
+    pub duration: Duration,
+    pub pattern: Pattern,
+    pub verify: bool,
+    /// Bytes of the LUN to use from LBA 0 (0: all of it).
+    pub range_bytes: u64,
+}
+
+/// Totals of one direction.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub bytes: u64,
+    pub transfers: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub seconds: f64,
+    pub read: Totals,
+    pub write: Totals,
+    pub latency: LatencySnapshot,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub mismatches: u64,
+    pub first_mismatch_lba: Option<u64>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.errors == 0 && self.mismatches == 0
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    read_bytes: AtomicU64,
+    read_ios: AtomicU64,
+    write_bytes: AtomicU64,
+    write_ios: AtomicU64,
+    errors: AtomicU64,
+    mismatches: AtomicU64,
+    first_mismatch: std::sync::Mutex<Option<u64>>,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Live totals while a run goes on (for heartbeats).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub read_bytes: u64,
+    pub read_ios: u64,
+    pub write_bytes: u64,
+    pub write_ios: u64,
+}
+
+/// The self-checking block: LBA, pass, payload, CRC32C of the rest.
+pub fn fill_block(buf: &mut [u8], lba: u64, pass: u64) {
+    let n = buf.len();
+    buf[0..8].copy_from_slice(&lba.to_le_bytes());
+    buf[8..16].copy_from_slice(&pass.to_le_bytes());
+    let mut x = lba ^ pass.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
+    for chunk in buf[16..n - 4].chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    let c = crc32c::crc32c(&buf[..n - 4]);
+    buf[n - 4..].copy_from_slice(&c.to_le_bytes());
+}
+
+/// Whether a block read back is the self-checking block of `lba` (any pass).
+pub fn check_block(buf: &[u8], lba: u64) -> bool {
+    let n = buf.len();
+    n >= 24
+        && buf[0..8] == lba.to_le_bytes()
+        && crc32c::crc32c(&buf[..n - 4]).to_le_bytes() == buf[n - 4..]
+}
+
+/// Runs a workload over the sessions (round-robin per I/O), calling `tick`
+/// every `heartbeat` with the running totals.
+pub async fn run(
+    sessions: Arc<Vec<Session>>,
+    w: Workload,
+    heartbeat: Duration,
+    mut tick: impl FnMut(Progress),
+) -> Result<Report, IscsiError> {
+    let first = sessions
+        .first()
+        .ok_or_else(|| IscsiError::Config("no session".into()))?;
+    first.test_unit_ready().await?;
+    let (blocks, bs) = first.capacity().await?;
+    if w.block_bytes == 0 || !w.block_bytes.is_multiple_of(bs) {
+        return Err(IscsiError::Config(format!(
+            "the I/O size {} is not a multiple of the LUN's {bs}-byte blocks",
+            w.block_bytes
+        )));
+    }
+    let per_io = (w.block_bytes / bs) as u64;
+    let range_blocks = if w.range_bytes == 0 {
+        blocks
+    } else {
+        (w.range_bytes / bs as u64).min(blocks)
+    };
+    let slots = range_blocks / per_io;
+    if slots == 0 {
+        return Err(IscsiError::Config(format!(
+            "the LUN ({} bytes) is smaller than one {}-byte I/O",
+            blocks * bs as u64,
+            w.block_bytes
+        )));
+    }
+    let counters = Arc::new(Counters::default());
+    let latency = Arc::new(LatencyHistogram::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let cursor = Arc::new(AtomicU64::new(0));
+    // A verifying write run covers its whole range at least once.
+    let must_cover = w.verify && w.mode == Mode::Write && w.pattern == Pattern::Seq;
+    let pass = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..w.threads.max(1) {
+        let sessions = sessions.clone();
+        let counters = counters.clone();
+        let latency = latency.clone();
+        let stop = stop.clone();
+        let cursor = cursor.clone();
+        let w = w.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ ((t as u64 + 1) * 0x9E37_79B9);
+            let mut n = 0u64;
+            let mut buf = vec![0u8; w.block_bytes as usize];
+            loop {
+                let slot = match w.pattern {
+                    Pattern::Seq => {
+                        let c = cursor.fetch_add(1, Relaxed);
+                        if stop.load(Relaxed) && !(must_cover && c < slots) {
+                            break;
+                        }
+                        c % slots
+                    }
+                    Pattern::Random => {
+                        if stop.load(Relaxed) {
+                            break;
+                        }
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng % slots
+                    }
+                };
+                let lba = slot * per_io;
+                let is_write = match w.mode {
+                    Mode::Read => false,
+                    Mode::Write => true,
+                    Mode::Rw => (n + t as u64).is_multiple_of(2),
+                };
+                n += 1;
+                let session = &sessions[(slot as usize + t as usize) % sessions.len()];
+                let t0 = Instant::now();
+                let r = if is_write {
+                    if w.verify {
+                        for (i, b) in buf.chunks_mut(bs as usize).enumerate() {
+                            fill_block(b, lba + i as u64, pass);
+                        }
+                    }
+                    session
+                        .write(lba, Bytes::copy_from_slice(&buf), bs)
+                        .await
+                        .map(|_| None)
+                } else {
+                    session.read(lba, per_io as u32, bs).await.map(Some)
+                };
+                latency.record(t0.elapsed());
+                match r {
+                    Ok(None) => {
+                        counters
+                            .write_bytes
+                            .fetch_add(w.block_bytes as u64, Relaxed);
+                        counters.write_ios.fetch_add(1, Relaxed);
+                    }
+                    Ok(Some(data)) => {
+                        counters.read_bytes.fetch_add(data.len() as u64, Relaxed);
+                        counters.read_ios.fetch_add(1, Relaxed);
+                        if w.verify {
+                            for (i, b) in data.chunks(bs as usize).enumerate() {
+                                if !check_block(b, lba + i as u64) {
+                                    counters.mismatches.fetch_add(1, Relaxed);
+                                    let mut f = counters
+                                        .first_mismatch
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner());
+                                    if f.is_none() {
+                                        *f = Some(lba + i as u64);
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        counters.errors.fetch_add(1, Relaxed);
+                        let mut f = counters
+                            .first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        if f.is_none() {
+                            *f = Some(e.to_string());
+                        }
+                        // A dead session ends this worker; others carry on.
+                        if counters.errors.load(Relaxed) > 16 {
+                            stop.store(true, Relaxed);
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let mut beat = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
+    beat.tick().await;
+    let end = started + w.duration;
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                tick(Progress {
+                    elapsed: started.elapsed(),
+                    read_bytes: counters.read_bytes.load(Relaxed),
+                    read_ios: counters.read_ios.load(Relaxed),
+                    write_bytes: counters.write_bytes.load(Relaxed),
+                    write_ios: counters.write_ios.load(Relaxed),
+                });
+            }
+            _ = tokio::time::sleep_until(end.into()) => break,
+        }
+        if stop.load(Relaxed) {
+            break;
+        }
+    }
+    stop.store(true, Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        seconds,
+        read: Totals {
+            bytes: counters.read_bytes.load(Relaxed),
+            transfers: counters.read_ios.load(Relaxed),
+        },
+        write: Totals {
+            bytes: counters.write_bytes.load(Relaxed),
+            transfers: counters.write_ios.load(Relaxed),
+        },
+        latency: latency.snapshot(),
+        errors: counters.errors.load(Relaxed),
+        first_error: counters
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        mismatches: counters.mismatches.load(Relaxed),
+        first_mismatch_lba: *counters
+            .first_mismatch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_checking_blocks_detect_corruption_and_misplacement() {
+        let mut b = vec![0u8; 512];
+        fill_block(&mut b, 77, 5);
+        assert!(check_block(&b, 77));
+        assert!(!check_block(&b, 78), "a block at the wrong LBA");
+        b[100] ^= 1;
+        assert!(!check_block(&b, 77), "a flipped bit");
+        assert!(!check_block(&[0u8; 512], 0), "an unwritten block");
+    }
+}

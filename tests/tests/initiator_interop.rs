@@ -1,0 +1,323 @@
+//! The embedded initiator (`iolab bench`, `iolab discover`) against Debian's
+//! tgtd and against our own target; data cross-checked with qemu-img (libiscsi).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use iolab_lab_core::workload::{check_block, fill_block};
+use iolab_tests::{TempDir, Tgtd, iolab_bin, require_peer, run, serve};
+
+fn bench(url: &str, args: &[&str]) -> (bool, String) {
+    run(
+        Command::new(iolab_bin()).arg("bench").arg(url).args(args),
+        Duration::from_secs(120),
+    )
+}
+
+fn json_field(out: &str, key: &str) -> u64 {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let at = line
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 3..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Writes a verified pattern, then reads it back verified, over `range`.
+fn write_then_verify(url: &str, extra: &[&str], range: &str) {
+    let mut args = vec![
+        "--mode",
+        "write",
+        "--verify",
+        "--time",
+        "1s",
+        "--range",
+        range,
+        "--threads",
+        "16",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = bench(url, &args);
+    assert!(ok, "verified write failed: {out}");
+    assert!(
+        out.contains("Total bytes written in") && out.contains("Test Done (Passed)"),
+        "{out}"
+    );
+    let mut args = vec![
+        "--mode",
+        "read",
+        "--verify",
+        "--time",
+        "1s",
+        "--range",
+        range,
+        "--threads",
+        "16",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out) = bench(url, &args);
+    assert!(ok, "verified read failed: {out}");
+    assert!(
+        out.contains("Total read throughput:") && out.contains("Test Done (Passed)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn against_tgtd_discovery_and_verified_io() {
+    if !require_peer("tgtd") {
+        return;
+    }
+    let t = Tgtd::start(64, &[]);
+    let (ok, out) = run(
+        Command::new(iolab_bin()).args(["discover", &format!("iscsi://127.0.0.1:{}", t.port)]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "discovery failed: {out}");
+    assert!(out.contains(&t.iqn), "{out}");
+    write_then_verify(&t.url(1), &[], "16M");
+}
+
+#[test]
+fn against_tgtd_with_small_negotiated_limits() {
+    if !require_peer("tgtd") {
+        return;
+    }
+    let t = Tgtd::start(
+        64,
+        &[
+            ("MaxRecvDataSegmentLength", "8192"),
+            ("ImmediateData", "No"),
+            ("InitialR2T", "Yes"),
+            ("MaxBurstLength", "262144"),
+            ("FirstBurstLength", "65536"),
+            ("MaxOutstandingR2T", "1"),
+        ],
+    );
+    write_then_verify(&t.url(1), &[], "8M");
+    write_then_verify(
+        &t.url(1),
+        &["--header-digest", "--data-digest", "--bs", "64k"],
+        "8M",
+    );
+}
+
+#[test]
+fn against_tgtd_with_chap() {
+    if !require_peer("tgtd") {
+        return;
+    }
+    let t = Tgtd::start(32, &[]);
+    t.adm(&[
+        "--op",
+        "new",
+        "--mode",
+        "account",
+        "--user",
+        "benchuser",
+        "--password",
+        "benchsecret12",
+    ])
+    .unwrap();
+    t.adm(&[
+        "--op",
+        "bind",
+        "--mode",
+        "account",
+        "--tid",
+        "1",
+        "--user",
+        "benchuser",
+    ])
+    .unwrap();
+    let good = t
+        .url(1)
+        .replacen("iscsi://", "iscsi://benchuser%benchsecret12@", 1);
+    write_then_verify(&good, &[], "4M");
+    let bad = t
+        .url(1)
+        .replacen("iscsi://", "iscsi://benchuser%wrongsecret1@", 1);
+    let start = Instant::now();
+    let (ok, out) = bench(&bad, &["--time", "1s"]);
+    assert!(!ok, "a wrong CHAP secret was accepted: {out}");
+    assert!(out.contains("authentication failure"), "{out}");
+    assert!(start.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn bytes_cross_check_with_qemu_img_both_ways() {
+    if !require_peer("tgtd") || !require_peer("qemu-img") {
+        return;
+    }
+    let t = Tgtd::start(32, &[]);
+    let dir = TempDir::new("xcheck");
+    // Ours writes, libiscsi (qemu-img) reads.
+    let (ok, out) = bench(
+        &t.url(1),
+        &[
+            "--mode",
+            "write",
+            "--verify",
+            "--time",
+            "1s",
+            "--range",
+            "8M",
+            "--threads",
+            "8",
+        ],
+    );
+    assert!(ok, "{out}");
+    let back = dir.0.join("back.raw");
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "raw", &t.url(1)])
+            .arg(&back),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "qemu-img read: {out}");
+    let data = std::fs::read(&back).unwrap();
+    for (lba, block) in data[..8 << 20].chunks(512).enumerate() {
+        assert!(
+            check_block(block, lba as u64),
+            "block {lba} written by iolab reads back wrong through libiscsi"
+        );
+    }
+    // libiscsi (qemu-img) writes, ours reads and verifies.
+    let src = dir.0.join("src.raw");
+    let mut img = vec![0u8; 32 << 20];
+    for (lba, block) in img.chunks_mut(512).enumerate() {
+        fill_block(block, lba as u64, 42);
+    }
+    std::fs::write(&src, &img).unwrap();
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+            .arg(&src)
+            .arg(t.url(1)),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "qemu-img write: {out}");
+    let (ok, out) = bench(
+        &t.url(1),
+        &[
+            "--mode",
+            "read",
+            "--verify",
+            "--time",
+            "1s",
+            "--threads",
+            "8",
+        ],
+    );
+    assert!(ok, "iolab could not verify what libiscsi wrote: {out}");
+    // And a verifying read of blocks that were never written fails with their LBA.
+    let t2 = Tgtd::start(8, &[]);
+    let (ok, out) = bench(&t2.url(1), &["--mode", "read", "--verify", "--time", "1s"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("verify failed") && out.contains("first at LBA"),
+        "{out}"
+    );
+}
+
+#[test]
+fn against_our_target_with_mcs_1_to_4_connections() {
+    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
+    let url = &urls[0];
+    for n in 1..=4 {
+        let c = n.to_string();
+        write_then_verify(url, &["--connections", &c], "16M");
+        let (ok, out) = bench(
+            url,
+            &[
+                "--mode",
+                "rw",
+                "--time",
+                "1s",
+                "--connections",
+                &c,
+                "--json",
+            ],
+        );
+        assert!(ok, "{out}");
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("0 ")).collect();
+        assert_eq!(rows.len(), n, "expected {n} connection rows:\n{out}");
+        // The per-connection payload counts add up to the session totals.
+        let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap();
+        let conns = &line[line.find("\"connections\":[").unwrap()..];
+        let sum = |k: &str| -> u64 {
+            conns
+                .match_indices(&format!("\"{k}\":"))
+                .map(|(i, m)| {
+                    conns[i + m.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit())
+                        .collect::<String>()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .sum()
+        };
+        // The connections also carried the run's one READ CAPACITY(16) (32 bytes of Data-In).
+        assert_eq!(
+            sum("read_bytes"),
+            json_field(&out, "read_bytes") + 32,
+            "{out}"
+        );
+        assert_eq!(sum("write_bytes"), json_field(&out, "write_bytes"), "{out}");
+        if n > 1 {
+            assert!(conns.matches("\"cid\":").count() == n);
+        }
+    }
+}
+
+#[test]
+fn bad_input_ends_with_one_clear_error_in_bounded_time() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let url = &urls[0];
+    let portal = url
+        .trim_start_matches("iscsi://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let dead = format!(
+        "iscsi://127.0.0.1:{}/iqn.2026-11.x:y/0",
+        iolab_tests::free_port()
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (dead, "cannot connect"),
+        (
+            format!("iscsi://{portal}/iqn.2026-11.org.example:nosuch/0"),
+            "target not found",
+        ),
+        (
+            format!("iscsi://{portal}/iqn.2026-11.io.iolab:target0/7"),
+            "ASC/ASCQ 0x25/0x00",
+        ),
+        ("iscsi://no-lun-here".to_string(), "bad iSCSI URL"),
+        ("http://127.0.0.1/x/0".to_string(), "bad iSCSI URL"),
+    ];
+    for (u, want) in cases {
+        let start = Instant::now();
+        let (ok, out) = bench(&u, &["--time", "1s"]);
+        assert!(!ok, "{u}: succeeded: {out}");
+        assert!(out.contains(want), "{u}: expected '{want}' in:\n{out}");
+        assert!(!out.contains("panicked"), "{out}");
+        let errors = out.lines().filter(|l| l.starts_with("iolab:")).count();
+        assert_eq!(errors, 1, "{u}: one error line expected:\n{out}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{u}: took {:?}",
+            start.elapsed()
+        );
+    }
+}
