@@ -7,7 +7,7 @@ use iolab_iscsi::initiator::{self, InitiatorOptions, IscsiUrl, Session};
 use iolab_lab_core::workload::{self, Mode, Pattern, Progress, Report, Workload};
 use iolab_storage::backstore::parse_size;
 
-use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, ModeArg, PatternArg};
+use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, MatrixArgs, ModeArg, PatternArg};
 
 fn options(a: &InitiatorArgs) -> anyhow::Result<InitiatorOptions> {
     if !(1..=8).contains(&a.connections) {
@@ -119,11 +119,7 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         sessions.push(s);
     }
     let granted = sessions[0].connection_count();
-    let mode = match a.mode {
-        ModeArg::Read => Mode::Read,
-        ModeArg::Write => Mode::Write,
-        ModeArg::Rw => Mode::Rw,
-    };
+    let mode = mode_of(a.mode);
     let pattern = match a.pattern {
         PatternArg::Seq => Pattern::Seq,
         PatternArg::Random => Pattern::Random,
@@ -359,4 +355,80 @@ fn print_report(device: &str, r: &Report, sessions: &[Session]) {
         l.max_ns as f64 / 1e3,
         l.count
     );
+}
+
+fn mode_of(m: ModeArg) -> Mode {
+    match m {
+        ModeArg::Read => Mode::Read,
+        ModeArg::Write => Mode::Write,
+        ModeArg::Rw => Mode::Rw,
+    }
+}
+
+/// `iolab matrix`: every mode at every connection count, then one table like the seed page's.
+pub async fn matrix(a: MatrixArgs) -> anyhow::Result<()> {
+    let url = IscsiUrl::parse(&a.url, false)?;
+    let base = options(&a.initiator)?;
+    let block_bytes = parse_size(&a.bs)? as u32;
+    if a.conns.iter().any(|c| !(1..=8).contains(c)) {
+        bail!("--conns values must be 1..=8");
+    }
+    let mut rows = Vec::new();
+    for &m in &a.modes {
+        for &c in &a.conns {
+            let opts = InitiatorOptions {
+                connections: c,
+                ..base.clone()
+            };
+            let session = Session::connect(&url, &opts)
+                .await
+                .with_context(|| format!("login to {url}"))?;
+            let granted = session.connection_count();
+            let sessions = Arc::new(vec![session]);
+            let w = Workload {
+                mode: mode_of(m),
+                block_bytes,
+                threads: a.threads,
+                duration: a.time,
+                pattern: Pattern::Seq,
+                verify: false,
+                range_bytes: 0,
+            };
+            let r = workload::run(sessions.clone(), w, a.time, |_| {})
+                .await
+                .with_context(|| format!("{m:?} with {c} connections"))?;
+            eprintln!("{m:?} x {granted} connection(s): done");
+            if let Ok(list) = Arc::try_unwrap(sessions) {
+                for s in list {
+                    let _ = s.logout().await;
+                }
+            }
+            if !r.passed() {
+                bail!(
+                    "{m:?} with {c} connections: {} I/O errors, first: {}",
+                    r.errors,
+                    r.first_error.unwrap_or_default()
+                );
+            }
+            rows.push((m, c, granted, r));
+        }
+    }
+    println!(
+        "{:<6} {:>5} {:>12} {:>10} {:>12} {:>10}",
+        "mode", "conns", "read MB/s", "read IOPS", "write MB/s", "write IOPS"
+    );
+    for (m, _c, granted, r) in &rows {
+        let mb = |b: u64| b as f64 / r.seconds / 1_048_576.0;
+        let iops = |t: u64| t as f64 / r.seconds;
+        println!(
+            "{:<6} {:>5} {:>12.2} {:>10.1} {:>12.2} {:>10.1}",
+            format!("{m:?}").to_lowercase(),
+            granted,
+            mb(r.read.bytes),
+            iops(r.read.transfers),
+            mb(r.write.bytes),
+            iops(r.write.transfers)
+        );
+    }
+    Ok(())
 }

@@ -25,6 +25,34 @@ pub enum Command {
     Bench(BenchArgs),
     /// List the targets a portal offers (SendTargets), like iscsiadm -m discovery.
     Discover(DiscoverArgs),
+    /// The seed page's matrix: modes x connections per session, one table of MB/s and IOPS.
+    Matrix(MatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun
+    pub url: String,
+    /// Modes to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "read,write,rw"
+    )]
+    pub modes: Vec<ModeArg>,
+    /// Connections per session to try, comma-separated (MC/S; --connections is ignored here).
+    #[arg(long = "conns", value_delimiter = ',', default_value = "1,2,3,4")]
+    pub conns: Vec<u32>,
+    #[arg(long, default_value = "256k")]
+    pub bs: String,
+    #[arg(long, default_value_t = 64)]
+    pub threads: u32,
+    /// Time per cell.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub time: std::time::Duration,
+    #[command(flatten)]
+    pub initiator: InitiatorArgs,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
             Some(cli::Command::Bench(a)) => bench_cmd::bench(a).await,
             Some(cli::Command::Discover(a)) => bench_cmd::discover(a).await,
+            Some(cli::Command::Matrix(a)) => bench_cmd::matrix(a).await,
         }
     });
     match result {

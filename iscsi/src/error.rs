@@ -17,6 +17,8 @@ pub enum IscsiError {
     Login(LoginStatus),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Connect(String),
     #[error("storage: {0}")]
     Storage(#[from] iolab_storage::StorageError),
     #[error("timed out: {0}")]

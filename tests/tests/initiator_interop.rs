@@ -321,3 +321,71 @@ fn bad_input_ends_with_one_clear_error_in_bounded_time() {
         );
     }
 }
+
+#[test]
+fn mcs_against_istgt_a_target_we_did_not_write() {
+    if !require_peer("istgt") {
+        return;
+    }
+    let t = iolab_tests::Istgt::start();
+    for n in [1usize, 2, 4] {
+        let c = n.to_string();
+        write_then_verify(&t.url(), &["--connections", &c], "8M");
+        let (ok, out) = bench(
+            &t.url(),
+            &["--mode", "read", "--time", "1s", "--connections", &c],
+        );
+        assert!(ok, "{out}");
+        assert!(
+            out.contains(&format!("(connections {n}, sessions 1)")),
+            "istgt did not grant {n} connections:\n{out}"
+        );
+        let rows = out.lines().filter(|l| l.starts_with("0 ")).count();
+        assert_eq!(rows, n, "{out}");
+    }
+}
+
+#[test]
+fn matrix_prints_one_row_per_mode_and_connection_count() {
+    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
+    let (ok, out) = run(
+        Command::new(iolab_bin()).args([
+            "matrix",
+            &urls[0],
+            "--time",
+            "1s",
+            "--conns",
+            "1,2",
+            "--threads",
+            "16",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{out}");
+    for (mode, conns) in [
+        ("read", 1),
+        ("read", 2),
+        ("write", 1),
+        ("write", 2),
+        ("rw", 1),
+        ("rw", 2),
+    ] {
+        let row = out
+            .lines()
+            .find(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() == 6 && f[0] == mode && f[1] == conns.to_string()
+            })
+            .unwrap_or_else(|| panic!("no row for {mode} x {conns}:\n{out}"));
+        let f: Vec<f64> = row
+            .split_whitespace()
+            .skip(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        match mode {
+            "read" => assert!(f[0] > 0.0 && f[2] == 0.0, "{row}"),
+            "write" => assert!(f[0] == 0.0 && f[2] > 0.0, "{row}"),
+            _ => assert!(f[0] > 0.0 && f[2] > 0.0, "{row}"),
+        }
+    }
+}

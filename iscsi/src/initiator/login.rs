@@ -362,7 +362,7 @@ pub async fn connect(url: &IscsiUrl, timeout: Duration) -> Result<TcpStream, Isc
     let s = tokio::time::timeout(timeout, TcpStream::connect(&addr))
         .await
         .map_err(|_| IscsiError::Timeout(format!("connecting to {addr}")))?
-        .map_err(|e| IscsiError::Config(format!("cannot connect to {addr}: {e}")))?;
+        .map_err(|e| IscsiError::Connect(format!("cannot connect to {addr}: {e}")))?;
     s.set_nodelay(true)?;
     Ok(s)
 }

@@ -44,7 +44,7 @@ impl fmt::Display for IscsiUrl {
 }
 
 fn bad(url: &str, why: &str) -> IscsiError {
-    IscsiError::Config(format!(
+    IscsiError::Connect(format!(
         "bad iSCSI URL '{url}': {why} (expected iscsi://[user[%secret]@]host[:port]/target-iqn/lun)"
     ))
 }
