@@ -334,135 +334,6 @@ impl Tgtd {
     }
 }
 
-/// A free TCP port on loopback (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Debian's tgtd serving one RAM-file LUN on a free loopback port; SIGKILLed on drop.
-pub struct Tgtd {
-    proc: Proc,
-    pub control_port: u16,
-    pub port: u16,
-    pub iqn: String,
-    _dir: TempDir,
-}
-
-impl Tgtd {
-    /// Starts tgtd with LUN 1 backed by a file of `size_mib` MiB. `params` are
-    /// target parameters set with `tgtadm --op update` (e.g. ("ImmediateData", "No")).
-    pub fn start(size_mib: u64, params: &[(&str, &str)]) -> Tgtd {
-        let dir = TempDir::new("tgtd");
-        let img = dir.0.join("lun.img");
-        let f = std::fs::File::create(&img).expect("backing file");
-        f.set_len(size_mib << 20).expect("size");
-        let port = free_port();
-        // tgtd accepts control ports up to about 32767: derive one from the portal port.
-        let control_port = port % 30_000 + 1;
-        let child = Command::new("tgtd")
-            .args([
-                "-f",
-                "-C",
-                &control_port.to_string(),
-                "--iscsi",
-                &format!("portal=127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tgtd");
-        let t = Tgtd {
-            proc: Proc {
-                child,
-                lines: Vec::new(),
-            },
-            control_port,
-            port,
-            iqn: format!("iqn.2026-11.test.tgtd:{port}"),
-            _dir: dir,
-        };
-        // tgtd needs a moment before its control socket answers.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while t.adm(&["--op", "show", "--mode", "target"]).is_err() {
-            assert!(Instant::now() < deadline, "tgtd did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        t.adm(&[
-            "--op", "new", "--mode", "target", "--tid", "1", "-T", &t.iqn,
-        ])
-        .expect("new target");
-        t.adm(&[
-            "--op",
-            "new",
-            "--mode",
-            "logicalunit",
-            "--tid",
-            "1",
-            "--lun",
-            "1",
-            "-b",
-            img.to_str().expect("path"),
-        ])
-        .expect("new lun");
-        for (k, v) in params {
-            t.adm(&[
-                "--op", "update", "--mode", "target", "--tid", "1", "--name", k, "--value", v,
-            ])
-            .expect("update param");
-        }
-        t.adm(&[
-            "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
-        ])
-        .expect("bind");
-        t
-    }
-
-    /// Runs tgtadm against this instance.
-    pub fn adm(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("tgtadm")
-            .args(["-C", &self.control_port.to_string(), "--lld", "iscsi"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    pub fn url(&self, lun: u32) -> String {
-        format!("iscsi://127.0.0.1:{}/{}/{lun}", self.port, self.iqn)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.proc.pid()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifier_counts_like_the_reference_script() {
-        let log = "Suite: A\n  Test: One ...passed\n  Test: Two ...    [SKIPPED] nope\n  Test: Three ... [FAILED] bad\nFAILED\nSuite: B\n  Test: Four ...passed\n";
-        let r = classify_cu(log);
-        assert_eq!(
-            r,
-            vec![
-                ("A.One".to_string(), "PASS"),
-                ("A.Two".to_string(), "SKIP"),
-                ("A.Three".to_string(), "FAIL"),
-                ("B.Four".to_string(), "PASS")
-            ]
-        );
-    }
-}
-
 /// Debian's istgt (a userspace target that grants MC/S, MaxConnections 4)
 /// serving one 64 MiB LUN on a free loopback port; SIGKILLed on drop.
 pub struct Istgt {
@@ -521,5 +392,25 @@ impl Istgt {
             "iscsi://127.0.0.1:{}/iqn.2026-11.test.istgt:disk1/0",
             self.port
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifier_counts_like_the_reference_script() {
+        let log = "Suite: A\n  Test: One ...passed\n  Test: Two ...    [SKIPPED] nope\n  Test: Three ... [FAILED] bad\nFAILED\nSuite: B\n  Test: Four ...passed\n";
+        let r = classify_cu(log);
+        assert_eq!(
+            r,
+            vec![
+                ("A.One".to_string(), "PASS"),
+                ("A.Two".to_string(), "SKIP"),
+                ("A.Three".to_string(), "FAIL"),
+                ("B.Four".to_string(), "PASS")
+            ]
+        );
     }
 }
