@@ -19,6 +19,8 @@ pub enum IscsiError {
     Config(String),
     #[error("{0}")]
     Connect(String),
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
     #[error("storage: {0}")]
     Storage(#[from] iolab_storage::StorageError),
     #[error("timed out: {0}")]

@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: find the `iolab` binary, start peers on
 //! free loopback ports, and make sure every process a test starts is stopped.
 
+pub mod proxy;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

@@ -389,3 +389,82 @@ fn matrix_prints_one_row_per_mode_and_connection_count() {
         }
     }
 }
+
+#[test]
+fn losing_one_connection_of_a_session_loses_no_data() {
+    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
+    let url = &urls[0];
+    let upstream = url
+        .trim_start_matches("iscsi://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = iolab_tests::proxy::Proxy::start(&upstream);
+    let via_proxy = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    let child = Command::new(iolab_bin())
+        .arg("bench")
+        .arg(&via_proxy)
+        .args([
+            "--mode",
+            "write",
+            "--verify",
+            "--time",
+            "4s",
+            "--range",
+            "32M",
+            "--connections",
+            "2",
+            "--threads",
+            "32",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.connection_count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the session never opened two connections"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.cut(1);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "run across the cut: success={}\n{text}",
+        out.status.success()
+    );
+    if out.status.success() {
+        // A completed run must have written verifiable data everywhere it claims.
+        assert!(text.contains("Test Done (Passed)"), "{text}");
+        let (ok, check) = bench(
+            url,
+            &[
+                "--mode",
+                "read",
+                "--verify",
+                "--time",
+                "1s",
+                "--range",
+                "32M",
+                "--threads",
+                "16",
+            ],
+        );
+        assert!(ok, "data written across the cut does not verify: {check}");
+    } else {
+        // Otherwise one clear error, never a silent loss.
+        assert!(
+            text.lines().filter(|l| l.starts_with("iolab:")).count() == 1,
+            "{text}"
+        );
+    }
+}

@@ -22,6 +22,9 @@ use crate::pdu::{
 use crate::stats::{ConnStats, ConnStatsSnapshot};
 use crate::transport::{Frame, tcp_mss, writer_loop};
 
+/// How many times a command is re-issued after losing its connection.
+pub const REISSUE_LIMIT: u32 = 3;
+
 /// The outcome of one SCSI command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandResult {
@@ -76,8 +79,8 @@ impl Conn {
             p.drain().map(|(_, v)| v).collect()
         };
         for p in drained {
-            let _ = p.tx.send(Err(IscsiError::Protocol(format!(
-                "connection {} lost: {why}",
+            let _ = p.tx.send(Err(IscsiError::ConnectionLost(format!(
+                "connection {}: {why}",
                 self.cid
             ))));
         }
@@ -218,8 +221,9 @@ impl Session {
 
     fn pick(&self) -> Result<Arc<Conn>, IscsiError> {
         let n = self.conns.len();
-        for _ in 0..n {
-            let i = self.rr.fetch_add(1, Relaxed) % n;
+        let start = self.rr.fetch_add(1, Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
             if self.conns[i].alive.load(Relaxed) {
                 return Ok(self.conns[i].clone());
             }
@@ -229,8 +233,34 @@ impl Session {
         ))
     }
 
-    /// Sends one SCSI command and waits for its completion.
+    /// Sends one SCSI command and waits for its completion. A command whose
+    /// connection dies is issued again on a surviving connection of the
+    /// session (at most [`REISSUE_LIMIT`] times), as a SCSI host retries it.
     pub async fn command(
+        &self,
+        cdb: &[u8],
+        data_out: Bytes,
+        expected_in: u32,
+    ) -> Result<CommandResult, IscsiError> {
+        let mut attempt = 0;
+        loop {
+            match self.command_once(cdb, data_out.clone(), expected_in).await {
+                Err(IscsiError::ConnectionLost(why))
+                    if attempt < REISSUE_LIMIT
+                        && self.conns.iter().any(|c| c.alive.load(Relaxed)) =>
+                {
+                    attempt += 1;
+                    tracing::info!(
+                        attempt,
+                        "re-issuing a command after a lost connection: {why}"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn command_once(
         &self,
         cdb: &[u8],
         data_out: Bytes,
@@ -347,9 +377,10 @@ impl Session {
         }
         let r = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(IscsiError::Protocol(
-                "connection closed before the command completed".into(),
-            )),
+            Ok(Err(_)) => Err(IscsiError::ConnectionLost(format!(
+                "connection {} closed before the command completed",
+                conn.cid
+            ))),
             Err(_) => {
                 conn.pending
                     .lock()
@@ -488,6 +519,7 @@ async fn open_conn(
             Ok(()) => "closed by the target".to_string(),
             Err(e) => e.to_string(),
         };
+        tracing::warn!(cid = c.cid, "connection ended: {why}");
         c.fail_all(&why);
     });
     Ok((conn, outcome))

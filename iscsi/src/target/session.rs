@@ -50,7 +50,13 @@ pub struct Session {
     /// CmdSN order across all connections (RFC 7143 3.2.2.1).
     next_delivery: Mutex<u32>,
     turn: tokio::sync::Notify,
+    /// When a connection of this session last died while others lived on:
+    /// CmdSN gaps after that are presumed lost with it and not waited for.
+    lost_connection_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a connection loss gaps are skipped without waiting.
+const LOST_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a command waits for a lower CmdSN that another connection still
 /// owes before it is delivered anyway (ERL 0 has no way to ask for it again).
@@ -75,6 +81,7 @@ impl Session {
             reserved: Mutex::new(Vec::new()),
             next_delivery: Mutex::new(r.cmd_sn),
             turn: tokio::sync::Notify::new(),
+            lost_connection_at: Mutex::new(None),
         }
     }
 
@@ -97,18 +104,42 @@ impl Session {
                 {
                     return;
                 }
-                if tokio::time::Instant::now() >= deadline {
+                let recently_lost = self
+                    .lost_connection_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some_and(|t| t.elapsed() < LOST_CONNECTION_GRACE);
+                if recently_lost || tokio::time::Instant::now() >= deadline {
                     tracing::warn!(
                         tsih = self.tsih,
                         cmd_sn,
                         waiting_for = *next,
-                        "CmdSN gap not filled: delivering out of order"
+                        "CmdSN gap not filled: skipping it"
                     );
                     *next = cmd_sn;
+                    drop(next);
+                    self.skip_gap(cmd_sn);
                     return;
                 }
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    /// Gives up on CmdSNs below `cmd_sn` that never arrived (a connection that
+    /// carried them died): the window moves on instead of closing for good.
+    fn skip_gap(&self, cmd_sn: u32) {
+        let mut w = self.w();
+        if sn_lt(w.exp, cmd_sn) {
+            w.exp = cmd_sn;
+            w.ahead.retain(|&x| !sn_lt(x, cmd_sn));
+            loop {
+                let e = w.exp;
+                if !w.ahead.remove(&e) {
+                    break;
+                }
+                w.exp = e.wrapping_add(1);
+            }
         }
     }
 
@@ -191,6 +222,13 @@ impl Session {
     pub(super) fn remove_connection(&self, stats: &Arc<ConnStats>) -> bool {
         let mut conns = self.conns();
         conns.retain(|c| !Arc::ptr_eq(&c.stats, stats));
+        if !conns.is_empty() {
+            *self
+                .lost_connection_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+            self.turn.notify_waiters();
+        }
         conns.is_empty()
             && self
                 .reserved
