@@ -468,3 +468,65 @@ fn losing_one_connection_of_a_session_loses_no_data() {
         );
     }
 }
+
+#[test]
+fn against_our_target_discovery_chap_and_qemu_cross_check() {
+    let (_srv, urls) = serve(&[
+        "--ramdisk",
+        "64M",
+        "--chap",
+        "benchuser:benchsecret12",
+        "--mutual-chap",
+        "tgtuser:tgtsecret345",
+    ]);
+    let url = &urls[0];
+    let portal = url
+        .trim_start_matches("iscsi://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, out) = run(
+        Command::new(iolab_bin()).args([
+            "discover",
+            &format!("iscsi://benchuser%benchsecret12@{portal}"),
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(
+        ok && out.contains("iqn.2026-11.io.iolab:target0"),
+        "discovery: {out}"
+    );
+    let with_chap = url.replacen("iscsi://", "iscsi://benchuser%benchsecret12@", 1);
+    let mutual = format!("{with_chap}?target_user=tgtuser&target_password=tgtsecret345");
+    write_then_verify(&mutual, &["--connections", "2"], "16M");
+    let (ok, out) = bench(
+        &url.replacen("iscsi://", "iscsi://benchuser%nottheone99@", 1),
+        &["--time", "1s"],
+    );
+    assert!(!ok && out.contains("authentication failure"), "{out}");
+    let wrong_target = format!("{with_chap}?target_user=tgtuser&target_password=nottheone99");
+    let (ok, out) = bench(&wrong_target, &["--time", "1s"]);
+    assert!(!ok && out.contains("mutual CHAP failed"), "{out}");
+
+    // What our initiator wrote, libiscsi reads back intact.
+    if !require_peer("qemu-img") {
+        return;
+    }
+    let dir = TempDir::new("xcheck-ours");
+    let back = dir.0.join("back.raw");
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "raw", &with_chap])
+            .arg(&back),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "qemu-img read: {out}");
+    let data = std::fs::read(&back).unwrap();
+    for (lba, block) in data[..16 << 20].chunks(512).enumerate() {
+        assert!(
+            check_block(block, lba as u64),
+            "block {lba} reads back wrong through libiscsi"
+        );
+    }
+}
