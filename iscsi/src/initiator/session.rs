@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// A new session's window, whatever the old one was.
+    fn reset(&self, exp: u32, max: u32) {
+        *self.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()) = exp;
+        self.exp_cmd_sn.store(exp, Relaxed);
+        self.max_cmd_sn.store(max, Relaxed);
+        self.window_open.notify_waiters();
+    }
+
     fn update_window(&self, exp: u32, max: u32) {
         // RFC 7143 4.2.2.1: ignore a MaxCmdSN below ExpCmdSN - 1.
         if sn_lt(max, exp.wrapping_sub(1)) {
@@ -128,11 +137,13 @@ pub struct SessionFacts {
 pub struct Session {
     pub url: IscsiUrl,
     opts: InitiatorOptions,
-    tsih: u16,
+    tsih: AtomicU32,
     tpgt: Option<u16>,
     isid: u64,
     params: Params,
-    conns: Vec<Arc<Conn>>,
+    conns: std::sync::RwLock<Vec<Arc<Conn>>>,
+    /// Serializes session reinstatement; counts reinstatements.
+    reconnects: tokio::sync::Mutex<u32>,
     shared: Arc<Shared>,
     rr: AtomicUsize,
     queue: Arc<Semaphore>,
@@ -161,28 +172,19 @@ impl Session {
             window_open: Notify::new(),
             next_itt: AtomicU32::new(1),
         });
-        let (lead, outcome) = open_conn(url, opts, isid, 0, 0, 1, true, shared.clone()).await?;
-        *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()) = outcome.exp_cmd_sn;
-        shared.exp_cmd_sn.store(outcome.exp_cmd_sn, Relaxed);
-        shared.max_cmd_sn.store(outcome.max_cmd_sn, Relaxed);
+        let (conns, outcome) = login_all(url, opts, isid, &shared).await?;
         let params = outcome.params.clone();
         let tsih = outcome.tsih;
-        let mut conns = vec![lead];
-        let granted = params.max_connections.max(1).min(opts.connections.max(1));
-        for cid in 1..granted as u16 {
-            let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
-            let (c, _) = open_conn(url, opts, isid, tsih, cid, sn, false, shared.clone()).await?;
-            conns.push(c);
-        }
         let depth = opts.queue_depth.max(1) as usize;
         Ok(Session {
             url: url.clone(),
             opts: opts.clone(),
-            tsih,
+            tsih: AtomicU32::new(tsih as u32),
             tpgt: outcome.target_portal_group,
             isid,
             params,
-            conns,
+            conns: std::sync::RwLock::new(conns),
+            reconnects: tokio::sync::Mutex::new(0),
             shared,
             rr: AtomicUsize::new(0),
             queue: Arc::new(Semaphore::new(depth)),
@@ -194,17 +196,50 @@ impl Session {
         &self.params
     }
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.conns_now().len()
+    }
+
+    fn conns_now(&self) -> Vec<Arc<Conn>> {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn any_alive(&self) -> bool {
+        self.conns_now().iter().any(|c| c.alive.load(Relaxed))
+    }
+
+    /// How many times the session was reinstated after losing every connection.
+    pub async fn reinstatements(&self) -> u32 {
+        *self.reconnects.lock().await
+    }
+
+    /// Session reinstatement (ERL 0): log in again with the same ISID and
+    /// TSIH 0, which makes the target close what is left of the old session.
+    async fn reinstate(&self) -> Result<(), IscsiError> {
+        let mut count = self.reconnects.lock().await;
+        if self.any_alive() {
+            return Ok(()); // another task already did it
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (conns, outcome) = login_all(&self.url, &self.opts, self.isid, &self.shared).await?;
+        tracing::info!(
+            tsih = outcome.tsih,
+            connections = conns.len(),
+            "session reinstated"
+        );
+        self.tsih.store(outcome.tsih as u32, Relaxed);
+        *self.conns.write().unwrap_or_else(|e| e.into_inner()) = conns;
+        *count += 1;
+        Ok(())
     }
 
     pub fn facts(&self) -> SessionFacts {
         SessionFacts {
-            tsih: self.tsih,
+            tsih: self.tsih.load(Relaxed) as u16,
             target_portal_group: self.tpgt,
             isid: self.isid,
             params: self.params.clone(),
             connections: self
-                .conns
+                .conns_now()
                 .iter()
                 .map(|c| (c.cid, c.mss, c.params.clone()))
                 .collect(),
@@ -213,22 +248,23 @@ impl Session {
 
     /// Per-connection counters (CID, snapshot).
     pub fn connection_stats(&self) -> Vec<(u16, ConnStatsSnapshot)> {
-        self.conns
+        self.conns_now()
             .iter()
             .map(|c| (c.cid, c.stats.snapshot()))
             .collect()
     }
 
     fn pick(&self) -> Result<Arc<Conn>, IscsiError> {
-        let n = self.conns.len();
+        let conns = self.conns_now();
+        let n = conns.len();
         let start = self.rr.fetch_add(1, Relaxed);
         for k in 0..n {
             let i = (start + k) % n;
-            if self.conns[i].alive.load(Relaxed) {
-                return Ok(self.conns[i].clone());
+            if conns[i].alive.load(Relaxed) {
+                return Ok(conns[i].clone());
             }
         }
-        Err(IscsiError::Protocol(
+        Err(IscsiError::ConnectionLost(
             "every connection of the session is down".into(),
         ))
     }
@@ -245,11 +281,15 @@ impl Session {
         let mut attempt = 0;
         loop {
             match self.command_once(cdb, data_out.clone(), expected_in).await {
-                Err(IscsiError::ConnectionLost(why))
-                    if attempt < REISSUE_LIMIT
-                        && self.conns.iter().any(|c| c.alive.load(Relaxed)) =>
-                {
+                Err(IscsiError::ConnectionLost(why)) if attempt < REISSUE_LIMIT => {
                     attempt += 1;
+                    if !self.any_alive() {
+                        tracing::info!(
+                            attempt,
+                            "every connection lost ({why}): reinstating the session"
+                        );
+                        self.reinstate().await?;
+                    }
                     tracing::info!(
                         attempt,
                         "re-issuing a command after a lost connection: {why}"
@@ -406,7 +446,8 @@ impl Session {
 
     /// Logs out every connection (close the session).
     pub async fn logout(self) -> Result<(), IscsiError> {
-        for c in &self.conns {
+        let conns = self.conns_now();
+        for c in &conns {
             if !c.alive.load(Relaxed) {
                 continue;
             }
@@ -426,11 +467,45 @@ impl Session {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        for c in &self.conns {
+        for c in &conns {
             c.fail_all("logged out");
         }
         Ok(())
     }
+}
+
+/// Logs in the leading connection (TSIH 0) and as many more as granted,
+/// and starts the session's CmdSN window from the target's answer.
+async fn login_all(
+    url: &IscsiUrl,
+    opts: &InitiatorOptions,
+    isid: u64,
+    shared: &Arc<Shared>,
+) -> Result<(Vec<Arc<Conn>>, LoginOutcome), IscsiError> {
+    let (lead, outcome) = open_conn(url, opts, isid, 0, 0, 1, true, shared.clone()).await?;
+    shared.reset(outcome.exp_cmd_sn, outcome.max_cmd_sn);
+    let mut conns = vec![lead];
+    let granted = outcome
+        .params
+        .max_connections
+        .max(1)
+        .min(opts.connections.max(1));
+    for cid in 1..granted as u16 {
+        let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+        let (c, _) = open_conn(
+            url,
+            opts,
+            isid,
+            outcome.tsih,
+            cid,
+            sn,
+            false,
+            shared.clone(),
+        )
+        .await?;
+        conns.push(c);
+    }
+    Ok((conns, outcome))
 }
 
 #[allow(clippy::too_many_arguments)]
