@@ -13,14 +13,15 @@ fn options(a: &InitiatorArgs) -> anyhow::Result<InitiatorOptions> {
     if !(1..=8).contains(&a.connections) {
         bail!("--connections must be 1..=8");
     }
-    if a.queue_depth == 0 {
-        bail!("--queue-depth must be at least 1");
+    if a.queue_depth == 0 || a.cmd_per_lun == 0 {
+        bail!("--queue-depth and --cmd-per-lun must be at least 1");
     }
     let d = InitiatorOptions::default();
     Ok(InitiatorOptions {
         initiator_name: a.initiator_name.clone().unwrap_or(d.initiator_name.clone()),
         connections: a.connections,
         queue_depth: a.queue_depth,
+        cmd_per_lun: a.cmd_per_lun,
         header_digest: a.header_digest,
         data_digest: a.data_digest,
         immediate_data: !a.no_immediate_data,

@@ -66,6 +66,9 @@ pub struct InitiatorArgs {
     /// Commands in flight per session (the SCSI host's can_queue).
     #[arg(long = "queue-depth", default_value_t = 128)]
     pub queue_depth: u32,
+    /// Commands in flight per LUN (the SCSI device's cmd_per_lun; the seed's Open-iSCSI used 32).
+    #[arg(long = "cmd-per-lun", default_value_t = 128)]
+    pub cmd_per_lun: u32,
     /// Offer CRC32C header digests.
     #[arg(long = "header-digest")]
     pub header_digest: bool,

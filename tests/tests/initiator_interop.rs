@@ -232,6 +232,8 @@ fn bytes_cross_check_with_qemu_img_both_ways() {
 fn against_our_target_with_mcs_1_to_4_connections() {
     let (_srv, urls) = serve(&["--ramdisk", "64M"]);
     let url = &urls[0];
+    // A per-LUN limit of 2 commands still moves verified data.
+    write_then_verify(url, &["--cmd-per-lun", "2", "--queue-depth", "4"], "4M");
     for n in 1..=4 {
         let c = n.to_string();
         write_then_verify(url, &["--connections", &c], "16M");

@@ -28,6 +28,8 @@ pub struct InitiatorOptions {
     pub connections: u32,
     /// Commands in flight per session (the SCSI host's `can_queue`).
     pub queue_depth: u32,
+    /// Commands in flight per LUN (the SCSI device's `cmd_per_lun`), at most `queue_depth`.
+    pub cmd_per_lun: u32,
     pub header_digest: bool,
     pub data_digest: bool,
     pub max_recv_data_segment: u32,
@@ -47,6 +49,7 @@ impl Default for InitiatorOptions {
             initiator_name: DEFAULT_INITIATOR.into(),
             connections: 1,
             queue_depth: 128,
+            cmd_per_lun: 128,
             header_digest: false,
             data_digest: false,
             max_recv_data_segment: 262_144,

@@ -23,6 +23,10 @@ use crate::pdu::{
 use crate::stats::{ConnStats, ConnStatsSnapshot};
 use crate::transport::{Frame, tcp_mss, writer_loop};
 
+/// Task management function codes (RFC 7143 11.5.1).
+const TMF_ABORT_TASK: u8 = 1;
+const TMF_LUN_RESET: u8 = 5;
+
 /// How many times a command is re-issued after losing its connection.
 pub const REISSUE_LIMIT: u32 = 3;
 
@@ -147,6 +151,8 @@ pub struct Session {
     shared: Arc<Shared>,
     rr: AtomicUsize,
     queue: Arc<Semaphore>,
+    /// Commands in flight to the LUN (the SCSI device's `cmd_per_lun`).
+    per_lun: Arc<Semaphore>,
     lun_raw: [u8; 8],
 }
 
@@ -188,6 +194,9 @@ impl Session {
             shared,
             rr: AtomicUsize::new(0),
             queue: Arc::new(Semaphore::new(depth)),
+            per_lun: Arc::new(Semaphore::new(
+                opts.cmd_per_lun.clamp(1, opts.queue_depth.max(1)) as usize,
+            )),
             lun_raw: iolab_storage::scsi::encode_lun(url.lun),
         })
     }
@@ -316,6 +325,11 @@ impl Session {
             .acquire()
             .await
             .map_err(|_| IscsiError::Protocol("session closed".into()))?;
+        let _lun_permit = self
+            .per_lun
+            .acquire()
+            .await
+            .map_err(|_| IscsiError::Protocol("session closed".into()))?;
         let conn = self.pick()?;
         let itt = self.shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
         let read = expected_in > 0;
@@ -426,6 +440,8 @@ impl Session {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&itt);
+                // Tell the target to forget the task (ABORT TASK), as a SCSI host's error handler does.
+                self.task_mgmt(&conn, TMF_ABORT_TASK, itt);
                 Err(IscsiError::Timeout(format!(
                     "command {:#04x} got no response in {:?}",
                     cdb[0], self.opts.io_timeout
@@ -442,6 +458,33 @@ impl Session {
             conn.stats.errors.fetch_add(1, Relaxed);
         }
         r
+    }
+
+    /// Sends a Task Management Function request on `conn` (fire and forget).
+    fn task_mgmt(&self, conn: &Conn, function: u8, referenced_itt: u32) {
+        let mut b = Bhs::new(Opcode::TaskMgmtRequest);
+        b.set_immediate(true)
+            .set_flags(0x80 | function)
+            .set_lun_raw(self.lun_raw);
+        b.set_itt(self.shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff)
+            .set_word20(referenced_itt);
+        let sn = *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+        b.set_word24(sn)
+            .set_word28(conn.exp_stat_sn.load(Relaxed))
+            .set_word32(sn);
+        let _ = conn.tx.send(Frame::new(
+            &b,
+            Bytes::new(),
+            conn.params.header_digest,
+            conn.params.data_digest,
+        ));
+    }
+
+    /// LOGICAL UNIT RESET of the session's LUN.
+    pub fn lun_reset(&self) -> Result<(), IscsiError> {
+        let conn = self.pick()?;
+        self.task_mgmt(&conn, TMF_LUN_RESET, RESERVED_TAG);
+        Ok(())
     }
 
     /// Logs out every connection (close the session).
