@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod lab;
+pub mod run;
 pub mod sampler;
 pub mod series;
 pub mod workload;

@@ -20,7 +20,7 @@ use iolab_lab_core::sampler::{DEFAULT_HZ, Sampler};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
-use state::ConsoleState;
+use state::{Action, ConsoleState};
 
 /// Restores the terminal: leaves raw mode and the alternate screen.
 fn restore() {
@@ -77,6 +77,9 @@ pub async fn run() -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut redraw = tokio::time::interval(Duration::from_millis(250));
+    let mut run_events: Option<
+        tokio::sync::mpsc::UnboundedReceiver<iolab_lab_core::run::RunEvent>,
+    > = None;
     loop {
         term.draw(|f| render::render(f, &state))?;
         tokio::select! {
@@ -85,13 +88,31 @@ pub async fn run() -> anyhow::Result<()> {
             changed = snapshots.changed() => {
                 if changed.is_ok() {
                     state.snapshot = snapshots.borrow_and_update().clone();
+                    let snap = state.snapshot.clone();
+                    state.run.observe(&snap);
                 }
+            }
+            Some(ev) = async { match run_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                state.run.on_event(ev);
             }
             ev = events.next() => match ev {
                 Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
                     let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c || state.on_key(k.code) {
+                    if ctrl_c {
                         break;
+                    }
+                    match state.on_key(k.code) {
+                        Action::Quit => break,
+                        Action::StartRun => match state.target_urls.first() {
+                            Some(url) => {
+                                state.run.sampled.clear();
+                                state.run.phase = state::RunPhase::Connecting;
+                                run_events = Some(iolab_lab_core::run::spawn_run(url.clone(), state.run.form.clone()));
+                                state.status = format!("run started against {url}");
+                            }
+                            None => state.status = "no embedded target to run against".into(),
+                        },
+                        Action::None => {}
                     }
                 }
                 Some(Ok(Event::Mouse(m))) => state.on_mouse(m),

@@ -6,7 +6,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Tabs};
 
-use super::state::{ConsoleState, Tab};
+use iolab_lab_core::workload::Mode;
+use ratatui::widgets::Sparkline;
+
+use super::state::{ConsoleState, RunPhase, Tab};
 
 pub fn render(f: &mut Frame, s: &ConsoleState) {
     let [tabs, body, status] = Layout::vertical([
@@ -25,6 +28,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
     match s.tab {
         Tab::Target => target(f, s, body),
         Tab::Connections => connections(f, s, body),
+        Tab::Run => run(f, s, body),
     }
     f.render_widget(
         Paragraph::new(format!("{}   ? help  q quit", s.status)),
@@ -147,13 +151,165 @@ fn connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
     f.render_widget(table, area);
 }
 
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Read => "read",
+        Mode::Write => "write",
+        Mode::Rw => "rw (50:50)",
+    }
+}
+
+fn mib(bytes: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        bytes as f64 / secs / 1_048_576.0
+    } else {
+        0.0
+    }
+}
+
+/// The Run screen: the workload form, live per-connection throughput of the
+/// run's connections, a chart of the total, and the engine's totals at the end.
+fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
+    let [form, conns, chart, totals] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Min(5),
+        Constraint::Length(6),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let fm = &s.run.form;
+    let lines = vec![
+        Line::from(format!(
+            "mode {}   block {} KiB   outstanding I/Os {}   time {} s   connections {}",
+            mode_name(fm.mode),
+            fm.block_bytes / 1024,
+            fm.threads,
+            fm.seconds,
+            fm.connections
+        )),
+        Line::from("m mode   c connections   t time   r / Enter start"),
+    ];
+    f.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Workload")),
+        form,
+    );
+
+    let tsihs: Vec<u16> = match &s.run.phase {
+        RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
+        _ => Vec::new(),
+    };
+    let live: Vec<_> = s
+        .snapshot
+        .connections
+        .iter()
+        .filter(|c| tsihs.contains(&c.tsih))
+        .collect();
+    let rows = live.iter().map(|c| {
+        Row::new(vec![
+            format!("{}/{}", c.tsih, c.cid),
+            format!("{:.1}", c.read_mbps),
+            format!("{:.1}", c.write_mbps),
+            format!("{:.0}", c.iops),
+            c.totals.in_flight.to_string(),
+        ])
+    });
+    let total_now: f64 = live.iter().map(|c| c.read_mbps + c.write_mbps).sum();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(10),
+            Constraint::Length(12),
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Length(8),
+        ],
+    )
+    .header(
+        Row::new(vec!["Sess/CID", "Read MB/s", "Write MB/s", "IOPS", "InFl"])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+    )
+    .block(
+        Block::new()
+            .borders(Borders::ALL)
+            .title(format!("Run connections — now {total_now:.1} MB/s")),
+    );
+    f.render_widget(table, conns);
+
+    let history: Vec<u64> = s
+        .snapshot
+        .sessions
+        .iter()
+        .filter(|x| tsihs.contains(&x.info.tsih))
+        .flat_map(|x| x.history.iter().map(|v| v as u64).collect::<Vec<_>>())
+        .collect();
+    let width = chart.width.saturating_sub(2) as usize;
+    let tail = &history[history.len().saturating_sub(width)..];
+    f.render_widget(
+        Sparkline::default().data(tail).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title("MB/s (target side, 4 Hz)"),
+        ),
+        chart,
+    );
+
+    let text = match &s.run.phase {
+        RunPhase::Idle => vec![Line::from("no run yet: press r")],
+        RunPhase::Connecting => vec![Line::from("logging in...")],
+        RunPhase::Running {
+            started,
+            progress,
+            connections,
+            ..
+        } => vec![Line::from(format!(
+            "running {:.0} s over {connections} connection(s): read {} B in {} transfers, written {} B in {} transfers",
+            started.elapsed().as_secs_f64(),
+            progress.read_bytes,
+            progress.read_ios,
+            progress.write_bytes,
+            progress.write_ios
+        ))],
+        RunPhase::Done { report, .. } => {
+            let r = report;
+            vec![
+                Line::from(format!(
+                    "engine: read {} B in {} transfers ({:.2} MB/s, IOPS {:.1}); written {} B in {} transfers ({:.2} MB/s)",
+                    r.read.bytes,
+                    r.read.transfers,
+                    mib(r.read.bytes, r.seconds),
+                    r.read.transfers as f64 / r.seconds.max(1e-9),
+                    r.write.bytes,
+                    r.write.transfers,
+                    mib(r.write.bytes, r.seconds)
+                )),
+                Line::from(format!(
+                    "sampled by the console: {} B over the run's connections",
+                    s.run.sampled_total()
+                )),
+                Line::from(format!(
+                    "latency p50 {:.0} us  p99 {:.0} us  max {:.0} us   {}",
+                    r.latency.percentile(0.5) as f64 / 1e3,
+                    r.latency.percentile(0.99) as f64 / 1e3,
+                    r.latency.max_ns as f64 / 1e3,
+                    if r.passed() { "PASSED" } else { "FAILED" }
+                )),
+            ]
+        }
+        RunPhase::Failed(why) => vec![Line::from(format!("run failed: {why}"))],
+    };
+    f.render_widget(
+        Paragraph::new(text).block(Block::new().borders(Borders::ALL).title("Totals")),
+        totals,
+    );
+}
+
 fn digest(on: bool) -> &'static str {
     if on { "CRC32C" } else { "None" }
 }
 
 fn help(f: &mut Frame, area: Rect) {
-    let w = 44.min(area.width);
-    let h = 9.min(area.height);
+    let w = 48.min(area.width);
+    let h = 10.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -162,7 +318,8 @@ fn help(f: &mut Frame, area: Rect) {
     };
     f.render_widget(Clear, r);
     let text = vec![
-        Line::from("1, 2 / Tab   switch screen"),
+        Line::from("1, 2, 3 / Tab  switch screen"),
+        Line::from("Run: m mode, c connections, t time, r start"),
         Line::from("click a tab  switch screen"),
         Line::from("?            this help (Esc closes)"),
         Line::from("q, Ctrl-C    quit (terminal is restored)"),
@@ -207,5 +364,50 @@ mod tests {
             .map(|c| c.symbol())
             .collect();
         assert!(text.contains("switch screen"));
+    }
+
+    #[test]
+    fn run_screen_shows_form_and_engine_totals() {
+        use iolab_lab_core::workload::{Report, Totals};
+        let mut s = ConsoleState {
+            tab: Tab::Run,
+            ..Default::default()
+        };
+        s.run.phase = RunPhase::Done {
+            tsihs: vec![1],
+            report: Report {
+                seconds: 2.0,
+                read: Totals {
+                    bytes: 2 << 30,
+                    transfers: 8192,
+                },
+                write: Totals::default(),
+                latency: Default::default(),
+                errors: 0,
+                first_error: None,
+                mismatches: 0,
+                first_mismatch_lba: None,
+            },
+        };
+        s.run.sampled.insert((1, 0), 2 << 30);
+        let mut t = Terminal::new(TestBackend::new(130, 30)).unwrap();
+        t.draw(|f| render(f, &s)).unwrap();
+        let text: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(text.contains(
+            "mode read   block 256 KiB   outstanding I/Os 64   time 10 s   connections 1"
+        ));
+        assert!(
+            text.contains(
+                "engine: read 2147483648 B in 8192 transfers (1024.00 MB/s, IOPS 4096.0)"
+            )
+        );
+        assert!(text.contains("sampled by the console: 2147483648 B"));
+        assert!(text.contains("PASSED"));
     }
 }

@@ -1,9 +1,13 @@
 //! Console state: what is shown, independent of any terminal.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossterm::event::{KeyCode, MouseEvent, MouseEventKind};
 use iolab_lab_core::LabSnapshot;
+use iolab_lab_core::run::{RunEvent, RunForm};
+use iolab_lab_core::workload::{Mode, Progress, Report};
 
 /// Screens of the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -11,14 +15,109 @@ pub enum Tab {
     #[default]
     Target,
     Connections,
+    Run,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 2] = [Tab::Target, Tab::Connections];
+    pub const ALL: [Tab; 3] = [Tab::Target, Tab::Connections, Tab::Run];
     pub fn title(self) -> &'static str {
         match self {
             Tab::Target => "1 Target",
             Tab::Connections => "2 Connections",
+            Tab::Run => "3 Run",
+        }
+    }
+}
+
+/// What a key asks the event loop to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    StartRun,
+}
+
+/// A run's lifecycle as the Run screen shows it.
+#[derive(Debug, Clone, Default)]
+pub enum RunPhase {
+    #[default]
+    Idle,
+    Connecting,
+    Running {
+        started: Instant,
+        tsihs: Vec<u16>,
+        connections: usize,
+        progress: Progress,
+    },
+    Done {
+        tsihs: Vec<u16>,
+        report: Report,
+    },
+    Failed(String),
+}
+
+/// The Run screen: the form, the phase, and what the statistics bus saw of
+/// the run's connections (last cumulative payload bytes per (TSIH, CID)).
+#[derive(Debug, Clone, Default)]
+pub struct RunView {
+    pub form: RunForm,
+    pub phase: RunPhase,
+    pub sampled: HashMap<(u16, u16), u64>,
+}
+
+impl RunView {
+    pub fn busy(&self) -> bool {
+        matches!(self.phase, RunPhase::Connecting | RunPhase::Running { .. })
+    }
+
+    /// Payload bytes the console saw move over the run's connections.
+    pub fn sampled_total(&self) -> u64 {
+        self.sampled.values().sum()
+    }
+
+    pub fn on_event(&mut self, ev: RunEvent) {
+        self.phase = match (std::mem::take(&mut self.phase), ev) {
+            (_, RunEvent::Started { tsihs, connections }) => RunPhase::Running {
+                started: Instant::now(),
+                tsihs,
+                connections,
+                progress: Progress::default(),
+            },
+            (
+                RunPhase::Running {
+                    started,
+                    tsihs,
+                    connections,
+                    ..
+                },
+                RunEvent::Progress(progress),
+            ) => RunPhase::Running {
+                started,
+                tsihs,
+                connections,
+                progress,
+            },
+            (RunPhase::Running { tsihs, .. }, RunEvent::Done(report)) => {
+                RunPhase::Done { tsihs, report }
+            }
+            (_, RunEvent::Done(report)) => RunPhase::Done {
+                tsihs: Vec::new(),
+                report,
+            },
+            (_, RunEvent::Failed(why)) => RunPhase::Failed(why),
+            (other, RunEvent::Progress(_)) => other,
+        };
+    }
+
+    /// Records the run's connections from a statistics snapshot.
+    pub fn observe(&mut self, snap: &LabSnapshot) {
+        let tsihs = match &self.phase {
+            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs,
+            _ => return,
+        };
+        for c in snap.connections.iter().filter(|c| tsihs.contains(&c.tsih)) {
+            self.sampled
+                .insert((c.tsih, c.cid), c.totals.read_bytes + c.totals.write_bytes);
         }
     }
 }
@@ -32,13 +131,14 @@ pub struct ConsoleState {
     pub target_urls: Vec<String>,
     pub portals: Vec<String>,
     pub snapshot: Arc<LabSnapshot>,
+    pub run: RunView,
 }
 
 impl ConsoleState {
-    /// Handles a key; returns true when the console should quit.
-    pub fn on_key(&mut self, code: KeyCode) -> bool {
+    /// Handles a key.
+    pub fn on_key(&mut self, code: KeyCode) -> Action {
         match code {
-            KeyCode::Char('q') => return true,
+            KeyCode::Char('q') => return Action::Quit,
             KeyCode::Esc if self.help => self.help = false,
             KeyCode::Char('?') => self.help = !self.help,
             KeyCode::Tab => {
@@ -46,14 +146,38 @@ impl ConsoleState {
                 self.tab = Tab::ALL[(i + 1) % Tab::ALL.len()];
             }
             KeyCode::Char(c) if c.is_ascii_digit() => {
-                let i = c as usize - '1' as usize;
+                let i = (c as usize).wrapping_sub('1' as usize);
                 if let Some(t) = Tab::ALL.get(i) {
                     self.tab = *t;
                 }
             }
+            KeyCode::Char('r') | KeyCode::Enter if self.tab == Tab::Run => {
+                if self.run.busy() {
+                    self.status = "a run is already going".into();
+                } else {
+                    return Action::StartRun;
+                }
+            }
+            KeyCode::Char('m') if self.tab == Tab::Run && !self.run.busy() => {
+                self.run.form.mode = match self.run.form.mode {
+                    Mode::Read => Mode::Write,
+                    Mode::Write => Mode::Rw,
+                    Mode::Rw => Mode::Read,
+                };
+            }
+            KeyCode::Char('c') if self.tab == Tab::Run && !self.run.busy() => {
+                self.run.form.connections = self.run.form.connections % 4 + 1;
+            }
+            KeyCode::Char('t') if self.tab == Tab::Run && !self.run.busy() => {
+                self.run.form.seconds = match self.run.form.seconds {
+                    10 => 30,
+                    30 => 60,
+                    _ => 10,
+                };
+            }
             _ => {}
         }
-        false
+        Action::None
     }
 
     /// A click on the tab row (row 0) selects the tab under the pointer.
@@ -78,16 +202,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_switch_tabs_and_quit() {
+    fn keys_switch_tabs_edit_the_form_and_quit() {
         let mut s = ConsoleState::default();
-        assert!(!s.on_key(KeyCode::Char('2')));
+        assert_eq!(s.on_key(KeyCode::Char('2')), Action::None);
         assert_eq!(s.tab, Tab::Connections);
         s.on_key(KeyCode::Tab);
-        assert_eq!(s.tab, Tab::Target);
+        assert_eq!(s.tab, Tab::Run);
+        s.on_key(KeyCode::Char('m'));
+        assert_eq!(s.run.form.mode, Mode::Write);
+        s.on_key(KeyCode::Char('c'));
+        assert_eq!(s.run.form.connections, 2);
+        assert_eq!(s.on_key(KeyCode::Char('r')), Action::StartRun);
         s.on_key(KeyCode::Char('?'));
         assert!(s.help);
         s.on_key(KeyCode::Esc);
         assert!(!s.help);
-        assert!(s.on_key(KeyCode::Char('q')));
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
     }
 }

@@ -1,0 +1,98 @@
+//! Runs a workload with the embedded initiator in the background and reports
+//! its progress as events, for the console (which must never block on it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl, Session};
+use tokio::sync::mpsc;
+
+use crate::workload::{self, Mode, Pattern, Progress, Report, Workload};
+
+/// The run form: what a person picks on the Run screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunForm {
+    pub mode: Mode,
+    pub block_bytes: u32,
+    pub threads: u32,
+    pub seconds: u32,
+    pub connections: u32,
+    pub sessions: u32,
+}
+
+impl Default for RunForm {
+    /// The seed's disktest settings, for a 10-second run.
+    fn default() -> Self {
+        RunForm {
+            mode: Mode::Read,
+            block_bytes: 256 * 1024,
+            threads: 64,
+            seconds: 10,
+            connections: 1,
+            sessions: 1,
+        }
+    }
+}
+
+/// What a background run reports.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// Logged in: the target session handles (TSIH) of the run's sessions.
+    Started {
+        tsihs: Vec<u16>,
+        connections: usize,
+    },
+    Progress(Progress),
+    Done(Report),
+    Failed(String),
+}
+
+/// Starts a run against `url`; events arrive on the returned channel.
+pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let r = async {
+            let url = IscsiUrl::parse(&url, false)?;
+            let opts = InitiatorOptions {
+                connections: form.connections,
+                ..InitiatorOptions::default()
+            };
+            let mut sessions = Vec::new();
+            for _ in 0..form.sessions.max(1) {
+                sessions.push(Session::connect(&url, &opts).await?);
+            }
+            let tsihs = sessions.iter().map(|s| s.facts().tsih).collect();
+            let connections = sessions.iter().map(|s| s.connection_count()).sum();
+            let _ = tx.send(RunEvent::Started { tsihs, connections });
+            let w = Workload {
+                mode: form.mode,
+                block_bytes: form.block_bytes,
+                threads: form.threads,
+                duration: Duration::from_secs(form.seconds as u64),
+                pattern: Pattern::Seq,
+                verify: false,
+                range_bytes: 0,
+            };
+            let sessions = Arc::new(sessions);
+            let ptx = tx.clone();
+            let report = workload::run(sessions.clone(), w, Duration::from_millis(500), move |p| {
+                let _ = ptx.send(RunEvent::Progress(p));
+            })
+            .await?;
+            // Let the statistics bus take one more sample of the final counters before logout.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            if let Ok(list) = Arc::try_unwrap(sessions) {
+                for s in list {
+                    let _ = s.logout().await;
+                }
+            }
+            Ok::<Report, iolab_iscsi::IscsiError>(report)
+        }
+        .await;
+        let _ = tx.send(match r {
+            Ok(report) => RunEvent::Done(report),
+            Err(e) => RunEvent::Failed(e.to_string()),
+        });
+    });
+    rx
+}

@@ -1,0 +1,140 @@
+//! End to end: the console inside tmux starts a 10-second read run against the
+//! embedded target, shows per-connection throughput, totals that match what
+//! the engine counted, and `q` leaves the terminal restored.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use iolab_tests::{TempDir, iolab_bin, require_peer, unique};
+
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", &self.0])
+    }
+    fn keys(&self, keys: &[&str]) {
+        let mut a = vec!["send-keys", "-t", self.0.as_str()];
+        a.extend_from_slice(keys);
+        self.cmd(&a);
+    }
+    fn wait_for(&self, what: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "'{what}' never appeared; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+fn number_after(screen: &str, prefix: &str) -> u64 {
+    let at = screen
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no '{prefix}' in:\n{screen}"))
+        + prefix.len();
+    screen[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .expect("number")
+}
+
+#[test]
+fn console_runs_a_read_and_shows_live_per_connection_throughput() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let state = TempDir::new("console");
+    let name = format!("iolab-test-{}-{}", std::process::id(), unique());
+    let t = Tmux(name.clone());
+    let shell_cmd = format!(
+        "XDG_STATE_HOME={} {}; echo CONSOLE-EXITED $?",
+        state.0.display(),
+        iolab_bin().display()
+    );
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "130",
+        "-y",
+        "36",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    t.keys(&[&shell_cmd, "Enter"]);
+    t.wait_for("embedded target ready", Duration::from_secs(20));
+
+    t.keys(&["3"]);
+    t.wait_for("Workload", Duration::from_secs(5));
+    t.keys(&["r"]);
+
+    // While it runs: a connection row of this run with read MB/s above zero.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut live_rate = 0.0f64;
+    while Instant::now() < deadline && live_rate <= 0.0 {
+        let s = t.screen();
+        for line in s.lines() {
+            let f: Vec<&str> = line
+                .trim_matches(|c| c == '│' || c == ' ')
+                .split_whitespace()
+                .collect();
+            if f.len() >= 5
+                && f[0].contains('/')
+                && f[0].chars().next().is_some_and(|c| c.is_ascii_digit())
+            {
+                live_rate = live_rate.max(f[1].parse().unwrap_or(0.0));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        live_rate > 0.0,
+        "no per-connection throughput shown during the run:\n{}",
+        t.screen()
+    );
+
+    let done = t.wait_for("sampled by the console:", Duration::from_secs(30));
+    let engine = number_after(&done, "engine: read ");
+    let sampled = number_after(&done, "sampled by the console: ");
+    assert!(engine > 0, "{done}");
+    assert!(done.contains("PASSED"), "{done}");
+    let diff = (sampled as f64 - engine as f64).abs() / engine as f64;
+    assert!(
+        diff < 0.05,
+        "console total {sampled} vs engine {engine}: {:.1}% apart",
+        diff * 100.0
+    );
+
+    t.keys(&["q"]);
+    let s = t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
+    assert_eq!(
+        t.cmd(&["display-message", "-p", "-t", &name, "#{alternate_on}"])
+            .trim(),
+        "0",
+        "still on the alternate screen:\n{s}"
+    );
+}
