@@ -672,6 +672,28 @@ impl LogicalUnit {
         }
     }
 
+    /// The checks every block I/O command starts with: no protection
+    /// information requested (RD/WR/VRPROTECT), the range inside the LU, the
+    /// length within MAXIMUM TRANSFER LENGTH, and for writes a writable LU.
+    fn io_prologue(
+        &self,
+        lba: u64,
+        n: u64,
+        flags: u8,
+        len_byte: u16,
+        write: bool,
+    ) -> Result<(), Sense> {
+        if flags & 0xe0 != 0 {
+            return Err(Sense::invalid_cdb(1, Some(7)));
+        }
+        self.check_range(lba, n)?;
+        self.check_transfer(n, len_byte)?;
+        if write {
+            self.check_writable()?;
+        }
+        Ok(())
+    }
+
     fn check_transfer(&self, n: u64, len_byte: u16) -> Result<(), Sense> {
         if n > limits::MAX_TRANSFER as u64 {
             return Err(Sense::invalid_cdb(len_byte, None));
@@ -692,11 +714,7 @@ impl LogicalUnit {
     }
 
     fn read(&self, lba: u64, n: u64, flags: u8) -> CmdResult {
-        if flags & 0xe0 != 0 {
-            return Err(Sense::invalid_cdb(1, Some(7)));
-        }
-        self.check_range(lba, n)?;
-        self.check_transfer(n, 7)?;
+        self.io_prologue(lba, n, flags, 7, false)?;
         let bs = self.block_size() as u64;
         let mut data = vec![0u8; (n * bs) as usize];
         self.store
@@ -723,12 +741,7 @@ impl LogicalUnit {
     }
 
     fn write(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
-        if flags & 0xe0 != 0 {
-            return Err(Sense::invalid_cdb(1, Some(7)));
-        }
-        self.check_range(lba, n)?;
-        self.check_transfer(n, 7)?;
-        self.check_writable()?;
+        self.io_prologue(lba, n, flags, 7, true)?;
         let bs = self.block_size() as u64;
         // With an iSCSI Expected Data Transfer Length short of the CDB's, only
         // the whole blocks that arrived are written (the transport reports the overflow).
@@ -815,12 +828,7 @@ impl LogicalUnit {
     }
 
     fn orwrite(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
-        if flags & 0xe0 != 0 {
-            return Err(Sense::invalid_cdb(1, Some(7)));
-        }
-        self.check_range(lba, n)?;
-        self.check_transfer(n, 10)?;
-        self.check_writable()?;
+        self.io_prologue(lba, n, flags, 10, true)?;
         let bs = self.block_size() as usize;
         let len = n as usize * bs;
         if data.len() < len {
