@@ -2,6 +2,7 @@
 //! and the command line drive the same operations through this crate.
 
 pub mod error;
+pub mod host;
 pub mod lab;
 pub mod run;
 pub mod sampler;

@@ -44,6 +44,7 @@ pub struct SessionSample {
 #[derive(Debug, Clone, Default)]
 pub struct LabSnapshot {
     pub seq: u64,
+    pub host: crate::host::HostSample,
     pub sessions: Vec<SessionSample>,
     pub connections: Vec<ConnSample>,
     pub total_mbps: f64,
@@ -154,8 +155,17 @@ impl Sampler {
         snap
     }
 
-    /// Samples `source` every `1/hz` seconds and publishes on the returned channel.
+    /// Samples `source` and the real host every `1/hz` seconds.
     pub fn spawn(source: Arc<dyn SessionSource>, hz: f64) -> watch::Receiver<Arc<LabSnapshot>> {
+        Self::spawn_with(source, crate::host::default_probe(), hz)
+    }
+
+    /// Samples `source` and `host` every `1/hz` seconds and publishes on the returned channel.
+    pub fn spawn_with(
+        source: Arc<dyn SessionSource>,
+        mut host: Box<dyn crate::host::HostProbe>,
+        hz: f64,
+    ) -> watch::Receiver<Arc<LabSnapshot>> {
         let (tx, rx) = watch::channel(Arc::new(LabSnapshot::default()));
         let period = Duration::from_secs_f64(1.0 / hz.clamp(0.1, 100.0));
         tokio::spawn(async move {
@@ -164,7 +174,13 @@ impl Sampler {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tick.tick().await;
-                let snap = sampler.sample(source.sessions(), Instant::now());
+                let now = Instant::now();
+                let secs = sampler
+                    .last
+                    .map(|t| now.duration_since(t).as_secs_f64())
+                    .unwrap_or(0.0);
+                let mut snap = sampler.sample(source.sessions(), now);
+                snap.host = host.sample(secs);
                 if tx.send(Arc::new(snap)).is_err() {
                     break;
                 }

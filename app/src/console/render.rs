@@ -170,10 +170,11 @@ fn mib(bytes: u64, secs: f64) -> f64 {
 /// The Run screen: the workload form, live per-connection throughput of the
 /// run's connections, a chart of the total, and the engine's totals at the end.
 fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
+    let host_rows = (s.snapshot.host.cpu.len() as u16 + 4).clamp(6, 14);
     let [form, conns, chart, totals] = Layout::vertical([
         Constraint::Length(4),
         Constraint::Min(5),
-        Constraint::Length(6),
+        Constraint::Length(host_rows),
         Constraint::Length(5),
     ])
     .areas(area);
@@ -242,6 +243,9 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
         .filter(|x| tsihs.contains(&x.info.tsih))
         .flat_map(|x| x.history.iter().map(|v| v as u64).collect::<Vec<_>>())
         .collect();
+    let [chart, host_area] =
+        Layout::horizontal([Constraint::Min(30), Constraint::Length(46)]).areas(chart);
+    host(f, s, host_area);
     let width = chart.width.saturating_sub(2) as usize;
     let tail = &history[history.len().saturating_sub(width)..];
     f.render_widget(
@@ -300,6 +304,42 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
     f.render_widget(
         Paragraph::new(text).block(Block::new().borders(Borders::ALL).title("Totals")),
         totals,
+    );
+}
+
+/// CPU per core, memory and loopback traffic: what the run costs the host.
+fn host(f: &mut Frame, s: &ConsoleState, area: Rect) {
+    let h = &s.snapshot.host;
+    let mut lines: Vec<Line> = h
+        .cpu
+        .iter()
+        .enumerate()
+        .map(|(i, pct)| {
+            let filled = ((pct / 100.0) * 20.0).round().clamp(0.0, 20.0) as usize;
+            Line::from(format!(
+                "cpu{i:<2} [{}{}] {pct:5.1}%",
+                "#".repeat(filled),
+                " ".repeat(20 - filled)
+            ))
+        })
+        .collect();
+    if h.mem_total > 0 {
+        lines.push(Line::from(format!(
+            "mem   {:.1} / {:.1} GiB",
+            h.mem_used as f64 / (1u64 << 30) as f64,
+            h.mem_total as f64 / (1u64 << 30) as f64
+        )));
+    }
+    if let Some(lo) = h.ifaces.iter().find(|i| i.name == "lo") {
+        lines.push(Line::from(format!(
+            "lo    rx {:.0} MB/s  tx {:.0} MB/s",
+            lo.rx_per_s / 1e6,
+            lo.tx_per_s / 1e6
+        )));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Host")),
+        area,
     );
 }
 
@@ -390,6 +430,19 @@ mod tests {
             },
         };
         s.run.sampled.insert((1, 0), 2 << 30);
+        s.snapshot = std::sync::Arc::new(iolab_lab_core::LabSnapshot {
+            host: iolab_lab_core::host::HostSample {
+                cpu: vec![50.0, 100.0],
+                mem_used: 3 << 30,
+                mem_total: 24 << 30,
+                ifaces: vec![iolab_lab_core::host::IfaceRate {
+                    name: "lo".into(),
+                    rx_per_s: 2e9,
+                    tx_per_s: 2e9,
+                }],
+            },
+            ..Default::default()
+        });
         let mut t = Terminal::new(TestBackend::new(130, 30)).unwrap();
         t.draw(|f| render(f, &s)).unwrap();
         let text: String = t
@@ -409,5 +462,12 @@ mod tests {
         );
         assert!(text.contains("sampled by the console: 2147483648 B"));
         assert!(text.contains("PASSED"));
+        assert!(
+            text.contains("cpu0  [##########          ]  50.0%"),
+            "{text}"
+        );
+        assert!(text.contains("cpu1  [####################] 100.0%"));
+        assert!(text.contains("mem   3.0 / 24.0 GiB"));
+        assert!(text.contains("lo    rx 2000 MB/s  tx 2000 MB/s"));
     }
 }
