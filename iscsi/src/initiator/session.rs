@@ -637,7 +637,7 @@ async fn open_conn(
             Ok(()) => "closed by the target".to_string(),
             Err(e) => e.to_string(),
         };
-        tracing::warn!(cid = c.cid, "connection ended: {why}");
+        tracing::debug!(cid = c.cid, "connection ended: {why}");
         c.fail_all(&why);
     });
     Ok((conn, outcome))
