@@ -470,4 +470,121 @@ mod tests {
         assert!(text.contains("mem   3.0 / 24.0 GiB"));
         assert!(text.contains("lo    rx 2000 MB/s  tx 2000 MB/s"));
     }
+
+    /// A populated lab: one session with two connections, a finished run, host figures.
+    fn populated() -> ConsoleState {
+        use iolab_iscsi::SessionInfo;
+        use iolab_iscsi::negotiation::Params;
+        use iolab_iscsi::stats::ConnStatsSnapshot;
+        use iolab_iscsi::target::ConnectionInfo;
+        use iolab_lab_core::sampler::Sampler;
+        use std::time::{Duration, Instant};
+
+        let info = |bytes: u64| SessionInfo {
+            tsih: 1,
+            isid: 0x40_1234_5678,
+            initiator: "iqn.2026-11.io.iolab:initiator".into(),
+            target: "iqn.2026-11.io.iolab:target0".into(),
+            queue_depth: 64,
+            connections: (0..2u16)
+                .map(|cid| ConnectionInfo {
+                    cid,
+                    peer: format!("127.0.0.1:{}", 50000 + cid).parse().unwrap(),
+                    local: "127.0.0.1:3260".parse().unwrap(),
+                    params: Params {
+                        peer_max_recv_data_segment: 262_144,
+                        ..Params::default()
+                    },
+                    mss: Some(65483),
+                    stats: ConnStatsSnapshot {
+                        read_bytes: bytes,
+                        commands: bytes / 262_144,
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+        };
+        let mut sampler = Sampler::new();
+        let t0 = Instant::now();
+        sampler.sample(vec![info(0)], t0);
+        let mut snap = sampler.sample(vec![info(500_000_000)], t0 + Duration::from_millis(250));
+        snap.host = iolab_lab_core::host::HostSample {
+            cpu: vec![75.0, 40.0],
+            mem_used: 2 << 30,
+            mem_total: 24 << 30,
+            ifaces: vec![iolab_lab_core::host::IfaceRate {
+                name: "lo".into(),
+                rx_per_s: 4e9,
+                tx_per_s: 4e9,
+            }],
+        };
+        let mut s = ConsoleState {
+            target_urls: vec!["iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0".into()],
+            portals: vec!["127.0.0.1:3260".into()],
+            status: "embedded target ready".into(),
+            snapshot: std::sync::Arc::new(snap),
+            ..Default::default()
+        };
+        s.run.phase = RunPhase::Done {
+            tsihs: vec![1],
+            report: iolab_lab_core::workload::Report {
+                seconds: 10.0,
+                read: iolab_lab_core::workload::Totals {
+                    bytes: 20 << 30,
+                    transfers: 81920,
+                },
+                write: Default::default(),
+                latency: Default::default(),
+                errors: 0,
+                first_error: None,
+                mismatches: 0,
+                first_mismatch_lba: None,
+            },
+        };
+        s.run.sampled.insert((1, 0), 10 << 30);
+        s.run.sampled.insert((1, 1), 10 << 30);
+        s
+    }
+
+    fn draw(s: &ConsoleState) -> Terminal<TestBackend> {
+        let mut t = Terminal::new(TestBackend::new(110, 32)).unwrap();
+        t.draw(|f| render(f, s)).unwrap();
+        t
+    }
+
+    #[test]
+    fn snapshot_target_screen() {
+        let s = ConsoleState {
+            tab: Tab::Target,
+            ..populated()
+        };
+        insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn snapshot_connections_screen() {
+        let s = ConsoleState {
+            tab: Tab::Connections,
+            ..populated()
+        };
+        insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn snapshot_run_screen() {
+        let s = ConsoleState {
+            tab: Tab::Run,
+            ..populated()
+        };
+        insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn snapshot_help_overlay() {
+        let s = ConsoleState {
+            help: true,
+            ..populated()
+        };
+        insta::assert_snapshot!(draw(&s).backend());
+    }
 }
