@@ -101,19 +101,26 @@ pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(cfg)
 }
 
+/// Targets reachable from other hosts in demo mode without CHAP.
+pub fn exposure_warnings(cfg: &ServerConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for addr in &cfg.listen {
+        for t in &cfg.targets {
+            if !addr.ip().is_loopback() && t.demo_mode && t.chap.is_none() {
+                out.push(format!(
+                    "{} is served on {addr} in demo mode without CHAP: any host that reaches it can read and write its LUNs",
+                    t.iqn
+                ));
+            }
+        }
+    }
+    out
+}
+
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = build_config(&a)?;
-    for (addr, t) in cfg
-        .listen
-        .iter()
-        .flat_map(|l| cfg.targets.iter().map(move |t| (l, t)))
-    {
-        if !addr.ip().is_loopback() && t.demo_mode && t.chap.is_none() {
-            eprintln!(
-                "iolab: warning: {} is served on {addr} in demo mode without CHAP: any host that reaches it can read and write its LUNs",
-                t.iqn
-            );
-        }
+    for w in exposure_warnings(&cfg) {
+        eprintln!("iolab: warning: {w}");
     }
     let target = Target::start(cfg).await?;
     for url in target.lun_urls() {
@@ -128,4 +135,80 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     target.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut v = vec!["iolab", "target", "serve"];
+        v.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(v).command {
+            Some(crate::cli::Command::Target(crate::cli::TargetCmd::Serve(a))) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_one_gib_ramdisk_on_loopback() {
+        let c = build_config(&args(&[])).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:3260".parse().unwrap()]);
+        assert_eq!(c.targets[0].iqn, DEFAULT_IQN);
+        assert_eq!(
+            c.targets[0].luns[0].backstore,
+            BackstoreSpec::Ramdisk { size: 1 << 30 }
+        );
+        assert!(exposure_warnings(&c).is_empty());
+    }
+
+    #[test]
+    fn demo_mode_without_chap_off_loopback_warns() {
+        let c = build_config(&args(&["--listen", "0.0.0.0:3260"])).unwrap();
+        let w = exposure_warnings(&c);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("demo mode without CHAP"), "{w:?}");
+        let c = build_config(&args(&[
+            "--listen",
+            "0.0.0.0:3260",
+            "--chap",
+            "u:secret12345",
+        ]))
+        .unwrap();
+        assert!(exposure_warnings(&c).is_empty());
+        let c = build_config(&args(&[
+            "--listen",
+            "0.0.0.0:3260",
+            "--acl",
+            "iqn.2026-11.org.example:h",
+        ]))
+        .unwrap();
+        assert!(exposure_warnings(&c).is_empty(), "an ACL is not demo mode");
+    }
+
+    #[test]
+    fn luns_from_the_command_line_are_numbered_in_order() {
+        let c = build_config(&args(&[
+            "--ramdisk",
+            "16M",
+            "--fileio",
+            "/tmp/x.img:8M",
+            "--block",
+            "/dev/null",
+            "--read-only",
+        ]))
+        .unwrap();
+        let l = &c.targets[0].luns;
+        assert_eq!(l.iter().map(|x| x.lun).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(l.iter().all(|x| x.attributes.read_only));
+        assert!(
+            matches!(l[1].backstore, BackstoreSpec::Fileio { size: Some(s), .. } if s == 8 << 20)
+        );
+        assert!(
+            build_config(&args(&["--mutual-chap", "a:b"])).is_err(),
+            "mutual CHAP without CHAP"
+        );
+        assert!(build_config(&args(&["--iqn", "bad"])).is_err());
+    }
 }
