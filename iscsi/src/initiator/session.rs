@@ -57,7 +57,9 @@ impl CommandResult {
 
 struct Pending {
     tx: oneshot::Sender<Result<CommandResult, IscsiError>>,
+    /// Data-In received so far (filled in order; gaps, if any, are zero-filled).
     data_in: BytesMut,
+    expected_in: usize,
     data_out: Bytes,
     lun: [u8; 8],
 }
@@ -347,7 +349,8 @@ impl Session {
                 itt,
                 Pending {
                     tx,
-                    data_in: BytesMut::zeroed(expected_in as usize),
+                    data_in: BytesMut::with_capacity(expected_in as usize),
+                    expected_in: expected_in as usize,
                     data_out: data_out.clone(),
                     lun: self.lun_raw,
                 },
@@ -680,17 +683,25 @@ async fn reader(
                 if let Some(p) = pending.get_mut(&itt) {
                     let off = b.buffer_offset() as usize;
                     let end = off + pdu.data.len();
-                    if end > p.data_in.len() {
+                    if end > p.expected_in {
                         return Err(IscsiError::Protocol(format!(
                             "Data-In beyond the expected length (itt {itt:#x})"
                         )));
                     }
-                    p.data_in[off..end].copy_from_slice(&pdu.data);
+                    // In-order Data-In (DataPDUInOrder=Yes) appends without zero-filling first.
+                    if off == p.data_in.len() {
+                        p.data_in.extend_from_slice(&pdu.data);
+                    } else {
+                        if end > p.data_in.len() {
+                            p.data_in.resize(end, 0);
+                        }
+                        p.data_in[off..end].copy_from_slice(&pdu.data);
+                    }
                     if status {
                         let residual = residual_of(b);
                         if let Some(p) = pending.remove(&itt) {
                             let mut data = p.data_in;
-                            let got = (data.len() as i64 + residual.min(0)).max(0);
+                            let got = (p.expected_in as i64 + residual.min(0)).max(0);
                             data.truncate(got as usize);
                             let _ = p.tx.send(Ok(CommandResult {
                                 status: b.0[3],
@@ -726,7 +737,7 @@ async fn reader(
                         ))));
                         continue;
                     }
-                    let got = (data.len() as i64 + residual.min(0)).max(0);
+                    let got = (p.expected_in as i64 + residual.min(0)).max(0);
                     data.truncate(got as usize);
                     let _ = p.tx.send(Ok(CommandResult {
                         status: b.0[3],
