@@ -33,42 +33,29 @@ fn json_field(out: &str, key: &str) -> u64 {
 
 /// Writes a verified pattern, then reads it back verified, over `range`.
 fn write_then_verify(url: &str, extra: &[&str], range: &str) {
-    let mut args = vec![
-        "--mode",
-        "write",
-        "--verify",
-        "--time",
-        "1s",
-        "--range",
-        range,
-        "--threads",
-        "16",
-    ];
-    args.extend_from_slice(extra);
-    let (ok, out) = bench(url, &args);
-    assert!(ok, "verified write failed: {out}");
-    assert!(
-        out.contains("Total bytes written in") && out.contains("Test Done (Passed)"),
-        "{out}"
-    );
-    let mut args = vec![
-        "--mode",
-        "read",
-        "--verify",
-        "--time",
-        "1s",
-        "--range",
-        range,
-        "--threads",
-        "16",
-    ];
-    args.extend_from_slice(extra);
-    let (ok, out) = bench(url, &args);
-    assert!(ok, "verified read failed: {out}");
-    assert!(
-        out.contains("Total read throughput:") && out.contains("Test Done (Passed)"),
-        "{out}"
-    );
+    for (mode, expect) in [
+        ("write", "Total bytes written in"),
+        ("read", "Total read throughput:"),
+    ] {
+        let mut args = vec![
+            "--mode",
+            mode,
+            "--verify",
+            "--time",
+            "1s",
+            "--range",
+            range,
+            "--threads",
+            "16",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out) = bench(url, &args);
+        assert!(ok, "verified {mode} failed: {out}");
+        assert!(
+            out.contains(expect) && out.contains("Test Done (Passed)"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

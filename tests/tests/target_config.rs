@@ -86,28 +86,25 @@ fn bad_configurations_fail_with_one_clear_message() {
         );
         assert!(!out.contains("panicked"), "{out}");
     }
-    let (ok, out) = run(
-        Command::new(iolab_bin()).args([
-            "target",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--ramdisk",
-            "12x",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(!ok && out.contains("invalid size '12x'"), "{out}");
-    let (ok, out) = run(
-        Command::new(iolab_bin()).args([
-            "target",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+    for (opt, value, want) in [
+        ("--ramdisk", "12x", "invalid size '12x'"),
+        (
             "--fileio",
             "/nonexistent/dir/x.img:1M",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert!(!ok && out.contains("/nonexistent/dir/x.img"), "{out}");
+            "/nonexistent/dir/x.img",
+        ),
+    ] {
+        let (ok, out) = run(
+            Command::new(iolab_bin()).args([
+                "target",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                opt,
+                value,
+            ]),
+            Duration::from_secs(10),
+        );
+        assert!(!ok && out.contains(want), "{opt} {value}: {out}");
+    }
 }
