@@ -257,39 +257,31 @@ fn serde_json_like(fields: &[(&str, String)]) -> String {
 }
 
 fn print_report(device: &str, r: &Report, sessions: &[Session]) {
-    if r.read.transfers > 0 {
-        line(
-            "STAT",
-            device,
-            &format!(
-                "Total bytes read in {} transfers: {}",
-                r.read.transfers, r.read.bytes
-            ),
-        );
+    // disktest's order: both byte totals, then both throughputs.
+    let dirs = [
+        (&r.read, "read", "Total read"),
+        (&r.write, "written", "Total write"),
+    ];
+    for (t, verb, _) in dirs {
+        if t.transfers > 0 {
+            line(
+                "STAT",
+                device,
+                &format!(
+                    "Total bytes {verb} in {} transfers: {}",
+                    t.transfers, t.bytes
+                ),
+            );
+        }
     }
-    if r.write.transfers > 0 {
-        line(
-            "STAT",
-            device,
-            &format!(
-                "Total bytes written in {} transfers: {}",
-                r.write.transfers, r.write.bytes
-            ),
-        );
-    }
-    if r.read.transfers > 0 {
-        line(
-            "STAT",
-            device,
-            &throughput("Total read", r.read.bytes, r.read.transfers, r.seconds),
-        );
-    }
-    if r.write.transfers > 0 {
-        line(
-            "STAT",
-            device,
-            &throughput("Total write", r.write.bytes, r.write.transfers, r.seconds),
-        );
+    for (t, _, label) in dirs {
+        if t.transfers > 0 {
+            line(
+                "STAT",
+                device,
+                &throughput(label, t.bytes, t.transfers, r.seconds),
+            );
+        }
     }
     if r.mismatches > 0 {
         line(

@@ -31,6 +31,26 @@ fn json_field(out: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Reads the LUN at `url` with qemu-img (libiscsi) and checks the first
+/// `mib` MiB are the self-checking blocks iolab wrote.
+fn assert_libiscsi_reads_back(url: &str, dir: &TempDir, mib: usize) {
+    let back = dir.0.join("back.raw");
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "raw", url])
+            .arg(&back),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "qemu-img read: {out}");
+    let data = std::fs::read(&back).unwrap();
+    for (lba, block) in data[..mib << 20].chunks(512).enumerate() {
+        assert!(
+            check_block(block, lba as u64),
+            "block {lba} written by iolab reads back wrong through libiscsi"
+        );
+    }
+}
+
 /// Writes a verified pattern, then reads it back verified, over `range`.
 fn write_then_verify(url: &str, extra: &[&str], range: &str) {
     for (mode, expect) in [
@@ -162,21 +182,7 @@ fn bytes_cross_check_with_qemu_img_both_ways() {
         ],
     );
     assert!(ok, "{out}");
-    let back = dir.0.join("back.raw");
-    let (ok, out) = run(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "raw", &t.url(1)])
-            .arg(&back),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "qemu-img read: {out}");
-    let data = std::fs::read(&back).unwrap();
-    for (lba, block) in data[..8 << 20].chunks(512).enumerate() {
-        assert!(
-            check_block(block, lba as u64),
-            "block {lba} written by iolab reads back wrong through libiscsi"
-        );
-    }
+    assert_libiscsi_reads_back(&t.url(1), &dir, 8);
     // libiscsi (qemu-img) writes, ours reads and verifies.
     let src = dir.0.join("src.raw");
     let mut img = vec![0u8; 32 << 20];
@@ -525,19 +531,5 @@ fn against_our_target_discovery_chap_and_qemu_cross_check() {
         return;
     }
     let dir = TempDir::new("xcheck-ours");
-    let back = dir.0.join("back.raw");
-    let (ok, out) = run(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "raw", &with_chap])
-            .arg(&back),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "qemu-img read: {out}");
-    let data = std::fs::read(&back).unwrap();
-    for (lba, block) in data[..16 << 20].chunks(512).enumerate() {
-        assert!(
-            check_block(block, lba as u64),
-            "block {lba} reads back wrong through libiscsi"
-        );
-    }
+    assert_libiscsi_reads_back(&with_chap, &dir, 16);
 }

@@ -79,6 +79,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Queues one PDU to this connection's writer, with the negotiated digests.
+    fn send(&self, b: &Bhs, data: Bytes) {
+        let _ = self.tx.send(Frame::new(
+            b,
+            data,
+            self.params.header_digest,
+            self.params.data_digest,
+        ));
+    }
+
     fn fail_all(&self, why: &str) {
         self.alive.store(false, Relaxed);
         let drained: Vec<Pending> = {
@@ -400,8 +410,7 @@ impl Session {
                         .set_word24(cmd_sn);
                     b.set_word28(conn.exp_stat_sn.load(Relaxed));
                     b.0[32..32 + cdb.len()].copy_from_slice(cdb);
-                    let (hd, dd) = (conn.params.header_digest, conn.params.data_digest);
-                    let _ = conn.tx.send(Frame::new(&b, data_out.slice(..imm), hd, dd));
+                    conn.send(&b, data_out.slice(..imm));
                     // Unsolicited Data-Out up to FirstBurstLength.
                     if unsolicited_end > imm {
                         send_data_out(
@@ -475,12 +484,7 @@ impl Session {
         b.set_word24(sn)
             .set_word28(conn.exp_stat_sn.load(Relaxed))
             .set_word32(sn);
-        let _ = conn.tx.send(Frame::new(
-            &b,
-            Bytes::new(),
-            conn.params.header_digest,
-            conn.params.data_digest,
-        ));
+        conn.send(&b, Bytes::new());
     }
 
     /// LOGICAL UNIT RESET of the session's LUN.
@@ -504,12 +508,7 @@ impl Session {
                 .set_cid(c.cid);
             let sn = *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
             b.set_word24(sn).set_word28(c.exp_stat_sn.load(Relaxed));
-            let _ = c.tx.send(Frame::new(
-                &b,
-                Bytes::new(),
-                c.params.header_digest,
-                c.params.data_digest,
-            ));
+            c.send(&b, Bytes::new());
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -578,12 +577,7 @@ fn send_data_out(
         b.set_word28(conn.exp_stat_sn.load(Relaxed))
             .set_word36(data_sn)
             .set_word40(pos as u32);
-        let _ = conn.tx.send(Frame::new(
-            &b,
-            data.slice(pos..pos + n),
-            conn.params.header_digest,
-            conn.params.data_digest,
-        ));
+        conn.send(&b, data.slice(pos..pos + n));
         data_sn += 1;
         pos += n;
     }
@@ -781,12 +775,7 @@ async fn reader(
                         .set_word20(b.ttt());
                     let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
                     r.set_word24(sn).set_word28(conn.exp_stat_sn.load(Relaxed));
-                    let _ = conn.tx.send(Frame::new(
-                        &r,
-                        Bytes::new(),
-                        conn.params.header_digest,
-                        conn.params.data_digest,
-                    ));
+                    conn.send(&r, Bytes::new());
                 } else {
                     conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
                 }

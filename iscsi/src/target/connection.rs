@@ -599,13 +599,14 @@ impl Conn {
         data_out: &[u8],
         started: Instant,
     ) -> Result<(), IscsiError> {
+        let lu = self.lu(lun);
         let completion = if cdb.first() == Some(&scsi::opcode::op::REPORT_LUNS) {
             let luns: Vec<u64> = self.session.target.luns.keys().copied().collect();
             Completion::Now(
                 scsi::report_luns(&luns, cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)),
             )
         } else {
-            match self.lu(lun) {
+            match &lu {
                 None => Completion::Now(scsi::unmapped_lun_response(cdb)),
                 Some(lu) => {
                     let multi = tokio::runtime::Handle::current().runtime_flavor()
@@ -620,7 +621,7 @@ impl Conn {
             }
         };
         let needed_out = if write {
-            let bs = self.lu(lun).map(|l| l.block_size()).unwrap_or(512);
+            let bs = lu.as_ref().map(|l| l.block_size()).unwrap_or(512);
             scsi::data_out_len(cdb, bs)
         } else {
             None
