@@ -4,6 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use iolab_iscsi::initiator::{self, InitiatorOptions, IscsiUrl, Session};
+use iolab_lab_core::profile::{
+    CellPlan, InitiatorSettings, PROFILE_FORMAT, Profile, WorkloadMatrix,
+};
+use iolab_lab_core::profile_run::cell_of;
 use iolab_lab_core::workload::{self, Mode, Pattern, Progress, Report, Workload};
 use iolab_storage::backstore::parse_size;
 
@@ -51,37 +55,12 @@ pub async fn discover(a: DiscoverArgs) -> anyhow::Result<()> {
 
 /// disktest's line prefix: `| date | KIND  | pid | version | device | `.
 fn line(kind: &str, device: &str, text: &str) {
-    let now = chrono_like_now();
+    let now = iolab_profiles::time::utc_string(iolab_profiles::time::now_ms());
     println!(
         "| {now} | {kind:<5} | {} | iolab {} | {device} | {text}",
         std::process::id(),
         env!("CARGO_PKG_VERSION")
     );
-}
-
-/// YYYY/MM/DD-HH:MM:SS in UTC, without a date crate.
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}/{m:02}/{d:02}-{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn throughput(label: &str, bytes: u64, transfers: u64, secs: f64) -> String {
@@ -98,7 +77,7 @@ fn throughput(label: &str, bytes: u64, transfers: u64, secs: f64) -> String {
     )
 }
 
-pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
+pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result<()> {
     let url = IscsiUrl::parse(&a.url, false)?;
     let opts = options(&a.initiator)?;
     let block_bytes = parse_size(&a.bs)? as u32;
@@ -149,6 +128,7 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         ),
     );
     line("INFO", &device, "Starting pass");
+    let started_ms = iolab_profiles::time::now_ms();
     let w = Workload {
         mode,
         block_bytes,
@@ -227,6 +207,37 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
             per_conn.join(",")
         );
     }
+    let profile = Adhoc {
+        name: "bench",
+        url: &a.url,
+        initiator: &a.initiator,
+        modes: vec![mode],
+        conns: vec![a.initiator.connections],
+        sessions: a.sessions,
+        bs: &a.bs,
+        threads: a.threads,
+        time: a.time,
+        pattern,
+        verify: a.verify,
+        range: a.range.clone(),
+    }
+    .profile();
+    let plan = CellPlan {
+        lun: url.lun,
+        mode,
+        connections: a.initiator.connections,
+    };
+    let run = iolab_profiles::Run {
+        id: None,
+        profile_name: profile.name.clone(),
+        profile_body: profile.to_toml(),
+        started_ms,
+        ended_ms: iolab_profiles::time::now_ms(),
+        host: iolab_lab_core::host::facts(url.host.trim_matches(['[', ']']).parse().ok()),
+        cells: vec![cell_of(&plan, granted, &profile, block_bytes, &report)],
+        series: Vec::new(),
+    };
+    crate::notebook_cmd::store_run(db, &run);
     match Arc::try_unwrap(sessions) {
         Ok(list) => {
             for s in list {
@@ -358,70 +369,96 @@ fn mode_of(m: ModeArg) -> Mode {
     }
 }
 
-/// `iolab matrix`: every mode at every connection count, then one table like the seed page's.
-pub async fn matrix(a: MatrixArgs) -> anyhow::Result<()> {
-    let url = IscsiUrl::parse(&a.url, false)?;
-    let base = options(&a.initiator)?;
-    let block_bytes = parse_size(&a.bs)? as u32;
-    if a.conns.iter().any(|c| !(1..=8).contains(c)) {
-        bail!("--conns values must be 1..=8");
+/// The initiator part of a profile, from the command line.
+fn settings(a: &InitiatorArgs, url: &str) -> InitiatorSettings {
+    InitiatorSettings {
+        url: Some(url.to_string()),
+        name: a.initiator_name.clone(),
+        sessions: 1,
+        queue_depth: a.queue_depth,
+        cmd_per_lun: a.cmd_per_lun,
+        header_digest: a.header_digest,
+        data_digest: a.data_digest,
+        immediate_data: !a.no_immediate_data,
+        initial_r2t: a.initial_r2t,
+        io_timeout: format!("{}ms", a.io_timeout.as_millis()),
+        ..InitiatorSettings::default()
     }
-    let mut rows = Vec::new();
-    for &m in &a.modes {
-        for &c in &a.conns {
-            let opts = InitiatorOptions {
-                connections: c,
-                ..base.clone()
-            };
-            let session = Session::connect(&url, &opts)
-                .await
-                .with_context(|| format!("login to {url}"))?;
-            let granted = session.connection_count();
-            let sessions = Arc::new(vec![session]);
-            let w = Workload {
-                mode: mode_of(m),
-                block_bytes,
-                threads: a.threads,
-                duration: a.time,
-                pattern: Pattern::Seq,
-                verify: false,
-                range_bytes: 0,
-            };
-            let r = workload::run(sessions.clone(), w, a.time, |_| {})
-                .await
-                .with_context(|| format!("{m:?} with {c} connections"))?;
-            eprintln!("{m:?} x {granted} connection(s): done");
-            if let Ok(list) = Arc::try_unwrap(sessions) {
-                for s in list {
-                    let _ = s.logout().await;
-                }
-            }
-            if !r.passed() {
-                bail!(
-                    "{m:?} with {c} connections: {} I/O errors, first: {}",
-                    r.errors,
-                    r.first_error.unwrap_or_default()
-                );
-            }
-            rows.push((m, c, granted, r));
+}
+
+/// The profile a command-line run amounts to, kept with its stored run.
+struct Adhoc<'a> {
+    name: &'a str,
+    url: &'a str,
+    initiator: &'a InitiatorArgs,
+    modes: Vec<Mode>,
+    conns: Vec<u32>,
+    sessions: u32,
+    bs: &'a str,
+    threads: u32,
+    time: std::time::Duration,
+    pattern: Pattern,
+    verify: bool,
+    range: Option<String>,
+}
+
+impl Adhoc<'_> {
+    fn profile(self) -> Profile {
+        Profile {
+            format: PROFILE_FORMAT,
+            name: self.name.into(),
+            description: format!("iolab {} {}", self.name, self.url),
+            tuning: None,
+            target: None,
+            initiator: InitiatorSettings {
+                sessions: self.sessions,
+                ..settings(self.initiator, self.url)
+            },
+            workload: WorkloadMatrix {
+                modes: self.modes,
+                connections: self.conns,
+                luns: None,
+                block_size: self.bs.into(),
+                threads: self.threads,
+                time: format!("{}ms", self.time.as_millis()),
+                pattern: self.pattern,
+                verify: self.verify,
+                range: self.range,
+            },
+            guests: Vec::new(),
         }
     }
-    println!(
-        "{:<6} {:>5} {:>12} {:>10} {:>12} {:>10}",
-        "mode", "conns", "read MB/s", "read IOPS", "write MB/s", "write IOPS"
-    );
-    for (m, _c, granted, r) in &rows {
-        let mb = |b: u64| b as f64 / r.seconds / 1_048_576.0;
-        let iops = |t: u64| t as f64 / r.seconds;
-        println!(
-            "{:<6} {:>5} {:>12.2} {:>10.1} {:>12.2} {:>10.1}",
-            format!("{m:?}").to_lowercase(),
-            granted,
-            mb(r.read.bytes),
-            iops(r.read.transfers),
-            mb(r.write.bytes),
-            iops(r.write.transfers)
-        );
+}
+
+/// `iolab matrix`: every mode at every connection count, stored as a run, then
+/// one table like the seed page's.
+pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Result<()> {
+    IscsiUrl::parse(&a.url, false)?;
+    options(&a.initiator)?;
+    let p = Adhoc {
+        name: "matrix",
+        url: &a.url,
+        initiator: &a.initiator,
+        modes: a.modes.iter().map(|m| mode_of(*m)).collect(),
+        conns: a.conns.clone(),
+        sessions: 1,
+        bs: &a.bs,
+        threads: a.threads,
+        time: a.time,
+        pattern: Pattern::Seq,
+        verify: false,
+        range: None,
+    }
+    .profile();
+    let problems = p.problems();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    let run = crate::notebook_cmd::execute(&p, &p.to_toml()).await?;
+    let id = crate::notebook_cmd::store_run(db, &run);
+    print!("{}", crate::table::cells(&run.cells));
+    if let Some(id) = id {
+        println!("stored as run {id}");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+pub use iolab_lab_core::units::parse_duration;
 
 /// Terminal lab console for network block storage. With no command it opens the console.
 #[derive(Debug, Parser)]
@@ -12,6 +13,9 @@ pub struct Cli {
     /// More log detail (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The lab notebook (SQLite) [default: $XDG_DATA_HOME/iolab/iolab.db].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -27,6 +31,128 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// The seed page's matrix: modes x connections per session, one table of MB/s and IOPS.
     Matrix(MatrixArgs),
+    /// Saved lab set-ups (profiles): list, show, save, copy, export, import, delete.
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Stored runs: list, show, compare, export, import.
+    #[command(subcommand)]
+    Runs(RunsCmd),
+    /// Run a profile: start what it needs, run its matrix, store the run and print the table.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// Built-in and saved profiles.
+    List,
+    /// A profile's TOML.
+    Show { name: String },
+    /// Save a profile made from these options.
+    Save(SaveArgs),
+    /// Copy a profile under a new name (the way to change a built-in one).
+    Copy { from: String, to: String },
+    /// Write a profile's TOML to a file (or standard output).
+    Export {
+        name: String,
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read a profile from a TOML file and save it.
+    Import {
+        file: PathBuf,
+        /// Save it under this name instead of the file's.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace a saved profile of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Delete a saved profile (built-in ones cannot be deleted).
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    pub name: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// LUN URL of a target elsewhere; without it the profile starts an embedded RAMDISK target.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Size of the embedded RAMDISK.
+    #[arg(long, default_value = "1G", conflicts_with = "url")]
+    pub ramdisk: String,
+    /// A built-in tuning profile to apply around the run (seed, network-throughput, network-latency).
+    #[arg(long)]
+    pub tuning: Option<String>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "read,write,rw"
+    )]
+    pub modes: Vec<ModeArg>,
+    #[arg(long = "conns", value_delimiter = ',', default_value = "1")]
+    pub conns: Vec<u32>,
+    #[arg(long, default_value = "256k")]
+    pub bs: String,
+    #[arg(long, default_value_t = 64)]
+    pub threads: u32,
+    #[arg(long, default_value = "30s")]
+    pub time: String,
+    #[arg(long, default_value_t = 1)]
+    pub sessions: u32,
+    #[arg(long, value_enum, default_value = "seq")]
+    pub pattern: PatternArg,
+    #[arg(long)]
+    pub verify: bool,
+    /// Replace a saved profile of the same name.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCmd {
+    /// Every stored run, oldest first.
+    List,
+    /// One run: where and when, and its table.
+    Show { id: i64 },
+    /// Two runs' tables side by side with the change per cell.
+    Compare { a: i64, b: i64 },
+    /// A run as CSV (one row per cell) or JSON (everything, with the time series).
+    Export {
+        id: i64,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Store a run exported as JSON (from another machine, say) under a new id.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A built-in or saved profile, or a profile TOML file.
+    pub profile: String,
+    /// Leave the profile's tuning applied after the run.
+    #[arg(long = "keep-tuning")]
+    pub keep_tuning: bool,
+    /// Apply the profile's tuning in this network namespace instead of the current one.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Interfaces that get the profile's MTU (repeatable).
+    #[arg(long = "iface", value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// Run without applying the profile's tuning.
+    #[arg(long = "no-tuning")]
+    pub no_tuning: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,29 +270,6 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub initiator: InitiatorArgs,
-}
-
-/// Parses "30s", "2m", "500ms", "1h" or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (use 30s, 2m, 500ms)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("'{s}' has an unknown unit (use ms, s, m or h)")),
-    };
-    if !(0.0..=86_400.0 * 7.0).contains(&secs) {
-        return Err(format!("'{s}' is out of range"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,8 @@ mod bench_cmd;
 mod cli;
 mod console;
 mod logging;
+mod notebook_cmd;
+mod table;
 mod target_cmd;
 
 use clap::Parser;
@@ -11,6 +13,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     let console_mode = args.command.is_none();
+    let db = args.db.clone();
     logging::init(console_mode, args.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -26,9 +29,12 @@ fn main() -> std::process::ExitCode {
         match args.command {
             None => console::run().await,
             Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
-            Some(cli::Command::Bench(a)) => bench_cmd::bench(a).await,
+            Some(cli::Command::Bench(a)) => bench_cmd::bench(db.as_deref(), a).await,
             Some(cli::Command::Discover(a)) => bench_cmd::discover(a).await,
-            Some(cli::Command::Matrix(a)) => bench_cmd::matrix(a).await,
+            Some(cli::Command::Matrix(a)) => bench_cmd::matrix(db.as_deref(), a).await,
+            Some(cli::Command::Profile(c)) => notebook_cmd::profile_cmd(db.as_deref(), c),
+            Some(cli::Command::Runs(c)) => notebook_cmd::runs_cmd(db.as_deref(), c),
+            Some(cli::Command::Run(a)) => notebook_cmd::run_cmd(db.as_deref(), a).await,
         }
     });
     match result {

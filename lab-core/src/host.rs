@@ -2,6 +2,9 @@
 //! storage benchmark shows): CPU per core, memory, per-interface traffic.
 //! The OS boundary is a trait so the console can run on a fake in tests.
 
+use std::net::IpAddr;
+
+use iolab_profiles::HostFacts;
 use sysinfo::{Networks, System};
 
 /// One interface's traffic over the last interval, in bytes per second.
@@ -90,9 +93,113 @@ impl HostProbe for SysinfoProbe {
     }
 }
 
+/// Facts about this host for a run record: kernel, CPU, memory, and the
+/// interfaces (with their drivers) that carry traffic to `peer`.
+pub fn facts(peer: Option<IpAddr>) -> HostFacts {
+    let mut f = HostFacts {
+        kernel: System::kernel_version().unwrap_or_default(),
+        ..HostFacts::default()
+    };
+    if let Ok(mut sys) = System::new() {
+        sys.refresh_cpu_usage();
+        sys.refresh_memory();
+        f.cores = sys.cpus().len() as u32;
+        f.cpu_model = sys
+            .cpus()
+            .first()
+            .map(|c| c.brand().trim().to_string())
+            .unwrap_or_default();
+        f.memory_bytes = sys.total_memory();
+    }
+    if let (Some(ip), Ok(nets)) = (peer, Networks::new_with_refreshed_list()) {
+        let mut names: Vec<String> = nets
+            .iter()
+            .filter(|(_, d)| {
+                d.ip_networks()
+                    .iter()
+                    .any(|n| same_subnet(n.addr, ip, n.prefix))
+            })
+            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .collect();
+        if names.is_empty() && ip.is_loopback() {
+            names.push("lo".into());
+        }
+        names.sort();
+        f.interfaces = names
+            .into_iter()
+            .map(|n| {
+                let d = driver_of(&n);
+                format!("{n} ({d})")
+            })
+            .collect();
+    }
+    f
+}
+
+/// The kernel driver behind an interface: its device's driver, or what kind of virtual one it is.
+fn driver_of(iface: &str) -> String {
+    let base = std::path::Path::new("/sys/class/net").join(iface);
+    if let Ok(link) = std::fs::read_link(base.join("device/driver"))
+        && let Some(name) = link.file_name()
+    {
+        return name.to_string_lossy().into_owned();
+    }
+    if iface == "lo" {
+        return "loopback".into();
+    }
+    std::fs::read_to_string(base.join("uevent"))
+        .ok()
+        .and_then(|u| {
+            u.lines()
+                .find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "virtual".into())
+}
+
+/// Whether `a` and `b` share the first `prefix` bits.
+fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnets() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_subnet(ip("127.0.0.1"), ip("127.5.0.9"), 8));
+        assert!(!same_subnet(ip("10.0.0.1"), ip("10.0.1.1"), 24));
+        assert!(same_subnet(ip("10.0.0.1"), ip("99.0.1.1"), 0));
+        assert!(same_subnet(ip("fe80::1"), ip("fe80::2"), 64));
+        assert!(!same_subnet(ip("::1"), ip("127.0.0.1"), 0));
+    }
+
+    #[test]
+    fn facts_name_the_loopback_for_a_local_peer() {
+        let f = facts(Some(ip_lo()));
+        assert!(f.cores > 0 && f.memory_bytes > 0, "{f:?}");
+        assert!(!f.kernel.is_empty());
+        assert_eq!(f.interfaces, ["lo (loopback)"]);
+    }
+
+    fn ip_lo() -> IpAddr {
+        IpAddr::from([127, 0, 0, 1])
+    }
 
     #[test]
     fn real_probe_sees_cores_memory_and_loopback() {

@@ -2,11 +2,16 @@
 //! and the command line drive the same operations through this crate.
 
 pub mod error;
+pub mod guest;
 pub mod host;
 pub mod lab;
+pub mod profile;
+pub mod profile_run;
 pub mod run;
 pub mod sampler;
 pub mod series;
+pub mod tuning;
+pub mod units;
 pub mod workload;
 
 pub use error::LabError;

@@ -14,6 +14,8 @@ use crate::series::Series;
 
 /// Default sampling rate.
 pub const DEFAULT_HZ: f64 = 4.0;
+/// [`DEFAULT_HZ`] as an interval.
+pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Samples kept per series (five minutes at 4 Hz).
 pub const SERIES_LEN: usize = 1200;
 

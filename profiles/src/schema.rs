@@ -92,6 +92,6 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> rusqlite::Result<()> {
         tx.execute_batch(MIGRATIONS[v as usize])?;
         tx.pragma_update(None, "user_version", v + 1)?;
         tx.commit()?;
-        tracing::info!(from = v, to = v + 1, "migrated the iolab database");
+        tracing::debug!(from = v, to = v + 1, "migrated the iolab database");
     }
 }

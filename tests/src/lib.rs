@@ -78,8 +78,19 @@ impl Drop for Proc {
 }
 
 /// Starts `iolab target serve ARGS` on a free loopback port and waits for its `lun` lines.
+/// A command running the `iolab` binary with its notebook (runs that `bench`
+/// and `matrix` store) in the build directory rather than the user's home.
+pub fn iolab() -> Command {
+    let bin = iolab_bin();
+    let mut cmd = Command::new(&bin);
+    if let Some(dir) = bin.parent() {
+        cmd.env("XDG_DATA_HOME", dir.join("test-data"));
+    }
+    cmd
+}
+
 pub fn serve(args: &[&str]) -> (Proc, Vec<String>) {
-    let mut cmd = Command::new(iolab_bin());
+    let mut cmd = iolab();
     cmd.args(["target", "serve", "--listen", "127.0.0.1:0"])
         .args(args);
     // Warnings and errors only: test output stays readable.

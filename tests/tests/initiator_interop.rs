@@ -5,11 +5,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use iolab_lab_core::workload::{check_block, fill_block};
-use iolab_tests::{TempDir, Tgtd, iolab_bin, require_peer, run, serve};
+use iolab_tests::{TempDir, Tgtd, iolab, require_peer, run, serve};
 
 fn bench(url: &str, args: &[&str]) -> (bool, String) {
     run(
-        Command::new(iolab_bin()).arg("bench").arg(url).args(args),
+        iolab().arg("bench").arg(url).args(args),
         Duration::from_secs(120),
     )
 }
@@ -85,7 +85,7 @@ fn against_tgtd_discovery_and_verified_io() {
     }
     let t = Tgtd::start(64, &[]);
     let (ok, out) = run(
-        Command::new(iolab_bin()).args(["discover", &format!("iscsi://127.0.0.1:{}", t.port)]),
+        iolab().args(["discover", &format!("iscsi://127.0.0.1:{}", t.port)]),
         Duration::from_secs(20),
     );
     assert!(ok, "discovery failed: {out}");
@@ -341,10 +341,10 @@ fn mcs_against_istgt_a_target_we_did_not_write() {
 }
 
 #[test]
-fn matrix_prints_one_row_per_mode_and_connection_count() {
+fn matrix_prints_one_row_per_mode_and_connection_count_and_stores_the_run() {
     let (_srv, urls) = serve(&["--ramdisk", "64M"]);
     let (ok, out) = run(
-        Command::new(iolab_bin()).args([
+        iolab().args([
             "matrix",
             &urls[0],
             "--time",
@@ -369,12 +369,12 @@ fn matrix_prints_one_row_per_mode_and_connection_count() {
             .lines()
             .find(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() == 6 && f[0] == mode && f[1] == conns.to_string()
+                f.len() == 9 && f[0] == "0" && f[1] == mode && f[2] == conns.to_string()
             })
             .unwrap_or_else(|| panic!("no row for {mode} x {conns}:\n{out}"));
         let f: Vec<f64> = row
             .split_whitespace()
-            .skip(2)
+            .skip(3)
             .map(|x| x.parse().unwrap())
             .collect();
         match mode {
@@ -383,6 +383,10 @@ fn matrix_prints_one_row_per_mode_and_connection_count() {
             _ => assert!(f[0] > 0.0 && f[2] > 0.0, "{row}"),
         }
     }
+    assert!(
+        out.lines().any(|l| l.starts_with("stored as run ")),
+        "{out}"
+    );
 }
 
 /// Runs a verified write through a proxy, cuts proxied connection `cut`
@@ -399,7 +403,7 @@ fn cut_during_verified_write(connections: &str, cut: usize) -> bool {
         .to_string();
     let proxy = iolab_tests::proxy::Proxy::start(&upstream);
     let via_proxy = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
-    let child = Command::new(iolab_bin())
+    let child = iolab()
         .arg("bench")
         .arg(&via_proxy)
         .args([
@@ -504,7 +508,7 @@ fn against_our_target_discovery_chap_and_qemu_cross_check() {
         .unwrap()
         .to_string();
     let (ok, out) = run(
-        Command::new(iolab_bin()).args([
+        iolab().args([
             "discover",
             &format!("iscsi://benchuser%benchsecret12@{portal}"),
         ]),

@@ -1,10 +1,9 @@
 //! `iolab target serve --config FILE`: a LIO-style TOML configuration, and
 //! clear errors for bad ones.
 
-use std::process::Command;
 use std::time::Duration;
 
-use iolab_tests::{TempDir, iolab_bin, run, serve};
+use iolab_tests::{TempDir, iolab, run, serve};
 
 #[test]
 fn toml_config_exports_its_luns_and_acls() {
@@ -74,9 +73,7 @@ fn bad_configurations_fail_with_one_clear_message() {
         let file = dir.0.join(format!("bad{i}.toml"));
         std::fs::write(&file, text).unwrap();
         let (ok, out) = run(
-            Command::new(iolab_bin())
-                .args(["target", "serve", "--config"])
-                .arg(&file),
+            iolab().args(["target", "serve", "--config"]).arg(&file),
             Duration::from_secs(10),
         );
         assert!(!ok, "bad config {i} was accepted");
@@ -95,14 +92,7 @@ fn bad_configurations_fail_with_one_clear_message() {
         ),
     ] {
         let (ok, out) = run(
-            Command::new(iolab_bin()).args([
-                "target",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                opt,
-                value,
-            ]),
+            iolab().args(["target", "serve", "--listen", "127.0.0.1:0", opt, value]),
             Duration::from_secs(10),
         );
         assert!(!ok && out.contains(want), "{opt} {value}: {out}");

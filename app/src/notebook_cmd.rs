@@ -1,0 +1,359 @@
+//! `iolab profile`, `iolab runs` and `iolab run`: the lab notebook from the command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use iolab_lab_core::profile::{self, PROFILE_FORMAT, Profile};
+use iolab_lab_core::profile_run::{self, RunnerEvent, mode_name};
+use iolab_lab_core::tuning;
+use iolab_profiles::{Run, Store};
+
+use crate::cli::{ExportFormat, ModeArg, PatternArg, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
+use crate::table;
+
+/// Opens the notebook at `--db` or the XDG default.
+pub fn open_store(db: Option<&Path>) -> anyhow::Result<Store> {
+    let path = match db {
+        Some(p) => p.to_path_buf(),
+        None => iolab_profiles::default_path()?,
+    };
+    Ok(Store::open(&path)?)
+}
+
+/// A profile by name (built-in, then saved) or by file path: its text and parsed form.
+pub fn load_profile(store: &Store, name: &str) -> anyhow::Result<(String, Profile)> {
+    let (text, origin) = if let Some(t) = profile::builtin(name) {
+        (t.to_string(), format!("built-in profile {name}"))
+    } else if let Some(p) = store.profile(name)? {
+        (p.body, format!("profile {name}"))
+    } else if Path::new(name).is_file() {
+        let text = std::fs::read_to_string(name).with_context(|| format!("reading {name}"))?;
+        (text, name.to_string())
+    } else {
+        bail!("no profile named '{name}' (see `iolab profile list`), and no such file either");
+    };
+    let p = Profile::parse(&text, &origin)?;
+    Ok((text, p))
+}
+
+fn write_out(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+/// The text with its top-level `name = ...` changed, comments kept.
+fn renamed(text: &str, to: &str) -> Option<String> {
+    let mut done = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            done = true;
+        }
+        if !done
+            && let Some(rest) = t.strip_prefix("name")
+            && rest.trim_start().starts_with('=')
+        {
+            out += &format!("name = \"{to}\"\n");
+            done = true;
+            continue;
+        }
+        out += line;
+    }
+    done.then_some(out)
+}
+
+/// Stores a profile's text under its (possibly new) name after checking it.
+fn store_profile(
+    store: &mut Store,
+    text: &str,
+    origin: &str,
+    name: Option<&str>,
+    replace: bool,
+) -> anyhow::Result<String> {
+    let mut p = Profile::parse(text, origin)?;
+    let mut body = text.to_string();
+    if let Some(n) = name.filter(|n| *n != p.name) {
+        body = match renamed(text, n) {
+            Some(b) if Profile::parse(&b, origin).is_ok_and(|q| q.name == n) => b,
+            _ => {
+                p.name = n.to_string();
+                p.to_toml()
+            }
+        };
+        p = Profile::parse(&body, origin)?;
+    }
+    if profile::builtin(&p.name).is_some() {
+        bail!(
+            "'{}' is a built-in profile name; save under another name (--name)",
+            p.name
+        );
+    }
+    store.put_profile(&p.name, PROFILE_FORMAT, &body, replace)?;
+    Ok(p.name)
+}
+
+pub fn profile_cmd(db: Option<&Path>, cmd: ProfileCmd) -> anyhow::Result<()> {
+    let mut store = open_store(db)?;
+    match cmd {
+        ProfileCmd::List => {
+            println!("{:<24} {:<9} description", "name", "kind");
+            for (name, text) in profile::builtins() {
+                let d = Profile::parse(text, name)
+                    .map(|p| p.description)
+                    .unwrap_or_default();
+                println!("{name:<24} {:<9} {d}", "built-in");
+            }
+            for p in store.profiles()? {
+                let d = match Profile::parse(&p.body, &p.name) {
+                    Ok(q) => q.description,
+                    Err(e) => format!("(does not parse: {e})"),
+                };
+                println!("{:<24} {:<9} {d}", p.name, "saved");
+            }
+        }
+        ProfileCmd::Show { name } => {
+            let (text, _) = load_profile(&store, &name)?;
+            print!("{text}");
+        }
+        ProfileCmd::Export { name, output } => {
+            let (text, _) = load_profile(&store, &name)?;
+            write_out(output.as_ref(), &text)?;
+        }
+        ProfileCmd::Import {
+            file,
+            name,
+            replace,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let saved = store_profile(
+                &mut store,
+                &text,
+                &file.display().to_string(),
+                name.as_deref(),
+                replace,
+            )?;
+            println!("imported profile {saved}");
+        }
+        ProfileCmd::Copy { from, to } => {
+            let (text, _) = load_profile(&store, &from)?;
+            let saved = store_profile(&mut store, &text, &from, Some(&to), false)?;
+            println!("copied {from} to {saved}");
+        }
+        ProfileCmd::Delete { name } => {
+            if profile::builtin(&name).is_some() {
+                bail!("'{name}' is built in and cannot be deleted (copy it to change it)");
+            }
+            store.delete_profile(&name)?;
+            println!("deleted profile {name}");
+        }
+        ProfileCmd::Save(a) => {
+            let p = profile_from_args(&a)?;
+            let text = p.to_toml();
+            let saved = store_profile(&mut store, &text, &a.name, None, a.replace)?;
+            println!("saved profile {saved}");
+        }
+    }
+    Ok(())
+}
+
+fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
+    use iolab_iscsi::target::{ServerConfig, TargetConfig};
+    use iolab_lab_core::profile::{InitiatorSettings, WorkloadMatrix};
+    use iolab_lab_core::workload::{Mode, Pattern};
+    let tuning = match &a.tuning {
+        Some(t) => Some(tuning::profile::builtin(t).with_context(|| {
+            format!("no built-in tuning profile '{t}' (seed, network-throughput, network-latency)")
+        })?),
+        None => None,
+    };
+    let target = match &a.url {
+        Some(_) => None,
+        None => {
+            let size = iolab_storage::backstore::parse_size(&a.ramdisk)?;
+            let mut t =
+                TargetConfig::new(&format!("iqn.2026-11.io.iolab:{}", a.name.to_lowercase()));
+            t.add_lun(iolab_storage::BackstoreSpec::Ramdisk { size });
+            Some(ServerConfig {
+                listen: vec!["127.0.0.1:0".parse()?],
+                targets: vec![t],
+            })
+        }
+    };
+    let p = Profile {
+        format: PROFILE_FORMAT,
+        name: a.name.clone(),
+        description: a.description.clone(),
+        tuning,
+        target,
+        initiator: InitiatorSettings {
+            url: a.url.clone(),
+            sessions: a.sessions,
+            ..InitiatorSettings::default()
+        },
+        workload: WorkloadMatrix {
+            modes: a
+                .modes
+                .iter()
+                .map(|m| match m {
+                    ModeArg::Read => Mode::Read,
+                    ModeArg::Write => Mode::Write,
+                    ModeArg::Rw => Mode::Rw,
+                })
+                .collect(),
+            connections: a.conns.clone(),
+            luns: None,
+            block_size: a.bs.clone(),
+            threads: a.threads,
+            time: a.time.clone(),
+            pattern: match a.pattern {
+                PatternArg::Seq => Pattern::Seq,
+                PatternArg::Random => Pattern::Random,
+            },
+            verify: a.verify,
+            range: None,
+        },
+        guests: Vec::new(),
+    };
+    let problems = p.problems();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(p)
+}
+
+pub fn runs_cmd(db: Option<&Path>, cmd: RunsCmd) -> anyhow::Result<()> {
+    let mut store = open_store(db)?;
+    match cmd {
+        RunsCmd::List => {
+            println!(
+                "{:>5} {:<24} {:<19} {:>8} {:>5}  kernel",
+                "id", "profile", "started (UTC)", "seconds", "cells"
+            );
+            for r in store.runs()? {
+                println!(
+                    "{:>5} {:<24} {:<19} {:>8.1} {:>5}  {}",
+                    r.id,
+                    r.profile_name,
+                    iolab_profiles::time::utc_string(r.started_ms),
+                    (r.ended_ms - r.started_ms) as f64 / 1000.0,
+                    r.cells,
+                    r.kernel
+                );
+            }
+        }
+        RunsCmd::Show { id } => {
+            let r = store.run(id)?;
+            print!("{}\n{}", table::header(&r), table::cells(&r.cells));
+        }
+        RunsCmd::Compare { a, b } => {
+            let (ra, rb) = (store.run(a)?, store.run(b)?);
+            println!("A: {}B: {}", table::header(&ra), table::header(&rb));
+            print!(
+                "{}",
+                table::compare(a, b, &iolab_profiles::compare(&ra, &rb))
+            );
+        }
+        RunsCmd::Export { id, format, output } => {
+            let r = store.run(id)?;
+            let text = match format {
+                ExportFormat::Csv => table::csv(&r),
+                ExportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+            };
+            write_out(output.as_ref(), &text)?;
+        }
+        RunsCmd::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let run: Run = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), e.line()))?;
+            let id = store.add_run(&run)?;
+            println!("stored as run {id}");
+        }
+    }
+    Ok(())
+}
+
+/// Stores a run; a bench or matrix still succeeds when the notebook cannot be written.
+pub fn store_run(db: Option<&Path>, run: &Run) -> Option<i64> {
+    match open_store(db).and_then(|mut s| Ok((s.add_run(run)?, s.path().to_path_buf()))) {
+        Ok((id, path)) => {
+            eprintln!("stored as run {id} in {}", path.display());
+            Some(id)
+        }
+        Err(e) => {
+            eprintln!("iolab: warning: the run was not stored: {e:#}");
+            None
+        }
+    }
+}
+
+pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
+    let mut store = open_store(db)?;
+    let (body, p) = load_profile(&store, &a.profile)?;
+    if p.tuning.is_some() && !a.no_tuning {
+        bail!(
+            "profile {} has host tuning, and applying tuning is not built yet: rerun with --no-tuning",
+            p.name
+        );
+    }
+    let run = execute(&p, &body).await?;
+    let id = store.add_run(&run)?;
+    let run = Run {
+        id: Some(id),
+        ..run
+    };
+    print!("{}\n{}", table::header(&run), table::cells(&run.cells));
+    println!("stored as run {id} in {}", store.path().display());
+    Ok(())
+}
+
+/// Runs a profile's matrix with progress on standard error.
+pub async fn execute(p: &Profile, body: &str) -> anyhow::Result<Run> {
+    let run = profile_run::run_profile(p, body, |e| match e {
+        RunnerEvent::TargetStarted(addr) => eprintln!("target listening on {addr}"),
+        RunnerEvent::CellStarted {
+            index,
+            total,
+            plan,
+            granted,
+        } => eprintln!(
+            "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
+            index + 1,
+            mode_name(plan.mode),
+            plan.lun
+        ),
+        RunnerEvent::CellDone { cell, .. } => eprintln!(
+            "  {:.2} MB/s, {:.1} IOPS",
+            cell.total_mbps(),
+            cell.total_iops()
+        ),
+        RunnerEvent::Heartbeat { .. } => {}
+    })
+    .await?;
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_keeps_comments_and_only_touches_the_top_level_name() {
+        let text = "# mine\nformat = 1\nname = \"a\"\n[tuning]\nname = \"seed\"\n";
+        assert_eq!(
+            renamed(text, "b").unwrap(),
+            "# mine\nformat = 1\nname = \"b\"\n[tuning]\nname = \"seed\"\n"
+        );
+        assert!(renamed("[x]\nname = \"a\"\n", "b").is_none());
+    }
+}

@@ -1,0 +1,251 @@
+//! Runs a profile's workload matrix: starts its target when it has one, logs
+//! in for every cell, runs the workload, samples every connection at the
+//! statistics bus's rate, and returns the run record for the notebook.
+//! Tuning is applied around this by the caller (it needs the notebook).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iolab_iscsi::initiator::Session;
+use iolab_iscsi::{IscsiError, Target};
+use iolab_profiles::time::now_ms;
+use iolab_profiles::{Cell, Run, SeriesPoint};
+
+use crate::error::LabError;
+use crate::profile::{CellPlan, Profile};
+use crate::sampler::DEFAULT_INTERVAL;
+use crate::workload::{self, Mode, Progress, Report, Workload};
+
+/// What a profile run reports while it goes.
+#[derive(Debug, Clone)]
+pub enum RunnerEvent {
+    /// The profile's own target listens here.
+    TargetStarted(SocketAddr),
+    CellStarted {
+        index: usize,
+        total: usize,
+        plan: CellPlan,
+        /// Connections per session the target granted.
+        granted: usize,
+    },
+    Heartbeat {
+        index: usize,
+        progress: Progress,
+    },
+    CellDone {
+        index: usize,
+        cell: Cell,
+    },
+}
+
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Read => "read",
+        Mode::Write => "write",
+        Mode::Rw => "rw",
+    }
+}
+
+/// Runs every cell of `profile` (whose text is `body`, kept in the record).
+pub async fn run_profile(
+    profile: &Profile,
+    body: &str,
+    mut on: impl FnMut(RunnerEvent),
+) -> Result<Run, LabError> {
+    let problems = profile.problems();
+    if !problems.is_empty() {
+        return Err(LabError::Profile(problems.join("; ")));
+    }
+    let started_ms = now_ms();
+    let target = match &profile.target {
+        Some(cfg) => {
+            let t = Target::start(cfg.clone()).await?;
+            if let Some(a) = t.local_addrs().first() {
+                on(RunnerEvent::TargetStarted(*a));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let addr = target
+        .as_ref()
+        .and_then(|t| t.local_addrs().first().copied());
+    let result = run_cells(profile, addr, &mut on).await;
+    if let Some(t) = target {
+        t.shutdown();
+    }
+    let (cells, series) = result?;
+    let peer = profile
+        .lun_url(0, addr)
+        .and_then(|u| u.host.trim_matches(['[', ']']).parse().ok());
+    Ok(Run {
+        id: None,
+        profile_name: profile.name.clone(),
+        profile_body: body.to_string(),
+        started_ms,
+        ended_ms: now_ms(),
+        host: crate::host::facts(peer),
+        cells,
+        series,
+    })
+}
+
+async fn run_cells(
+    profile: &Profile,
+    addr: Option<SocketAddr>,
+    on: &mut impl FnMut(RunnerEvent),
+) -> Result<(Vec<Cell>, Vec<SeriesPoint>), LabError> {
+    let w = &profile.workload;
+    let bad = |e: String| LabError::Profile(e);
+    let block_bytes = w.block_bytes().map_err(bad)?;
+    let duration = w.duration().map_err(bad)?;
+    let range_bytes = w.range_bytes().map_err(bad)?;
+    let plans = w.cells(profile.default_lun());
+    let mut cells = Vec::new();
+    let mut series = Vec::new();
+    for (index, plan) in plans.iter().enumerate() {
+        let url = profile
+            .lun_url(plan.lun, addr)
+            .ok_or_else(|| LabError::Profile("no target to run on".into()))?;
+        let opts = profile.initiator.options(plan.connections);
+        let mut sessions = Vec::new();
+        for _ in 0..profile.initiator.sessions {
+            sessions.push(Session::connect(&url, &opts).await?);
+        }
+        let granted = sessions[0].connection_count();
+        on(RunnerEvent::CellStarted {
+            index,
+            total: plans.len(),
+            plan: *plan,
+            granted,
+        });
+        let sessions = Arc::new(sessions);
+        let mut sampler = ConnSeries::new(index as u32, &sessions);
+        let load = Workload {
+            mode: plan.mode,
+            block_bytes,
+            threads: w.threads,
+            duration,
+            pattern: w.pattern,
+            verify: w.verify,
+            range_bytes,
+        };
+        let report = workload::run(sessions.clone(), load, DEFAULT_INTERVAL, |p| {
+            sampler.sample(&sessions, p.elapsed);
+            on(RunnerEvent::Heartbeat { index, progress: p });
+        })
+        .await;
+        if let Ok(r) = &report {
+            sampler.sample(&sessions, Duration::from_secs_f64(r.seconds));
+        }
+        if let Ok(list) = Arc::try_unwrap(sessions) {
+            for s in list {
+                let _ = s.logout().await;
+            }
+        }
+        let report = report?;
+        if !report.passed() {
+            return Err(LabError::Iscsi(IscsiError::Config(format!(
+                "{} on LUN {} with {} connection(s): {} I/O errors, {} verify mismatches{}",
+                mode_name(plan.mode),
+                plan.lun,
+                granted,
+                report.errors,
+                report.mismatches,
+                report
+                    .first_error
+                    .as_ref()
+                    .map(|e| format!(", first: {e}"))
+                    .unwrap_or_default()
+            ))));
+        }
+        let cell = cell_of(plan, granted, profile, block_bytes, &report);
+        on(RunnerEvent::CellDone {
+            index,
+            cell: cell.clone(),
+        });
+        cells.push(cell);
+        series.extend(sampler.points);
+    }
+    Ok((cells, series))
+}
+
+/// A table cell from a workload report.
+pub fn cell_of(plan: &CellPlan, granted: usize, p: &Profile, block_bytes: u32, r: &Report) -> Cell {
+    let us = |ns: u64| ns as f64 / 1e3;
+    Cell {
+        mode: mode_name(plan.mode).into(),
+        lun: plan.lun,
+        connections: granted as u32,
+        sessions: p.initiator.sessions,
+        block_bytes,
+        threads: p.workload.threads,
+        seconds: r.seconds,
+        read_bytes: r.read.bytes,
+        read_transfers: r.read.transfers,
+        write_bytes: r.write.bytes,
+        write_transfers: r.write.transfers,
+        errors: r.errors,
+        p50_us: us(r.latency.percentile(0.5)),
+        p99_us: us(r.latency.percentile(0.99)),
+        p999_us: us(r.latency.percentile(0.999)),
+        max_us: us(r.latency.max_ns),
+    }
+}
+
+/// Per-connection byte counts between samples.
+struct ConnSeries {
+    cell: u32,
+    /// (session, cid) → (read, write) bytes at the previous sample.
+    last: Vec<((u32, u16), (u64, u64))>,
+    seq: u32,
+    points: Vec<SeriesPoint>,
+}
+
+impl ConnSeries {
+    fn new(cell: u32, sessions: &[Session]) -> Self {
+        let mut s = ConnSeries {
+            cell,
+            last: Vec::new(),
+            seq: 0,
+            points: Vec::new(),
+        };
+        s.take(sessions, None);
+        s
+    }
+
+    fn sample(&mut self, sessions: &[Session], at: Duration) {
+        self.take(sessions, Some(at));
+    }
+
+    fn take(&mut self, sessions: &[Session], at: Option<Duration>) {
+        for (si, s) in sessions.iter().enumerate() {
+            for (cid, st) in s.connection_stats() {
+                let key = (si as u32, cid);
+                let now = (st.read_bytes, st.write_bytes);
+                let prev = match self.last.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => std::mem::replace(v, now),
+                    None => {
+                        self.last.push((key, now));
+                        (0, 0)
+                    }
+                };
+                if let Some(at) = at {
+                    self.points.push(SeriesPoint {
+                        cell: self.cell,
+                        session: key.0,
+                        cid: u32::from(cid),
+                        seq: self.seq,
+                        t_ms: at.as_millis() as u64,
+                        read_bytes: now.0.saturating_sub(prev.0),
+                        write_bytes: now.1.saturating_sub(prev.1),
+                    });
+                }
+            }
+        }
+        if at.is_some() {
+            self.seq += 1;
+        }
+    }
+}
