@@ -51,24 +51,23 @@ fn write_out(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
 
 /// The text with its top-level `name = ...` changed, comments kept.
 fn renamed(text: &str, to: &str) -> Option<String> {
-    let mut done = false;
+    let (mut in_table, mut replaced) = (false, false);
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let t = line.trim_start();
-        if t.starts_with('[') {
-            done = true;
-        }
-        if !done
+        in_table |= t.starts_with('[');
+        if !in_table
+            && !replaced
             && let Some(rest) = t.strip_prefix("name")
             && rest.trim_start().starts_with('=')
         {
             out += &format!("name = \"{to}\"\n");
-            done = true;
+            replaced = true;
             continue;
         }
         out += line;
     }
-    done.then_some(out)
+    replaced.then_some(out)
 }
 
 /// Stores a profile's text under its (possibly new) name after checking it.
