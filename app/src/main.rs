@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match args.command {
-            None => console::run().await,
+            None => console::run(db.as_deref()).await,
             Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
             Some(cli::Command::Bench(a)) => bench_cmd::bench(db.as_deref(), a).await,
             Some(cli::Command::Discover(a)) => bench_cmd::discover(a).await,

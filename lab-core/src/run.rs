@@ -7,6 +7,10 @@ use std::time::Duration;
 use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl, Session};
 use tokio::sync::mpsc;
 
+use iolab_profiles::Run;
+
+use crate::profile::{CellPlan, InitiatorSettings, PROFILE_FORMAT, Profile, WorkloadMatrix};
+use crate::profile_run::cell_of;
 use crate::workload::{self, Mode, Pattern, Progress, Report, Workload};
 
 /// The run form: what a person picks on the Run screen.
@@ -30,6 +34,77 @@ impl Default for RunForm {
             seconds: 10,
             connections: 1,
             sessions: 1,
+        }
+    }
+}
+
+impl RunForm {
+    /// The form filled from a profile's first cell.
+    pub fn from_profile(p: &Profile) -> RunForm {
+        let w = &p.workload;
+        let d = RunForm::default();
+        RunForm {
+            mode: w.modes.first().copied().unwrap_or(d.mode),
+            block_bytes: w.block_bytes().unwrap_or(d.block_bytes),
+            threads: w.threads,
+            seconds: w
+                .duration()
+                .map(|t| t.as_secs().max(1) as u32)
+                .unwrap_or(d.seconds),
+            connections: w.connections.first().copied().unwrap_or(d.connections),
+            sessions: p.initiator.sessions,
+        }
+    }
+
+    /// The profile this form amounts to against `url` (kept with the stored run).
+    pub fn profile(&self, url: &str) -> Profile {
+        Profile {
+            format: PROFILE_FORMAT,
+            name: "console".into(),
+            description: format!("a run from the console's Run screen against {url}"),
+            tuning: None,
+            target: None,
+            initiator: InitiatorSettings {
+                url: Some(url.into()),
+                sessions: self.sessions,
+                ..InitiatorSettings::default()
+            },
+            workload: WorkloadMatrix {
+                modes: vec![self.mode],
+                connections: vec![self.connections],
+                luns: None,
+                block_size: self.block_bytes.to_string(),
+                threads: self.threads,
+                time: format!("{}s", self.seconds),
+                pattern: Pattern::Seq,
+                verify: false,
+                range: None,
+            },
+            guests: Vec::new(),
+        }
+    }
+
+    /// The run record of a finished console run.
+    pub fn record(&self, url: &str, started_ms: i64, granted: usize, report: &Report) -> Run {
+        let p = self.profile(url);
+        let lun = IscsiUrl::parse(url, false).map(|u| u.lun).unwrap_or(0);
+        let plan = CellPlan {
+            lun,
+            mode: self.mode,
+            connections: self.connections,
+        };
+        let peer = IscsiUrl::parse(url, false)
+            .ok()
+            .and_then(|u| u.host.trim_matches(['[', ']']).parse().ok());
+        Run {
+            id: None,
+            profile_name: p.name.clone(),
+            profile_body: p.to_toml(),
+            started_ms,
+            ended_ms: iolab_profiles::time::now_ms(),
+            host: crate::host::facts(peer),
+            cells: vec![cell_of(&plan, granted, &p, self.block_bytes, report)],
+            series: Vec::new(),
         }
     }
 }

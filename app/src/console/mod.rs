@@ -1,6 +1,7 @@
 //! The interactive console: terminal set-up and restore, the event loop, and
 //! the pure render functions over a state snapshot.
 
+mod notebook;
 mod render;
 mod state;
 
@@ -54,9 +55,11 @@ fn setup() -> anyhow::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)
 }
 
 /// Runs the console on the embedded default lab until `q`.
-pub async fn run() -> anyhow::Result<()> {
+pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut lab = Lab::default();
     let mut state = ConsoleState::default();
+    let mut notebook = notebook::Notebook::open(db, &mut state.notebook);
+    let mut run_started_ms = 0i64;
     match lab.start_default_target().await {
         Ok(t) => {
             state.target_urls = t.urls();
@@ -93,6 +96,23 @@ pub async fn run() -> anyhow::Result<()> {
                 }
             }
             Some(ev) = async { match run_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                let granted = match &state.run.phase {
+                    state::RunPhase::Running { connections, .. } => *connections,
+                    _ => state.run.form.connections as usize,
+                };
+                if let (iolab_lab_core::run::RunEvent::Done(report), Some(url)) = (&ev, state.target_urls.first()) {
+                    let per_session = granted / state.run.form.sessions.max(1) as usize;
+                    let record = state.run.form.record(url, run_started_ms, per_session.max(1), report);
+                    match notebook.add_run(&record) {
+                        Ok(id) => {
+                            state.status = format!("run stored as #{id}");
+                            notebook.refresh(&mut state.notebook);
+                            state.notebook.selected = state.notebook.runs.len().saturating_sub(1);
+                            state.notebook.shown = notebook.run(id).ok();
+                        }
+                        Err(e) => state.status = format!("run not stored: {e}"),
+                    }
+                }
                 state.run.on_event(ev);
             }
             ev = events.next() => match ev {
@@ -107,11 +127,34 @@ pub async fn run() -> anyhow::Result<()> {
                             Some(url) => {
                                 state.run.sampled.clear();
                                 state.run.phase = state::RunPhase::Connecting;
+                                run_started_ms = iolab_profiles::time::now_ms();
                                 run_events = Some(iolab_lab_core::run::spawn_run(url.clone(), state.run.form.clone()));
                                 state.status = format!("run started against {url}");
                             }
                             None => state.status = "no embedded target to run against".into(),
                         },
+                        Action::ShowRun(id) => match notebook.run(id) {
+                            Ok(r) => state.notebook.shown = Some(r),
+                            Err(e) => state.status = format!("run #{id}: {e}"),
+                        },
+                        Action::SetBaseline(id) => match notebook.run(id) {
+                            Ok(r) => {
+                                state.status = format!("run #{id} is the baseline (A)");
+                                state.notebook.baseline = Some(r);
+                            }
+                            Err(e) => state.status = format!("run #{id}: {e}"),
+                        },
+                        Action::LoadProfile(i) => {
+                            let name = state.notebook.profiles[i].name.clone();
+                            match notebook.profile(&name) {
+                                Ok(p) => {
+                                    state.run.form = iolab_lab_core::run::RunForm::from_profile(&p);
+                                    state.tab = state::Tab::Run;
+                                    state.status = format!("Run form filled from profile {name} (against the embedded target)");
+                                }
+                                Err(e) => state.status = e,
+                            }
+                        }
                         Action::None => {}
                     }
                 }

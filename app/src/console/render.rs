@@ -11,6 +11,8 @@ use ratatui::widgets::Sparkline;
 
 use super::state::{ConsoleState, RunPhase, Tab};
 
+mod profiles;
+
 pub fn render(f: &mut Frame, s: &ConsoleState) {
     let [tabs, body, status] = Layout::vertical([
         Constraint::Length(1),
@@ -29,6 +31,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
         Tab::Target => target(f, s, body),
         Tab::Connections => connections(f, s, body),
         Tab::Run => run(f, s, body),
+        Tab::Profiles => profiles::render(f, &s.notebook, body),
     }
     f.render_widget(
         Paragraph::new(format!("{}   ? help  q quit", s.status)),
@@ -358,8 +361,10 @@ fn help(f: &mut Frame, area: Rect) {
     };
     f.render_widget(Clear, r);
     let text = vec![
-        Line::from("1, 2, 3 / Tab  switch screen"),
+        Line::from("1-4 / Tab    switch screen"),
         Line::from("Run: m mode, c connections, t time, r start"),
+        Line::from("Profiles: Up/Down run, a baseline, p profile,"),
+        Line::from("          Enter load profile into Run"),
         Line::from("click a tab  switch screen"),
         Line::from("?            this help (Esc closes)"),
         Line::from("q, Ctrl-C    quit (terminal is restored)"),

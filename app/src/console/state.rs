@@ -8,6 +8,7 @@ use crossterm::event::{KeyCode, MouseEvent, MouseEventKind};
 use iolab_lab_core::LabSnapshot;
 use iolab_lab_core::run::{RunEvent, RunForm};
 use iolab_lab_core::workload::{Mode, Progress, Report};
+use iolab_profiles::{Run, RunSummary};
 
 /// Screens of the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,15 +17,17 @@ pub enum Tab {
     Target,
     Connections,
     Run,
+    Profiles,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 3] = [Tab::Target, Tab::Connections, Tab::Run];
+    pub const ALL: [Tab; 4] = [Tab::Target, Tab::Connections, Tab::Run, Tab::Profiles];
     pub fn title(self) -> &'static str {
         match self {
             Tab::Target => "1 Target",
             Tab::Connections => "2 Connections",
             Tab::Run => "3 Run",
+            Tab::Profiles => "4 Profiles",
         }
     }
 }
@@ -35,6 +38,41 @@ pub enum Action {
     None,
     Quit,
     StartRun,
+    /// Load this stored run to show it (and compare it with the baseline).
+    ShowRun(i64),
+    /// Load this stored run as the baseline (A) of comparisons.
+    SetBaseline(i64),
+    /// Fill the Run form from this profile.
+    LoadProfile(usize),
+}
+
+/// A profile as the Profiles screen lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileEntry {
+    pub name: String,
+    pub builtin: bool,
+    pub description: String,
+}
+
+/// The Profiles screen: profiles, stored runs, the selected run and the baseline.
+#[derive(Debug, Clone, Default)]
+pub struct NotebookView {
+    /// Where the notebook lives, or why it could not be opened.
+    pub location: String,
+    pub profiles: Vec<ProfileEntry>,
+    pub runs: Vec<RunSummary>,
+    /// Index into `runs`.
+    pub selected: usize,
+    /// Index into `profiles`.
+    pub profile: usize,
+    pub shown: Option<Run>,
+    pub baseline: Option<Run>,
+}
+
+impl NotebookView {
+    fn selected_id(&self) -> Option<i64> {
+        self.runs.get(self.selected).map(|r| r.id)
+    }
 }
 
 /// A run's lifecycle as the Run screen shows it.
@@ -132,6 +170,7 @@ pub struct ConsoleState {
     pub portals: Vec<String>,
     pub snapshot: Arc<LabSnapshot>,
     pub run: RunView,
+    pub notebook: NotebookView,
 }
 
 impl ConsoleState {
@@ -157,6 +196,37 @@ impl ConsoleState {
                 } else {
                     return Action::StartRun;
                 }
+            }
+            KeyCode::Down | KeyCode::Char('j') if self.tab == Tab::Profiles => {
+                let n = &mut self.notebook;
+                if n.selected + 1 < n.runs.len() {
+                    n.selected += 1;
+                }
+                return n.selected_id().map_or(Action::None, Action::ShowRun);
+            }
+            KeyCode::Up | KeyCode::Char('k') if self.tab == Tab::Profiles => {
+                let n = &mut self.notebook;
+                n.selected = n.selected.saturating_sub(1);
+                return n.selected_id().map_or(Action::None, Action::ShowRun);
+            }
+            KeyCode::Char('a') if self.tab == Tab::Profiles => {
+                return self
+                    .notebook
+                    .selected_id()
+                    .map_or(Action::None, Action::SetBaseline);
+            }
+            KeyCode::Char('p') if self.tab == Tab::Profiles => {
+                let n = &mut self.notebook;
+                if !n.profiles.is_empty() {
+                    n.profile = (n.profile + 1) % n.profiles.len();
+                }
+            }
+            KeyCode::Enter
+                if self.tab == Tab::Profiles
+                    && !self.run.busy()
+                    && self.notebook.profile < self.notebook.profiles.len() =>
+            {
+                return Action::LoadProfile(self.notebook.profile);
             }
             KeyCode::Char('m') if self.tab == Tab::Run && !self.run.busy() => {
                 self.run.form.mode = match self.run.form.mode {
@@ -218,5 +288,41 @@ mod tests {
         s.on_key(KeyCode::Esc);
         assert!(!s.help);
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn profiles_keys_select_runs_mark_a_baseline_and_load_a_profile() {
+        let summary = |id| RunSummary {
+            id,
+            profile_name: "quick".into(),
+            started_ms: 0,
+            ended_ms: 1,
+            cells: 6,
+            kernel: "k".into(),
+        };
+        let mut s = ConsoleState::default();
+        s.on_key(KeyCode::Char('4'));
+        assert_eq!(s.tab, Tab::Profiles);
+        assert_eq!(s.on_key(KeyCode::Down), Action::None, "no runs yet");
+        s.notebook.runs = vec![summary(3), summary(7)];
+        assert_eq!(s.on_key(KeyCode::Down), Action::ShowRun(7));
+        assert_eq!(
+            s.on_key(KeyCode::Down),
+            Action::ShowRun(7),
+            "stays on the last"
+        );
+        assert_eq!(s.on_key(KeyCode::Char('a')), Action::SetBaseline(7));
+        assert_eq!(s.on_key(KeyCode::Up), Action::ShowRun(3));
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None, "no profiles");
+        s.notebook.profiles = vec![
+            ProfileEntry {
+                name: "quick".into(),
+                builtin: true,
+                description: String::new(),
+            };
+            2
+        ];
+        s.on_key(KeyCode::Char('p'));
+        assert_eq!(s.on_key(KeyCode::Enter), Action::LoadProfile(1));
     }
 }

@@ -1,0 +1,288 @@
+//! The Profiles screen: saved set-ups, stored runs, and the selected run beside
+//! the baseline with the change per cell and a bar chart.
+
+use iolab_profiles::{Cell, CompareRow, compare};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Paragraph, Row, Table};
+
+use crate::console::state::NotebookView;
+
+pub fn render(f: &mut Frame, n: &NotebookView, area: Rect) {
+    let [top, bottom] = Layout::vertical([Constraint::Length(9), Constraint::Min(4)]).areas(area);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
+    profiles(f, n, left);
+    runs(f, n, right);
+    let [table, chart] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(bottom);
+    let rows = match (&n.baseline, &n.shown) {
+        (Some(a), Some(b)) => compare(a, b),
+        (None, Some(b)) => compare(b, b)
+            .into_iter()
+            .map(|r| CompareRow { a: None, ..r })
+            .collect(),
+        _ => Vec::new(),
+    };
+    cells(f, n, &rows, table);
+    bars(f, n, &rows, chart);
+}
+
+fn profiles(f: &mut Frame, n: &NotebookView, area: Rect) {
+    let rows = n.profiles.iter().enumerate().map(|(i, p)| {
+        let row = Row::new(vec![
+            p.name.clone(),
+            if p.builtin { "built-in" } else { "saved" }.to_string(),
+            p.description.clone(),
+        ]);
+        if i == n.profile {
+            row.style(Style::new().add_modifier(Modifier::REVERSED))
+        } else {
+            row
+        }
+    });
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(16),
+                Constraint::Length(8),
+                Constraint::Min(10),
+            ],
+        )
+        .block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title("Profiles (p next, Enter load into Run)"),
+        ),
+        area,
+    );
+}
+
+fn runs(f: &mut Frame, n: &NotebookView, area: Rect) {
+    let base = n.baseline.as_ref().and_then(|r| r.id);
+    let rows = n.runs.iter().enumerate().map(|(i, r)| {
+        let mark = if Some(r.id) == base { "A" } else { "" };
+        let row = Row::new(vec![
+            format!("{mark:>1}{:>4}", r.id),
+            r.profile_name.clone(),
+            iolab_profiles::time::utc_string(r.started_ms),
+            r.cells.to_string(),
+            r.kernel.clone(),
+        ]);
+        if i == n.selected {
+            row.style(Style::new().add_modifier(Modifier::REVERSED))
+        } else {
+            row
+        }
+    });
+    let title = format!("Runs in {} (Up/Down show, a baseline)", n.location);
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(5),
+                Constraint::Length(14),
+                Constraint::Length(19),
+                Constraint::Length(5),
+                Constraint::Min(6),
+            ],
+        )
+        .header(Row::new(vec![
+            "   id",
+            "profile",
+            "started (UTC)",
+            "cells",
+            "kernel",
+        ]))
+        .block(Block::new().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+fn label(r: &CompareRow) -> String {
+    format!("{} {}c L{}", r.key.mode, r.key.connections, r.key.lun)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
+}
+
+fn cells(f: &mut Frame, n: &NotebookView, rows: &[CompareRow], area: Rect) {
+    let (a, b) = (
+        n.baseline.as_ref().and_then(|r| r.id),
+        n.shown.as_ref().and_then(|r| r.id),
+    );
+    let id = |i: Option<i64>| i.map(|i| format!("#{i}")).unwrap_or_else(|| "-".into());
+    if rows.is_empty() {
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::from("No run selected."),
+                Line::from(
+                    "Runs from the Run screen, `iolab run`, `bench` and `matrix` land here.",
+                ),
+            ])
+            .block(Block::new().borders(Borders::ALL).title("Run")),
+            area,
+        );
+        return;
+    }
+    let table_rows = rows.iter().map(|r| {
+        Row::new(vec![
+            label(r),
+            fmt(r.a.as_ref().map(Cell::total_mbps)),
+            fmt(r.b.as_ref().map(Cell::total_mbps)),
+            r.mbps_change()
+                .map(|c| format!("{c:+.1}%"))
+                .unwrap_or_else(|| "-".into()),
+            fmt(r.b.as_ref().map(Cell::total_iops)),
+            fmt(r.b.as_ref().map(|c| c.p99_us)),
+        ])
+    });
+    let title = format!("Run {} against baseline {} (MB/s)", id(b), id(a));
+    f.render_widget(
+        Table::new(
+            table_rows,
+            [
+                Constraint::Length(14),
+                Constraint::Length(9),
+                Constraint::Length(9),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Length(9),
+            ],
+        )
+        .header(Row::new(vec![
+            "cell".to_string(),
+            format!("A {}", id(a)),
+            format!("B {}", id(b)),
+            "change".into(),
+            "B IOPS".into(),
+            "B p99 us".into(),
+        ]))
+        .block(Block::new().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+fn bars(f: &mut Frame, _n: &NotebookView, rows: &[CompareRow], area: Rect) {
+    let groups: Vec<BarGroup> = rows
+        .iter()
+        .map(|r| {
+            let mut bars = Vec::new();
+            if let Some(a) = &r.a {
+                bars.push(Bar::with_label("A", a.total_mbps().round() as u64).text_value(""));
+            }
+            if let Some(b) = &r.b {
+                bars.push(
+                    Bar::with_label("B", b.total_mbps().round() as u64)
+                        .text_value("")
+                        .style(Style::new().add_modifier(Modifier::BOLD)),
+                );
+            }
+            BarGroup::new(bars).label(Line::from(format!(
+                "{}{}",
+                &r.key.mode[..1],
+                r.key.connections
+            )))
+        })
+        .collect();
+    let mut chart = BarChart::default()
+        .block(Block::new().borders(Borders::ALL).title("MB/s per cell"))
+        .bar_width(1)
+        .bar_gap(0)
+        .group_gap(1);
+    for g in groups {
+        chart = chart.data(g);
+    }
+    f.render_widget(chart, area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::state::ProfileEntry;
+    use iolab_profiles::{Run, RunSummary};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn run(id: i64, scale: f64) -> Run {
+        let cell = |mode: &str, c: u32, mib: f64| Cell {
+            mode: mode.into(),
+            connections: c,
+            sessions: 1,
+            block_bytes: 262_144,
+            threads: 64,
+            seconds: 10.0,
+            read_bytes: (mib * scale * 10.0 * 1_048_576.0) as u64,
+            read_transfers: (mib * scale * 40.0) as u64,
+            p99_us: 5000.0,
+            ..Cell::default()
+        };
+        Run {
+            id: Some(id),
+            profile_name: "seed-lio-kvm".into(),
+            started_ms: 1_242_327_380_000 + id * 60_000,
+            ended_ms: 1_242_327_440_000 + id * 60_000,
+            cells: vec![
+                cell("read", 1, 411.12),
+                cell("read", 2, 737.30),
+                cell("read", 3, 880.06),
+                cell("read", 4, 810.25),
+            ],
+            ..Run::default()
+        }
+    }
+
+    fn view() -> NotebookView {
+        NotebookView {
+            location: "/home/lab/.local/share/iolab/iolab.db".into(),
+            profiles: vec![
+                ProfileEntry {
+                    name: "quick".into(),
+                    builtin: true,
+                    description: "Embedded 256 MiB RAMDISK".into(),
+                },
+                ProfileEntry {
+                    name: "seed-lio-kvm".into(),
+                    builtin: true,
+                    description: "The seed page".into(),
+                },
+            ],
+            runs: [1, 2]
+                .map(|id| RunSummary {
+                    id,
+                    profile_name: "seed-lio-kvm".into(),
+                    started_ms: 1_242_327_380_000 + id * 60_000,
+                    ended_ms: 0,
+                    cells: 4,
+                    kernel: "2.6.29.2".into(),
+                })
+                .to_vec(),
+            selected: 1,
+            profile: 1,
+            shown: Some(run(2, 1.25)),
+            baseline: Some(run(1, 1.0)),
+        }
+    }
+
+    #[test]
+    fn snapshot_profiles_screen_compares_with_the_baseline() {
+        let mut t = Terminal::new(TestBackend::new(110, 26)).unwrap();
+        let n = view();
+        t.draw(|f| render(f, &n, f.area())).unwrap();
+        let text = format!("{:?}", t.backend());
+        assert!(text.contains("+25.0%"), "{text}");
+        insta::assert_snapshot!(t.backend());
+    }
+
+    #[test]
+    fn empty_notebook_says_where_runs_come_from() {
+        let mut t = Terminal::new(TestBackend::new(110, 20)).unwrap();
+        let n = NotebookView::default();
+        t.draw(|f| render(f, &n, f.area())).unwrap();
+        assert!(format!("{:?}", t.backend()).contains("No run selected"));
+    }
+}
