@@ -68,7 +68,7 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
     let name = format!("iolab-test-{}-{}", std::process::id(), unique());
     let t = Tmux(name.clone());
     let shell_cmd = format!(
-        "XDG_STATE_HOME={} {}; echo CONSOLE-EXITED $?",
+        "XDG_STATE_HOME={0} XDG_DATA_HOME={0} {1}; echo CONSOLE-EXITED $?",
         state.0.display(),
         iolab_bin().display()
     );
@@ -127,6 +127,19 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
         diff < 0.05,
         "console total {sampled} vs engine {engine}: {:.1}% apart",
         diff * 100.0
+    );
+
+    // The run went into the notebook, and the Profiles screen shows it.
+    t.wait_for("run stored as #1", Duration::from_secs(5));
+    t.keys(&["4"]);
+    let p = t.wait_for("Run #1 against baseline", Duration::from_secs(5));
+    assert!(
+        p.lines().any(|l| l.contains("   1 console")),
+        "the stored run is not listed:\n{p}"
+    );
+    assert!(
+        state.0.join("iolab/iolab.db").exists(),
+        "no notebook in XDG_DATA_HOME"
     );
 
     t.keys(&["q"]);
