@@ -39,6 +39,43 @@ pub enum Command {
     Runs(RunsCmd),
     /// Run a profile: start what it needs, run its matrix, store the run and print the table.
     Run(RunArgs),
+    /// Host tuning: sysctls and MTUs with plan, apply and exact revert.
+    #[command(subcommand)]
+    Tune(TuneCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TuneCmd {
+    /// Tuning profiles, the host's values of their keys, interface MTUs and recorded originals.
+    Show(TuneTarget),
+    /// What applying PROFILE would change, key by key, with what the kernel would refuse.
+    Plan(TuneProfileArgs),
+    /// Apply PROFILE, recording every value it changes first.
+    Apply(TuneProfileArgs),
+    /// Put back every value the lab changed in this namespace.
+    Revert(TuneTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct TuneTarget {
+    /// A network namespace (`ip netns`) instead of the current one.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneProfileArgs {
+    /// seed, network-throughput, network-latency, host-defaults, a lab profile with
+    /// [tuning], or a TOML file.
+    pub profile: String,
+    #[command(flatten)]
+    pub target: TuneTarget,
+    /// Interfaces that get the MTU (repeatable).
+    #[arg(long = "iface", value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// MTU for --iface (default: the profile's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod logging;
 mod notebook_cmd;
 mod table;
 mod target_cmd;
+mod tune_cmd;
 
 use clap::Parser;
 
@@ -35,6 +36,7 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Profile(c)) => notebook_cmd::profile_cmd(db.as_deref(), c),
             Some(cli::Command::Runs(c)) => notebook_cmd::runs_cmd(db.as_deref(), c),
             Some(cli::Command::Run(a)) => notebook_cmd::run_cmd(db.as_deref(), a).await,
+            Some(cli::Command::Tune(c)) => tune_cmd::tune_cmd(db.as_deref(), c),
         }
     });
     match result {

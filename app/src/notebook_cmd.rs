@@ -299,13 +299,30 @@ pub fn store_run(db: Option<&Path>, run: &Run) -> Option<i64> {
 pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
     let mut store = open_store(db)?;
     let (body, p) = load_profile(&store, &a.profile)?;
-    if p.tuning.is_some() && !a.no_tuning {
-        bail!(
-            "profile {} has host tuning, and applying tuning is not built yet: rerun with --no-tuning",
-            p.name
-        );
+    let netns = a.netns.as_deref();
+    let tuned = match (&p.tuning, a.no_tuning) {
+        (Some(t), false) => {
+            let host =
+                iolab_lab_core::tuning::Namespace::open(netns).map_err(|e| anyhow::anyhow!(e))?;
+            let mtus = iolab_lab_core::tuning::plan::mtu_targets(t, &a.ifaces, None)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let plan = tuning::plan(&host, t, &mtus);
+            eprint!("{}", crate::tune_cmd::render_plan(&plan, netns));
+            let scope = tuning::scope(netns);
+            crate::tune_cmd::apply_plan(&mut store, &host, &plan, &scope, netns)?;
+            Some(host)
+        }
+        _ => None,
+    };
+    let result = execute(&p, &body).await;
+    if let Some(host) = &tuned {
+        if a.keep_tuning {
+            eprintln!("tuning kept (--keep-tuning): `iolab tune revert` puts the host back");
+        } else if let Err(e) = crate::tune_cmd::revert(&mut store, host, netns) {
+            eprintln!("iolab: warning: {e:#}");
+        }
     }
-    let run = execute(&p, &body).await?;
+    let run = result?;
     let id = store.add_run(&run)?;
     let run = Run {
         id: Some(id),

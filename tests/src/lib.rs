@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: find the `iolab` binary, start peers on
 //! free loopback ports, and make sure every process a test starts is stopped.
 
+pub mod netns;
 pub mod proxy;
 pub mod raw;
 
@@ -93,6 +94,11 @@ pub fn serve(args: &[&str]) -> (Proc, Vec<String>) {
     let mut cmd = iolab();
     cmd.args(["target", "serve", "--listen", "127.0.0.1:0"])
         .args(args);
+    serve_cmd(cmd)
+}
+
+/// Starts a prepared `iolab target serve` command and waits for its `lun` lines.
+pub fn serve_cmd(mut cmd: Command) -> (Proc, Vec<String>) {
     // Warnings and errors only: test output stays readable.
     cmd.env(
         "IOLAB_LOG",

@@ -99,11 +99,7 @@ pub fn apply(
             ));
         }
     }
-    let before: HashSet<String> = store
-        .originals(scope)?
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let before: HashSet<String> = store.originals(scope)?.into_iter().map(|o| o.key).collect();
     let originals: Vec<Original> = todo
         .iter()
         .filter_map(|i| {
@@ -208,8 +204,7 @@ pub fn host_defaults(store: &Store, scope: &str) -> Result<super::TuningProfile,
                 }
             }
             None => {
-                p.sysctls
-                    .insert(o.key, super::SysctlValue(o.value));
+                p.sysctls.insert(o.key, super::SysctlValue(o.value));
             }
         }
     }
@@ -258,9 +253,10 @@ mod tests {
             if self.fail.as_deref() == Some(key) {
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
-            self.values
-                .borrow_mut()
-                .insert(key.into(), value.split_whitespace().collect::<Vec<_>>().join("\t"));
+            self.values.borrow_mut().insert(
+                key.into(),
+                value.split_whitespace().collect::<Vec<_>>().join("\t"),
+            );
             Ok(())
         }
         fn in_initial_namespace(&self, key: &str) -> bool {
@@ -268,7 +264,10 @@ mod tests {
         }
         fn mtu(&self, iface: &str) -> io::Result<u32> {
             self.mtus.borrow().get(iface).copied().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("there is no interface '{iface}'"))
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("there is no interface '{iface}'"),
+                )
             })
         }
         fn mtu_range(&self, _iface: &str) -> io::Result<Option<(u32, u32)>> {
@@ -300,9 +299,19 @@ mod tests {
             ("net.core.optmem_max", "131072"),
         ];
         Fake {
-            values: RefCell::new(v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            read_only: vec!["net.core.rmem_default".into(), "net.core.wmem_default".into()],
-            init_only: vec!["net.ipv4.tcp_mem".into(), "net.core.netdev_max_backlog".into()],
+            values: RefCell::new(
+                v.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            read_only: vec![
+                "net.core.rmem_default".into(),
+                "net.core.wmem_default".into(),
+            ],
+            init_only: vec![
+                "net.ipv4.tcp_mem".into(),
+                "net.core.netdev_max_backlog".into(),
+            ],
             mtus: RefCell::new([("veth0".to_string(), 1500)].into()),
             ..Fake::default()
         }
@@ -329,7 +338,13 @@ mod tests {
         let p = plan(&h, &profile::seed(), &[("veth0".into(), 9000)]);
         assert!(p.errors().is_empty(), "{:?}", p.errors());
         let item = |k: &str| p.items.iter().find(|i| i.key == k).unwrap();
-        assert!(item("net.ipv4.tcp_mem").note.as_deref().unwrap().contains("initial"));
+        assert!(
+            item("net.ipv4.tcp_mem")
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("initial")
+        );
         assert!(!item("net.ipv4.tcp_mem").will_write());
         assert!(!item("net.core.rmem_default").will_write());
         assert!(item("net.ipv4.tcp_sack").will_write());
@@ -337,7 +352,9 @@ mod tests {
         assert!(!item("net.core.optmem_max").change || item("net.core.optmem_max").will_write());
         // The seed caps SO_RCVBUF far below its TCP buffers.
         assert!(
-            p.lints.iter().any(|l| l.key == "net.core.rmem_max" && l.severity == Severity::Warning),
+            p.lints
+                .iter()
+                .any(|l| l.key == "net.core.rmem_max" && l.severity == Severity::Warning),
             "{:?}",
             p.lints
         );
@@ -352,7 +369,9 @@ mod tests {
         h.init_only.clear();
         let p = plan(&h, &profile::seed(), &[]);
         assert!(
-            p.lints.iter().any(|l| l.key == "net.ipv4.tcp_mem" && l.message.contains("GiB")),
+            p.lints
+                .iter()
+                .any(|l| l.key == "net.ipv4.tcp_mem" && l.message.contains("GiB")),
             "{:?}",
             p.lints
         );
@@ -362,12 +381,21 @@ mod tests {
     fn bad_values_unknown_keys_and_missing_interfaces_are_errors() {
         let h = netns_like();
         let mut t = profile::seed();
-        t.sysctls.insert("net.ipv4.tcp_sack".into(), SysctlValue("yes".into()));
-        t.sysctls.insert("net.ipv4.tcp_rmem".into(), SysctlValue("1 2".into()));
-        t.sysctls.insert("net.ipv4.tcp_sackk".into(), SysctlValue("0".into()));
+        t.sysctls
+            .insert("net.ipv4.tcp_sack".into(), SysctlValue("yes".into()));
+        t.sysctls
+            .insert("net.ipv4.tcp_rmem".into(), SysctlValue("1 2".into()));
+        t.sysctls
+            .insert("net.ipv4.tcp_sackk".into(), SysctlValue("0".into()));
         let p = plan(&h, &t, &[("nosuch0".into(), 9000), ("veth0".into(), 70000)]);
         let keys: Vec<&str> = p.errors().iter().map(|l| l.key.as_str()).collect();
-        for k in ["net.ipv4.tcp_sack", "net.ipv4.tcp_rmem", "net.ipv4.tcp_sackk", "mtu:nosuch0", "mtu:veth0"] {
+        for k in [
+            "net.ipv4.tcp_sack",
+            "net.ipv4.tcp_rmem",
+            "net.ipv4.tcp_sackk",
+            "mtu:nosuch0",
+            "mtu:veth0",
+        ] {
             assert!(keys.contains(&k), "{k} not in {keys:?}");
         }
         let (_d, mut store) = Db::new("refuse");
@@ -388,7 +416,10 @@ mod tests {
         let r = apply(&h, &mut store, "s", &p).unwrap();
         assert!(r.written.contains(&"net.ipv4.tcp_sack".to_string()));
         assert!(r.skipped.iter().any(|(k, _)| k == "net.core.rmem_default"));
-        assert_eq!(h.values.borrow()["net.ipv4.tcp_rmem"], "10000000\t10000000\t10000000");
+        assert_eq!(
+            h.values.borrow()["net.ipv4.tcp_rmem"],
+            "10000000\t10000000\t10000000"
+        );
         assert_eq!(h.mtus.borrow()["veth0"], 9000);
         // A second apply keeps the first originals.
         apply(&h, &mut store, "s", &plan(&h, &profile::seed(), &[])).unwrap();
@@ -408,8 +439,14 @@ mod tests {
         let p = plan(&h, &profile::seed(), &[]);
         let e = apply(&h, &mut store, "s", &p).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("net.ipv4.tcp_sack") && msg.contains("put back"), "{msg}");
-        assert!(h.writes.borrow().len() > 2, "failed only after other writes");
+        assert!(
+            msg.contains("net.ipv4.tcp_sack") && msg.contains("put back"),
+            "{msg}"
+        );
+        assert!(
+            h.writes.borrow().len() > 2,
+            "failed only after other writes"
+        );
         assert_eq!(*h.values.borrow(), before);
         assert!(store.originals("s").unwrap().is_empty());
     }
@@ -435,6 +472,10 @@ mod tests {
         assert_eq!(d.sysctls["net.ipv4.tcp_sack"].0, "1");
         assert_eq!(d.interfaces["veth0"], 1500);
         let back = plan(&h, &d, &[]);
-        assert!(back.items.iter().all(|i| i.change || i.key.starts_with("mtu")));
+        assert!(
+            back.items
+                .iter()
+                .all(|i| i.change || i.key.starts_with("mtu"))
+        );
     }
 }

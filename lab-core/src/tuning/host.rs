@@ -34,6 +34,10 @@ pub trait TuneHost {
     /// The interface's (min, max) MTU, when the kernel says.
     fn mtu_range(&self, iface: &str) -> io::Result<Option<(u32, u32)>>;
     fn set_mtu(&self, iface: &str, mtu: u32) -> io::Result<()>;
+    /// Interface names in this namespace.
+    fn interfaces(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether this process may change links (CAP_NET_ADMIN; root here).
     fn can_set_links(&self) -> bool {
         nix::unistd::geteuid().is_root()
@@ -91,6 +95,16 @@ impl TuneHost for Kernel {
 
     fn mtu(&self, iface: &str) -> io::Result<u32> {
         super::link::mtu(iface)
+    }
+
+    fn interfaces(&self) -> Vec<String> {
+        nix::net::if_::if_nameindex()
+            .map(|l| {
+                l.iter()
+                    .map(|i| i.name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn mtu_range(&self, iface: &str) -> io::Result<Option<(u32, u32)>> {
@@ -172,9 +186,9 @@ pub fn netns_error(name: &str, e: &io::Error) -> String {
         Some(libc::ENOENT) => format!(
             "there is no network namespace '{name}' (see `ip netns list`; create one with `ip netns add {name}`)"
         ),
-        Some(libc::EPERM) | Some(libc::EACCES) => format!(
-            "entering network namespace '{name}' needs CAP_SYS_ADMIN: run as root"
-        ),
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            format!("entering network namespace '{name}' needs CAP_SYS_ADMIN: run as root")
+        }
         _ => format!("network namespace '{name}': {e}"),
     }
 }
@@ -203,10 +217,15 @@ impl Namespace {
         }
         let path = Path::new("/run/netns").join(name);
         let ns = NsThread::enter(&path).map_err(|e| netns_error(name, &e))?;
+        // The initial namespace when this process may see it; otherwise the one
+        // it was started in, which is the initial one on most hosts.
+        let init = NsThread::enter(Path::new("/proc/1/ns/net"))
+            .or_else(|_| NsThread::enter(Path::new("/proc/thread-self/ns/net")))
+            .ok();
         Ok(Namespace {
             name: Some(name.into()),
             ns: Some(ns),
-            init: NsThread::enter(Path::new("/proc/1/ns/net")).ok(),
+            init,
         })
     }
 
@@ -248,6 +267,13 @@ impl TuneHost for Namespace {
         self.call(move |h| h.write(&k, &v))
     }
     fn in_initial_namespace(&self, key: &str) -> bool {
+        // Keys of the built-in profiles are known to exist in the initial namespace.
+        if super::profile::builtins()
+            .iter()
+            .any(|p| p.sysctls.contains_key(key))
+        {
+            return true;
+        }
         let k = key.to_string();
         self.init.as_ref().is_some_and(|init| {
             init.run(move || Kernel.access(&k) != KeyAccess::Absent)
@@ -257,6 +283,9 @@ impl TuneHost for Namespace {
     fn mtu(&self, iface: &str) -> io::Result<u32> {
         let i = iface.to_string();
         self.call(move |h| h.mtu(&i))
+    }
+    fn interfaces(&self) -> Vec<String> {
+        self.call(|h| Ok(h.interfaces())).unwrap_or_default()
     }
     fn mtu_range(&self, iface: &str) -> io::Result<Option<(u32, u32)>> {
         let i = iface.to_string();

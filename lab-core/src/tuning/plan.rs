@@ -83,12 +83,9 @@ pub fn mtu_targets(
 ) -> Result<Vec<(String, u32)>, String> {
     let mut out: Vec<(String, u32)> = p.interfaces.iter().map(|(i, m)| (i.clone(), *m)).collect();
     if !ifaces.is_empty() {
-        let m = mtu.or(p.mtu).ok_or_else(|| {
-            format!(
-                "profile {} sets no MTU: give --mtu with --iface",
-                p.name
-            )
-        })?;
+        let m = mtu
+            .or(p.mtu)
+            .ok_or_else(|| format!("profile {} sets no MTU: give --mtu with --iface", p.name))?;
         for i in ifaces {
             out.retain(|(x, _)| x != i);
             out.push((i.clone(), m));
@@ -124,15 +121,18 @@ pub fn plan(host: &dyn TuneHost, p: &TuningProfile, mtus: &[(String, u32)]) -> P
         let mut note = None;
         match access {
             KeyAccess::Absent if host.in_initial_namespace(key) => {
-                note = Some("only in the initial network namespace: skipped".into());
+                note = Some("only in the initial network namespace".into());
             }
             KeyAccess::Absent => lint(
                 Severity::Error,
                 key,
-                format!("unknown sysctl (there is no {})", super::host::proc_path(key).display()),
+                format!(
+                    "unknown sysctl (there is no {})",
+                    super::host::proc_path(key).display()
+                ),
             ),
             KeyAccess::ReadOnly if change => {
-                note = Some("read-only in this network namespace: skipped".into());
+                note = Some("read-only in this network namespace".into());
                 lint(
                     Severity::Warning,
                     key,
@@ -210,7 +210,12 @@ pub fn plan(host: &dyn TuneHost, p: &TuningProfile, mtus: &[(String, u32)]) -> P
 }
 
 /// Values the kernel would refuse: a different number of fields, or words where it wants numbers.
-fn check_value(key: &str, current: &str, wanted: &str, lint: &mut impl FnMut(Severity, &str, String)) {
+fn check_value(
+    key: &str,
+    current: &str,
+    wanted: &str,
+    lint: &mut impl FnMut(Severity, &str, String),
+) {
     let cur: Vec<&str> = current.split_whitespace().collect();
     let want: Vec<&str> = wanted.split_whitespace().collect();
     if cur.len() != want.len() && cur.iter().all(|f| f.parse::<i64>().is_ok()) {
@@ -239,8 +244,12 @@ fn check_value(key: &str, current: &str, wanted: &str, lint: &mut impl FnMut(Sev
 }
 
 fn fields(v: Option<String>) -> Vec<u64> {
-    v.map(|v| v.split_whitespace().filter_map(|f| f.parse().ok()).collect())
-        .unwrap_or_default()
+    v.map(|v| {
+        v.split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Settings that are accepted but do not do what they seem to.
