@@ -151,3 +151,74 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
         "still on the alternate screen:\n{s}"
     );
 }
+
+/// The Network screen inside a network namespace the test owns: plan the seed
+/// profile, give `va` its MTU, apply after confirming, then revert, and the
+/// namespace reads back as it was.
+#[test]
+fn console_network_screen_applies_and_reverts_tuning_in_a_namespace() {
+    if !require_peer("tmux") || !require_peer("ip") {
+        return;
+    }
+    let n = iolab_tests::netns::NetnsPair::new("console");
+    let before = iolab_tests::netns::NetnsPair::snapshot(&n.a);
+    let state = TempDir::new("console-net");
+    let name = format!("iolab-test-{}-{}", std::process::id(), unique());
+    let t = Tmux(name.clone());
+    let shell_cmd = format!(
+        "XDG_STATE_HOME={0} XDG_DATA_HOME={0} ip netns exec {1} {2}; echo CONSOLE-EXITED $?",
+        state.0.display(),
+        n.a,
+        iolab_bin().display()
+    );
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "130",
+        "-y",
+        "40",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    t.keys(&[&shell_cmd, "Enter"]);
+    t.wait_for("embedded target ready", Duration::from_secs(20));
+    t.keys(&["5"]);
+    t.wait_for("Tuning profile seed", Duration::from_secs(5));
+    // lo, then va: mark va for the profile's MTU.
+    t.keys(&["Down"]);
+    t.keys(&["Space"]);
+    let s = t.wait_for("mtu:va", Duration::from_secs(5));
+    assert!(s.contains("[x] va"), "{s}");
+    t.keys(&["a"]);
+    t.wait_for(
+        "Apply seed to this network namespace?",
+        Duration::from_secs(5),
+    );
+    t.keys(&["n"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        iolab_tests::netns::NetnsPair::snapshot(&n.a),
+        before,
+        "declining changed something"
+    );
+    t.keys(&["a"]);
+    t.wait_for("Apply seed", Duration::from_secs(5));
+    t.keys(&["y"]);
+    t.wait_for("seed applied:", Duration::from_secs(5));
+    assert_eq!(
+        iolab_tests::netns::NetnsPair::sysctl(&n.a, "net.ipv4.tcp_sack"),
+        "0"
+    );
+    assert_eq!(iolab_tests::netns::NetnsPair::mtu(&n.a, "va"), 9000);
+    t.keys(&["u"]);
+    t.wait_for("Put back the", Duration::from_secs(5));
+    t.keys(&["y"]);
+    t.wait_for("value(s) put back", Duration::from_secs(5));
+    assert_eq!(iolab_tests::netns::NetnsPair::snapshot(&n.a), before);
+    t.keys(&["q"]);
+    t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
+}

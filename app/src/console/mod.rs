@@ -4,6 +4,7 @@
 mod notebook;
 mod render;
 mod state;
+mod tuning;
 
 use std::io::Stdout;
 use std::sync::Arc;
@@ -60,6 +61,9 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut state = ConsoleState::default();
     let mut notebook = notebook::Notebook::open(db, &mut state.notebook);
     let mut run_started_ms = 0i64;
+    let tune_host = iolab_lab_core::tuning::Namespace::current();
+    let tune_scope = iolab_lab_core::tuning::scope(None);
+    state.network.profiles = tuning::profile_names();
     match lab.start_default_target().await {
         Ok(t) => {
             state.target_urls = t.urls();
@@ -154,6 +158,19 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                                 }
                                 Err(e) => state.status = e,
                             }
+                        }
+                        Action::PlanTuning => {
+                            if let Err(e) = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope) {
+                                state.status = e;
+                            }
+                        }
+                        Action::ApplyTuning => {
+                            state.status = tuning::apply(&state.network, &tune_host, notebook.store_mut(), &tune_scope);
+                            let _ = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope);
+                        }
+                        Action::RevertTuning => {
+                            state.status = tuning::revert(&tune_host, notebook.store_mut(), &tune_scope);
+                            let _ = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope);
                         }
                         Action::None => {}
                     }

@@ -53,6 +53,14 @@ impl Notebook {
         view.selected = view.selected.min(view.runs.len().saturating_sub(1));
     }
 
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    pub fn store_mut(&mut self) -> Option<&mut Store> {
+        self.store.as_mut()
+    }
+
     pub fn run(&self, id: i64) -> Result<Run, String> {
         match &self.store {
             Some(s) => s.run(id).map_err(|e| e.to_string()),

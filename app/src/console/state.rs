@@ -18,16 +18,24 @@ pub enum Tab {
     Connections,
     Run,
     Profiles,
+    Network,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 4] = [Tab::Target, Tab::Connections, Tab::Run, Tab::Profiles];
+    pub const ALL: [Tab; 5] = [
+        Tab::Target,
+        Tab::Connections,
+        Tab::Run,
+        Tab::Profiles,
+        Tab::Network,
+    ];
     pub fn title(self) -> &'static str {
         match self {
             Tab::Target => "1 Target",
             Tab::Connections => "2 Connections",
             Tab::Run => "3 Run",
             Tab::Profiles => "4 Profiles",
+            Tab::Network => "5 Network",
         }
     }
 }
@@ -44,6 +52,93 @@ pub enum Action {
     SetBaseline(i64),
     /// Fill the Run form from this profile.
     LoadProfile(usize),
+    /// Plan the Network screen's tuning profile against the host.
+    PlanTuning,
+    /// Apply the planned tuning (confirmed).
+    ApplyTuning,
+    /// Put back what the lab changed (confirmed).
+    RevertTuning,
+}
+
+/// What waits for a y/n on the Network screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    Apply,
+    Revert,
+}
+
+/// The Network screen: interfaces with their MTUs, a tuning profile planned
+/// against this namespace, and what the lab recorded before changing it.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkView {
+    /// Tuning profiles to choose from.
+    pub profiles: Vec<String>,
+    pub selected: usize,
+    /// Interfaces, their MTU, and whether the profile's MTU goes to them.
+    pub ifaces: Vec<(String, Option<u32>, bool)>,
+    /// Index into `ifaces`.
+    pub cursor: usize,
+    pub plan: Option<iolab_lab_core::tuning::Plan>,
+    /// Values recorded before the lab changed them.
+    pub recorded: usize,
+    pub confirm: Option<Confirm>,
+}
+
+impl NetworkView {
+    pub fn profile(&self) -> Option<&str> {
+        self.profiles.get(self.selected).map(String::as_str)
+    }
+
+    /// Interfaces marked to get the profile's MTU.
+    pub fn marked(&self) -> Vec<String> {
+        self.ifaces
+            .iter()
+            .filter(|i| i.2)
+            .map(|i| i.0.clone())
+            .collect()
+    }
+
+    fn on_key(&mut self, code: KeyCode) -> Action {
+        if let Some(c) = self.confirm.take() {
+            return match (code, c) {
+                (KeyCode::Char('y'), Confirm::Apply) => Action::ApplyTuning,
+                (KeyCode::Char('y'), Confirm::Revert) => Action::RevertTuning,
+                _ => Action::None,
+            };
+        }
+        match code {
+            KeyCode::Char('p') if !self.profiles.is_empty() => {
+                self.selected = (self.selected + 1) % self.profiles.len();
+                Action::PlanTuning
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                if self.cursor + 1 < self.ifaces.len() {
+                    self.cursor += 1;
+                }
+                Action::None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.cursor = self.cursor.saturating_sub(1);
+                Action::None
+            }
+            KeyCode::Char(' ') => match self.ifaces.get_mut(self.cursor) {
+                Some(i) => {
+                    i.2 = !i.2;
+                    Action::PlanTuning
+                }
+                None => Action::None,
+            },
+            KeyCode::Char('a') if self.plan.is_some() => {
+                self.confirm = Some(Confirm::Apply);
+                Action::None
+            }
+            KeyCode::Char('u') => {
+                self.confirm = Some(Confirm::Revert);
+                Action::None
+            }
+            _ => Action::None,
+        }
+    }
 }
 
 /// A profile as the Profiles screen lists it.
@@ -171,11 +266,23 @@ pub struct ConsoleState {
     pub snapshot: Arc<LabSnapshot>,
     pub run: RunView,
     pub notebook: NotebookView,
+    pub network: NetworkView,
 }
 
 impl ConsoleState {
     /// Handles a key.
     pub fn on_key(&mut self, code: KeyCode) -> Action {
+        // A pending confirmation takes the next key, whatever it is.
+        if self.tab == Tab::Network && self.network.confirm.is_some() {
+            return self.network.on_key(code);
+        }
+        let network_key = matches!(
+            code,
+            KeyCode::Char('p' | 'j' | 'k' | ' ' | 'a' | 'u') | KeyCode::Up | KeyCode::Down
+        );
+        if self.tab == Tab::Network && network_key {
+            return self.network.on_key(code);
+        }
         match code {
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Esc if self.help => self.help = false,
@@ -188,6 +295,9 @@ impl ConsoleState {
                 let i = (c as usize).wrapping_sub('1' as usize);
                 if let Some(t) = Tab::ALL.get(i) {
                     self.tab = *t;
+                    if *t == Tab::Network {
+                        return Action::PlanTuning;
+                    }
                 }
             }
             KeyCode::Char('r') | KeyCode::Enter if self.tab == Tab::Run => {
@@ -287,6 +397,45 @@ mod tests {
         assert!(s.help);
         s.on_key(KeyCode::Esc);
         assert!(!s.help);
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn network_keys_choose_mark_and_confirm_before_acting() {
+        let mut s = ConsoleState::default();
+        assert_eq!(s.on_key(KeyCode::Char('5')), Action::PlanTuning);
+        s.network.profiles = vec!["seed".into(), "network-latency".into()];
+        s.network.ifaces = vec![
+            ("lo".into(), Some(65536), false),
+            ("veth0".into(), Some(1500), false),
+        ];
+        assert_eq!(s.on_key(KeyCode::Char('p')), Action::PlanTuning);
+        assert_eq!(s.network.profile(), Some("network-latency"));
+        s.on_key(KeyCode::Down);
+        assert_eq!(s.on_key(KeyCode::Char(' ')), Action::PlanTuning);
+        assert_eq!(s.network.marked(), ["veth0"]);
+        assert_eq!(
+            s.on_key(KeyCode::Char('a')),
+            Action::None,
+            "nothing planned yet"
+        );
+        s.network.plan = Some(iolab_lab_core::tuning::Plan {
+            profile: "network-latency".into(),
+            items: Vec::new(),
+            lints: Vec::new(),
+        });
+        assert_eq!(s.on_key(KeyCode::Char('a')), Action::None);
+        assert_eq!(s.network.confirm, Some(Confirm::Apply));
+        assert_eq!(
+            s.on_key(KeyCode::Char('q')),
+            Action::None,
+            "any other key cancels"
+        );
+        assert_eq!(s.network.confirm, None);
+        s.on_key(KeyCode::Char('a'));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::ApplyTuning);
+        s.on_key(KeyCode::Char('u'));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::RevertTuning);
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
     }
 
