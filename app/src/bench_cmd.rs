@@ -20,19 +20,9 @@ fn options(a: &InitiatorArgs) -> anyhow::Result<InitiatorOptions> {
     if a.queue_depth == 0 || a.cmd_per_lun == 0 {
         bail!("--queue-depth and --cmd-per-lun must be at least 1");
     }
-    let d = InitiatorOptions::default();
     Ok(InitiatorOptions {
-        initiator_name: a.initiator_name.clone().unwrap_or(d.initiator_name.clone()),
-        connections: a.connections,
-        queue_depth: a.queue_depth,
-        cmd_per_lun: a.cmd_per_lun,
-        header_digest: a.header_digest,
-        data_digest: a.data_digest,
-        immediate_data: !a.no_immediate_data,
-        initial_r2t: a.initial_r2t,
-        io_timeout: a.io_timeout,
         login_timeout: a.login_timeout,
-        ..d
+        ..settings(a, None).options(a.connections)
     })
 }
 
@@ -100,10 +90,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     }
     let granted = sessions[0].connection_count();
     let mode = mode_of(a.mode);
-    let pattern = match a.pattern {
-        PatternArg::Seq => Pattern::Seq,
-        PatternArg::Random => Pattern::Random,
-    };
+    let pattern = pattern_of(a.pattern);
     let device = url.to_string();
     let flag = match mode {
         Mode::Read => "-r",
@@ -361,7 +348,14 @@ fn print_report(device: &str, r: &Report, sessions: &[Session]) {
     );
 }
 
-fn mode_of(m: ModeArg) -> Mode {
+pub fn pattern_of(p: PatternArg) -> Pattern {
+    match p {
+        PatternArg::Seq => Pattern::Seq,
+        PatternArg::Random => Pattern::Random,
+    }
+}
+
+pub fn mode_of(m: ModeArg) -> Mode {
     match m {
         ModeArg::Read => Mode::Read,
         ModeArg::Write => Mode::Write,
@@ -370,9 +364,9 @@ fn mode_of(m: ModeArg) -> Mode {
 }
 
 /// The initiator part of a profile, from the command line.
-fn settings(a: &InitiatorArgs, url: &str) -> InitiatorSettings {
+fn settings(a: &InitiatorArgs, url: Option<&str>) -> InitiatorSettings {
     InitiatorSettings {
-        url: Some(url.to_string()),
+        url: url.map(str::to_string),
         name: a.initiator_name.clone(),
         sessions: 1,
         queue_depth: a.queue_depth,
@@ -412,7 +406,7 @@ impl Adhoc<'_> {
             target: None,
             initiator: InitiatorSettings {
                 sessions: self.sessions,
-                ..settings(self.initiator, self.url)
+                ..settings(self.initiator, Some(self.url))
             },
             workload: WorkloadMatrix {
                 modes: self.modes,
@@ -439,11 +433,11 @@ pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Resu
         name: "matrix",
         url: &a.url,
         initiator: &a.initiator,
-        modes: a.modes.iter().map(|m| mode_of(*m)).collect(),
+        modes: a.shape.modes.iter().map(|m| mode_of(*m)).collect(),
         conns: a.conns.clone(),
         sessions: 1,
-        bs: &a.bs,
-        threads: a.threads,
+        bs: &a.shape.bs,
+        threads: a.shape.threads,
         time: a.time,
         pattern: Pattern::Seq,
         verify: false,

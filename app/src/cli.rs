@@ -122,19 +122,11 @@ pub struct SaveArgs {
     /// A built-in tuning profile to apply around the run (seed, network-throughput, network-latency).
     #[arg(long)]
     pub tuning: Option<String>,
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "read,write,rw"
-    )]
-    pub modes: Vec<ModeArg>,
+    #[command(flatten)]
+    pub shape: Shape,
+    /// Connections per session, comma-separated: one cell each.
     #[arg(long = "conns", value_delimiter = ',', default_value = "1")]
     pub conns: Vec<u32>,
-    #[arg(long, default_value = "256k")]
-    pub bs: String,
-    #[arg(long, default_value_t = 64)]
-    pub threads: u32,
     #[arg(long, default_value = "30s")]
     pub time: String,
     #[arg(long, default_value_t = 1)]
@@ -196,6 +188,21 @@ pub struct RunArgs {
 pub struct MatrixArgs {
     /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun
     pub url: String,
+    #[command(flatten)]
+    pub shape: Shape,
+    /// Connections per session to try, comma-separated (MC/S; --connections is ignored here).
+    #[arg(long = "conns", value_delimiter = ',', default_value = "1,2,3,4")]
+    pub conns: Vec<u32>,
+    /// Time per cell.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub time: std::time::Duration,
+    #[command(flatten)]
+    pub initiator: InitiatorArgs,
+}
+
+/// The matrix a run covers: modes, I/O size, outstanding I/Os.
+#[derive(Debug, Args, Clone)]
+pub struct Shape {
     /// Modes to run, comma-separated.
     #[arg(
         long,
@@ -204,18 +211,12 @@ pub struct MatrixArgs {
         default_value = "read,write,rw"
     )]
     pub modes: Vec<ModeArg>,
-    /// Connections per session to try, comma-separated (MC/S; --connections is ignored here).
-    #[arg(long = "conns", value_delimiter = ',', default_value = "1,2,3,4")]
-    pub conns: Vec<u32>,
+    /// I/O size.
     #[arg(long, default_value = "256k")]
     pub bs: String,
+    /// Outstanding I/Os.
     #[arg(long, default_value_t = 64)]
     pub threads: u32,
-    /// Time per cell.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub time: std::time::Duration,
-    #[command(flatten)]
-    pub initiator: InitiatorArgs,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -9,7 +9,7 @@ use iolab_lab_core::profile_run::{self, RunnerEvent, mode_name};
 use iolab_lab_core::tuning;
 use iolab_profiles::{Run, Store};
 
-use crate::cli::{ExportFormat, ModeArg, PatternArg, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
+use crate::cli::{ExportFormat, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
 use crate::table;
 
 /// Opens the notebook at `--db` or the XDG default.
@@ -168,7 +168,6 @@ pub fn profile_cmd(db: Option<&Path>, cmd: ProfileCmd) -> anyhow::Result<()> {
 fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
     use iolab_iscsi::target::{ServerConfig, TargetConfig};
     use iolab_lab_core::profile::{InitiatorSettings, WorkloadMatrix};
-    use iolab_lab_core::workload::{Mode, Pattern};
     let tuning = match &a.tuning {
         Some(t) => Some(tuning::profile::builtin(t).with_context(|| {
             format!("no built-in tuning profile '{t}' (seed, network-throughput, network-latency)")
@@ -201,23 +200,17 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
         },
         workload: WorkloadMatrix {
             modes: a
+                .shape
                 .modes
                 .iter()
-                .map(|m| match m {
-                    ModeArg::Read => Mode::Read,
-                    ModeArg::Write => Mode::Write,
-                    ModeArg::Rw => Mode::Rw,
-                })
+                .map(|m| crate::bench_cmd::mode_of(*m))
                 .collect(),
             connections: a.conns.clone(),
             luns: None,
-            block_size: a.bs.clone(),
-            threads: a.threads,
+            block_size: a.shape.bs.clone(),
+            threads: a.shape.threads,
             time: a.time.clone(),
-            pattern: match a.pattern {
-                PatternArg::Seq => Pattern::Seq,
-                PatternArg::Random => Pattern::Random,
-            },
+            pattern: crate::bench_cmd::pattern_of(a.pattern),
             verify: a.verify,
             range: None,
         },

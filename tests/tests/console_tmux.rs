@@ -46,6 +46,28 @@ impl Drop for Tmux {
     }
 }
 
+/// A tmux session of 130 x `rows` running `shell_cmd`, once the console's target is up.
+fn console(shell_cmd: &str, rows: &str) -> Tmux {
+    let name = format!("iolab-test-{}-{}", std::process::id(), unique());
+    let t = Tmux(name.clone());
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "130",
+        "-y",
+        rows,
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    t.keys(&[shell_cmd, "Enter"]);
+    t.wait_for("embedded target ready", Duration::from_secs(20));
+    t
+}
+
 fn number_after(screen: &str, prefix: &str) -> u64 {
     let at = screen
         .find(prefix)
@@ -65,28 +87,15 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
         return;
     }
     let state = TempDir::new("console");
-    let name = format!("iolab-test-{}-{}", std::process::id(), unique());
-    let t = Tmux(name.clone());
-    let shell_cmd = format!(
-        "XDG_STATE_HOME={0} XDG_DATA_HOME={0} {1}; echo CONSOLE-EXITED $?",
-        state.0.display(),
-        iolab_bin().display()
-    );
-    t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "130",
-        "-y",
+    let t = console(
+        &format!(
+            "XDG_STATE_HOME={0} XDG_DATA_HOME={0} {1}; echo CONSOLE-EXITED $?",
+            state.0.display(),
+            iolab_bin().display()
+        ),
         "36",
-        "bash",
-        "--norc",
-        "--noprofile",
-    ]);
-    t.keys(&[&shell_cmd, "Enter"]);
-    t.wait_for("embedded target ready", Duration::from_secs(20));
+    );
+    let name = t.0.clone();
 
     t.keys(&["3"]);
     t.wait_for("Workload", Duration::from_secs(5));
@@ -163,29 +172,15 @@ fn console_network_screen_applies_and_reverts_tuning_in_a_namespace() {
     let n = iolab_tests::netns::NetnsPair::new("console");
     let before = iolab_tests::netns::NetnsPair::snapshot(&n.a);
     let state = TempDir::new("console-net");
-    let name = format!("iolab-test-{}-{}", std::process::id(), unique());
-    let t = Tmux(name.clone());
-    let shell_cmd = format!(
-        "XDG_STATE_HOME={0} XDG_DATA_HOME={0} ip netns exec {1} {2}; echo CONSOLE-EXITED $?",
-        state.0.display(),
-        n.a,
-        iolab_bin().display()
-    );
-    t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "130",
-        "-y",
+    let t = console(
+        &format!(
+            "XDG_STATE_HOME={0} XDG_DATA_HOME={0} ip netns exec {1} {2}; echo CONSOLE-EXITED $?",
+            state.0.display(),
+            n.a,
+            iolab_bin().display()
+        ),
         "40",
-        "bash",
-        "--norc",
-        "--noprofile",
-    ]);
-    t.keys(&[&shell_cmd, "Enter"]);
-    t.wait_for("embedded target ready", Duration::from_secs(20));
+    );
     t.keys(&["5"]);
     t.wait_for("Tuning profile seed", Duration::from_secs(5));
     // lo, then va: mark va for the profile's MTU.

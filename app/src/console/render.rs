@@ -44,6 +44,32 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
     }
 }
 
+/// A bordered table with a bold header row: the shape of every table on every screen.
+pub(super) fn boxed_table<'a, const N: usize>(
+    rows: impl IntoIterator<Item = Row<'a>>,
+    widths: [Constraint; N],
+    header: Vec<String>,
+    title: String,
+) -> Table<'a> {
+    Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
+        .block(Block::new().borders(Borders::ALL).title(title))
+}
+
+/// A row shown reversed when it is the selected one.
+pub(super) fn selectable(row: Row<'_>, selected: bool) -> Row<'_> {
+    if selected {
+        row.style(Style::new().add_modifier(Modifier::REVERSED))
+    } else {
+        row
+    }
+}
+
+/// Header cells as owned strings.
+pub(super) fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
 fn target(f: &mut Frame, s: &ConsoleState, area: Rect) {
     let [luns, sessions] = Layout::vertical([
         Constraint::Length(4 + s.target_urls.len() as u16),
@@ -71,7 +97,7 @@ fn target(f: &mut Frame, s: &ConsoleState, area: Rect) {
             format!("{:.1}", ss.total_mbps),
         ])
     });
-    let table = Table::new(
+    let table = boxed_table(
         rows,
         [
             Constraint::Length(6),
@@ -81,15 +107,8 @@ fn target(f: &mut Frame, s: &ConsoleState, area: Rect) {
             Constraint::Length(6),
             Constraint::Length(10),
         ],
-    )
-    .header(
-        Row::new(vec!["TSIH", "Initiator", "ISID", "Conns", "Depth", "MB/s"])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
-    )
-    .block(
-        Block::new()
-            .borders(Borders::ALL)
-            .title(format!("Sessions ({})", s.snapshot.sessions.len())),
+        header(&["TSIH", "Initiator", "ISID", "Conns", "Depth", "MB/s"]),
+        format!("Sessions ({})", s.snapshot.sessions.len()),
     );
     f.render_widget(table, sessions);
 }

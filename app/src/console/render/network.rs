@@ -9,8 +9,9 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Wrap};
 
+use super::{boxed_table, header, selectable};
 use crate::console::state::{Confirm, NetworkView};
 
 pub fn render(f: &mut Frame, n: &NetworkView, host: &HostSample, area: Rect) {
@@ -41,14 +42,10 @@ fn interfaces(f: &mut Frame, n: &NetworkView, host: &HostSample, area: Rect) {
             rate.map(|r| format!("{:.2}", r.tx_per_s / 1e6))
                 .unwrap_or_else(|| "-".into()),
         ]);
-        if i == n.cursor {
-            row.style(Style::new().add_modifier(Modifier::REVERSED))
-        } else {
-            row
-        }
+        selectable(row, i == n.cursor)
     });
     f.render_widget(
-        Table::new(
+        boxed_table(
             rows,
             [
                 Constraint::Length(3),
@@ -57,18 +54,8 @@ fn interfaces(f: &mut Frame, n: &NetworkView, host: &HostSample, area: Rect) {
                 Constraint::Length(10),
                 Constraint::Length(10),
             ],
-        )
-        .header(Row::new(vec![
-            "MTU",
-            "interface",
-            "mtu",
-            "rx MB/s",
-            "tx MB/s",
-        ]))
-        .block(
-            Block::new()
-                .borders(Borders::ALL)
-                .title("Interfaces (Up/Down, Space: give it the profile's MTU)"),
+            header(&["MTU", "interface", "mtu", "rx MB/s", "tx MB/s"]),
+            "Interfaces (Up/Down, Space: give it the profile's MTU)".into(),
         ),
         area,
     );
@@ -115,7 +102,7 @@ fn plan_table(f: &mut Frame, n: &NetworkView, area: Rect) {
         }
     });
     f.render_widget(
-        Table::new(
+        boxed_table(
             rows,
             [
                 Constraint::Length(1),
@@ -124,9 +111,9 @@ fn plan_table(f: &mut Frame, n: &NetworkView, area: Rect) {
                 Constraint::Length(26),
                 Constraint::Min(7),
             ],
-        )
-        .header(Row::new(vec!["", "key", "host now", "profile", "action"]))
-        .block(Block::new().borders(Borders::ALL).title(title)),
+            header(&["", "key", "host now", "profile", "action"]),
+            title,
+        ),
         area,
     );
 }

@@ -6,8 +6,9 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Paragraph, Row, Table};
+use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Paragraph, Row};
 
+use super::{boxed_table, header, selectable};
 use crate::console::state::NotebookView;
 
 pub fn render(f: &mut Frame, n: &NotebookView, area: Rect) {
@@ -37,25 +38,18 @@ fn profiles(f: &mut Frame, n: &NotebookView, area: Rect) {
             if p.builtin { "built-in" } else { "saved" }.to_string(),
             p.description.clone(),
         ]);
-        if i == n.profile {
-            row.style(Style::new().add_modifier(Modifier::REVERSED))
-        } else {
-            row
-        }
+        selectable(row, i == n.profile)
     });
     f.render_widget(
-        Table::new(
+        boxed_table(
             rows,
             [
                 Constraint::Length(16),
                 Constraint::Length(8),
                 Constraint::Min(10),
             ],
-        )
-        .block(
-            Block::new()
-                .borders(Borders::ALL)
-                .title("Profiles (p next, Enter load into Run)"),
+            header(&["name", "kind", "description"]),
+            "Profiles (p next, Enter load into Run)".into(),
         ),
         area,
     );
@@ -72,15 +66,11 @@ fn runs(f: &mut Frame, n: &NotebookView, area: Rect) {
             r.cells.to_string(),
             r.kernel.clone(),
         ]);
-        if i == n.selected {
-            row.style(Style::new().add_modifier(Modifier::REVERSED))
-        } else {
-            row
-        }
+        selectable(row, i == n.selected)
     });
     let title = format!("Runs in {} (Up/Down show, a baseline)", n.location);
     f.render_widget(
-        Table::new(
+        boxed_table(
             rows,
             [
                 Constraint::Length(5),
@@ -89,15 +79,9 @@ fn runs(f: &mut Frame, n: &NotebookView, area: Rect) {
                 Constraint::Length(5),
                 Constraint::Min(6),
             ],
-        )
-        .header(Row::new(vec![
-            "   id",
-            "profile",
-            "started (UTC)",
-            "cells",
-            "kernel",
-        ]))
-        .block(Block::new().borders(Borders::ALL).title(title)),
+            header(&["   id", "profile", "started (UTC)", "cells", "kernel"]),
+            title,
+        ),
         area,
     );
 }
@@ -143,7 +127,7 @@ fn cells(f: &mut Frame, n: &NotebookView, rows: &[CompareRow], area: Rect) {
     });
     let title = format!("Run {} against baseline {} (MB/s)", id(b), id(a));
     f.render_widget(
-        Table::new(
+        boxed_table(
             table_rows,
             [
                 Constraint::Length(14),
@@ -153,16 +137,16 @@ fn cells(f: &mut Frame, n: &NotebookView, rows: &[CompareRow], area: Rect) {
                 Constraint::Length(9),
                 Constraint::Length(9),
             ],
-        )
-        .header(Row::new(vec![
-            "cell".to_string(),
-            format!("A {}", id(a)),
-            format!("B {}", id(b)),
-            "change".into(),
-            "B IOPS".into(),
-            "B p99 us".into(),
-        ]))
-        .block(Block::new().borders(Borders::ALL).title(title)),
+            vec![
+                "cell".to_string(),
+                format!("A {}", id(a)),
+                format!("B {}", id(b)),
+                "change".into(),
+                "B IOPS".into(),
+                "B p99 us".into(),
+            ],
+            title,
+        ),
         area,
     );
 }
