@@ -42,6 +42,51 @@ pub enum Command {
     /// Host tuning: sysctls and MTUs with plan, apply and exact revert.
     #[command(subcommand)]
     Tune(TuneCmd),
+    /// PCIe devices: list, show, bind to vfio-pci for a guest, reattach.
+    Pci(PciArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PciArgs {
+    /// Root under which sys/ and proc/ are read (a fake tree in tests).
+    #[arg(long = "sysfs-root", global = true, hide = true, default_value = "/")]
+    pub root: PathBuf,
+    #[command(subcommand)]
+    pub cmd: PciCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PciCmd {
+    /// Every PCI function with its names, driver, IOMMU group and NUMA node.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only this class: net, storage, display, bridge, serial, multimedia, memory.
+        #[arg(long)]
+        class: Option<String>,
+    },
+    /// Everything known about one function.
+    Show { bdf: String },
+    /// Move a function (or its IOMMU group) to vfio-pci for a guest.
+    Bind {
+        bdf: String,
+        /// Print the writes without making them.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Take a device that carries the default route or a mounted file system.
+        #[arg(long)]
+        force: bool,
+        /// Move every member of the IOMMU group that is on a host driver.
+        #[arg(long)]
+        group: bool,
+    },
+    /// Give a function back to the driver it had before `bind` (or all of them).
+    Reattach {
+        #[arg(required_unless_present = "all")]
+        bdf: Option<String>,
+        #[arg(long, conflicts_with = "bdf")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

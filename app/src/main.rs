@@ -5,6 +5,7 @@ mod cli;
 mod console;
 mod logging;
 mod notebook_cmd;
+mod pci_cmd;
 mod table;
 mod target_cmd;
 mod tune_cmd;
@@ -37,6 +38,7 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Runs(c)) => notebook_cmd::runs_cmd(db.as_deref(), c),
             Some(cli::Command::Run(a)) => notebook_cmd::run_cmd(db.as_deref(), a).await,
             Some(cli::Command::Tune(c)) => tune_cmd::tune_cmd(db.as_deref(), c),
+            Some(cli::Command::Pci(a)) => pci_cmd::pci_cmd(db.as_deref(), a),
         }
     });
     match result {

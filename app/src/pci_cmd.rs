@@ -1,0 +1,230 @@
+//! `iolab pci`: list, show, bind to vfio-pci and reattach, with the original
+//! drivers kept in the notebook so `reattach --all` works after a crash.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use iolab_pci::device::BaseClass;
+use iolab_pci::{Bdf, BindOptions, PciDevice, RealKernel, Sysfs};
+use iolab_profiles::{Original, Store};
+
+use crate::cli::{PciArgs, PciCmd};
+use crate::notebook_cmd::open_store;
+
+/// The notebook scope of a function's recorded binding.
+fn scope(bdf: Bdf) -> String {
+    format!("pci:{bdf}")
+}
+
+const DRIVER: &str = "driver";
+const OVERRIDE: &str = "driver_override";
+
+fn line(d: &PciDevice) -> String {
+    format!(
+        "{} {} [{:04x}]: {} [{:04x}:{:04x}] driver={} group={} numa={}",
+        d.address,
+        d.class_label(),
+        d.class >> 8,
+        d.name(),
+        d.vendor_id,
+        d.device_id,
+        d.driver.as_deref().unwrap_or("-"),
+        d.iommu_group
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "-".into()),
+        d.numa_node
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into()),
+    )
+}
+
+fn show(d: &PciDevice) -> String {
+    let mut out = format!("{}\n", line(d));
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    if let Some(s) = d.subsystem {
+        out += &format!("  subsystem: {s}\n");
+    }
+    if let (Some(sv), Some(sd)) = (d.subsystem_vendor_id, d.subsystem_device_id) {
+        out += &format!("  subsystem ids: {sv:04x}:{sd:04x}\n");
+    }
+    if let Some(r) = d.revision {
+        out += &format!("  revision: {r:02x}\n");
+    }
+    out += &format!(
+        "  driver_override: {}\n  endpoint: {}\n",
+        opt(&d.driver_override),
+        if d.is_endpoint() {
+            "yes"
+        } else {
+            "no (bridge)"
+        }
+    );
+    if let Some(l) = &d.link {
+        out += &format!(
+            "  link: {} x{} (max {} x{})\n",
+            opt(&l.current_speed),
+            opt(&l.current_width),
+            opt(&l.max_speed),
+            opt(&l.max_width)
+        );
+    }
+    if let Some(s) = &d.sriov {
+        out += &format!("  SR-IOV: {} of {} VFs\n", s.num_vfs, s.total_vfs);
+    }
+    if !d.group_peers.is_empty() {
+        let peers: Vec<String> = d.group_peers.iter().map(|b| b.to_string()).collect();
+        out += &format!("  IOMMU group peers: {}\n", peers.join(", "));
+    }
+    for n in &d.net {
+        out += &format!(
+            "  interface {}: mac {}, mtu {}{}\n",
+            n.name,
+            opt(&n.mac),
+            n.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            if n.default_route {
+                ", default route"
+            } else {
+                ""
+            }
+        );
+    }
+    for b in &d.block {
+        out += &format!(
+            "  disk {}{}\n",
+            b.name,
+            if b.mounts.is_empty() {
+                String::new()
+            } else {
+                format!(": mounted on {}", b.mounts.join(", "))
+            }
+        );
+    }
+    out
+}
+
+fn reattach_one(sys: &Sysfs, store: &mut Store, bdf: Bdf) -> anyhow::Result<()> {
+    let recorded = store.originals(&scope(bdf))?;
+    if recorded.is_empty() {
+        bail!(
+            "{bdf} was not bound by iolab (nothing recorded in {})",
+            store.path().display()
+        );
+    }
+    let driver = recorded
+        .iter()
+        .find(|o| o.key == DRIVER)
+        .map(|o| o.value.clone())
+        .filter(|d| !d.is_empty());
+    let plan = iolab_pci::plan_reattach(sys, bdf, driver.as_deref())?;
+    iolab_pci::reattach(sys, &RealKernel, &plan)?;
+    let keys: Vec<String> = recorded.into_iter().map(|o| o.key).collect();
+    store.forget_originals(&scope(bdf), &keys)?;
+    println!(
+        "{bdf} is back on {}",
+        driver.as_deref().unwrap_or("no driver (it had none)")
+    );
+    Ok(())
+}
+
+pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
+    let sys = Sysfs::at(&a.root);
+    match a.cmd {
+        PciCmd::List { json, class } => {
+            let want = match class.as_deref() {
+                Some(w) => Some(BaseClass::from_word(w).with_context(|| {
+                    format!("--class {w}: use net, storage, display, bridge, serial, multimedia or memory")
+                })?),
+                None => None,
+            };
+            let all: Vec<PciDevice> = iolab_pci::enumerate(&sys)?
+                .into_iter()
+                .filter(|d| want.is_none_or(|c| d.base_class() == c as u8))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for d in &all {
+                    println!("{}", line(d));
+                }
+            }
+        }
+        PciCmd::Show { bdf } => {
+            let d = iolab_pci::device(&sys, bdf.parse()?)?;
+            print!("{}", show(&d));
+        }
+        PciCmd::Bind {
+            bdf,
+            dry_run,
+            force,
+            group,
+        } => {
+            let bdf: Bdf = bdf.parse()?;
+            let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions { force, group })?;
+            if dry_run {
+                for l in plan.lines() {
+                    println!("{l}");
+                }
+                return Ok(());
+            }
+            let mut store = open_store(db)?;
+            for d in &plan.devices {
+                store.save_originals(
+                    &scope(d.bdf),
+                    &[
+                        Original {
+                            key: DRIVER.into(),
+                            value: d.original_driver.clone().unwrap_or_default(),
+                        },
+                        Original {
+                            key: OVERRIDE.into(),
+                            value: d.original_override.clone().unwrap_or_default(),
+                        },
+                    ],
+                )?;
+            }
+            if let Err(e) = iolab_pci::bind(&sys, &RealKernel, &plan) {
+                for d in &plan.devices {
+                    if d.original_driver.as_deref() != Some(iolab_pci::bind::VFIO_PCI) {
+                        let _ = store
+                            .forget_originals(&scope(d.bdf), &[DRIVER.into(), OVERRIDE.into()]);
+                    }
+                }
+                return Err(e.into());
+            }
+            for d in &plan.devices {
+                println!(
+                    "{} is on vfio-pci (was {}); `iolab pci reattach {}` gives it back",
+                    d.bdf,
+                    d.original_driver.as_deref().unwrap_or("unbound"),
+                    d.bdf
+                );
+            }
+        }
+        PciCmd::Reattach { bdf, all } => {
+            let mut store = open_store(db)?;
+            if all {
+                let scopes: Vec<Bdf> = store
+                    .original_scopes()?
+                    .iter()
+                    .filter_map(|s| s.strip_prefix("pci:")?.parse().ok())
+                    .collect();
+                if scopes.is_empty() {
+                    println!("nothing to reattach");
+                }
+                let mut failed = 0;
+                for b in scopes {
+                    if let Err(e) = reattach_one(&sys, &mut store, b) {
+                        eprintln!("iolab: {b}: {e:#}");
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    bail!("{failed} device(s) could not be reattached");
+                }
+            } else if let Some(b) = bdf {
+                reattach_one(&sys, &mut store, b.parse()?)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Errors of PCI enumeration and binding: each names the file and why.
+
+use std::path::PathBuf;
+
+use crate::addr::Bdf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PciError {
+    #[error("'{0}' is not a PCI address (domain:bus:device.function, like 0000:06:00.0)")]
+    BadAddress(String),
+    #[error("there is no PCI device {0} (see `iolab pci list`)")]
+    NoDevice(Bdf),
+    #[error("{path}: {source}")]
+    Sysfs {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no IOMMU is active ({path} is empty or missing): enable VT-d/AMD-Vi in the firmware and boot with intel_iommu=on or amd_iommu=on"
+    )]
+    NoIommu { path: PathBuf },
+    #[error("{bdf} has no IOMMU group ({path} is missing): it cannot be assigned to a guest")]
+    NoGroup { bdf: Bdf, path: PathBuf },
+    #[error("the vfio-pci driver is not available and loading it failed: {0}")]
+    NoVfio(String),
+    #[error("{0} is a bridge, not an endpoint: only endpoints can be assigned to a guest")]
+    NotEndpoint(Bdf),
+    #[error(
+        "IOMMU group {group} is not viable: {} must be unbound, on vfio-pci or pci-stub, or a bridge; use --group to move the whole group",
+        members.join(", ")
+    )]
+    GroupNotViable { group: u32, members: Vec<String> },
+    #[error("{bdf} is in use by the host: {reason}; use --force to take it anyway")]
+    InUse { bdf: Bdf, reason: String },
+    #[error("{step} failed writing '{value}' to {path}: {source}; {outcome}")]
+    Step {
+        step: String,
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+        outcome: String,
+    },
+    #[error("after {step}, {bdf} is bound to {found} instead of {wanted}; {outcome}")]
+    Verify {
+        step: String,
+        bdf: Bdf,
+        found: String,
+        wanted: String,
+        outcome: String,
+    },
+}

@@ -1,0 +1,192 @@
+//! `iolab pci` on this machine (against `lspci`) and on fake sysfs trees.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use iolab_pci::fake::FakeTree;
+use iolab_tests::{iolab, require_peer, run};
+
+fn pci(args: &[&str]) -> (bool, String) {
+    let mut c = iolab();
+    c.arg("pci").args(args).env("IOLAB_LOG", "warn");
+    run(&mut c, Duration::from_secs(60))
+}
+
+/// Pulls `"key": value` pairs of each device object out of the JSON list.
+fn json_devices(text: &str) -> Vec<(String, u64, u64, bool)> {
+    let mut out = Vec::new();
+    for obj in text.split("\n  {").skip(1) {
+        let field = |k: &str| {
+            obj.lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("\"{k}\": ")))
+                .map(|v| v.trim_end_matches(',').trim_matches('"').to_string())
+                .unwrap_or_else(|| panic!("no {k} in {obj}"))
+        };
+        out.push((
+            field("address"),
+            field("vendor_id").parse().unwrap(),
+            field("device_id").parse().unwrap(),
+            field("device") != "null",
+        ));
+    }
+    out
+}
+
+#[test]
+fn list_json_matches_lspci_on_this_machine() {
+    if !require_peer("lspci") {
+        return;
+    }
+    let (ok, json) = pci(&["list", "--json"]);
+    assert!(ok, "{json}");
+    let ours = json_devices(&json);
+    let ids = std::process::Command::new("lspci")
+        .arg("-Dn")
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+    let theirs: BTreeSet<(String, u64, u64)> = ids
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (v, d) = f.get(2)?.split_once(':')?;
+            Some((
+                f[0].to_string(),
+                u64::from_str_radix(v, 16).ok()?,
+                u64::from_str_radix(d, 16).ok()?,
+            ))
+        })
+        .collect();
+    assert!(!theirs.is_empty(), "{ids}");
+    let mine: BTreeSet<(String, u64, u64)> = ours
+        .iter()
+        .map(|(a, v, d, _)| (a.clone(), *v, *d))
+        .collect();
+    assert_eq!(mine, theirs);
+    // Where lspci has a device name, so do we.
+    let named = std::process::Command::new("lspci")
+        .arg("-D")
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&named.stdout).lines() {
+        let addr = l.split_whitespace().next().unwrap();
+        let (_, _, dev, has_name) = ours.iter().find(|o| o.0 == addr).unwrap();
+        let lspci_named = !l.contains(&format!("Device {dev:04x}"));
+        assert!(
+            !lspci_named || *has_name,
+            "lspci names {addr} ({l}) and we do not"
+        );
+    }
+    let (ok, text) = pci(&["list"]);
+    assert!(ok && text.lines().count() == theirs.len(), "{text}");
+}
+
+#[test]
+fn binding_here_explains_what_is_missing() {
+    let (ok, list) = pci(&["list"]);
+    assert!(ok, "{list}");
+    let Some(first) = list.split_whitespace().next() else {
+        return; // no PCI bus at all: nothing to bind
+    };
+    let (ok, out) = pci(&["bind", first, "--dry-run"]);
+    // This machine has no IOMMU; a machine with one may refuse for another reason.
+    assert!(!ok || out.contains("echo"), "{out}");
+    if std::fs::read_dir("/sys/kernel/iommu_groups").map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            out.contains("no IOMMU is active") && out.contains("intel_iommu=on"),
+            "{out}"
+        );
+    }
+}
+
+fn fake() -> FakeTree {
+    let t = FakeTree::new("cli");
+    t.device("0000:00:00.0", 0x8086, 0x0d57, 0x060000, Some(0), None)
+        .device(
+            "0000:07:00.0",
+            0x8086,
+            0x10fb,
+            0x020000,
+            Some(13),
+            Some("ixgbe"),
+        )
+        .net("0000:07:00.0", "eth8", 9000)
+        .device(
+            "0000:09:00.0",
+            0x8086,
+            0x2922,
+            0x010601,
+            Some(15),
+            Some("ahci"),
+        )
+        .driver("vfio-pci");
+    t
+}
+
+#[test]
+fn fake_tree_list_show_dry_run_and_bad_input() {
+    let t = fake();
+    let root = t.root.to_str().unwrap().to_string();
+    let before = t.snapshot();
+    let (ok, out) = pci(&["--sysfs-root", &root, "list", "--class", "net"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("0000:07:00.0 Ethernet controller [0200]") && out.contains("82599"),
+        "{out}"
+    );
+    let (ok, out) = pci(&["--sysfs-root", &root, "show", "07:00.0"]);
+    assert!(
+        ok && out.contains("interface eth8") && out.contains("mtu 9000"),
+        "{out}"
+    );
+    let (ok, out) = pci(&["--sysfs-root", &root, "bind", "0000:07:00.0", "--dry-run"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .starts_with("echo 'vfio-pci' > "),
+        "{out}"
+    );
+    assert_eq!(t.snapshot(), before, "a dry run wrote");
+    for (args, want) in [
+        (vec!["show", "06:00"], "'06:00' is not a PCI address"),
+        (
+            vec!["show", "0000:42:00.0"],
+            "there is no PCI device 0000:42:00.0",
+        ),
+        (
+            vec!["bind", "0000:42:00.0", "--dry-run"],
+            "there is no PCI device",
+        ),
+        (vec!["list", "--class", "toaster"], "--class toaster"),
+    ] {
+        let mut a = vec!["--sysfs-root", root.as_str()];
+        a.extend(args.iter());
+        let (ok, out) = pci(&a);
+        assert!(!ok && out.contains(want), "{args:?}: {out}");
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    std::fs::remove_file(t.dev_dir("0000:09:00.0").join("vendor")).unwrap();
+    let (ok, out) = pci(&["--sysfs-root", &root, "list"]);
+    assert!(!ok && out.contains("0000:09:00.0/vendor"), "{out}");
+}
+
+#[test]
+fn reattach_all_with_nothing_recorded_says_so() {
+    let d = iolab_tests::TempDir::new("pci-db");
+    let db = d.0.join("lab.db");
+    let (ok, out) = pci(&[
+        "--sysfs-root",
+        "/nonexistent",
+        "reattach",
+        "--all",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("nothing to reattach"), "{out}");
+    let (ok, out) = pci(&["reattach", "0000:07:00.0", "--db", db.to_str().unwrap()]);
+    assert!(!ok && out.contains("was not bound by iolab"), "{out}");
+}
