@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use iolab_pci::device::BaseClass;
-use iolab_pci::{Bdf, BindOptions, PciDevice, RealKernel, Sysfs};
+use iolab_pci::{Bdf, BindOptions, BindPlan, PciDevice, RealKernel, Sysfs};
 use iolab_profiles::{Original, Store};
 
 use crate::cli::{PciArgs, PciCmd};
@@ -38,7 +38,7 @@ fn line(d: &PciDevice) -> String {
     )
 }
 
-fn show(d: &PciDevice) -> String {
+pub fn show(d: &PciDevice) -> String {
     let mut out = format!("{}\n", line(d));
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     if let Some(s) = d.subsystem {
@@ -102,7 +102,8 @@ fn show(d: &PciDevice) -> String {
     out
 }
 
-fn reattach_one(sys: &Sysfs, store: &mut Store, bdf: Bdf) -> anyhow::Result<()> {
+/// Gives `bdf` back to the driver recorded when iolab bound it; says where it went.
+pub fn reattach_one(sys: &Sysfs, store: &mut Store, bdf: Bdf) -> anyhow::Result<String> {
     let recorded = store.originals(&scope(bdf))?;
     if recorded.is_empty() {
         bail!(
@@ -119,11 +120,63 @@ fn reattach_one(sys: &Sysfs, store: &mut Store, bdf: Bdf) -> anyhow::Result<()> 
     iolab_pci::reattach(sys, &RealKernel, &plan)?;
     let keys: Vec<String> = recorded.into_iter().map(|o| o.key).collect();
     store.forget_originals(&scope(bdf), &keys)?;
-    println!(
+    Ok(format!(
         "{bdf} is back on {}",
         driver.as_deref().unwrap_or("no driver (it had none)")
-    );
-    Ok(())
+    ))
+}
+
+/// Functions iolab bound and has not given back.
+pub fn bound_by_iolab(store: &Store) -> Vec<Bdf> {
+    store
+        .original_scopes()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.strip_prefix("pci:")?.parse().ok())
+        .collect()
+}
+
+/// Records each function's driver, then binds; forgets the records of a failed bind.
+pub fn bind_recorded(
+    sys: &Sysfs,
+    store: &mut Store,
+    plan: &BindPlan,
+) -> anyhow::Result<Vec<String>> {
+    for d in &plan.devices {
+        store.save_originals(
+            &scope(d.bdf),
+            &[
+                Original {
+                    key: DRIVER.into(),
+                    value: d.original_driver.clone().unwrap_or_default(),
+                },
+                Original {
+                    key: OVERRIDE.into(),
+                    value: d.original_override.clone().unwrap_or_default(),
+                },
+            ],
+        )?;
+    }
+    if let Err(e) = iolab_pci::bind(sys, &RealKernel, plan) {
+        for d in &plan.devices {
+            if d.original_driver.as_deref() != Some(iolab_pci::bind::VFIO_PCI) {
+                let _ = store.forget_originals(&scope(d.bdf), &[DRIVER.into(), OVERRIDE.into()]);
+            }
+        }
+        return Err(e.into());
+    }
+    Ok(plan
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "{} is on vfio-pci (was {}); `iolab pci reattach {}` gives it back",
+                d.bdf,
+                d.original_driver.as_deref().unwrap_or("unbound"),
+                d.bdf
+            )
+        })
+        .collect())
 }
 
 pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
@@ -167,62 +220,32 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             let mut store = open_store(db)?;
-            for d in &plan.devices {
-                store.save_originals(
-                    &scope(d.bdf),
-                    &[
-                        Original {
-                            key: DRIVER.into(),
-                            value: d.original_driver.clone().unwrap_or_default(),
-                        },
-                        Original {
-                            key: OVERRIDE.into(),
-                            value: d.original_override.clone().unwrap_or_default(),
-                        },
-                    ],
-                )?;
-            }
-            if let Err(e) = iolab_pci::bind(&sys, &RealKernel, &plan) {
-                for d in &plan.devices {
-                    if d.original_driver.as_deref() != Some(iolab_pci::bind::VFIO_PCI) {
-                        let _ = store
-                            .forget_originals(&scope(d.bdf), &[DRIVER.into(), OVERRIDE.into()]);
-                    }
-                }
-                return Err(e.into());
-            }
-            for d in &plan.devices {
-                println!(
-                    "{} is on vfio-pci (was {}); `iolab pci reattach {}` gives it back",
-                    d.bdf,
-                    d.original_driver.as_deref().unwrap_or("unbound"),
-                    d.bdf
-                );
+            for l in bind_recorded(&sys, &mut store, &plan)? {
+                println!("{l}");
             }
         }
         PciCmd::Reattach { bdf, all } => {
             let mut store = open_store(db)?;
             if all {
-                let scopes: Vec<Bdf> = store
-                    .original_scopes()?
-                    .iter()
-                    .filter_map(|s| s.strip_prefix("pci:")?.parse().ok())
-                    .collect();
+                let scopes = bound_by_iolab(&store);
                 if scopes.is_empty() {
                     println!("nothing to reattach");
                 }
                 let mut failed = 0;
                 for b in scopes {
-                    if let Err(e) = reattach_one(&sys, &mut store, b) {
-                        eprintln!("iolab: {b}: {e:#}");
-                        failed += 1;
+                    match reattach_one(&sys, &mut store, b) {
+                        Ok(m) => println!("{m}"),
+                        Err(e) => {
+                            eprintln!("iolab: {b}: {e:#}");
+                            failed += 1;
+                        }
                     }
                 }
                 if failed > 0 {
                     bail!("{failed} device(s) could not be reattached");
                 }
             } else if let Some(b) = bdf {
-                reattach_one(&sys, &mut store, b.parse()?)?;
+                println!("{}", reattach_one(&sys, &mut store, b.parse()?)?);
             }
         }
     }

@@ -55,6 +55,26 @@ fn setup() -> anyhow::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)
     Ok((term, guard))
 }
 
+/// Re-reads the PCI functions and which of them iolab bound.
+fn scan_devices(
+    v: &mut state::DevicesView,
+    root: &iolab_pci::Sysfs,
+    notebook: &notebook::Notebook,
+) {
+    match iolab_pci::enumerate(root) {
+        Ok(d) => {
+            v.devices = d;
+            v.error = None;
+        }
+        Err(e) => v.error = Some(format!("cannot list PCI devices: {e}")),
+    }
+    v.cursor = v.cursor.min(v.devices.len().saturating_sub(1));
+    v.bound = notebook
+        .store()
+        .map(crate::pci_cmd::bound_by_iolab)
+        .unwrap_or_default();
+}
+
 /// Runs the console on the embedded default lab until `q`.
 pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut lab = Lab::default();
@@ -64,6 +84,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let tune_host = iolab_lab_core::tuning::Namespace::current();
     let tune_scope = iolab_lab_core::tuning::scope(None);
     state.network.profiles = tuning::profile_names();
+    let pci_root = iolab_pci::Sysfs::default();
     match lab.start_default_target().await {
         Ok(t) => {
             state.target_urls = t.urls();
@@ -171,6 +192,27 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                         Action::RevertTuning => {
                             state.status = tuning::revert(&tune_host, notebook.store_mut(), &tune_scope);
                             let _ = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope);
+                        }
+                        Action::ScanDevices => scan_devices(&mut state.devices, &pci_root, &notebook),
+                        Action::PlanBind(bdf) => match iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()) {
+                            Ok(plan) => state.devices.confirm = Some(state::DeviceConfirm::Bind(bdf, plan.lines())),
+                            Err(e) => state.status = e.to_string(),
+                        },
+                        Action::Bind(bdf) => {
+                            let r = match (iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()), notebook.store_mut()) {
+                                (Ok(plan), Some(store)) => crate::pci_cmd::bind_recorded(&pci_root, store, &plan).map(|l| l.join("; ")).map_err(|e| format!("{e:#}")),
+                                (Err(e), _) => Err(e.to_string()),
+                                (_, None) => Err("the notebook (which records the driver first) is unavailable: nothing bound".into()),
+                            };
+                            state.status = r.unwrap_or_else(|e| e);
+                            scan_devices(&mut state.devices, &pci_root, &notebook);
+                        }
+                        Action::Reattach(bdf) => {
+                            state.status = match notebook.store_mut() {
+                                Some(store) => crate::pci_cmd::reattach_one(&pci_root, store, bdf).unwrap_or_else(|e| format!("{e:#}")),
+                                None => "the notebook is unavailable".into(),
+                            };
+                            scan_devices(&mut state.devices, &pci_root, &notebook);
                         }
                         Action::None => {}
                     }

@@ -11,6 +11,7 @@ use ratatui::widgets::Sparkline;
 
 use super::state::{ConsoleState, RunPhase, Tab};
 
+mod devices;
 mod network;
 mod profiles;
 
@@ -34,6 +35,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
         Tab::Run => run(f, s, body),
         Tab::Profiles => profiles::render(f, &s.notebook, body),
         Tab::Network => network::render(f, &s.network, &s.snapshot.host, body),
+        Tab::Devices => devices::render(f, &s.devices, body),
     }
     f.render_widget(
         Paragraph::new(format!("{}   ? help  q quit", s.status)),
@@ -373,7 +375,7 @@ fn digest(on: bool) -> &'static str {
 
 fn help(f: &mut Frame, area: Rect) {
     let w = 48.min(area.width);
-    let h = 12.min(area.height);
+    let h = 13.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -382,11 +384,12 @@ fn help(f: &mut Frame, area: Rect) {
     };
     f.render_widget(Clear, r);
     let text = vec![
-        Line::from("1-5 / Tab    switch screen"),
+        Line::from("1-6 / Tab    switch screen"),
         Line::from("Run: m mode, c connections, t time, r start"),
         Line::from("Profiles: Up/Down run, a baseline, p profile,"),
         Line::from("          Enter load profile into Run"),
         Line::from("Network: p profile, Space MTU, a apply, u revert"),
+        Line::from("Devices: Up/Down, b bind to vfio-pci, u give back"),
         Line::from("click a tab  switch screen"),
         Line::from("?            this help (Esc closes)"),
         Line::from("q, Ctrl-C    quit (terminal is restored)"),

@@ -19,15 +19,17 @@ pub enum Tab {
     Run,
     Profiles,
     Network,
+    Devices,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Target,
         Tab::Connections,
         Tab::Run,
         Tab::Profiles,
         Tab::Network,
+        Tab::Devices,
     ];
     pub fn title(self) -> &'static str {
         match self {
@@ -36,6 +38,7 @@ impl Tab {
             Tab::Run => "3 Run",
             Tab::Profiles => "4 Profiles",
             Tab::Network => "5 Network",
+            Tab::Devices => "6 Devices",
         }
     }
 }
@@ -58,6 +61,64 @@ pub enum Action {
     ApplyTuning,
     /// Put back what the lab changed (confirmed).
     RevertTuning,
+    /// Re-read the PCI devices.
+    ScanDevices,
+    /// Plan moving this function to vfio-pci (and ask).
+    PlanBind(iolab_pci::Bdf),
+    /// Bind it (confirmed).
+    Bind(iolab_pci::Bdf),
+    /// Give it back to its driver (confirmed).
+    Reattach(iolab_pci::Bdf),
+}
+
+/// What waits for a y/n on the Devices screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceConfirm {
+    /// Bind, with the writes it will make.
+    Bind(iolab_pci::Bdf, Vec<String>),
+    Reattach(iolab_pci::Bdf),
+}
+
+/// The Devices screen: PCI functions, the selected one's details, and what iolab bound.
+#[derive(Debug, Clone, Default)]
+pub struct DevicesView {
+    pub devices: Vec<iolab_pci::PciDevice>,
+    /// Why the devices could not be read, if they could not.
+    pub error: Option<String>,
+    pub cursor: usize,
+    /// Functions iolab moved to vfio-pci.
+    pub bound: Vec<iolab_pci::Bdf>,
+    pub confirm: Option<DeviceConfirm>,
+}
+
+impl DevicesView {
+    fn selected(&self) -> Option<iolab_pci::Bdf> {
+        self.devices.get(self.cursor).map(|d| d.address)
+    }
+
+    fn on_key(&mut self, code: KeyCode) -> Action {
+        if let Some(c) = self.confirm.take() {
+            return match (code, c) {
+                (KeyCode::Char('y'), DeviceConfirm::Bind(b, _)) => Action::Bind(b),
+                (KeyCode::Char('y'), DeviceConfirm::Reattach(b)) => Action::Reattach(b),
+                _ => Action::None,
+            };
+        }
+        match code {
+            KeyCode::Down | KeyCode::Char('j') if self.cursor + 1 < self.devices.len() => {
+                self.cursor += 1;
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.cursor = self.cursor.saturating_sub(1),
+            KeyCode::Char('b') => return self.selected().map_or(Action::None, Action::PlanBind),
+            KeyCode::Char('u') => {
+                if let Some(b) = self.selected().filter(|b| self.bound.contains(b)) {
+                    self.confirm = Some(DeviceConfirm::Reattach(b));
+                }
+            }
+            _ => {}
+        }
+        Action::None
+    }
 }
 
 /// What waits for a y/n on the Network screen.
@@ -267,6 +328,7 @@ pub struct ConsoleState {
     pub run: RunView,
     pub notebook: NotebookView,
     pub network: NetworkView,
+    pub devices: DevicesView,
 }
 
 impl ConsoleState {
@@ -275,6 +337,15 @@ impl ConsoleState {
         // A pending confirmation takes the next key, whatever it is.
         if self.tab == Tab::Network && self.network.confirm.is_some() {
             return self.network.on_key(code);
+        }
+        if self.tab == Tab::Devices
+            && (self.devices.confirm.is_some()
+                || matches!(
+                    code,
+                    KeyCode::Char('j' | 'k' | 'b' | 'u') | KeyCode::Up | KeyCode::Down
+                ))
+        {
+            return self.devices.on_key(code);
         }
         let network_key = matches!(
             code,
@@ -297,6 +368,9 @@ impl ConsoleState {
                     self.tab = *t;
                     if *t == Tab::Network {
                         return Action::PlanTuning;
+                    }
+                    if *t == Tab::Devices {
+                        return Action::ScanDevices;
                     }
                 }
             }
@@ -398,6 +472,42 @@ mod tests {
         s.on_key(KeyCode::Esc);
         assert!(!s.help);
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn devices_keys_plan_then_confirm_binds_and_reattach_only_what_iolab_bound() {
+        let t = iolab_pci::fake::FakeTree::new("state");
+        t.device(
+            "0000:06:00.0",
+            0x8086,
+            0x10fb,
+            0x020000,
+            Some(12),
+            Some("ixgbe"),
+        )
+        .device(
+            "0000:07:00.0",
+            0x8086,
+            0x10fb,
+            0x020000,
+            Some(13),
+            Some("vfio-pci"),
+        );
+        let mut s = ConsoleState::default();
+        assert_eq!(s.on_key(KeyCode::Char('6')), Action::ScanDevices);
+        s.devices.devices = iolab_pci::enumerate(&t.sysfs()).unwrap();
+        let (a, b) = (s.devices.devices[0].address, s.devices.devices[1].address);
+        assert_eq!(s.on_key(KeyCode::Char('b')), Action::PlanBind(a));
+        s.devices.confirm = Some(DeviceConfirm::Bind(a, vec!["echo".into()]));
+        assert_eq!(s.on_key(KeyCode::Char('n')), Action::None, "declined");
+        s.devices.confirm = Some(DeviceConfirm::Bind(a, vec![]));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::Bind(a));
+        s.on_key(KeyCode::Down);
+        s.on_key(KeyCode::Char('u'));
+        assert_eq!(s.devices.confirm, None, "iolab did not bind it");
+        s.devices.bound = vec![b];
+        s.on_key(KeyCode::Char('u'));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::Reattach(b));
     }
 
     #[test]
