@@ -44,6 +44,92 @@ pub enum Command {
     Tune(TuneCmd),
     /// PCIe devices: list, show, bind to vfio-pci for a guest, reattach.
     Pci(PciArgs),
+    /// qemu guests: list, show, start, stop, console; build and boot the lab micro-guest.
+    #[command(subcommand)]
+    Guest(GuestCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuestCmd {
+    /// Guests defined in the profiles, with their state.
+    List,
+    /// A guest's definition and the exact qemu command line it would run.
+    Show(GuestRef),
+    /// Start a guest in the background (it keeps running after iolab exits).
+    Start(GuestRef),
+    /// Power a guest down (then quit qemu after a grace time).
+    Stop {
+        name: String,
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        grace: std::time::Duration,
+    },
+    /// A guest's serial console output so far.
+    Console { name: String },
+    /// Build the lab micro-guest: a stock kernel and an initramfs with busybox and iolab.
+    Image {
+        /// Kernel to boot (default: /boot, then $IOLAB_KERNEL_DIR/boot).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Its lib/modules/VERSION directory (default: beside the kernel, or /lib/modules).
+        #[arg(long)]
+        modules: Option<PathBuf>,
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        /// Output directory (default: $XDG_STATE_HOME/iolab/image).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Boot the micro-guest, run one iolab command in it, print its serial
+    /// console and exit with that command's status.
+    Boot(BootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GuestRef {
+    pub name: String,
+    /// The profile that defines it (default: the first that does).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// Kernel and initramfs from `iolab guest image`.
+    #[arg(long)]
+    pub kernel: PathBuf,
+    #[arg(long)]
+    pub initrd: PathBuf,
+    #[arg(long, default_value = "micro")]
+    pub name: String,
+    #[arg(long = "memory", default_value_t = 512)]
+    pub memory_mib: u32,
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: u32,
+    /// user (slirp: the host is 10.0.2.2) or tap:IFNAME.
+    #[arg(long, default_value = "user")]
+    pub nic: String,
+    /// The guest's address (CIDR).
+    #[arg(long, default_value = "10.0.2.15/24")]
+    pub ip: String,
+    #[arg(long, default_value = "10.0.2.2")]
+    pub gateway: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelArg,
+    /// Where the guest's files go (default: $XDG_STATE_HOME/iolab/guests/NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The iolab command to run inside, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[derive(Debug, Args)]
@@ -408,4 +494,7 @@ pub struct ServeArgs {
     /// Physical block size to report (512e: 4096 with 512-byte logical blocks).
     #[arg(long = "physical-block-size", value_name = "BYTES")]
     pub physical_block_size: Option<u32>,
+    /// Print each connection's counters at this interval when they changed (e.g. 1s).
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub stats: Option<std::time::Duration>,
 }

@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod cli;
 mod console;
+mod guest_cmd;
 mod logging;
 mod notebook_cmd;
 mod pci_cmd;
@@ -39,6 +40,7 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Run(a)) => notebook_cmd::run_cmd(db.as_deref(), a).await,
             Some(cli::Command::Tune(c)) => tune_cmd::tune_cmd(db.as_deref(), c),
             Some(cli::Command::Pci(a)) => pci_cmd::pci_cmd(db.as_deref(), a),
+            Some(cli::Command::Guest(c)) => guest_cmd::guest_cmd(db.as_deref(), c),
         }
     });
     match result {

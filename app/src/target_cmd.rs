@@ -101,6 +101,36 @@ pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(cfg)
 }
 
+/// One line per connection whose counters moved since the last call.
+pub fn stats_lines(
+    sessions: &[iolab_iscsi::SessionInfo],
+    last: &mut std::collections::HashMap<(u16, u16), u64>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in sessions {
+        for c in &s.connections {
+            let st = &c.stats;
+            let moved = st.bytes_in + st.bytes_out;
+            if last.insert((s.tsih, c.cid), moved) == Some(moved) {
+                continue;
+            }
+            out.push(format!(
+                "stats tsih={} cid={} initiator={} peer={} mss={} read_bytes={} write_bytes={} commands={} errors={}",
+                s.tsih,
+                c.cid,
+                s.initiator,
+                c.peer,
+                c.mss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                st.read_bytes,
+                st.write_bytes,
+                st.commands,
+                st.errors
+            ));
+        }
+    }
+    out
+}
+
 /// Targets reachable from other hosts in demo mode without CHAP.
 pub fn exposure_warnings(cfg: &ServerConfig) -> Vec<String> {
     let mut out = Vec::new();
@@ -129,9 +159,19 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+    let mut tick = tokio::time::interval(a.stats.unwrap_or(std::time::Duration::from_secs(3600)));
+    let mut last: std::collections::HashMap<(u16, u16), u64> = std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; break; }
+            _ = term.recv() => break,
+            _ = tick.tick(), if a.stats.is_some() => {
+                for line in stats_lines(&target.sessions(), &mut last) {
+                    println!("{line}");
+                }
+                let _ = std::io::stdout().flush();
+            }
+        }
     }
     target.shutdown();
     Ok(())

@@ -60,12 +60,59 @@ pub fn require_peer(program: &str) -> bool {
 pub struct Proc {
     pub child: Child,
     pub lines: Vec<String>,
+    /// Standard output lines that arrived after start-up.
+    pub rx: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Proc {
+    pub fn new(child: Child) -> Proc {
+        Proc {
+            child,
+            lines: Vec::new(),
+            rx: None,
+        }
+    }
+
+    /// Spawns `cmd` with its standard output read line by line into [`Proc::wait_line`].
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines: Vec::new(),
+            rx: Some(rx),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+    /// Waits up to `within` for an output line containing `what` (keeping every line).
+    pub fn wait_line(&mut self, what: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        if let Some(l) = self.lines.iter().find(|l| l.contains(what)) {
+            return Some(l.clone());
+        }
+        let rx = self.rx.as_ref()?;
+        while Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                self.lines.push(l.clone());
+                if l.contains(what) {
+                    return Some(l);
+                }
+            }
+        }
+        None
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -115,10 +162,7 @@ pub fn serve_cmd(mut cmd: Command) -> (Proc, Vec<String>) {
             }
         }
     });
-    let mut proc = Proc {
-        child,
-        lines: Vec::new(),
-    };
+    let mut proc = Proc::new(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut urls = Vec::new();
     while Instant::now() < deadline {
@@ -145,6 +189,7 @@ pub fn serve_cmd(mut cmd: Command) -> (Proc, Vec<String>) {
         "iolab target serve printed no lun line: {:?}",
         proc.lines
     );
+    proc.rx = Some(rx);
     (proc, urls)
 }
 
@@ -284,10 +329,7 @@ impl Tgtd {
             .spawn()
             .expect("spawn tgtd");
         let t = Tgtd {
-            proc: Proc {
-                child,
-                lines: Vec::new(),
-            },
+            proc: Proc::new(child),
             control_port,
             port,
             iqn: format!("iqn.2026-11.test.tgtd:{port}"),
@@ -396,10 +438,7 @@ impl Istgt {
             std::thread::sleep(Duration::from_millis(50));
         }
         Istgt {
-            _proc: Proc {
-                child,
-                lines: Vec::new(),
-            },
+            _proc: Proc::new(child),
             port,
             _dir: dir,
         }

@@ -1,6 +1,36 @@
-//! Guest definitions: what a qemu guest of the lab is made of.
+//! Guests: what a qemu guest of the lab is made of (`mod.rs`), the exact
+//! qemu command line (`command.rs`), its lifecycle over QMP (`lifecycle.rs`,
+//! `qmp.rs`), and the lab micro-guest image (`image.rs`, `cpio.rs`).
+
+pub mod command;
+pub mod cpio;
+pub mod image;
+pub mod lifecycle;
+pub mod qmp;
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+/// Why a guest could not be built, started or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("{what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Qemu(String),
+    #[error("QMP at {path}: {msg}")]
+    Qmp { path: PathBuf, msg: String },
+    #[error("passthrough of {bdf}: {reason}")]
+    Passthrough { bdf: String, reason: String },
+}
 
 /// One qemu/KVM guest as a profile keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +52,32 @@ pub struct GuestDef {
     pub append: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+    /// Emulated NICs (virtio-net).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<Nic>,
+    #[serde(default)]
+    pub accel: Accel,
+}
+
+/// An emulated NIC and where its traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Nic {
+    /// qemu's user-mode network (slirp): no privileges; the host is 10.0.2.2.
+    User,
+    /// A tap device that exists already (in the network namespace qemu runs in).
+    Tap { ifname: String },
+}
+
+/// How qemu runs the guest's CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when /dev/kvm opens and the CPU has VMX or SVM, otherwise TCG.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 impl GuestDef {

@@ -1,0 +1,292 @@
+//! `iolab guest`: guests of the profiles, their qemu command lines and
+//! lifecycle, and the lab micro-guest.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use iolab_lab_core::guest::command::{
+    GuestPaths, legacy_pcidevice, qemu_args, resolve_accel, shell_line,
+};
+use iolab_lab_core::guest::image::{self, ImageSpec};
+use iolab_lab_core::guest::lifecycle::{self, GuestState, QEMU};
+use iolab_lab_core::guest::{Accel, GuestDef, Nic};
+use iolab_lab_core::profile::{self, Profile};
+
+use crate::cli::{AccelArg, BootArgs, GuestCmd, GuestRef};
+use crate::notebook_cmd::open_store;
+
+/// Every (profile, guest) the notebook and the built-ins define.
+fn all_guests(db: Option<&Path>) -> anyhow::Result<Vec<(String, GuestDef)>> {
+    let mut out = Vec::new();
+    for (name, text) in profile::builtins() {
+        if let Ok(p) = Profile::parse(text, name) {
+            out.extend(p.guests.into_iter().map(|g| (name.to_string(), g)));
+        }
+    }
+    if let Ok(store) = open_store(db) {
+        for sp in store.profiles()? {
+            if let Ok(p) = Profile::parse(&sp.body, &sp.name) {
+                out.extend(p.guests.into_iter().map(|g| (sp.name.clone(), g)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn find(db: Option<&Path>, r: &GuestRef) -> anyhow::Result<(String, GuestDef)> {
+    all_guests(db)?
+        .into_iter()
+        .find(|(p, g)| g.name == r.name && r.profile.as_ref().is_none_or(|w| w == p))
+        .with_context(|| {
+            format!(
+                "no guest named '{}' in the profiles (see `iolab guest list`)",
+                r.name
+            )
+        })
+}
+
+fn paths(name: &str) -> anyhow::Result<GuestPaths> {
+    Ok(GuestPaths::new(lifecycle::state_dir(name)?))
+}
+
+fn state_word(s: &GuestState) -> String {
+    match s {
+        GuestState::Running { status, pid } => format!(
+            "{status}{}",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        GuestState::Unresponsive { pid } => format!("not answering on QMP (pid {pid})"),
+        GuestState::Stopped => "stopped".into(),
+    }
+}
+
+pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
+    match cmd {
+        GuestCmd::List => {
+            println!(
+                "{:<20} {:<16} {:>7} {:>5}  state",
+                "guest", "profile", "MiB", "vcpus"
+            );
+            for (p, g) in all_guests(db)? {
+                let st = paths(&g.name).map(|ps| lifecycle::status(&ps));
+                println!(
+                    "{:<20} {:<16} {:>7} {:>5}  {}",
+                    g.name,
+                    p,
+                    g.memory_mib,
+                    g.vcpus,
+                    st.map(|s| state_word(&s)).unwrap_or_else(|e| e.to_string())
+                );
+            }
+        }
+        GuestCmd::Show(r) => {
+            let (p, g) = find(db, &r)?;
+            let ps = paths(&g.name)?;
+            let (accel, warning) = resolve_accel(g.accel);
+            println!(
+                "guest {} (profile {p}): {} MiB, {} vCPUs",
+                g.name, g.memory_mib, g.vcpus
+            );
+            println!("state: {}", state_word(&lifecycle::status(&ps)));
+            for bdf in &g.pci {
+                println!(
+                    "passthrough {bdf} (the seed wrote `{}`; qemu now takes `-device vfio-pci,host={bdf}`)",
+                    legacy_pcidevice(bdf)
+                );
+            }
+            if let Some(w) = warning {
+                println!("warning: {w}");
+            }
+            println!("{}", shell_line(QEMU, &qemu_args(&g, &ps, accel)));
+            if let GuestState::Running { .. } = lifecycle::status(&ps)
+                && let Ok(mut q) =
+                    iolab_lab_core::guest::qmp::Qmp::connect(&ps.qmp(), Duration::from_secs(2))
+            {
+                for d in q.pci()? {
+                    println!(
+                        "  guest PCI {:02x}:{:02x}.{} [{:04x}:{:04x}]",
+                        d.bus, d.slot, d.function, d.vendor, d.device
+                    );
+                }
+            }
+        }
+        GuestCmd::Start(r) => {
+            let (_, g) = find(db, &r)?;
+            let ps = paths(&g.name)?;
+            let (accel, warning) = resolve_accel(g.accel);
+            println!("{}", shell_line(QEMU, &qemu_args(&g, &ps, accel)));
+            if let Some(w) = warning {
+                eprintln!("iolab: warning: {w}");
+            }
+            let s = lifecycle::start(&g, &ps, QEMU, true)?;
+            println!(
+                "guest {} started (pid {}); files in {}",
+                g.name,
+                s.pid,
+                ps.dir.display()
+            );
+        }
+        GuestCmd::Stop { name, grace } => {
+            let how = lifecycle::stop(&paths(&name)?, grace)?;
+            println!("guest {name}: {how}");
+        }
+        GuestCmd::Console { name } => {
+            let ps = paths(&name)?;
+            let text = std::fs::read_to_string(ps.serial()).with_context(|| {
+                format!("no serial log for guest {name} ({})", ps.serial().display())
+            })?;
+            print!("{text}");
+        }
+        GuestCmd::Image {
+            kernel,
+            modules,
+            busybox,
+            out,
+        } => {
+            let kernel = match kernel {
+                Some(k) => k,
+                None => image::find_kernel()?,
+            };
+            let modules = match modules {
+                Some(m) => m,
+                None => image::modules_for(&kernel)?,
+            };
+            let out = match out {
+                Some(o) => o,
+                None => lifecycle::state_dir("image")?,
+            };
+            let iolab = std::env::current_exe().context("finding the iolab binary")?;
+            let img = image::build(&ImageSpec {
+                kernel,
+                modules,
+                busybox,
+                iolab,
+                out,
+            })?;
+            println!("kernel {}", img.kernel.display());
+            println!("initrd {}", img.initrd.display());
+        }
+        GuestCmd::Boot(a) => return boot(a),
+    }
+    Ok(())
+}
+
+/// Boots the micro-guest in the foreground and mirrors its serial console.
+fn boot(a: BootArgs) -> anyhow::Result<()> {
+    let nic = match a.nic.as_str() {
+        "user" => Nic::User,
+        t => match t.strip_prefix("tap:") {
+            Some(i) if !i.is_empty() => Nic::Tap { ifname: i.into() },
+            _ => bail!("--nic takes user or tap:IFNAME, not '{t}'"),
+        },
+    };
+    let gateway = (!a.gateway.is_empty()).then_some(a.gateway.as_str());
+    let def = GuestDef {
+        name: a.name.clone(),
+        memory_mib: a.memory_mib,
+        vcpus: a.vcpus,
+        pci: Vec::new(),
+        disk: None,
+        kernel: Some(a.kernel.display().to_string()),
+        initrd: Some(a.initrd.display().to_string()),
+        append: image::kernel_args(&a.name, &a.ip, gateway, &a.args),
+        extra_args: Vec::new(),
+        nics: vec![nic],
+        accel: match a.accel {
+            AccelArg::Auto => Accel::Auto,
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        },
+    };
+    let ps = GuestPaths::new(match a.dir {
+        Some(d) => d,
+        None => lifecycle::state_dir(&a.name)?,
+    });
+    let mut started = lifecycle::start(&def, &ps, QEMU, false)?;
+    if let Some(w) = &started.warning {
+        eprintln!("iolab: warning: {w}");
+    }
+    let deadline = Instant::now() + a.timeout;
+    let mut serial = SerialTail::new(ps.serial());
+    let mut code: Option<i32> = None;
+    loop {
+        for line in serial.lines() {
+            println!("{line}");
+            if let Some(rc) = line.trim().strip_prefix("IOLAB-EXIT ") {
+                code = rc.trim().parse().ok();
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if let Ok(Some(_)) = started.child.try_wait() {
+            for line in serial.lines() {
+                println!("{line}");
+                if let Some(rc) = line.trim().strip_prefix("IOLAB-EXIT ") {
+                    code = rc.trim().parse().ok();
+                }
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = started.child.kill();
+            let _ = started.child.wait();
+            bail!(
+                "the guest did not finish within {:?}; qemu was stopped",
+                a.timeout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match code {
+        Some(0) => Ok(()),
+        Some(c) => bail!("the command in the guest exited with status {c}"),
+        None => {
+            let log = std::fs::read_to_string(ps.qemu_log()).unwrap_or_default();
+            bail!(
+                "the guest stopped without reporting an exit status (serial log {}){}",
+                ps.serial().display(),
+                if log.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("; qemu said: {}", log.trim())
+                }
+            )
+        }
+    }
+}
+
+/// Reads lines appended to a file since the last call.
+struct SerialTail {
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl SerialTail {
+    fn new(path: PathBuf) -> Self {
+        SerialTail {
+            path,
+            offset: 0,
+            partial: String::new(),
+        }
+    }
+
+    fn lines(&mut self) -> Vec<String> {
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        self.offset += buf.len() as u64;
+        self.partial += &String::from_utf8_lossy(&buf).replace('\r', "");
+        let mut out = Vec::new();
+        while let Some(i) = self.partial.find('\n') {
+            out.push(self.partial[..i].to_string());
+            self.partial.drain(..=i);
+        }
+        out
+    }
+}

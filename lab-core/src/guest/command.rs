@@ -1,0 +1,254 @@
+//! The exact `qemu-system-x86_64` argument list of a guest, and the choice
+//! between KVM and TCG.
+
+use std::path::{Path, PathBuf};
+
+use super::{Accel, GuestDef, Nic};
+
+/// Where a running guest keeps its QMP socket, serial log, pid file and qemu's own log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestPaths {
+    pub dir: PathBuf,
+}
+
+impl GuestPaths {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        GuestPaths { dir: dir.into() }
+    }
+    pub fn qmp(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+    pub fn serial(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+}
+
+/// The accelerator qemu will use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    Kvm,
+    Tcg,
+}
+
+/// What `auto` means on this host: KVM only when /dev/kvm opens read-write and
+/// the CPU advertises VMX or SVM (a /dev/kvm without them is a software-only
+/// hypervisor that cannot run stock kernels). The warning says why TCG was chosen.
+pub fn resolve_accel(a: Accel) -> (Resolved, Option<String>) {
+    resolve_with(a, kvm_opens(), cpu_has_virt())
+}
+
+fn kvm_opens() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+fn cpu_has_virt() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    })
+}
+
+fn resolve_with(a: Accel, kvm: bool, virt: bool) -> (Resolved, Option<String>) {
+    match a {
+        Accel::Kvm => (Resolved::Kvm, None),
+        Accel::Tcg => (Resolved::Tcg, None),
+        Accel::Auto if kvm && virt => (Resolved::Kvm, None),
+        Accel::Auto => (
+            Resolved::Tcg,
+            Some(if !kvm {
+                "no usable /dev/kvm: running under TCG (emulation, much slower)".into()
+            } else {
+                "/dev/kvm opens but the CPU shows no VMX/SVM (a software-only hypervisor): running under TCG".into()
+            }),
+        ),
+    }
+}
+
+/// A stable locally administered MAC per guest and NIC, so guests on one bridge differ.
+pub fn mac(name: &str, nic: usize) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes().chain([nic as u8]) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let b = h.to_be_bytes();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[1], b[2], b[3])
+}
+
+/// The seed's obsolete `-pcidevice host=06:00.0` for a modern address.
+pub fn legacy_pcidevice(bdf: &str) -> String {
+    let short = bdf.strip_prefix("0000:").unwrap_or(bdf);
+    format!("-pcidevice host={short}")
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The argument list (without the program name).
+pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    let (accel_name, cpu) = match accel {
+        Resolved::Kvm => ("kvm", "host"),
+        Resolved::Tcg => ("tcg", "max"),
+    };
+    push(&["-name", &def.name]);
+    push(&["-machine", &format!("q35,accel={accel_name}")]);
+    push(&["-cpu", cpu]);
+    push(&["-m", &def.memory_mib.to_string()]);
+    push(&["-smp", &def.vcpus.to_string()]);
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    push(&["-serial", &format!("file:{}", p(&paths.serial()))]);
+    push(&[
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", p(&paths.qmp())),
+    ]);
+    push(&["-pidfile", &p(&paths.pidfile())]);
+    if let Some(k) = &def.kernel {
+        push(&["-kernel", k]);
+        if let Some(i) = &def.initrd {
+            push(&["-initrd", i]);
+        }
+        let append = format!("console=ttyS0 panic=-1 {}", def.append);
+        push(&["-append", append.trim()]);
+    }
+    if let Some(d) = &def.disk {
+        let format = if d.ends_with(".qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
+        push(&["-drive", &format!("file={d},if=virtio,format={format}")]);
+    }
+    for (i, nic) in def.nics.iter().enumerate() {
+        let netdev = match nic {
+            Nic::User => format!("user,id=net{i}"),
+            Nic::Tap { ifname } => format!("tap,id=net{i},ifname={ifname},script=no,downscript=no"),
+        };
+        push(&["-netdev", &netdev]);
+        push(&[
+            "-device",
+            &format!("virtio-net-pci,netdev=net{i},mac={}", mac(&def.name, i)),
+        ]);
+    }
+    for bdf in &def.pci {
+        push(&["-device", &format!("vfio-pci,host={bdf}")]);
+    }
+    a.extend(def.extra_args.iter().cloned());
+    a
+}
+
+/// The command line as one shell-quoted string, for showing before launch.
+pub fn shell_line(program: &str, args: &[String]) -> String {
+    std::iter::once(program.to_string())
+        .chain(args.iter().map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=,.:/@+".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_target() -> GuestDef {
+        GuestDef {
+            name: "seed-target".into(),
+            memory_mib: 3072,
+            vcpus: 8,
+            pci: vec!["0000:06:00.0".into()],
+            disk: Some("lenny64guest1-orig.img".into()),
+            kernel: None,
+            initrd: None,
+            append: String::new(),
+            extra_args: Vec::new(),
+            nics: Vec::new(),
+            accel: Accel::Auto,
+        }
+    }
+
+    #[test]
+    fn the_seed_guest_becomes_a_modern_command_line() {
+        let args = qemu_args(&seed_target(), &GuestPaths::new("/run/g"), Resolved::Kvm);
+        let line = shell_line("qemu-system-x86_64", &args);
+        for want in [
+            "-machine q35,accel=kvm",
+            "-m 3072",
+            "-smp 8",
+            "-device vfio-pci,host=0000:06:00.0",
+            "-qmp unix:/run/g/qmp.sock,server=on,wait=off",
+            "-serial file:/run/g/serial.log",
+            "-drive file=lenny64guest1-orig.img,if=virtio,format=raw",
+        ] {
+            assert!(line.contains(want), "{want} not in {line}");
+        }
+        assert_eq!(legacy_pcidevice("0000:06:00.0"), "-pcidevice host=06:00.0");
+    }
+
+    #[test]
+    fn kernel_boot_and_nics() {
+        let g = GuestDef {
+            kernel: Some("/k/vmlinuz".into()),
+            initrd: Some("/k/initrd".into()),
+            append: "iolab.ip=10.0.2.15/24".into(),
+            disk: None,
+            pci: Vec::new(),
+            nics: vec![
+                Nic::User,
+                Nic::Tap {
+                    ifname: "tap0".into(),
+                },
+            ],
+            ..seed_target()
+        };
+        let args = qemu_args(&g, &GuestPaths::new("/g"), Resolved::Tcg);
+        let line = shell_line("qemu", &args);
+        assert!(line.contains("-cpu max"), "{line}");
+        assert!(
+            line.contains("-append 'console=ttyS0 panic=-1 iolab.ip=10.0.2.15/24'"),
+            "{line}"
+        );
+        assert!(line.contains("-netdev user,id=net0"), "{line}");
+        assert!(
+            line.contains("-netdev tap,id=net1,ifname=tap0,script=no,downscript=no"),
+            "{line}"
+        );
+        assert_ne!(mac("a", 0), mac("b", 0));
+        assert_ne!(mac("a", 0), mac("a", 1));
+    }
+
+    #[test]
+    fn auto_uses_kvm_only_with_hardware_virtualisation() {
+        assert_eq!(resolve_with(Accel::Auto, true, true).0, Resolved::Kvm);
+        let (r, w) = resolve_with(Accel::Auto, true, false);
+        assert_eq!(r, Resolved::Tcg);
+        assert!(w.unwrap().contains("software-only"));
+        assert_eq!(resolve_with(Accel::Auto, false, false).0, Resolved::Tcg);
+        assert_eq!(resolve_with(Accel::Kvm, false, false).0, Resolved::Kvm);
+    }
+}

@@ -1,0 +1,445 @@
+//! The lab micro-guest: a stock kernel plus an initramfs of busybox, the
+//! virtio modules the kernel needs, and the `iolab` binary with its shared
+//! libraries. Its init brings the network up from kernel arguments, runs
+//! one `iolab` command given on the kernel command line with its output on
+//! the serial console, prints `IOLAB-EXIT <code>` and powers off.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::GuestError;
+use super::cpio::CpioWriter;
+
+/// Modules the guest loads (with their dependencies) for its virtio NIC.
+const MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
+/// Busybox applets the init script uses.
+const APPLETS: [&str; 14] = [
+    "sh", "mount", "insmod", "ip", "cat", "echo", "base64", "poweroff", "sleep", "ls", "dmesg",
+    "hostname", "mkdir", "sync",
+];
+
+const INIT: &str = r#"#!/bin/sh
+export PATH=/bin:/sbin HOME=/tmp IOLAB_LOG=warn XDG_DATA_HOME=/tmp
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /tmp
+for m in $(cat /modules/order); do insmod /modules/$m 2>/dev/null; done
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    iolab.ip=*) IP="${w#iolab.ip=}" ;;
+    iolab.gw=*) GW="${w#iolab.gw=}" ;;
+    iolab.name=*) hostname "${w#iolab.name=}" ;;
+    iolab.cmd=*) echo "${w#iolab.cmd=}" > /tmp/cmd.b64 ;;
+  esac
+done
+ip link set lo up
+ip link set eth0 up
+[ -n "$IP" ] && ip addr add "$IP" dev eth0
+[ -n "$GW" ] && ip route add default via "$GW"
+echo "IOLAB-NET-UP $IP"
+rc=0
+if [ -s /tmp/cmd.b64 ]; then
+  base64 -d /tmp/cmd.b64 > /tmp/cmd
+  IFS='
+'
+  set -- $(cat /tmp/cmd)
+  unset IFS
+  /bin/iolab "$@"
+  rc=$?
+else
+  # No command: stay up as a lab guest until qemu is told to quit.
+  echo "IOLAB-IDLE"
+  while true; do sleep 3600; done
+fi
+echo "IOLAB-EXIT $rc"
+sync
+poweroff -f
+"#;
+
+/// Where to find what the image is made of.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub kernel: PathBuf,
+    /// `lib/modules/<version>` of that kernel.
+    pub modules: PathBuf,
+    pub busybox: PathBuf,
+    pub iolab: PathBuf,
+    pub out: PathBuf,
+}
+
+/// A built image: boot it with `-kernel` and `-initrd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+fn file_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> GuestError + 'a {
+    move |source| GuestError::File {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A kernel to boot: the running one's in /boot, any in /boot, or one unpacked
+/// into `$IOLAB_KERNEL_DIR` (what `scripts/test` prepares).
+pub fn find_kernel() -> Result<PathBuf, GuestError> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut candidates = vec![PathBuf::from(format!("/boot/vmlinuz-{}", release.trim()))];
+    let mut dirs = vec![PathBuf::from("/boot")];
+    if let Some(d) = std::env::var_os("IOLAB_KERNEL_DIR") {
+        dirs.push(PathBuf::from(d).join("boot"));
+    }
+    for d in dirs {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            let mut v: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                })
+                .collect();
+            v.sort();
+            candidates.extend(v.into_iter().rev());
+        }
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        GuestError::Invalid(
+            "no kernel found in /boot or $IOLAB_KERNEL_DIR/boot: install linux-image-amd64, or unpack it (apt-get download; dpkg-deb -x) and pass --kernel".into(),
+        )
+    })
+}
+
+/// `lib/modules/<version>` next to a kernel at `<root>/boot/vmlinuz-<version>`, or the host's.
+pub fn modules_for(kernel: &Path) -> Result<PathBuf, GuestError> {
+    let name = kernel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let version = name.strip_prefix("vmlinuz-").ok_or_else(|| {
+        GuestError::Invalid(format!(
+            "{}: cannot tell the kernel version from the name (want vmlinuz-VERSION); pass --modules",
+            kernel.display()
+        ))
+    })?;
+    let beside = kernel
+        .parent()
+        .and_then(|b| b.parent())
+        .map(|root| root.join("lib/modules").join(version));
+    let host = PathBuf::from("/lib/modules").join(version);
+    beside
+        .into_iter()
+        .chain([host])
+        .find(|p| p.join("kernel").is_dir())
+        .ok_or_else(|| {
+            GuestError::Invalid(format!(
+                "no modules for kernel {version} (looked beside it and in /lib/modules): pass --modules"
+            ))
+        })
+}
+
+/// Every `.ko` under a modules directory, by module name (`-` written as `_`).
+fn module_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(d: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, base, out);
+            } else if let Some(stem) = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .and_then(|n| n.strip_suffix(".ko").map(str::to_owned))
+            {
+                let rel = p.strip_prefix(base).unwrap_or(&p).to_path_buf();
+                out.push((stem.replace('-', "_"), rel));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The `depends=` field of a module's `.modinfo` strings.
+fn modinfo_depends(ko: &[u8]) -> Vec<String> {
+    let key = b"depends=";
+    ko.windows(key.len())
+        .enumerate()
+        .filter(|(i, w)| *w == key && (*i == 0 || ko[i - 1] == 0))
+        .find_map(|(i, _)| {
+            let rest = &ko[i + key.len()..];
+            let end = rest.iter().position(|b| *b == 0)?;
+            Some(
+                String::from_utf8_lossy(&rest[..end])
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.replace('-', "_"))
+                    .collect(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The modules to load for `wanted`, dependencies first, as paths relative to
+/// `dir`. Dependencies come from `modules.dep` when depmod made one, otherwise
+/// from each module's own `depends=` (a kernel package unpacked, not installed).
+pub fn module_closure(dir: &Path, wanted: &[&str]) -> Result<Vec<String>, GuestError> {
+    let stem = |p: &str| {
+        Path::new(p)
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .trim_end_matches(".ko")
+                    .replace('-', "_")
+            })
+            .unwrap_or_default()
+    };
+    // name -> (relative path, dependency names)
+    let table: Vec<(String, String, Vec<String>)> =
+        match std::fs::read_to_string(dir.join("modules.dep")) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| {
+                    let (m, d) = l.split_once(':')?;
+                    Some((
+                        stem(m),
+                        m.to_string(),
+                        d.split_whitespace().map(&stem).collect(),
+                    ))
+                })
+                .collect(),
+            Err(_) => module_files(dir)
+                .into_iter()
+                .map(|(name, rel)| {
+                    let deps = std::fs::read(dir.join(&rel))
+                        .map(|b| modinfo_depends(&b))
+                        .unwrap_or_default();
+                    (name, rel.display().to_string(), deps)
+                })
+                .collect(),
+        };
+    fn visit(
+        m: &str,
+        table: &[(String, String, Vec<String>)],
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        if let Some((_, path, deps)) = table.iter().find(|(n, _, _)| n == m) {
+            for d in deps.iter().rev() {
+                visit(d, table, seen, out);
+            }
+            out.push(path.clone());
+        }
+    }
+    let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for w in wanted {
+        if table.iter().any(|(n, _, _)| n == w) {
+            visit(w, &table, &mut seen, &mut out);
+        } else if !builtin.lines().any(|l| stem(l) == *w) {
+            return Err(GuestError::Invalid(format!(
+                "kernel modules in {} have no {w}",
+                dir.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Shared libraries a dynamic executable needs (through `ldd`), with the loader.
+fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>, GuestError> {
+    let out = std::process::Command::new("ldd")
+        .arg(exe)
+        .output()
+        .map_err(file_err("ldd for", exe))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let path = match l.split_once("=>") {
+                Some((_, r)) => r.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// Minimal standard base64 (the guest decodes it with busybox).
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Kernel arguments that make the micro-guest configure `ip` (CIDR) and run `iolab ARGS`.
+pub fn kernel_args(name: &str, ip: &str, gateway: Option<&str>, args: &[String]) -> String {
+    let mut s = format!("quiet iolab.name={name} iolab.ip={ip}");
+    if let Some(g) = gateway {
+        s += &format!(" iolab.gw={g}");
+    }
+    if !args.is_empty() {
+        s += &format!(" iolab.cmd={}", base64(args.join("\n").as_bytes()));
+    }
+    s
+}
+
+/// Builds the initramfs and copies the kernel into `spec.out`.
+pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
+    for (what, p) in [
+        ("kernel", &spec.kernel),
+        ("busybox", &spec.busybox),
+        ("iolab binary", &spec.iolab),
+    ] {
+        if !p.is_file() {
+            return Err(GuestError::Invalid(format!(
+                "{what} {} does not exist",
+                p.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&spec.out).map_err(file_err("output directory", &spec.out))?;
+    let modules = module_closure(&spec.modules, &MODULES)?;
+    let initrd = spec.out.join("initrd.cpio");
+    let file = std::fs::File::create(&initrd).map_err(file_err("initramfs", &initrd))?;
+    let mut c = CpioWriter::new(std::io::BufWriter::new(file));
+    let io = |e| GuestError::File {
+        what: "initramfs",
+        path: initrd.clone(),
+        source: e,
+    };
+    for d in [
+        "bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "modules", "lib", "lib64", "usr",
+        "usr/lib",
+    ] {
+        c.dir(d).map_err(io)?;
+    }
+    let read = |p: &Path| std::fs::read(p).map_err(file_err("reading", p));
+    c.file("bin/busybox", 0o755, &read(&spec.busybox)?)
+        .map_err(io)?;
+    for a in APPLETS {
+        c.symlink(&format!("bin/{a}"), "busybox").map_err(io)?;
+    }
+    c.file("init", 0o755, INIT.as_bytes()).map_err(io)?;
+    c.file("etc/hostname", 0o644, b"iolab-guest\n")
+        .map_err(io)?;
+    let mut order = String::new();
+    for m in &modules {
+        let name = Path::new(m)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        c.file(
+            &format!("modules/{name}"),
+            0o644,
+            &read(&spec.modules.join(m))?,
+        )
+        .map_err(io)?;
+        order += &name;
+        order.push('\n');
+    }
+    c.file("modules/order", 0o644, order.as_bytes())
+        .map_err(io)?;
+    // Without debug information the binary is a fraction of the size, which
+    // the guest unpacks faster; keep it whole when `strip` is not there.
+    let stripped = spec.out.join("iolab.stripped");
+    let small = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&spec.iolab)
+        .status()
+        .is_ok_and(|s| s.success());
+    let exe = if small { &stripped } else { &spec.iolab };
+    c.file("bin/iolab", 0o755, &read(exe)?).map_err(io)?;
+    let _ = std::fs::remove_file(&stripped);
+    let mut made: BTreeSet<PathBuf> = BTreeSet::new();
+    for lib in shared_libs(&spec.iolab)? {
+        // Parent directories first (e.g. lib/x86_64-linux-gnu).
+        let rel = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
+        let mut dir = PathBuf::new();
+        for comp in rel.parent().into_iter().flat_map(|p| p.components()) {
+            dir.push(comp);
+            if made.insert(dir.clone()) {
+                c.dir(&dir.display().to_string()).map_err(io)?;
+            }
+        }
+        let real = std::fs::canonicalize(&lib).unwrap_or(lib.clone());
+        c.file(&rel.display().to_string(), 0o755, &read(&real)?)
+            .map_err(io)?;
+    }
+    c.finish().map_err(io)?;
+    let kernel = spec.out.join("vmlinuz");
+    std::fs::copy(&spec.kernel, &kernel).map_err(file_err("copying the kernel to", &kernel))?;
+    Ok(Image { kernel, initrd })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(
+            base64(b"bench\niscsi://10.0.2.2:3260/iqn/0"),
+            "YmVuY2gKaXNjc2k6Ly8xMC4wLjIuMjozMjYwL2lxbi8w"
+        );
+    }
+
+    #[test]
+    fn module_dependencies_come_first() {
+        let d = std::env::temp_dir().join(format!("iolab-moddep-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("modules.dep"),
+            "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n\
+             kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n\
+             kernel/net/core/failover.ko:\n\
+             kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_ring.ko\n\
+             kernel/drivers/virtio/virtio_ring.ko:\n",
+        )
+        .unwrap();
+        let m = module_closure(&d, &MODULES).unwrap();
+        assert_eq!(
+            m,
+            [
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/drivers/virtio/virtio_pci.ko",
+                "kernel/net/core/failover.ko",
+                "kernel/drivers/net/net_failover.ko",
+                "kernel/drivers/net/virtio_net.ko",
+            ]
+        );
+        assert!(module_closure(&d, &["e1000"]).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,451 @@
+//! Micro-guests under TCG: a guest's verified bench against a target on the
+//! host (slirp) and in a test-owned namespace (tap), two guests over a
+//! bridge, passthrough refusals, bad input, and no qemu left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use iolab_tests::netns::NetnsPair;
+use iolab_tests::{Proc, TempDir, iolab, iolab_bin, require_peer, run, serve, serve_cmd};
+
+/// The micro-guest image, built once per test run into the build directory.
+fn image() -> Option<(PathBuf, PathBuf)> {
+    static IMG: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
+    IMG.get_or_init(|| {
+        if !require_peer("qemu-system-x86_64") || !require_peer("busybox") {
+            return None;
+        }
+        let out = iolab_bin().parent().unwrap().join("micro-image");
+        let (ok, text) = run(
+            iolab().args(["guest", "image", "--out", out.to_str().unwrap()]),
+            Duration::from_secs(120),
+        );
+        if !ok && std::env::var("IOLAB_ALLOW_MISSING_PEERS").as_deref() == Ok("1") {
+            eprintln!("SKIPPED: no micro-guest image: {text}");
+            return None;
+        }
+        assert!(
+            ok,
+            "iolab guest image: {text} (./scripts/test unpacks a kernel)"
+        );
+        Some((out.join("vmlinuz"), out.join("initrd.cpio")))
+    })
+    .clone()
+}
+
+/// qemu processes whose command line mentions `dir`.
+fn qemus_in(dir: &Path) -> String {
+    let out = Command::new("pgrep")
+        .args(["-a", "-f", &format!("qemu-system.*{}", dir.display())])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn boot_cmd(dir: &Path, kernel: &Path, initrd: &Path, extra: &[&str], args: &[&str]) -> Command {
+    let mut c = iolab();
+    c.args(["guest", "boot", "--kernel"])
+        .arg(kernel)
+        .arg("--initrd")
+        .arg(initrd)
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .arg("--")
+        .args(args)
+        .env("IOLAB_LOG", "warn");
+    c
+}
+
+const GUEST_IQN: &str = "iqn.2026-11.io.iolab:micro-guest";
+
+fn bench_args(url: &str) -> Vec<String> {
+    [
+        "bench",
+        url,
+        "--mode",
+        "write",
+        "--verify",
+        "--bs",
+        "64k",
+        "--threads",
+        "4",
+        "--time",
+        "3s",
+        "--initiator-name",
+        GUEST_IQN,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_guest_benches_a_target_on_the_host_over_slirp() {
+    let Some((k, i)) = image() else { return };
+    let d = TempDir::new("guest-slirp");
+    let (mut srv, urls) = serve(&["--ramdisk", "64M", "--stats", "500ms"]);
+    // The guest reaches the host's loopback as 10.0.2.2.
+    let url = urls[0].replace("127.0.0.1", "10.0.2.2");
+    let args = bench_args(&url);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = run(
+        &mut boot_cmd(&d.0, &k, &i, &[], &argv),
+        Duration::from_secs(300),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Test Done (Passed)") && out.contains("IOLAB-EXIT 0"),
+        "{out}"
+    );
+    let line = srv
+        .wait_line(&format!("initiator={GUEST_IQN}"), Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "the host target never showed the guest's connection: {:?}",
+                srv.lines
+            )
+        });
+    let written: u64 = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("write_bytes="))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(written > 0, "{line}");
+    assert_eq!(qemus_in(&d.0), "", "qemu left running");
+}
+
+fn tap_netns(tag: &str, taps: &[&str], bridge: Option<&str>) -> NetnsPair {
+    let n = NetnsPair::new(tag);
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    for t in taps {
+        ip(&["-n", &n.a, "tuntap", "add", "dev", t, "mode", "tap"]);
+        ip(&["-n", &n.a, "link", "set", t, "up"]);
+    }
+    match bridge {
+        Some(br) => {
+            ip(&["-n", &n.a, "link", "add", br, "type", "bridge"]);
+            for t in taps {
+                ip(&["-n", &n.a, "link", "set", t, "master", br]);
+            }
+            ip(&["-n", &n.a, "link", "set", br, "up"]);
+        }
+        None => ip(&["-n", &n.a, "addr", "add", "10.77.5.1/24", "dev", taps[0]]),
+    }
+    n
+}
+
+#[test]
+fn a_guest_on_a_tap_in_a_namespace_benches_a_target_there() {
+    let Some((k, i)) = image() else { return };
+    if !require_peer("ip") {
+        return;
+    }
+    let n = tap_netns("gtap", &["tap0"], None);
+    let d = TempDir::new("guest-tap");
+    let mut target = NetnsPair::exec(&n.a, iolab_bin());
+    target.args([
+        "target",
+        "serve",
+        "--listen",
+        "10.77.5.1:3260",
+        "--ramdisk",
+        "64M",
+        "--stats",
+        "500ms",
+    ]);
+    let (mut srv, urls) = serve_cmd(target);
+    let args = bench_args(&urls[0]);
+    let mut boot = NetnsPair::exec(&n.a, iolab_bin());
+    boot.args(["guest", "boot", "--kernel"])
+        .arg(&k)
+        .arg("--initrd")
+        .arg(&i)
+        .arg("--dir")
+        .arg(&d.0)
+        .args([
+            "--nic",
+            "tap:tap0",
+            "--ip",
+            "10.77.5.2/24",
+            "--gateway",
+            "",
+            "--",
+        ])
+        .args(&args)
+        .env("IOLAB_LOG", "warn")
+        .env("XDG_DATA_HOME", d.0.join("data"));
+    let (ok, out) = run(&mut boot, Duration::from_secs(300));
+    assert!(ok, "{out}");
+    assert!(out.contains("Test Done (Passed)"), "{out}");
+    let line = srv
+        .wait_line(&format!("initiator={GUEST_IQN}"), Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no guest connection at the target: {:?}", srv.lines));
+    assert!(line.contains("peer=10.77.5.2:"), "{line}");
+    assert_eq!(qemus_in(&d.0), "");
+}
+
+#[test]
+fn two_guests_talk_over_a_bridge_in_a_namespace() {
+    let Some((k, i)) = image() else { return };
+    if !require_peer("ip") {
+        return;
+    }
+    let n = tap_netns("gbr", &["tap0", "tap1"], Some("br0"));
+    let d = TempDir::new("guest-pair");
+    let boot_in = |dir: &Path, name: &str, tap: &str, ip: &str, args: &[String]| {
+        let mut c = NetnsPair::exec(&n.a, iolab_bin());
+        c.args(["guest", "boot", "--name", name, "--kernel"])
+            .arg(&k)
+            .arg("--initrd")
+            .arg(&i)
+            .arg("--dir")
+            .arg(dir)
+            .args([
+                "--nic",
+                &format!("tap:{tap}"),
+                "--ip",
+                ip,
+                "--gateway",
+                "",
+                "--",
+            ])
+            .args(args)
+            .env("IOLAB_LOG", "warn")
+            .env("XDG_DATA_HOME", d.0.join("data"));
+        c
+    };
+    // The seed's target guest...
+    let target_args: Vec<String> = [
+        "target",
+        "serve",
+        "--listen",
+        "10.77.6.1:3260",
+        "--ramdisk",
+        "64M",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut target = Proc::spawn(&mut boot_in(
+        &d.0.join("t"),
+        "seed-target",
+        "tap0",
+        "10.77.6.1/24",
+        &target_args,
+    ));
+    let lun = target
+        .wait_line("lun iscsi://", Duration::from_secs(180))
+        .unwrap_or_else(|| panic!("the target guest did not come up: {:?}", target.lines));
+    let url = lun.trim().trim_start_matches("lun ").to_string();
+    assert!(url.starts_with("iscsi://10.77.6.1:3260/"), "{url}");
+    // ...and its initiator guest.
+    let (ok, out) = run(
+        &mut boot_in(
+            &d.0.join("i"),
+            "seed-initiator",
+            "tap1",
+            "10.77.6.2/24",
+            &bench_args(&url),
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("Test Done (Passed)"), "{out}");
+    drop(target); // SIGKILL to `guest boot`; its qemu dies with it
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !qemus_in(&d.0).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(qemus_in(&d.0), "", "qemu outlived its iolab");
+}
+
+/// A notebook with one profile defining `guests` (TOML array entries).
+fn profile_with_guests(d: &Path, guests: &str) -> PathBuf {
+    let db = d.join("lab.db");
+    let file = d.join("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "format = 1\nname = \"guests\"\n[target]\nlisten = [\"127.0.0.1:0\"]\n[[target.targets]]\n\
+             iqn = \"iqn.2026-11.io.iolab:g\"\n[[target.targets.luns]]\nlun = 0\n\
+             backstore = {{ kind = \"ramdisk\", size = 16777216 }}\n[workload]\nmodes = [\"read\"]\n\
+             block_size = \"4k\"\nthreads = 1\ntime = \"1s\"\n{guests}"
+        ),
+    )
+    .unwrap();
+    let (ok, out) = run(
+        iolab()
+            .arg("--db")
+            .arg(&db)
+            .args(["profile", "import", file.to_str().unwrap()]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    db
+}
+
+fn guest(db: &Path, state: &Path, args: &[&str]) -> (bool, String) {
+    let mut c = iolab();
+    c.arg("--db")
+        .arg(db)
+        .arg("guest")
+        .args(args)
+        .env("XDG_STATE_HOME", state);
+    run(&mut c, Duration::from_secs(120))
+}
+
+#[test]
+fn passthrough_without_vfio_and_unknown_addresses_fail_before_launch() {
+    let d = TempDir::new("guest-pt");
+    let (ok, list) = run(iolab().args(["pci", "list"]), Duration::from_secs(30));
+    assert!(ok, "{list}");
+    let Some(present) = list.split_whitespace().next().map(str::to_owned) else {
+        return;
+    };
+    let db = profile_with_guests(
+        &d.0,
+        &format!(
+            "[[guests]]\nname = \"pt\"\nmemory_mib = 256\nvcpus = 1\nkernel = \"/nonexistent/vmlinuz\"\npci = [\"{present}\"]\n\
+             [[guests]]\nname = \"ghost\"\nmemory_mib = 256\nvcpus = 1\ndisk = \"{}\"\npci = [\"0000:42:00.0\"]\n",
+            d.0.join("p.toml").display()
+        ),
+    );
+    let state = d.0.join("state");
+    let (ok, out) = guest(&db, &state, &["show", "pt"]);
+    assert!(
+        ok && out.contains(&format!("-device vfio-pci,host={present}")),
+        "{out}"
+    );
+    let (ok, out) = guest(&db, &state, &["start", "ghost"]);
+    assert!(
+        !ok && out.contains("passthrough of 0000:42:00.0: there is no PCI device"),
+        "{out}"
+    );
+    // The kernel is missing too; the file check comes first and names it.
+    let (ok, out) = guest(&db, &state, &["start", "pt"]);
+    assert!(
+        !ok && out.contains("kernel /nonexistent/vmlinuz does not exist"),
+        "{out}"
+    );
+    assert_eq!(qemus_in(&state), "");
+}
+
+#[test]
+fn passthrough_of_a_real_device_names_what_is_missing() {
+    let Some((k, i)) = image() else { return };
+    let d = TempDir::new("guest-pt2");
+    let (ok, list) = run(iolab().args(["pci", "list"]), Duration::from_secs(30));
+    assert!(ok, "{list}");
+    let Some(present) = list.split_whitespace().next().map(str::to_owned) else {
+        return;
+    };
+    let db = profile_with_guests(
+        &d.0,
+        &format!(
+            "[[guests]]\nname = \"pt\"\nmemory_mib = 256\nvcpus = 1\nkernel = \"{}\"\ninitrd = \"{}\"\npci = [\"{present}\"]\n",
+            k.display(),
+            i.display()
+        ),
+    );
+    let state = d.0.join("state");
+    let (ok, out) = guest(&db, &state, &["start", "pt"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("passthrough of {present}")), "{out}");
+    assert!(
+        out.contains("no IOMMU")
+            || out.contains("iolab pci bind")
+            || out.contains("in use by the host")
+            || out.contains("bridge"),
+        "{out}"
+    );
+    assert_eq!(qemus_in(&state), "");
+}
+
+#[test]
+fn lifecycle_start_status_stop_and_bad_input() {
+    let Some((k, i)) = image() else { return };
+    let d = TempDir::new("guest-life");
+    let db = profile_with_guests(
+        &d.0,
+        &format!(
+            "[[guests]]\nname = \"idle\"\nmemory_mib = 256\nvcpus = 1\nkernel = \"{k}\"\ninitrd = \"{i}\"\n\
+             append = \"iolab.ip=10.0.2.15/24\"\nnics = [{{ kind = \"user\" }}]\n\
+             [[guests]]\nname = \"broken\"\nmemory_mib = 256\nvcpus = 1\nkernel = \"{k}\"\ninitrd = \"{i}\"\n\
+             extra_args = [\"-no-such-qemu-option\"]\n",
+            k = k.display(),
+            i = i.display()
+        ),
+    );
+    let state = d.0.join("state");
+    // A stale socket from an earlier run: reported as stopped, and cleared by start.
+    let gdir = state.join("iolab/guests/idle");
+    std::fs::create_dir_all(&gdir).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(gdir.join("qmp.sock")).unwrap());
+    let (ok, out) = guest(&db, &state, &["stop", "idle"]);
+    assert!(!ok && out.contains("not running"), "{out}");
+    let (ok, out) = guest(&db, &state, &["list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("idle") && l.contains("stopped")),
+        "{out}"
+    );
+    let (ok, out) = guest(&db, &state, &["start", "idle"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("qemu-system-x86_64 -name idle"), "{out}");
+    let (ok, out) = guest(&db, &state, &["start", "idle"]);
+    assert!(!ok && out.contains("already running"), "{out}");
+    // The guest boots to its idle init; its serial console says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, out) = guest(&db, &state, &["console", "idle"]);
+        if out.contains("IOLAB-IDLE") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never idle: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (ok, out) = guest(&db, &state, &["show", "idle"]);
+    assert!(ok && out.contains("state: running"), "{out}");
+    // qemu reports the virtio NIC it gave the guest (1af4:1000 or 1af4:1041).
+    assert!(out.contains("[1af4:10"), "{out}");
+    let (ok, out) = guest(&db, &state, &["stop", "idle", "--grace", "2s"]);
+    assert!(ok, "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !qemus_in(&state).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(qemus_in(&state), "");
+    let (ok, out) = guest(&db, &state, &["list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("idle") && l.contains("stopped")),
+        "{out}"
+    );
+    // qemu that exits at once, a missing kernel.
+    let (ok, out) = guest(&db, &state, &["start", "broken"]);
+    assert!(!ok && out.contains("qemu exited at once"), "{out}");
+    let (ok, out) = run(
+        &mut boot_cmd(
+            &d.0.join("b"),
+            Path::new("/nonexistent/vmlinuz"),
+            &i,
+            &[],
+            &["discover", "iscsi://10.0.2.2"],
+        ),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !ok && out.contains("kernel /nonexistent/vmlinuz does not exist"),
+        "{out}"
+    );
+    assert_eq!(qemus_in(&state), "");
+    assert_eq!(qemus_in(&d.0), "");
+}
