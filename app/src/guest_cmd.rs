@@ -17,22 +17,24 @@ use iolab_lab_core::profile::{self, Profile};
 use crate::cli::{AccelArg, BootArgs, GuestCmd, GuestRef};
 use crate::notebook_cmd::open_store;
 
-/// Every (profile, guest) the notebook and the built-ins define.
-fn all_guests(db: Option<&Path>) -> anyhow::Result<Vec<(String, GuestDef)>> {
+/// Every (profile, guest) the built-ins and the notebook define.
+pub fn guests_in(store: Option<&iolab_profiles::Store>) -> Vec<(String, GuestDef)> {
     let mut out = Vec::new();
     for (name, text) in profile::builtins() {
         if let Ok(p) = Profile::parse(text, name) {
             out.extend(p.guests.into_iter().map(|g| (name.to_string(), g)));
         }
     }
-    if let Ok(store) = open_store(db) {
-        for sp in store.profiles()? {
-            if let Ok(p) = Profile::parse(&sp.body, &sp.name) {
-                out.extend(p.guests.into_iter().map(|g| (sp.name.clone(), g)));
-            }
+    for sp in store.and_then(|s| s.profiles().ok()).unwrap_or_default() {
+        if let Ok(p) = Profile::parse(&sp.body, &sp.name) {
+            out.extend(p.guests.into_iter().map(|g| (sp.name.clone(), g)));
         }
     }
-    Ok(out)
+    out
+}
+
+fn all_guests(db: Option<&Path>) -> anyhow::Result<Vec<(String, GuestDef)>> {
+    Ok(guests_in(open_store(db).ok().as_ref()))
 }
 
 fn find(db: Option<&Path>, r: &GuestRef) -> anyhow::Result<(String, GuestDef)> {
@@ -47,11 +49,11 @@ fn find(db: Option<&Path>, r: &GuestRef) -> anyhow::Result<(String, GuestDef)> {
         })
 }
 
-fn paths(name: &str) -> anyhow::Result<GuestPaths> {
+pub fn paths(name: &str) -> anyhow::Result<GuestPaths> {
     Ok(GuestPaths::new(lifecycle::state_dir(name)?))
 }
 
-fn state_word(s: &GuestState) -> String {
+pub fn state_word(s: &GuestState) -> String {
     match s {
         GuestState::Running { status, pid } => format!(
             "{status}{}",

@@ -168,6 +168,15 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
         }
     }
 
+    // The Guests screen shows the seed's guests with their qemu command line;
+    // starting one asks first and then says what is missing.
+    t.keys(&["7"]);
+    t.wait_for("the seed wrote `-pcidevice host=06:00.0`", Duration::from_secs(5));
+    t.keys(&["s"]);
+    t.wait_for("Start this guest? It runs:", Duration::from_secs(5));
+    t.keys(&["y"]);
+    t.wait_for("does not exist", Duration::from_secs(10));
+
     t.keys(&["q"]);
     let s = t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
     assert_eq!(

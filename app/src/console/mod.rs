@@ -75,6 +75,90 @@ fn scan_devices(
         .unwrap_or_default();
 }
 
+/// Re-reads the guests of the profiles and asks each running one's QMP what it got.
+fn scan_guests(v: &mut state::GuestsView, notebook: &notebook::Notebook) {
+    use iolab_lab_core::guest::command::{qemu_args, resolve_accel, shell_line};
+    use iolab_lab_core::guest::lifecycle::{self, GuestState, QEMU};
+    v.guests = crate::guest_cmd::guests_in(notebook.store())
+        .into_iter()
+        .map(|(profile, def)| {
+            let paths = crate::guest_cmd::paths(&def.name).ok();
+            let st = paths.as_ref().map(lifecycle::status);
+            let (accel, warning) = resolve_accel(def.accel);
+            let command = paths
+                .as_ref()
+                .map(|p| shell_line(QEMU, &qemu_args(&def, p, accel)))
+                .unwrap_or_default();
+            let running = matches!(st, Some(GuestState::Running { .. }));
+            let pci_seen = match (&paths, running) {
+                (Some(p), true) => {
+                    iolab_lab_core::guest::qmp::Qmp::connect(&p.qmp(), Duration::from_secs(1))
+                        .and_then(|mut q| q.pci())
+                        .map(|l| {
+                            l.iter()
+                                .map(|d| {
+                                    format!(
+                                        "{:02x}:{:02x}.{} [{:04x}:{:04x}]",
+                                        d.bus, d.slot, d.function, d.vendor, d.device
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            state::GuestRow {
+                profile,
+                state: st
+                    .map(|s| crate::guest_cmd::state_word(&s))
+                    .unwrap_or_else(|| "-".into()),
+                running,
+                command,
+                warning,
+                pci_seen,
+                def,
+            }
+        })
+        .collect();
+    v.cursor = v.cursor.min(v.guests.len().saturating_sub(1));
+}
+
+/// Starts or stops guest `i` on a blocking thread (qemu start-up and a
+/// graceful power-down take seconds); the outcome comes back as a status line.
+fn guest_op(
+    state: &mut ConsoleState,
+    i: usize,
+    start: bool,
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let Some(g) = state.guests.guests.get(i) else {
+        return;
+    };
+    let def = g.def.clone();
+    let tx = tx.clone();
+    state.status = format!(
+        "{} guest {}...",
+        if start { "starting" } else { "stopping" },
+        def.name
+    );
+    tokio::task::spawn_blocking(move || {
+        use iolab_lab_core::guest::lifecycle::{self, QEMU};
+        let msg = match crate::guest_cmd::paths(&def.name) {
+            Err(e) => format!("guest {}: {e:#}", def.name),
+            Ok(p) if start => match lifecycle::start(&def, &p, QEMU, true) {
+                Ok(s) => format!("guest {} started (pid {})", def.name, s.pid),
+                Err(e) => format!("guest {}: {e}", def.name),
+            },
+            Ok(p) => match lifecycle::stop(&p, Duration::from_secs(30)) {
+                Ok(how) => format!("guest {}: {how}", def.name),
+                Err(e) => format!("guest {}: {e}", def.name),
+            },
+        };
+        let _ = tx.send(msg);
+    });
+}
+
 /// Runs the console on the embedded default lab until `q`.
 pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut lab = Lab::default();
@@ -85,6 +169,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let tune_scope = iolab_lab_core::tuning::scope(None);
     state.network.profiles = tuning::profile_names();
     let pci_root = iolab_pci::Sysfs::default();
+    let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     match lab.start_default_target().await {
         Ok(t) => {
             state.target_urls = t.urls();
@@ -113,6 +198,10 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
         tokio::select! {
             _ = redraw.tick() => {}
             _ = sigterm.recv() => break,
+            Some(msg) = bg_rx.recv() => {
+                state.status = msg;
+                scan_guests(&mut state.guests, &notebook);
+            }
             changed = snapshots.changed() => {
                 if changed.is_ok() {
                     state.snapshot = snapshots.borrow_and_update().clone();
@@ -214,6 +303,9 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                             };
                             scan_devices(&mut state.devices, &pci_root, &notebook);
                         }
+                        Action::ScanGuests => scan_guests(&mut state.guests, &notebook),
+                        Action::StartGuest(i) => guest_op(&mut state, i, true, &bg_tx),
+                        Action::StopGuest(i) => guest_op(&mut state, i, false, &bg_tx),
                         Action::None => {}
                     }
                 }

@@ -12,6 +12,7 @@ use ratatui::widgets::Sparkline;
 use super::state::{ConsoleState, RunPhase, Tab};
 
 mod devices;
+mod guests;
 mod network;
 mod profiles;
 
@@ -36,6 +37,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
         Tab::Profiles => profiles::render(f, &s.notebook, body),
         Tab::Network => network::render(f, &s.network, &s.snapshot.host, body),
         Tab::Devices => devices::render(f, &s.devices, body),
+        Tab::Guests => guests::render(f, &s.guests, body),
     }
     f.render_widget(
         Paragraph::new(format!("{}   ? help  q quit", s.status)),
@@ -375,7 +377,7 @@ fn digest(on: bool) -> &'static str {
 
 fn help(f: &mut Frame, area: Rect) {
     let w = 48.min(area.width);
-    let h = 13.min(area.height);
+    let h = 14.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -384,12 +386,13 @@ fn help(f: &mut Frame, area: Rect) {
     };
     f.render_widget(Clear, r);
     let text = vec![
-        Line::from("1-6 / Tab    switch screen"),
+        Line::from("1-7 / Tab    switch screen"),
         Line::from("Run: m mode, c connections, t time, r start"),
         Line::from("Profiles: Up/Down run, a baseline, p profile,"),
         Line::from("          Enter load profile into Run"),
         Line::from("Network: p profile, Space MTU, a apply, u revert"),
         Line::from("Devices: Up/Down, b bind to vfio-pci, u give back"),
+        Line::from("Guests: Up/Down, s start, x stop, g refresh"),
         Line::from("click a tab  switch screen"),
         Line::from("?            this help (Esc closes)"),
         Line::from("q, Ctrl-C    quit (terminal is restored)"),

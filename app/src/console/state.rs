@@ -20,16 +20,18 @@ pub enum Tab {
     Profiles,
     Network,
     Devices,
+    Guests,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Target,
         Tab::Connections,
         Tab::Run,
         Tab::Profiles,
         Tab::Network,
         Tab::Devices,
+        Tab::Guests,
     ];
     pub fn title(self) -> &'static str {
         match self {
@@ -39,6 +41,7 @@ impl Tab {
             Tab::Profiles => "4 Profiles",
             Tab::Network => "5 Network",
             Tab::Devices => "6 Devices",
+            Tab::Guests => "7 Guests",
         }
     }
 }
@@ -69,6 +72,68 @@ pub enum Action {
     Bind(iolab_pci::Bdf),
     /// Give it back to its driver (confirmed).
     Reattach(iolab_pci::Bdf),
+    /// Re-read the guests and their states.
+    ScanGuests,
+    /// Start this guest (confirmed).
+    StartGuest(usize),
+    /// Stop this guest (confirmed).
+    StopGuest(usize),
+}
+
+/// A guest as the Guests screen shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestRow {
+    pub profile: String,
+    pub def: iolab_lab_core::guest::GuestDef,
+    pub state: String,
+    pub running: bool,
+    /// The exact qemu command line.
+    pub command: String,
+    pub warning: Option<String>,
+    /// PCI functions qemu reports the guest got (when running).
+    pub pci_seen: Vec<String>,
+}
+
+/// What waits for a y/n on the Guests screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestConfirm {
+    Start(usize),
+    Stop(usize),
+}
+
+/// The Guests screen.
+#[derive(Debug, Clone, Default)]
+pub struct GuestsView {
+    pub guests: Vec<GuestRow>,
+    pub cursor: usize,
+    pub confirm: Option<GuestConfirm>,
+}
+
+impl GuestsView {
+    fn on_key(&mut self, code: KeyCode) -> Action {
+        if let Some(c) = self.confirm.take() {
+            return match (code, c) {
+                (KeyCode::Char('y'), GuestConfirm::Start(i)) => Action::StartGuest(i),
+                (KeyCode::Char('y'), GuestConfirm::Stop(i)) => Action::StopGuest(i),
+                _ => Action::None,
+            };
+        }
+        match code {
+            KeyCode::Down | KeyCode::Char('j') if self.cursor + 1 < self.guests.len() => {
+                self.cursor += 1;
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.cursor = self.cursor.saturating_sub(1),
+            KeyCode::Char('s') if self.guests.get(self.cursor).is_some_and(|g| !g.running) => {
+                self.confirm = Some(GuestConfirm::Start(self.cursor));
+            }
+            KeyCode::Char('x') if self.guests.get(self.cursor).is_some_and(|g| g.running) => {
+                self.confirm = Some(GuestConfirm::Stop(self.cursor));
+            }
+            KeyCode::Char('g') => return Action::ScanGuests,
+            _ => {}
+        }
+        Action::None
+    }
 }
 
 /// What waits for a y/n on the Devices screen.
@@ -329,6 +394,7 @@ pub struct ConsoleState {
     pub notebook: NotebookView,
     pub network: NetworkView,
     pub devices: DevicesView,
+    pub guests: GuestsView,
 }
 
 impl ConsoleState {
@@ -346,6 +412,15 @@ impl ConsoleState {
                 ))
         {
             return self.devices.on_key(code);
+        }
+        if self.tab == Tab::Guests
+            && (self.guests.confirm.is_some()
+                || matches!(
+                    code,
+                    KeyCode::Char('j' | 'k' | 's' | 'x' | 'g') | KeyCode::Up | KeyCode::Down
+                ))
+        {
+            return self.guests.on_key(code);
         }
         let network_key = matches!(
             code,
@@ -371,6 +446,9 @@ impl ConsoleState {
                     }
                     if *t == Tab::Devices {
                         return Action::ScanDevices;
+                    }
+                    if *t == Tab::Guests {
+                        return Action::ScanGuests;
                     }
                 }
             }
@@ -508,6 +586,42 @@ mod tests {
         s.devices.bound = vec![b];
         s.on_key(KeyCode::Char('u'));
         assert_eq!(s.on_key(KeyCode::Char('y')), Action::Reattach(b));
+    }
+
+    #[test]
+    fn guests_keys_start_only_stopped_and_stop_only_running_after_confirming() {
+        let p = iolab_lab_core::profile::Profile::parse(
+            iolab_lab_core::profile::builtin("seed-lio-kvm").unwrap(),
+            "seed",
+        )
+        .unwrap();
+        let row = |def: iolab_lab_core::guest::GuestDef, running| GuestRow {
+            profile: "seed-lio-kvm".into(),
+            def,
+            state: String::new(),
+            running,
+            command: String::new(),
+            warning: None,
+            pci_seen: Vec::new(),
+        };
+        let mut s = ConsoleState::default();
+        assert_eq!(s.on_key(KeyCode::Char('7')), Action::ScanGuests);
+        s.guests.guests = vec![
+            row(p.guests[0].clone(), false),
+            row(p.guests[1].clone(), true),
+        ];
+        s.on_key(KeyCode::Char('x'));
+        assert_eq!(s.guests.confirm, None, "not running");
+        s.on_key(KeyCode::Char('s'));
+        assert_eq!(s.on_key(KeyCode::Char('n')), Action::None);
+        s.on_key(KeyCode::Char('s'));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::StartGuest(0));
+        s.on_key(KeyCode::Down);
+        s.on_key(KeyCode::Char('s'));
+        assert_eq!(s.guests.confirm, None, "already running");
+        s.on_key(KeyCode::Char('x'));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::StopGuest(1));
+        assert_eq!(s.on_key(KeyCode::Char('g')), Action::ScanGuests);
     }
 
     #[test]

@@ -1,0 +1,197 @@
+//! The Guests screen: defined guests with their state, the exact qemu
+//! command line each runs, and what qemu reports the guest got.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Wrap};
+
+use super::{boxed_table, header, selectable};
+use crate::console::state::{GuestConfirm, GuestsView};
+
+pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
+    let [list, detail] = Layout::vertical([
+        Constraint::Length((v.guests.len() as u16 + 3).clamp(4, 12)),
+        Constraint::Min(6),
+    ])
+    .areas(area);
+    let rows = v.guests.iter().enumerate().map(|(i, g)| {
+        let nics: Vec<String> = g
+            .def
+            .nics
+            .iter()
+            .map(|n| match n {
+                iolab_lab_core::guest::Nic::User => "user".to_string(),
+                iolab_lab_core::guest::Nic::Tap { ifname } => format!("tap:{ifname}"),
+            })
+            .collect();
+        selectable(
+            Row::new(vec![
+                g.def.name.clone(),
+                g.profile.clone(),
+                g.def.memory_mib.to_string(),
+                g.def.vcpus.to_string(),
+                g.def.pci.join(" "),
+                nics.join(" "),
+                g.state.clone(),
+            ]),
+            i == v.cursor,
+        )
+    });
+    f.render_widget(
+        boxed_table(
+            rows,
+            [
+                Constraint::Length(16),
+                Constraint::Length(14),
+                Constraint::Length(6),
+                Constraint::Length(5),
+                Constraint::Length(14),
+                Constraint::Length(10),
+                Constraint::Min(10),
+            ],
+            header(&[
+                "guest",
+                "profile",
+                "MiB",
+                "vcpus",
+                "passthrough",
+                "nics",
+                "state",
+            ]),
+            "Guests (s start, x stop, g refresh)".into(),
+        ),
+        list,
+    );
+    let mut lines = Vec::new();
+    if let Some(g) = v.guests.get(v.cursor) {
+        lines.push(Line::from(g.command.clone()));
+        for bdf in &g.def.pci {
+            lines.push(Line::from(format!(
+                "passthrough {bdf}: the seed wrote `{}`",
+                iolab_lab_core::guest::command::legacy_pcidevice(bdf)
+            )));
+        }
+        if let Some(w) = &g.warning {
+            lines.push(Line::from(format!("warning: {w}")));
+        }
+        if !g.pci_seen.is_empty() {
+            lines.push(Line::from(format!(
+                "qemu reports: {}",
+                g.pci_seen.join(", ")
+            )));
+        }
+    } else {
+        lines.push(Line::from("No guests: profiles define them ([[guests]])."));
+    }
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title("qemu command line"),
+        ),
+        detail,
+    );
+    if let Some(c) = v.confirm {
+        let (i, text) = match c {
+            GuestConfirm::Start(i) => (i, "Start this guest? It runs:"),
+            GuestConfirm::Stop(i) => (i, "Power this guest down (then quit qemu after 30 s)?"),
+        };
+        let mut l = vec![Line::from(text)];
+        if let (GuestConfirm::Start(_), Some(g)) = (c, v.guests.get(i)) {
+            l.push(Line::from(g.command.clone()));
+        }
+        l.push(Line::from(""));
+        l.push(Line::from("y: yes   any other key: no"));
+        let w = area.width.saturating_sub(4);
+        let h = 9.min(area.height);
+        let r = Rect {
+            x: area.x + 2,
+            y: area.y + (area.height - h) / 2,
+            width: w,
+            height: h,
+        };
+        f.render_widget(Clear, r);
+        f.render_widget(
+            Paragraph::new(l)
+                .wrap(Wrap { trim: false })
+                .block(Block::new().borders(Borders::ALL).title("Confirm")),
+            r,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::state::GuestRow;
+    use iolab_lab_core::guest::command::{GuestPaths, Resolved, qemu_args, shell_line};
+    use iolab_lab_core::profile::{Profile, builtin};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn view() -> GuestsView {
+        let p = Profile::parse(builtin("seed-lio-kvm").unwrap(), "seed").unwrap();
+        let guests = p
+            .guests
+            .into_iter()
+            .enumerate()
+            .map(|(i, def)| GuestRow {
+                profile: "seed-lio-kvm".into(),
+                command: shell_line(
+                    "qemu-system-x86_64",
+                    &qemu_args(
+                        &def,
+                        &GuestPaths::new(format!("/state/{}", def.name)),
+                        Resolved::Kvm,
+                    ),
+                ),
+                state: if i == 0 {
+                    "running (pid 4242)".into()
+                } else {
+                    "stopped".into()
+                },
+                running: i == 0,
+                warning: None,
+                pci_seen: if i == 0 {
+                    vec!["00:02.0 [8086:10fb]".into()]
+                } else {
+                    vec![]
+                },
+                def,
+            })
+            .collect();
+        GuestsView {
+            guests,
+            cursor: 0,
+            confirm: None,
+        }
+    }
+
+    #[test]
+    fn snapshot_guests_screen() {
+        let mut t = Terminal::new(TestBackend::new(120, 22)).unwrap();
+        let v = view();
+        t.draw(|f| render(f, &v, f.area())).unwrap();
+        let text = format!("{:?}", t.backend());
+        assert!(
+            text.contains("-device vfio-pci,host=0000:06:00.0"),
+            "{text}"
+        );
+        insta::assert_snapshot!(t.backend());
+    }
+
+    #[test]
+    fn starting_asks_first_showing_the_command() {
+        let mut t = Terminal::new(TestBackend::new(120, 22)).unwrap();
+        let v = GuestsView {
+            cursor: 1,
+            confirm: Some(GuestConfirm::Start(1)),
+            ..view()
+        };
+        t.draw(|f| render(f, &v, f.area())).unwrap();
+        let text = format!("{:?}", t.backend());
+        assert!(text.contains("Start this guest? It runs:"), "{text}");
+        insta::assert_snapshot!(t.backend());
+    }
+}
