@@ -115,6 +115,14 @@ pub fn plan_bind(sys: &Sysfs, bdf: Bdf, opts: BindOptions) -> Result<BindPlan, P
             path: device_dir(sys, bdf).join("iommu_group"),
         });
     };
+    // Opening the probe file for writing writes nothing, but says whether we may.
+    let probe = sys.path("sys/bus/pci/drivers_probe");
+    if let Err(source) = std::fs::OpenOptions::new().write(true).open(&probe) {
+        return Err(PciError::NoPermission {
+            path: probe,
+            source,
+        });
+    }
     let load_module = !sys.drivers_dir().join(VFIO_PCI).is_dir();
     if !dev.is_endpoint() {
         return Err(PciError::NotEndpoint(bdf));

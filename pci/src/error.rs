@@ -22,6 +22,12 @@ pub enum PciError {
     NoIommu { path: PathBuf },
     #[error("{bdf} has no IOMMU group ({path} is missing): it cannot be assigned to a guest")]
     NoGroup { bdf: Bdf, path: PathBuf },
+    #[error("binding needs root: {path} is not writable ({source})")]
+    NoPermission {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the vfio-pci driver is not available and loading it failed: {0}")]
     NoVfio(String),
     #[error("{0} is a bridge, not an endpoint: only endpoints can be assigned to a guest")]

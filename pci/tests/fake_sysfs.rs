@@ -346,6 +346,16 @@ fn a_group_member_failing_puts_back_the_ones_already_moved() {
 }
 
 #[test]
+fn without_write_access_binding_says_it_needs_root() {
+    let t = lab("perm", true);
+    let probe = t.root.join("sys/bus/pci/drivers_probe");
+    std::fs::remove_file(&probe).unwrap();
+    std::fs::create_dir(&probe).unwrap(); // opening a directory for writing fails, even for root
+    let e = plan_bind(&t.sysfs(), bdf("07:00.0"), BindOptions::default()).unwrap_err();
+    assert!(e.to_string().starts_with("binding needs root:"), "{e}");
+}
+
+#[test]
 fn no_iommu_and_bad_input_are_one_clear_message_each() {
     let t = FakeTree::new("noiommu");
     t.device("0000:07:00.0", INTEL, X520, 0x020000, None, Some("ixgbe"));

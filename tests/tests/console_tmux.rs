@@ -171,7 +171,10 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
     // The Guests screen shows the seed's guests with their qemu command line;
     // starting one asks first and then says what is missing.
     t.keys(&["7"]);
-    t.wait_for("the seed wrote `-pcidevice host=06:00.0`", Duration::from_secs(5));
+    t.wait_for(
+        "the seed wrote `-pcidevice host=06:00.0`",
+        Duration::from_secs(5),
+    );
     t.keys(&["s"]);
     t.wait_for("Start this guest? It runs:", Duration::from_secs(5));
     t.keys(&["y"]);

@@ -230,12 +230,15 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                 state.run.on_event(ev);
             }
             ev = events.next() => match ev {
-                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
-                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c {
-                        break;
-                    }
-                    match state.on_key(k.code) {
+                Some(Ok(ev @ (Event::Key(_) | Event::Mouse(_)))) => {
+                    let action = match ev {
+                        Event::Key(k) if k.kind == KeyEventKind::Release => Action::None,
+                        Event::Key(k) if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) => break,
+                        Event::Key(k) => state.on_key(k.code),
+                        Event::Mouse(m) => state.on_mouse(m),
+                        _ => Action::None,
+                    };
+                    match action {
                         Action::Quit => break,
                         Action::StartRun => match state.target_urls.first() {
                             Some(url) => {
@@ -309,7 +312,6 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                         Action::None => {}
                     }
                 }
-                Some(Ok(Event::Mouse(m))) => state.on_mouse(m),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     state.status = format!("terminal input error: {e}");

@@ -513,21 +513,39 @@ impl ConsoleState {
     }
 
     /// A click on the tab row (row 0) selects the tab under the pointer.
-    pub fn on_mouse(&mut self, m: MouseEvent) {
-        if m.kind != MouseEventKind::Down(crossterm::event::MouseButton::Left) || m.row != 0 {
-            return;
+    /// A click on the tab row (row 0) selects the tab under the pointer, as
+    /// its number key would; a click on a list row selects that row.
+    pub fn on_mouse(&mut self, m: MouseEvent) -> Action {
+        if m.kind != MouseEventKind::Down(crossterm::event::MouseButton::Left) {
+            return Action::None;
         }
-        let mut x = 1u16;
-        for t in Tab::ALL {
-            let w = t.title().len() as u16 + 3;
-            if m.column >= x && m.column < x + w {
-                self.tab = t;
-                return;
+        if m.row == 0 {
+            let mut x = 1u16;
+            for (i, t) in Tab::ALL.iter().enumerate() {
+                let w = t.title().len() as u16 + 3;
+                if m.column >= x && m.column < x + w {
+                    return self.on_key(KeyCode::Char((b'1' + i as u8) as char));
+                }
+                x += w;
             }
-            x += w;
+            return Action::None;
         }
+        // Lists at the top of a screen: tab row, border, header, then rows.
+        let Some(row) = (m.row as usize).checked_sub(FIRST_LIST_ROW) else {
+            return Action::None;
+        };
+        match self.tab {
+            Tab::Devices if row < self.devices.devices.len() => self.devices.cursor = row,
+            Tab::Guests if row < self.guests.guests.len() => self.guests.cursor = row,
+            Tab::Network if row < self.network.ifaces.len() => self.network.cursor = row,
+            _ => {}
+        }
+        Action::None
     }
 }
+
+/// The screen row of a top list's first entry.
+pub const FIRST_LIST_ROW: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -622,6 +640,33 @@ mod tests {
         s.on_key(KeyCode::Char('x'));
         assert_eq!(s.on_key(KeyCode::Char('y')), Action::StopGuest(1));
         assert_eq!(s.on_key(KeyCode::Char('g')), Action::ScanGuests);
+    }
+
+    #[test]
+    fn clicks_select_tabs_like_their_keys_and_list_rows() {
+        use crossterm::event::{KeyModifiers, MouseButton};
+        let click = |column, row| MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        };
+        let mut s = ConsoleState::default();
+        // "1 Target │ 2 Connections │ 3 Run │ 4 Profiles │ 5 Network │ 6 Devices"
+        let x = 1 + Tab::ALL[..5]
+            .iter()
+            .map(|t| t.title().len() as u16 + 3)
+            .sum::<u16>();
+        assert_eq!(s.on_mouse(click(x + 1, 0)), Action::ScanDevices);
+        assert_eq!(s.tab, Tab::Devices);
+        let t = iolab_pci::fake::FakeTree::new("click");
+        t.device("0000:06:00.0", 0x8086, 0x10fb, 0x020000, Some(12), None)
+            .device("0000:07:00.0", 0x8086, 0x10fb, 0x020000, Some(13), None);
+        s.devices.devices = iolab_pci::enumerate(&t.sysfs()).unwrap();
+        s.on_mouse(click(5, FIRST_LIST_ROW as u16 + 1));
+        assert_eq!(s.devices.cursor, 1);
+        s.on_mouse(click(5, FIRST_LIST_ROW as u16 + 9));
+        assert_eq!(s.devices.cursor, 1, "below the list");
     }
 
     #[test]
