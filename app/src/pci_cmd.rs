@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use iolab_pci::device::BaseClass;
-use iolab_pci::{Bdf, BindOptions, BindPlan, PciDevice, RealKernel, Sysfs};
+use iolab_pci::{Bdf, BindOptions, BindPlan, Kernel, PciDevice, RealKernel, Sysfs};
 use iolab_profiles::{Original, Store};
 
 use crate::cli::{PciArgs, PciCmd};
@@ -103,7 +103,12 @@ pub fn show(d: &PciDevice) -> String {
 }
 
 /// Gives `bdf` back to the driver recorded when iolab bound it; says where it went.
-pub fn reattach_one(sys: &Sysfs, store: &mut Store, bdf: Bdf) -> anyhow::Result<String> {
+pub fn reattach_one(
+    sys: &Sysfs,
+    kernel: &dyn Kernel,
+    store: &mut Store,
+    bdf: Bdf,
+) -> anyhow::Result<String> {
     let recorded = store.originals(&scope(bdf))?;
     if recorded.is_empty() {
         bail!(
@@ -117,7 +122,7 @@ pub fn reattach_one(sys: &Sysfs, store: &mut Store, bdf: Bdf) -> anyhow::Result<
         .map(|o| o.value.clone())
         .filter(|d| !d.is_empty());
     let plan = iolab_pci::plan_reattach(sys, bdf, driver.as_deref())?;
-    iolab_pci::reattach(sys, &RealKernel, &plan)?;
+    iolab_pci::reattach(sys, kernel, &plan)?;
     let keys: Vec<String> = recorded.into_iter().map(|o| o.key).collect();
     store.forget_originals(&scope(bdf), &keys)?;
     Ok(format!(
@@ -139,6 +144,7 @@ pub fn bound_by_iolab(store: &Store) -> Vec<Bdf> {
 /// Records each function's driver, then binds; forgets the records of a failed bind.
 pub fn bind_recorded(
     sys: &Sysfs,
+    kernel: &dyn Kernel,
     store: &mut Store,
     plan: &BindPlan,
 ) -> anyhow::Result<Vec<String>> {
@@ -157,7 +163,7 @@ pub fn bind_recorded(
             ],
         )?;
     }
-    if let Err(e) = iolab_pci::bind(sys, &RealKernel, plan) {
+    if let Err(e) = iolab_pci::bind(sys, kernel, plan) {
         for d in &plan.devices {
             if d.original_driver.as_deref() != Some(iolab_pci::bind::VFIO_PCI) {
                 let _ = store.forget_originals(&scope(d.bdf), &[DRIVER.into(), OVERRIDE.into()]);
@@ -220,7 +226,7 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             let mut store = open_store(db)?;
-            for l in bind_recorded(&sys, &mut store, &plan)? {
+            for l in bind_recorded(&sys, &RealKernel, &mut store, &plan)? {
                 println!("{l}");
             }
         }
@@ -233,7 +239,7 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                 }
                 let mut failed = 0;
                 for b in scopes {
-                    match reattach_one(&sys, &mut store, b) {
+                    match reattach_one(&sys, &RealKernel, &mut store, b) {
                         Ok(m) => println!("{m}"),
                         Err(e) => {
                             eprintln!("iolab: {b}: {e:#}");
@@ -245,9 +251,79 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                     bail!("{failed} device(s) could not be reattached");
                 }
             } else if let Some(b) = bdf {
-                println!("{}", reattach_one(&sys, &mut store, b.parse()?)?);
+                println!(
+                    "{}",
+                    reattach_one(&sys, &RealKernel, &mut store, b.parse()?)?
+                );
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iolab_pci::fake::{FakeKernel, FakeTree};
+
+    #[test]
+    fn the_original_driver_survives_a_crash_in_the_notebook() {
+        let t = FakeTree::new("notebook");
+        t.device(
+            "0000:07:00.0",
+            0x8086,
+            0x10fb,
+            0x020000,
+            Some(13),
+            Some("ixgbe"),
+        )
+        .driver("vfio-pci");
+        let before = t.snapshot();
+        let sys = t.sysfs();
+        let db = t.root.join("lab.db");
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        {
+            let mut k = FakeKernel::new(&t);
+            k.native.insert(bdf, "ixgbe".into());
+            let mut store = Store::open(&db).unwrap();
+            let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+            let lines = bind_recorded(&sys, &k, &mut store, &plan).unwrap();
+            assert!(lines[0].contains("was ixgbe"), "{lines:?}");
+            // The process "crashes" here: only the notebook remembers.
+        }
+        let mut store = Store::open(&db).unwrap();
+        assert_eq!(bound_by_iolab(&store), [bdf]);
+        let mut k = FakeKernel::new(&t);
+        k.native.insert(bdf, "ixgbe".into());
+        let msg = reattach_one(&sys, &k, &mut store, bdf).unwrap();
+        assert_eq!(msg, "0000:07:00.0 is back on ixgbe");
+        assert!(bound_by_iolab(&store).is_empty());
+        std::fs::remove_file(&db).unwrap();
+        for f in ["lab.db-wal", "lab.db-shm"] {
+            let _ = std::fs::remove_file(t.root.join(f));
+        }
+        assert_eq!(t.snapshot(), before);
+    }
+
+    #[test]
+    fn a_failed_bind_leaves_no_record() {
+        let t = FakeTree::new("norecord");
+        t.device(
+            "0000:07:00.0",
+            0x8086,
+            0x10fb,
+            0x020000,
+            Some(13),
+            Some("ixgbe"),
+        )
+        .driver("vfio-pci");
+        let sys = t.sysfs();
+        let mut k = FakeKernel::new(&t);
+        k.fail_at = Some(1);
+        let mut store = Store::open(&t.root.join("lab.db")).unwrap();
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+        assert!(bind_recorded(&sys, &k, &mut store, &plan).is_err());
+        assert!(bound_by_iolab(&store).is_empty());
+    }
 }

@@ -166,6 +166,58 @@ fn revert_works_from_a_new_process_after_sigkill() {
 }
 
 #[test]
+fn run_reverts_its_tuning_at_the_end_unless_told_to_keep_it() {
+    require_peer("ip");
+    let n = NetnsPair::new("tunerun");
+    let d = TempDir::new("tunerun");
+    let db = d.0.join("lab.db");
+    let profile = d.0.join("short.toml");
+    std::fs::write(
+        &profile,
+        "format = 1\nname = \"short\"\n[tuning]\nname = \"t\"\nmtu = 9000\n[tuning.sysctls]\n\
+         \"net.ipv4.tcp_sack\" = 0\n\
+         [target]\nlisten = [\"127.0.0.1:0\"]\n[[target.targets]]\niqn = \"iqn.2026-11.io.iolab:short\"\n\
+         [[target.targets.luns]]\nlun = 0\nbackstore = { kind = \"ramdisk\", size = 16777216 }\n\
+         [workload]\nmodes = [\"read\"]\nblock_size = \"64k\"\nthreads = 2\ntime = \"1s\"\n",
+    )
+    .unwrap();
+    let before = NetnsPair::snapshot(&n.a);
+    let mut cmd = iolab();
+    cmd.arg("--db").arg(&db).args([
+        "run",
+        profile.to_str().unwrap(),
+        "--netns",
+        &n.a,
+        "--iface",
+        "va",
+    ]);
+    let (ok, out) = run(&mut cmd, Duration::from_secs(120));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("restored net.ipv4.tcp_sack") && out.contains("stored as run"),
+        "{out}"
+    );
+    assert_eq!(NetnsPair::snapshot(&n.a), before);
+    let mut cmd = iolab();
+    cmd.arg("--db").arg(&db).args([
+        "run",
+        profile.to_str().unwrap(),
+        "--netns",
+        &n.a,
+        "--iface",
+        "va",
+        "--keep-tuning",
+    ]);
+    let (ok, out) = run(&mut cmd, Duration::from_secs(120));
+    assert!(ok && out.contains("tuning kept"), "{out}");
+    assert_eq!(NetnsPair::sysctl(&n.a, "net.ipv4.tcp_sack"), "0");
+    assert_eq!(NetnsPair::mtu(&n.a, "va"), 9000);
+    let (ok, out) = tune(&db, &["revert", "--netns", &n.a]);
+    assert!(ok, "{out}");
+    assert_eq!(NetnsPair::snapshot(&n.a), before);
+}
+
+#[test]
 fn bad_input_gives_one_clear_message_and_changes_nothing() {
     require_peer("ip");
     require_peer("setpriv");

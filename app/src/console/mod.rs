@@ -292,7 +292,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                         },
                         Action::Bind(bdf) => {
                             let r = match (iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()), notebook.store_mut()) {
-                                (Ok(plan), Some(store)) => crate::pci_cmd::bind_recorded(&pci_root, store, &plan).map(|l| l.join("; ")).map_err(|e| format!("{e:#}")),
+                                (Ok(plan), Some(store)) => crate::pci_cmd::bind_recorded(&pci_root, &iolab_pci::RealKernel, store, &plan).map(|l| l.join("; ")).map_err(|e| format!("{e:#}")),
                                 (Err(e), _) => Err(e.to_string()),
                                 (_, None) => Err("the notebook (which records the driver first) is unavailable: nothing bound".into()),
                             };
@@ -301,7 +301,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                         }
                         Action::Reattach(bdf) => {
                             state.status = match notebook.store_mut() {
-                                Some(store) => crate::pci_cmd::reattach_one(&pci_root, store, bdf).unwrap_or_else(|e| format!("{e:#}")),
+                                Some(store) => crate::pci_cmd::reattach_one(&pci_root, &iolab_pci::RealKernel, store, bdf).unwrap_or_else(|e| format!("{e:#}")),
                                 None => "the notebook is unavailable".into(),
                             };
                             scan_devices(&mut state.devices, &pci_root, &notebook);
