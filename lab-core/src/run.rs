@@ -84,6 +84,17 @@ impl RunForm {
         }
     }
 
+    /// The seed page's matrix with this form's block size, outstanding I/Os
+    /// and time per cell: READ, WRITE and READ+WRITE at 1 to 4 connections.
+    pub fn matrix_profile(&self, url: &str) -> Profile {
+        let mut p = self.profile(url);
+        p.name = "console-matrix".into();
+        p.description = format!("the seed's matrix from the console's Run screen against {url}");
+        p.workload.modes = vec![Mode::Read, Mode::Write, Mode::Rw];
+        p.workload.connections = vec![1, 2, 3, 4];
+        p
+    }
+
     /// The run record of a finished console run.
     pub fn record(&self, url: &str, started_ms: i64, granted: usize, report: &Report) -> Run {
         let p = self.profile(url);

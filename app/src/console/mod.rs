@@ -159,6 +159,61 @@ fn guest_op(
     });
 }
 
+/// What a matrix run in the background reports.
+enum MatrixEvent {
+    Runner(iolab_lab_core::profile_run::RunnerEvent),
+    Done(Result<iolab_profiles::Run, String>),
+}
+
+/// Runs a matrix profile in the background.
+fn spawn_matrix(
+    p: iolab_lab_core::profile::Profile,
+) -> tokio::sync::mpsc::UnboundedReceiver<MatrixEvent> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let body = p.to_toml();
+        let events = tx.clone();
+        let r = iolab_lab_core::profile_run::run_profile(&p, &body, move |e| {
+            let _ = events.send(MatrixEvent::Runner(e));
+        })
+        .await
+        .map_err(|e| e.to_string());
+        let _ = tx.send(MatrixEvent::Done(r));
+    });
+    rx
+}
+
+fn on_matrix_event(state: &mut ConsoleState, notebook: &mut notebook::Notebook, ev: MatrixEvent) {
+    use iolab_lab_core::profile_run::RunnerEvent;
+    let Some(m) = state.run.matrix.as_mut() else {
+        return;
+    };
+    match ev {
+        MatrixEvent::Runner(RunnerEvent::CellStarted { index, .. }) => m.current = Some(index),
+        MatrixEvent::Runner(RunnerEvent::CellDone { index, cell }) => {
+            if let Some(c) = m.cells.get_mut(index) {
+                c.result = Some(cell);
+            }
+        }
+        MatrixEvent::Runner(_) => {}
+        MatrixEvent::Done(Ok(run)) => {
+            m.finished = true;
+            match notebook.add_run(&run) {
+                Ok(id) => {
+                    m.run_id = Some(id);
+                    state.status = format!("matrix stored as run #{id}");
+                    notebook.refresh(&mut state.notebook);
+                }
+                Err(e) => state.status = format!("matrix not stored: {e}"),
+            }
+        }
+        MatrixEvent::Done(Err(e)) => {
+            state.status = format!("matrix failed: {e}");
+            m.error = Some(e);
+        }
+    }
+}
+
 /// Runs the console on the embedded default lab until `q`.
 pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut lab = Lab::default();
@@ -170,6 +225,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     state.network.profiles = tuning::profile_names();
     let pci_root = iolab_pci::Sysfs::default();
     let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut matrix_events: Option<tokio::sync::mpsc::UnboundedReceiver<MatrixEvent>> = None;
     match lab.start_default_target().await {
         Ok(t) => {
             state.target_urls = t.urls();
@@ -198,6 +254,9 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
         tokio::select! {
             _ = redraw.tick() => {}
             _ = sigterm.recv() => break,
+            Some(ev) = async { match matrix_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                on_matrix_event(&mut state, &mut notebook, ev);
+            }
             Some(msg) = bg_rx.recv() => {
                 state.status = msg;
                 scan_guests(&mut state.guests, &notebook);
@@ -306,6 +365,23 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                             };
                             scan_devices(&mut state.devices, &pci_root, &notebook);
                         }
+                        Action::StartMatrix => match state.target_urls.first() {
+                            Some(url) => {
+                                let p = state.run.form.matrix_profile(url);
+                                state.run.matrix = Some(state::MatrixView {
+                                    cells: p
+                                        .workload
+                                        .cells(0)
+                                        .iter()
+                                        .map(|c| state::MatrixCell { mode: c.mode, connections: c.connections, result: None })
+                                        .collect(),
+                                    ..state::MatrixView::default()
+                                });
+                                matrix_events = Some(spawn_matrix(p));
+                                state.status = format!("matrix started against {url}");
+                            }
+                            None => state.status = "no embedded target to run against".into(),
+                        },
                         Action::ScanGuests => scan_guests(&mut state.guests, &notebook),
                         Action::StartGuest(i) => guest_op(&mut state, i, true, &bg_tx),
                         Action::StopGuest(i) => guest_op(&mut state, i, false, &bg_tx),

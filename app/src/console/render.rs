@@ -195,34 +195,8 @@ fn mib(bytes: u64, secs: f64) -> f64 {
     }
 }
 
-/// The Run screen: the workload form, live per-connection throughput of the
-/// run's connections, a chart of the total, and the engine's totals at the end.
-fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
-    let host_rows = (s.snapshot.host.cpu.len() as u16 + 4).clamp(6, 14);
-    let [form, conns, chart, totals] = Layout::vertical([
-        Constraint::Length(4),
-        Constraint::Min(5),
-        Constraint::Length(host_rows),
-        Constraint::Length(5),
-    ])
-    .areas(area);
-    let fm = &s.run.form;
-    let lines = vec![
-        Line::from(format!(
-            "mode {}   block {} KiB   outstanding I/Os {}   time {} s   connections {}",
-            mode_name(fm.mode),
-            fm.block_bytes / 1024,
-            fm.threads,
-            fm.seconds,
-            fm.connections
-        )),
-        Line::from("m mode   c connections   t time   r / Enter start"),
-    ];
-    f.render_widget(
-        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Workload")),
-        form,
-    );
-
+/// The live connections of the current single run.
+fn live_connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
     let tsihs: Vec<u16> = match &s.run.phase {
         RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
         _ => Vec::new(),
@@ -262,7 +236,106 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
             .borders(Borders::ALL)
             .title(format!("Run connections — now {total_now:.1} MB/s")),
     );
-    f.render_widget(table, conns);
+    f.render_widget(table, area);
+}
+
+/// The matrix table, filling like the seed page's as cells finish.
+fn matrix(f: &mut Frame, m: &super::state::MatrixView, area: Rect) {
+    let rows = m.cells.iter().enumerate().map(|(i, c)| {
+        let fig =
+            |v: Option<f64>, prec: usize| v.map(|x| format!("{x:.prec$}")).unwrap_or_default();
+        let r = c.result.as_ref();
+        let state = if r.is_some() {
+            "done"
+        } else if m.current == Some(i) && m.running() {
+            "running"
+        } else {
+            ""
+        };
+        Row::new(vec![
+            mode_name(c.mode).to_string(),
+            r.map(|x| x.connections)
+                .unwrap_or(c.connections)
+                .to_string(),
+            fig(r.map(|x| x.read_mbps()), 2),
+            fig(r.map(|x| x.read_iops()), 1),
+            fig(r.map(|x| x.write_mbps()), 2),
+            fig(r.map(|x| x.write_iops()), 1),
+            state.to_string(),
+        ])
+    });
+    let title = match (&m.error, m.run_id, m.finished) {
+        (Some(e), _, _) => format!("Matrix failed: {e}"),
+        (None, Some(id), _) => format!("Matrix done, stored as run #{id}"),
+        (None, None, true) => "Matrix done".to_string(),
+        _ => "Matrix (MB = 2^20 bytes, as disktest)".to_string(),
+    };
+    f.render_widget(
+        boxed_table(
+            rows,
+            [
+                Constraint::Length(11),
+                Constraint::Length(6),
+                Constraint::Length(11),
+                Constraint::Length(10),
+                Constraint::Length(11),
+                Constraint::Length(10),
+                Constraint::Length(8),
+            ],
+            header(&[
+                "mode",
+                "conns",
+                "read MB/s",
+                "read IOPS",
+                "write MB/s",
+                "write IOPS",
+                "",
+            ]),
+            title,
+        ),
+        area,
+    );
+}
+
+/// The Run screen: the workload form, live per-connection throughput of the
+/// run's connections, a chart of the total, and the engine's totals at the end.
+fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
+    let host_rows = (s.snapshot.host.cpu.len() as u16 + 4).clamp(6, 14);
+    let [form, conns, chart, totals] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Min(5),
+        Constraint::Length(host_rows),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    let fm = &s.run.form;
+    let lines = vec![
+        Line::from(format!(
+            "mode {}   block {} KiB   outstanding I/Os {}   time {} s   connections {}",
+            mode_name(fm.mode),
+            fm.block_bytes / 1024,
+            fm.threads,
+            fm.seconds,
+            fm.connections
+        )),
+        Line::from(
+            "m mode   c connections   t time   r / Enter start   M the seed's matrix (3 modes x 1-4 connections)",
+        ),
+    ];
+    f.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Workload")),
+        form,
+    );
+
+    if let Some(m) = &s.run.matrix {
+        matrix(f, m, conns);
+    } else {
+        live_connections(f, s, conns);
+    }
+    let tsihs: Vec<u16> = match &s.run.phase {
+        RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
+        _ => Vec::new(),
+    };
 
     let history: Vec<u64> = s
         .snapshot
@@ -610,6 +683,55 @@ mod tests {
             ..populated()
         };
         insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn snapshot_run_screen_matrix_fills_like_the_seed_table() {
+        use super::super::state::{MatrixCell, MatrixView};
+        let mut s = ConsoleState {
+            tab: Tab::Run,
+            ..populated()
+        };
+        let p = s
+            .run
+            .form
+            .matrix_profile("iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0");
+        let cells = p
+            .workload
+            .cells(0)
+            .iter()
+            .enumerate()
+            .map(|(i, c)| MatrixCell {
+                mode: c.mode,
+                connections: c.connections,
+                result: (i < 5).then(|| {
+                    let mib = 4110 + 100 * i as u64;
+                    let read = c.mode == Mode::Read;
+                    iolab_profiles::Cell {
+                        mode: mode_name(c.mode).into(),
+                        connections: c.connections,
+                        sessions: 1,
+                        block_bytes: 262_144,
+                        threads: 64,
+                        seconds: 10.0,
+                        read_bytes: if read { mib << 20 } else { 0 },
+                        read_transfers: if read { mib * 4 } else { 0 },
+                        write_bytes: if read { 0 } else { mib << 20 },
+                        write_transfers: if read { 0 } else { mib * 4 },
+                        ..iolab_profiles::Cell::default()
+                    }
+                }),
+            })
+            .collect();
+        s.run.matrix = Some(MatrixView {
+            cells,
+            current: Some(5),
+            ..MatrixView::default()
+        });
+        let t = draw(&s);
+        let text = format!("{:?}", t.backend());
+        assert!(text.contains("running"), "{text}");
+        insta::assert_snapshot!(t.backend());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub enum Action {
     Bind(iolab_pci::Bdf),
     /// Give it back to its driver (confirmed).
     Reattach(iolab_pci::Bdf),
+    /// Run the seed's matrix (modes x 1-4 connections) with the form's settings.
+    StartMatrix,
     /// Re-read the guests and their states.
     ScanGuests,
     /// Start this guest (confirmed).
@@ -322,11 +324,39 @@ pub struct RunView {
     pub form: RunForm,
     pub phase: RunPhase,
     pub sampled: HashMap<(u16, u16), u64>,
+    pub matrix: Option<MatrixView>,
+}
+
+/// One cell of a matrix run as the Run screen's table shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixCell {
+    pub mode: Mode,
+    pub connections: u32,
+    pub result: Option<iolab_profiles::Cell>,
+}
+
+/// A matrix run filling its table like the seed page's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MatrixView {
+    pub cells: Vec<MatrixCell>,
+    /// The cell running now.
+    pub current: Option<usize>,
+    pub finished: bool,
+    pub error: Option<String>,
+    /// The notebook id once stored.
+    pub run_id: Option<i64>,
+}
+
+impl MatrixView {
+    pub fn running(&self) -> bool {
+        !self.finished && self.error.is_none()
+    }
 }
 
 impl RunView {
     pub fn busy(&self) -> bool {
         matches!(self.phase, RunPhase::Connecting | RunPhase::Running { .. })
+            || self.matrix.as_ref().is_some_and(MatrixView::running)
     }
 
     /// Payload bytes the console saw move over the run's connections.
@@ -490,6 +520,13 @@ impl ConsoleState {
             {
                 return Action::LoadProfile(self.notebook.profile);
             }
+            KeyCode::Char('M') if self.tab == Tab::Run => {
+                if self.run.busy() {
+                    self.status = "a run is already going".into();
+                } else {
+                    return Action::StartMatrix;
+                }
+            }
             KeyCode::Char('m') if self.tab == Tab::Run && !self.run.busy() => {
                 self.run.form.mode = match self.run.form.mode {
                     Mode::Read => Mode::Write,
@@ -563,6 +600,14 @@ mod tests {
         s.on_key(KeyCode::Char('c'));
         assert_eq!(s.run.form.connections, 2);
         assert_eq!(s.on_key(KeyCode::Char('r')), Action::StartRun);
+        assert_eq!(s.on_key(KeyCode::Char('M')), Action::StartMatrix);
+        s.run.matrix = Some(MatrixView::default());
+        assert_eq!(
+            s.on_key(KeyCode::Char('r')),
+            Action::None,
+            "a matrix is running"
+        );
+        s.run.matrix.as_mut().unwrap().finished = true;
         s.on_key(KeyCode::Char('?'));
         assert!(s.help);
         s.on_key(KeyCode::Esc);
