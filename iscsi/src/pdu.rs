@@ -461,7 +461,8 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
         });
     }
     let padded = dlen + pad_len(dlen);
-    let mut data = vec![0u8; padded];
+    // A pooled buffer; read_exact overwrites all of it.
+    let mut data = iolab_storage::pool::take(padded);
     read_exact(r, &mut data).await?;
     let mut digest_ok = true;
     if limits.data_digest && dlen > 0 {

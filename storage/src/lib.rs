@@ -7,6 +7,7 @@
 
 pub mod backstore;
 pub mod error;
+pub mod pool;
 pub mod scsi;
 
 pub use backstore::{

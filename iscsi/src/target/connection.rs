@@ -439,8 +439,10 @@ impl Conn {
             } else {
                 edtl.min(sp.first_burst).max(imm)
             };
-            let mut buf = vec![0u8; edtl as usize];
+            // Zeroed: Data-Out may leave gaps, and stale bytes must never reach the medium.
+            let mut buf = iolab_storage::pool::take(edtl as usize);
             buf[..imm as usize].copy_from_slice(&pdu.data);
+            buf[imm as usize..].fill(0);
             self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
             self.stats.in_flight.fetch_add(1, Relaxed);
             let task = WriteTask {
@@ -463,8 +465,11 @@ impl Conn {
         self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
         self.stats.in_flight.fetch_add(1, Relaxed);
         let data = pdu.data;
-        self.execute(itt, lun, lun_raw, &cdb, edtl, read, write, &data, started)
-            .await
+        let r = self
+            .execute(itt, lun, lun_raw, &cdb, edtl, read, write, &data, started)
+            .await;
+        iolab_storage::pool::give(data);
+        r
     }
 
     async fn issue_r2ts(&mut self, itt: u32, lun_raw: [u8; 8]) -> Result<(), IscsiError> {
@@ -563,6 +568,7 @@ impl Conn {
         }
         let end = offset + len;
         t.buf[offset as usize..end as usize].copy_from_slice(&pdu.data);
+        iolab_storage::pool::give(pdu.data);
         t.received += len;
         self.stats.write_bytes.fetch_add(len as u64, Relaxed);
         let final_pdu = b.final_bit();
@@ -574,11 +580,13 @@ impl Conn {
             let Some(t) = self.pending.remove(&itt) else {
                 return Ok(());
             };
-            return self
+            let r = self
                 .execute(
                     itt, t.lun, t.lun_raw, &t.cdb, t.edtl, false, true, &t.buf, t.started,
                 )
                 .await;
+            iolab_storage::pool::give(t.buf);
+            return r;
         }
         if final_pdu {
             self.issue_r2ts(itt, lun_raw).await?;
@@ -693,7 +701,7 @@ impl Conn {
             }
         };
         let res_flags = (if over { 0x04 } else { 0 }) | (if under { 0x02 } else { 0 });
-        let mut data = Bytes::from(data);
+        let mut data = iolab_storage::pool::into_bytes(data);
         if read {
             data.truncate(edtl as usize);
         } else {

@@ -716,10 +716,12 @@ impl LogicalUnit {
     fn read(&self, lba: u64, n: u64, flags: u8) -> CmdResult {
         self.io_prologue(lba, n, flags, 7, false)?;
         let bs = self.block_size() as u64;
-        let mut data = vec![0u8; (n * bs) as usize];
-        self.store
-            .read_at(&mut data, lba * bs)
-            .map_err(Self::medium_error_read)?;
+        // A pooled buffer: read_at overwrites every byte of it.
+        let mut data = crate::pool::take((n * bs) as usize);
+        if let Err(e) = self.store.read_at(&mut data, lba * bs) {
+            crate::pool::give(data);
+            return Err(Self::medium_error_read(e));
+        }
         Ok(ScsiResponse::good(data))
     }
 
