@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::BufReader;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -58,7 +58,8 @@ impl CommandResult {
 struct Pending {
     tx: oneshot::Sender<Result<CommandResult, IscsiError>>,
     /// Data-In received so far (filled in order; gaps, if any, are zero-filled).
-    data_in: BytesMut,
+    /// Data-In collected so far (a pooled buffer, returned when the caller drops the result).
+    data_in: Vec<u8>,
     expected_in: usize,
     data_out: Bytes,
     lun: [u8; 8],
@@ -359,7 +360,11 @@ impl Session {
                 itt,
                 Pending {
                     tx,
-                    data_in: BytesMut::with_capacity(expected_in as usize),
+                    data_in: {
+                        let mut v = iolab_storage::pool::take(expected_in as usize);
+                        v.clear();
+                        v
+                    },
                     expected_in: expected_in as usize,
                     data_out: data_out.clone(),
                     lun: self.lun_raw,
@@ -652,7 +657,7 @@ async fn reader(
         data_digest: conn.params.data_digest,
     };
     loop {
-        let pdu = match read_pdu(&mut rd, limits).await? {
+        let mut pdu = match read_pdu(&mut rd, limits).await? {
             Some(ReadOutcome::Pdu(p)) => p,
             Some(ReadOutcome::DataDigestError(_)) => {
                 return Err(IscsiError::Protocol("data digest error".into()));
@@ -691,6 +696,7 @@ async fn reader(
                         }
                         p.data_in[off..end].copy_from_slice(&pdu.data);
                     }
+                    iolab_storage::pool::give(std::mem::take(&mut pdu.data));
                     if status {
                         let residual = residual_of(b);
                         if let Some(p) = pending.remove(&itt) {
@@ -699,7 +705,7 @@ async fn reader(
                             data.truncate(got as usize);
                             let _ = p.tx.send(Ok(CommandResult {
                                 status: b.0[3],
-                                data: data.freeze(),
+                                data: iolab_storage::pool::into_bytes(data),
                                 sense: Vec::new(),
                                 residual,
                             }));
@@ -735,7 +741,7 @@ async fn reader(
                     data.truncate(got as usize);
                     let _ = p.tx.send(Ok(CommandResult {
                         status: b.0[3],
-                        data: data.freeze(),
+                        data: iolab_storage::pool::into_bytes(data),
                         sense,
                         residual,
                     }));
