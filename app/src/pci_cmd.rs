@@ -29,12 +29,8 @@ fn line(d: &PciDevice) -> String {
         d.vendor_id,
         d.device_id,
         d.driver.as_deref().unwrap_or("-"),
-        d.iommu_group
-            .map(|g| g.to_string())
-            .unwrap_or_else(|| "-".into()),
-        d.numa_node
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "-".into()),
+        d.group_text(),
+        d.numa_text(),
     )
 }
 

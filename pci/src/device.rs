@@ -131,6 +131,18 @@ impl PciDevice {
             _ => format!("Device {:04x}:{:04x}", self.vendor_id, self.device_id),
         }
     }
+    /// The IOMMU group as text, `-` when there is none.
+    pub fn group_text(&self) -> String {
+        self.iommu_group
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "-".into())
+    }
+    /// The NUMA node as text, `-` when the platform has none.
+    pub fn numa_text(&self) -> String {
+        self.numa_node
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into())
+    }
     pub fn class_label(&self) -> String {
         self.subclass_name
             .or(self.class_name)

@@ -300,12 +300,17 @@ fn guest(db: &Path, state: &Path, args: &[&str]) -> (bool, String) {
     run(&mut c, Duration::from_secs(120))
 }
 
+/// The first PCI function `iolab pci list` shows on this machine, if any.
+fn first_pci_function() -> Option<String> {
+    let (ok, list) = run(iolab().args(["pci", "list"]), Duration::from_secs(30));
+    assert!(ok, "{list}");
+    list.split_whitespace().next().map(str::to_owned)
+}
+
 #[test]
 fn passthrough_without_vfio_and_unknown_addresses_fail_before_launch() {
     let d = TempDir::new("guest-pt");
-    let (ok, list) = run(iolab().args(["pci", "list"]), Duration::from_secs(30));
-    assert!(ok, "{list}");
-    let Some(present) = list.split_whitespace().next().map(str::to_owned) else {
+    let Some(present) = first_pci_function() else {
         return;
     };
     let db = profile_with_guests(
@@ -340,9 +345,7 @@ fn passthrough_without_vfio_and_unknown_addresses_fail_before_launch() {
 fn passthrough_of_a_real_device_names_what_is_missing() {
     let Some((k, i)) = image() else { return };
     let d = TempDir::new("guest-pt2");
-    let (ok, list) = run(iolab().args(["pci", "list"]), Duration::from_secs(30));
-    assert!(ok, "{list}");
-    let Some(present) = list.split_whitespace().next().map(str::to_owned) else {
+    let Some(present) = first_pci_function() else {
         return;
     };
     let db = profile_with_guests(

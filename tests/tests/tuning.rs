@@ -16,6 +16,32 @@ fn tune(db: &std::path::Path, args: &[&str]) -> (bool, String) {
     run(&mut cmd, Duration::from_secs(60))
 }
 
+/// Two test namespaces, a temporary directory and a notebook in it.
+fn lab(tag: &str) -> (NetnsPair, TempDir, std::path::PathBuf) {
+    require_peer("ip");
+    let n = NetnsPair::new(tag);
+    let d = TempDir::new(tag);
+    let db = d.0.join("lab.db");
+    (n, d, db)
+}
+
+/// A lab profile with `tuning` (TOML lines), an embedded 16 MiB target and a
+/// 4 KiB read workload of `time`.
+fn profile_file(d: &TempDir, name: &str, tuning: &str, time: &str) -> String {
+    let p = d.0.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "format = 1\nname = \"{name}\"\n[tuning]\nname = \"t\"\nmtu = 9000\n[tuning.sysctls]\n{tuning}\n\
+             [target]\nlisten = [\"127.0.0.1:0\"]\n[[target.targets]]\niqn = \"iqn.2026-11.io.iolab:{name}\"\n\
+             [[target.targets.luns]]\nlun = 0\nbackstore = {{ kind = \"ramdisk\", size = 16777216 }}\n\
+             [workload]\nmodes = [\"read\"]\nblock_size = \"4k\"\nthreads = 2\ntime = \"{time}\"\n"
+        ),
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
 const SEED_WRITTEN_IN_A_NETNS: [(&str, &str); 5] = [
     ("net.ipv4.tcp_timestamps", "0"),
     ("net.ipv4.tcp_sack", "0"),
@@ -26,10 +52,7 @@ const SEED_WRITTEN_IN_A_NETNS: [(&str, &str); 5] = [
 
 #[test]
 fn seed_applies_reads_back_and_reverts_bit_for_bit() {
-    require_peer("ip");
-    let n = NetnsPair::new("tune");
-    let d = TempDir::new("tune");
-    let db = d.0.join("lab.db");
+    let (n, _d, db) = lab("tune");
     let before = NetnsPair::snapshot(&n.a);
     let other_before = NetnsPair::snapshot(&n.b);
     let (ok, out) = tune(&db, &["apply", "seed", "--netns", &n.a, "--iface", "va"]);
@@ -59,10 +82,7 @@ fn seed_applies_reads_back_and_reverts_bit_for_bit() {
 
 #[test]
 fn a_failure_half_way_leaves_nothing_changed() {
-    require_peer("ip");
-    let n = NetnsPair::new("tunefail");
-    let d = TempDir::new("tunefail");
-    let db = d.0.join("lab.db");
+    let (n, d, db) = lab("tunefail");
     // Sorted, the core keys are written first; the congestion control that
     // does not exist fails after them.
     let profile = d.0.join("bad.toml");
@@ -101,32 +121,18 @@ fn a_failure_half_way_leaves_nothing_changed() {
 
 #[test]
 fn revert_works_from_a_new_process_after_sigkill() {
-    require_peer("ip");
-    let n = NetnsPair::new("tunekill");
-    let d = TempDir::new("tunekill");
-    let db = d.0.join("lab.db");
-    let profile = d.0.join("long.toml");
-    std::fs::write(
-        &profile,
-        "format = 1\nname = \"long\"\n[tuning]\nname = \"t\"\nmtu = 9000\n[tuning.sysctls]\n\
-         \"net.ipv4.tcp_sack\" = 0\n\"net.ipv4.tcp_timestamps\" = 0\n\
-         [target]\nlisten = [\"127.0.0.1:0\"]\n[[target.targets]]\niqn = \"iqn.2026-11.io.iolab:long\"\n\
-         [[target.targets.luns]]\nlun = 0\nbackstore = { kind = \"ramdisk\", size = 16777216 }\n\
-         [workload]\nmodes = [\"read\"]\nblock_size = \"4k\"\nthreads = 1\ntime = \"5m\"\n",
-    )
-    .unwrap();
+    let (n, d, db) = lab("tunekill");
+    let profile = profile_file(
+        &d,
+        "long",
+        "\"net.ipv4.tcp_sack\" = 0\n\"net.ipv4.tcp_timestamps\" = 0",
+        "5m",
+    );
     let before = NetnsPair::snapshot(&n.a);
     let mut child = iolab()
         .arg("--db")
         .arg(&db)
-        .args([
-            "run",
-            profile.to_str().unwrap(),
-            "--netns",
-            &n.a,
-            "--iface",
-            "va",
-        ])
+        .args(["run", &profile, "--netns", &n.a, "--iface", "va"])
         .env("IOLAB_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -167,30 +173,13 @@ fn revert_works_from_a_new_process_after_sigkill() {
 
 #[test]
 fn run_reverts_its_tuning_at_the_end_unless_told_to_keep_it() {
-    require_peer("ip");
-    let n = NetnsPair::new("tunerun");
-    let d = TempDir::new("tunerun");
-    let db = d.0.join("lab.db");
-    let profile = d.0.join("short.toml");
-    std::fs::write(
-        &profile,
-        "format = 1\nname = \"short\"\n[tuning]\nname = \"t\"\nmtu = 9000\n[tuning.sysctls]\n\
-         \"net.ipv4.tcp_sack\" = 0\n\
-         [target]\nlisten = [\"127.0.0.1:0\"]\n[[target.targets]]\niqn = \"iqn.2026-11.io.iolab:short\"\n\
-         [[target.targets.luns]]\nlun = 0\nbackstore = { kind = \"ramdisk\", size = 16777216 }\n\
-         [workload]\nmodes = [\"read\"]\nblock_size = \"64k\"\nthreads = 2\ntime = \"1s\"\n",
-    )
-    .unwrap();
+    let (n, d, db) = lab("tunerun");
+    let profile = profile_file(&d, "short", "\"net.ipv4.tcp_sack\" = 0", "1s");
     let before = NetnsPair::snapshot(&n.a);
     let mut cmd = iolab();
-    cmd.arg("--db").arg(&db).args([
-        "run",
-        profile.to_str().unwrap(),
-        "--netns",
-        &n.a,
-        "--iface",
-        "va",
-    ]);
+    cmd.arg("--db")
+        .arg(&db)
+        .args(["run", &profile, "--netns", &n.a, "--iface", "va"]);
     let (ok, out) = run(&mut cmd, Duration::from_secs(120));
     assert!(ok, "{out}");
     assert!(
@@ -201,7 +190,7 @@ fn run_reverts_its_tuning_at_the_end_unless_told_to_keep_it() {
     let mut cmd = iolab();
     cmd.arg("--db").arg(&db).args([
         "run",
-        profile.to_str().unwrap(),
+        &profile,
         "--netns",
         &n.a,
         "--iface",
@@ -219,11 +208,8 @@ fn run_reverts_its_tuning_at_the_end_unless_told_to_keep_it() {
 
 #[test]
 fn bad_input_gives_one_clear_message_and_changes_nothing() {
-    require_peer("ip");
     require_peer("setpriv");
-    let n = NetnsPair::new("tunebad");
-    let d = TempDir::new("tunebad");
-    let db = d.0.join("lab.db");
+    let (n, d, db) = lab("tunebad");
     let before = NetnsPair::snapshot(&n.a);
     let file = |name: &str, body: &str| {
         let p = d.0.join(name);
@@ -320,10 +306,7 @@ fn msses(out: &str) -> Vec<u32> {
 
 #[test]
 fn mtu_9000_end_to_end_gives_mss_8960_with_the_seed_profile() {
-    require_peer("ip");
-    let n = NetnsPair::new("tunemss");
-    let d = TempDir::new("tunemss");
-    let db = d.0.join("lab.db");
+    let (n, d, db) = lab("tunemss");
     for (ns, dev) in [(&n.a, "va"), (&n.b, "vb")] {
         let (ok, out) = tune(&db, &["apply", "seed", "--netns", ns, "--iface", dev]);
         assert!(ok, "{out}");

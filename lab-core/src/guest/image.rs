@@ -86,15 +86,19 @@ fn file_err<'a>(
     }
 }
 
+/// Where `scripts/test` unpacks Debian's kernel package.
+pub const DEFAULT_KERNEL_DIR: &str = "/var/cache/iolab/kernel";
+
 /// A kernel to boot: the running one's in /boot, any in /boot, or one unpacked
-/// into `$IOLAB_KERNEL_DIR` (what `scripts/test` prepares).
+/// into `$IOLAB_KERNEL_DIR` (default [`DEFAULT_KERNEL_DIR`], what `scripts/test` prepares).
 pub fn find_kernel() -> Result<PathBuf, GuestError> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut candidates = vec![PathBuf::from(format!("/boot/vmlinuz-{}", release.trim()))];
     let mut dirs = vec![PathBuf::from("/boot")];
-    if let Some(d) = std::env::var_os("IOLAB_KERNEL_DIR") {
-        dirs.push(PathBuf::from(d).join("boot"));
-    }
+    let unpacked = std::env::var_os("IOLAB_KERNEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KERNEL_DIR));
+    dirs.push(unpacked.join("boot"));
     for d in dirs {
         if let Ok(rd) = std::fs::read_dir(&d) {
             let mut v: Vec<PathBuf> = rd
@@ -111,7 +115,7 @@ pub fn find_kernel() -> Result<PathBuf, GuestError> {
     }
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
         GuestError::Invalid(
-            "no kernel found in /boot or $IOLAB_KERNEL_DIR/boot: install linux-image-amd64, or unpack it (apt-get download; dpkg-deb -x) and pass --kernel".into(),
+            "no kernel found in /boot or $IOLAB_KERNEL_DIR/boot (default /var/cache/iolab/kernel/boot): install linux-image-amd64, or unpack it (apt-get download; dpkg-deb -x) and pass --kernel".into(),
         )
     })
 }

@@ -44,12 +44,8 @@ pub fn render(f: &mut Frame, v: &DevicesView, area: Rect) {
                 d.class_label(),
                 d.name(),
                 d.driver.clone().unwrap_or_else(|| "-".into()),
-                d.iommu_group
-                    .map(|g| g.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                d.numa_node
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                d.group_text(),
+                d.numa_text(),
                 link,
             ]),
             i == v.cursor,
