@@ -168,7 +168,9 @@ pub async fn run(
         handles.push(tokio::spawn(async move {
             let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ ((t as u64 + 1) * 0x9E37_79B9);
             let mut n = 0u64;
-            let mut buf = vec![0u8; w.block_bytes as usize];
+            // Unverified writes send the same block every time (shared, no copy);
+            // verified ones fill a pooled buffer per I/O.
+            let constant = Bytes::from(vec![0u8; w.block_bytes as usize]);
             loop {
                 let slot = match w.pattern {
                     Pattern::Seq => {
@@ -198,15 +200,16 @@ pub async fn run(
                 let session = &sessions[(slot as usize + t as usize) % sessions.len()];
                 let t0 = Instant::now();
                 let r = if is_write {
-                    if w.verify {
+                    let payload = if w.verify {
+                        let mut buf = iolab_storage::pool::take(w.block_bytes as usize);
                         for (i, b) in buf.chunks_mut(bs as usize).enumerate() {
                             fill_block(b, lba + i as u64, pass);
                         }
-                    }
-                    session
-                        .write(lba, Bytes::copy_from_slice(&buf), bs)
-                        .await
-                        .map(|_| None)
+                        iolab_storage::pool::into_bytes(buf)
+                    } else {
+                        constant.clone()
+                    };
+                    session.write(lba, payload, bs).await.map(|_| None)
                 } else {
                     session.read(lba, per_io as u32, bs).await.map(Some)
                 };
