@@ -429,6 +429,26 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
     r: &mut R,
     limits: ReadLimits,
 ) -> Result<Option<ReadOutcome>, IscsiError> {
+    match read_header(r, limits).await? {
+        Some(h) => read_body(r, h, limits).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A PDU's header, read; its data segment (`dlen` bytes, padded) follows on the wire.
+#[derive(Debug)]
+pub struct Header {
+    pub bhs: Bhs,
+    pub ahs: Vec<u8>,
+    pub dlen: usize,
+}
+
+/// Reads the BHS, AHS and header digest; checks the data segment length.
+/// None at a clean end of stream.
+pub async fn read_header<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limits: ReadLimits,
+) -> Result<Option<Header>, IscsiError> {
     let mut bhs = Bhs::default();
     let mut got = 0;
     while got < BHS_LEN {
@@ -460,6 +480,16 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
             max: limits.max_data,
         });
     }
+    Ok(Some(Header { bhs, ahs, dlen }))
+}
+
+/// Reads the data segment of `h` into a pooled buffer.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    h: Header,
+    limits: ReadLimits,
+) -> Result<ReadOutcome, IscsiError> {
+    let Header { bhs, ahs, dlen } = h;
     let padded = dlen + pad_len(dlen);
     // A pooled buffer; read_exact overwrites all of it.
     let mut data = iolab_storage::pool::take(padded);
@@ -472,11 +502,42 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
     }
     data.truncate(dlen);
     let pdu = Pdu { bhs, ahs, data };
-    Ok(Some(if digest_ok {
+    Ok(if digest_ok {
         ReadOutcome::Pdu(pdu)
     } else {
         ReadOutcome::DataDigestError(pdu)
-    }))
+    })
+}
+
+/// Appends the data segment of `dlen` bytes (then skips its padding and checks
+/// its digest) straight onto `out`, without an intermediate buffer or zero-filling.
+/// Returns whether the data digest matched (true when digests are off).
+pub async fn read_data_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    dlen: usize,
+    data_digest: bool,
+) -> Result<bool, IscsiError> {
+    use bytes::BufMut;
+    let start = out.len();
+    out.reserve(dlen);
+    while out.len() - start < dlen {
+        let want = dlen - (out.len() - start);
+        let mut limited = (&mut *out).limit(want);
+        if r.read_buf(&mut limited).await? == 0 {
+            return Err(IscsiError::Truncated);
+        }
+    }
+    let mut pad = [0u8; 3];
+    let pad = &mut pad[..pad_len(dlen)];
+    read_exact(r, pad).await?;
+    if data_digest && dlen > 0 {
+        let mut d = [0u8; 4];
+        read_exact(r, &mut d).await?;
+        let c = crc32c::crc32c_append(crc32c::crc32c(&out[start..]), pad);
+        return Ok(c == u32::from_le_bytes(d));
+    }
+    Ok(true)
 }
 
 async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), IscsiError> {
@@ -498,6 +559,53 @@ pub fn sn_le(a: u32, b: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_segments_append_in_place_with_padding_and_digest() {
+        let pdu = Pdu::new(Bhs::new(Opcode::DataIn), vec![9, 8, 7, 6, 5]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for dd in [false, true] {
+            let wire = pdu.encode(false, dd);
+            let limits = ReadLimits {
+                max_data: 1 << 16,
+                header_digest: false,
+                data_digest: dd,
+            };
+            let mut r = &wire[..];
+            let mut out = vec![1u8, 2];
+            let ok = rt.block_on(async {
+                let h = read_header(&mut r, limits).await.unwrap().unwrap();
+                assert_eq!(h.dlen, 5);
+                read_data_into(&mut r, &mut out, h.dlen, dd).await.unwrap()
+            });
+            assert!(ok);
+            assert_eq!(out, [1, 2, 9, 8, 7, 6, 5]);
+            assert!(r.is_empty(), "padding and digest consumed");
+            if dd {
+                let mut bad = wire.clone();
+                let n = bad.len();
+                bad[n - 1] ^= 1;
+                let mut r = &bad[..];
+                let mut out = Vec::new();
+                let ok = rt.block_on(async {
+                    let h = read_header(&mut r, limits).await.unwrap().unwrap();
+                    read_data_into(&mut r, &mut out, h.dlen, true)
+                        .await
+                        .unwrap()
+                });
+                assert!(!ok, "a corrupted digest is caught");
+            }
+            let mut r = &wire[..wire.len() - 6];
+            let mut out = Vec::new();
+            let e = rt.block_on(async {
+                let h = read_header(&mut r, limits).await.unwrap().unwrap();
+                read_data_into(&mut r, &mut out, h.dlen, dd).await
+            });
+            assert!(e.is_err(), "a truncated segment is an error");
+        }
+    }
 
     #[test]
     fn encode_decode_round_trip_with_digests() {
