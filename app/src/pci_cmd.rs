@@ -265,15 +265,7 @@ mod tests {
     #[test]
     fn the_original_driver_survives_a_crash_in_the_notebook() {
         let t = FakeTree::new("notebook");
-        t.device(
-            "0000:07:00.0",
-            0x8086,
-            0x10fb,
-            0x020000,
-            Some(13),
-            Some("ixgbe"),
-        )
-        .driver("vfio-pci");
+        t.x520("0000:07:00.0", 13, Some("ixgbe")).driver("vfio-pci");
         let before = t.snapshot();
         let sys = t.sysfs();
         let db = t.root.join("lab.db");
@@ -304,15 +296,7 @@ mod tests {
     #[test]
     fn a_failed_bind_leaves_no_record() {
         let t = FakeTree::new("norecord");
-        t.device(
-            "0000:07:00.0",
-            0x8086,
-            0x10fb,
-            0x020000,
-            Some(13),
-            Some("ixgbe"),
-        )
-        .driver("vfio-pci");
+        t.x520("0000:07:00.0", 13, Some("ixgbe")).driver("vfio-pci");
         let sys = t.sysfs();
         let mut k = FakeKernel::new(&t);
         k.fail_at = Some(1);

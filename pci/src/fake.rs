@@ -116,6 +116,11 @@ impl FakeTree {
         self
     }
 
+    /// An Intel 82599 10 GbE port (8086:10fb, the seed's kind of NIC) in `group` on `driver`.
+    pub fn x520(&self, bdf: &str, group: u32, driver: Option<&str>) -> &Self {
+        self.device(bdf, 0x8086, 0x10fb, 0x020000, Some(group), driver)
+    }
+
     /// A network interface of a function.
     pub fn net(&self, bdf: &str, ifname: &str, mtu: u32) -> &Self {
         let d = self.dev_dir(bdf).join("net").join(ifname);

@@ -20,32 +20,11 @@ fn bdf(s: &str) -> Bdf {
 fn lab(tag: &str, with_vfio: bool) -> FakeTree {
     let t = FakeTree::new(tag);
     t.device("0000:00:00.0", INTEL, 0x0d57, 0x060000, Some(0), None)
-        .device(
-            "0000:06:00.0",
-            INTEL,
-            X520,
-            0x020000,
-            Some(12),
-            Some("ixgbe"),
-        )
+        .x520("0000:06:00.0", 12, Some("ixgbe"))
         .net("0000:06:00.0", "eth6", 9000)
-        .device(
-            "0000:06:00.1",
-            INTEL,
-            X520,
-            0x020000,
-            Some(12),
-            Some("ixgbe"),
-        )
+        .x520("0000:06:00.1", 12, Some("ixgbe"))
         .net("0000:06:00.1", "eth7", 1500)
-        .device(
-            "0000:07:00.0",
-            INTEL,
-            X520,
-            0x020000,
-            Some(13),
-            Some("ixgbe"),
-        )
+        .x520("0000:07:00.0", 13, Some("ixgbe"))
         .net("0000:07:00.0", "eth8", 1500)
         .device(
             "0000:08:00.0",

@@ -102,14 +102,7 @@ fn binding_here_explains_what_is_missing() {
 fn fake() -> FakeTree {
     let t = FakeTree::new("cli");
     t.device("0000:00:00.0", 0x8086, 0x0d57, 0x060000, Some(0), None)
-        .device(
-            "0000:07:00.0",
-            0x8086,
-            0x10fb,
-            0x020000,
-            Some(13),
-            Some("ixgbe"),
-        )
+        .x520("0000:07:00.0", 13, Some("ixgbe"))
         .net("0000:07:00.0", "eth8", 9000)
         .device(
             "0000:09:00.0",

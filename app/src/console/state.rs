@@ -618,22 +618,8 @@ mod tests {
     #[test]
     fn devices_keys_plan_then_confirm_binds_and_reattach_only_what_iolab_bound() {
         let t = iolab_pci::fake::FakeTree::new("state");
-        t.device(
-            "0000:06:00.0",
-            0x8086,
-            0x10fb,
-            0x020000,
-            Some(12),
-            Some("ixgbe"),
-        )
-        .device(
-            "0000:07:00.0",
-            0x8086,
-            0x10fb,
-            0x020000,
-            Some(13),
-            Some("vfio-pci"),
-        );
+        t.x520("0000:06:00.0", 12, Some("ixgbe"))
+            .x520("0000:07:00.0", 13, Some("vfio-pci"));
         let mut s = ConsoleState::default();
         assert_eq!(s.on_key(KeyCode::Char('6')), Action::ScanDevices);
         s.devices.devices = iolab_pci::enumerate(&t.sysfs()).unwrap();
@@ -705,8 +691,8 @@ mod tests {
         assert_eq!(s.on_mouse(click(x + 1, 0)), Action::ScanDevices);
         assert_eq!(s.tab, Tab::Devices);
         let t = iolab_pci::fake::FakeTree::new("click");
-        t.device("0000:06:00.0", 0x8086, 0x10fb, 0x020000, Some(12), None)
-            .device("0000:07:00.0", 0x8086, 0x10fb, 0x020000, Some(13), None);
+        t.x520("0000:06:00.0", 12, None)
+            .x520("0000:07:00.0", 13, None);
         s.devices.devices = iolab_pci::enumerate(&t.sysfs()).unwrap();
         s.on_mouse(click(5, FIRST_LIST_ROW as u16 + 1));
         assert_eq!(s.devices.cursor, 1);

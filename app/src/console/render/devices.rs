@@ -133,22 +133,8 @@ mod tests {
     fn view() -> (FakeTree, DevicesView) {
         let t = FakeTree::new("render");
         t.device("0000:00:00.0", 0x8086, 0x0d57, 0x060000, Some(0), None)
-            .device(
-                "0000:06:00.0",
-                0x8086,
-                0x10fb,
-                0x020000,
-                Some(12),
-                Some("vfio-pci"),
-            )
-            .device(
-                "0000:07:00.0",
-                0x8086,
-                0x10fb,
-                0x020000,
-                Some(13),
-                Some("ixgbe"),
-            )
+            .x520("0000:06:00.0", 12, Some("vfio-pci"))
+            .x520("0000:07:00.0", 13, Some("ixgbe"))
             .net("0000:07:00.0", "eth8", 9000)
             .device(
                 "0000:08:00.0",
