@@ -129,29 +129,29 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     let mut last = Progress::default();
     let report = workload::run(sessions.clone(), w, a.heartbeat, |p: Progress| {
         let dt = (p.elapsed - last.elapsed).as_secs_f64();
-        if p.read_ios > 0 {
-            line(
-                "STAT",
-                &device,
-                &throughput(
-                    "Heartbeat read",
-                    p.read_bytes - last.read_bytes,
-                    p.read_ios - last.read_ios,
-                    dt,
-                ),
-            );
-        }
-        if p.write_ios > 0 {
-            line(
-                "STAT",
-                &device,
-                &throughput(
-                    "Heartbeat write",
-                    p.write_bytes - last.write_bytes,
-                    p.write_ios - last.write_ios,
-                    dt,
-                ),
-            );
+        for (label, bytes, ios, bytes0, ios0) in [
+            (
+                "Heartbeat read",
+                p.read_bytes,
+                p.read_ios,
+                last.read_bytes,
+                last.read_ios,
+            ),
+            (
+                "Heartbeat write",
+                p.write_bytes,
+                p.write_ios,
+                last.write_bytes,
+                last.write_ios,
+            ),
+        ] {
+            if ios > 0 {
+                line(
+                    "STAT",
+                    &device,
+                    &throughput(label, bytes - bytes0, ios - ios0, dt),
+                );
+            }
         }
         last = p;
     })
@@ -220,7 +220,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         profile_body: profile.to_toml(),
         started_ms,
         ended_ms: iolab_profiles::time::now_ms(),
-        host: iolab_lab_core::host::facts(url.host.trim_matches(['[', ']']).parse().ok()),
+        host: iolab_lab_core::host::facts(url.host_ip()),
         cells: vec![cell_of(&plan, granted, &profile, block_bytes, &report)],
         series: Vec::new(),
     };

@@ -213,7 +213,8 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + a.timeout;
     let mut serial = SerialTail::new(ps.serial());
     let mut code: Option<i32> = None;
-    loop {
+    // Mirrors new console lines and picks up the guest command's exit status.
+    let mut mirror = |serial: &mut SerialTail| {
         for line in serial.lines() {
             println!("{line}");
             if let Some(rc) = line.trim().strip_prefix("IOLAB-EXIT ") {
@@ -221,13 +222,12 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
             }
         }
         let _ = std::io::stdout().flush();
+    };
+    loop {
+        mirror(&mut serial);
         if let Ok(Some(_)) = started.child.try_wait() {
-            for line in serial.lines() {
-                println!("{line}");
-                if let Some(rc) = line.trim().strip_prefix("IOLAB-EXIT ") {
-                    code = rc.trim().parse().ok();
-                }
-            }
+            // The last lines qemu wrote before it exited.
+            mirror(&mut serial);
             break;
         }
         if Instant::now() > deadline {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use iolab_lab_core::tuning::apply::host_defaults;
+use iolab_lab_core::tuning::apply::{HOST_DEFAULTS, host_defaults};
 use iolab_lab_core::tuning::plan::{mtu_targets, normalized};
 use iolab_lab_core::tuning::{
     self, KeyAccess, Namespace, Plan, Severity, TuneHost, TuningProfile, profile as tprofile,
@@ -25,7 +25,7 @@ pub fn resolve(store: &Store, name: &str, scope: &str) -> anyhow::Result<TuningP
     if let Some(t) = tprofile::builtin(name) {
         return Ok(t);
     }
-    if name == "host-defaults" {
+    if name == HOST_DEFAULTS {
         return Ok(host_defaults(store, scope)?);
     }
     if Path::new(name).is_file() {
@@ -39,7 +39,7 @@ pub fn resolve(store: &Store, name: &str, scope: &str) -> anyhow::Result<TuningP
             .tuning
             .with_context(|| format!("profile {name} has no [tuning]")),
         Err(e) => bail!(
-            "{e:#}\n(tuning profiles: {}, host-defaults)",
+            "{e:#}\n(tuning profiles: {}, {HOST_DEFAULTS})",
             tprofile::builtins()
                 .iter()
                 .map(|t| t.name.clone())
@@ -196,7 +196,7 @@ pub fn tune_cmd(db: Option<&Path>, cmd: TuneCmd) -> anyhow::Result<()> {
             for p in tprofile::builtins() {
                 println!("  {:<20} {}", p.name, p.description);
             }
-            println!("  {:<20} the recorded values above", "host-defaults");
+            println!("  {HOST_DEFAULTS:<20} the recorded values above");
         }
         TuneCmd::Plan(a) => {
             let host = namespace(a.target.netns.as_deref())?;

@@ -76,9 +76,7 @@ pub async fn run_profile(
         t.shutdown();
     }
     let (cells, series) = result?;
-    let peer = profile
-        .lun_url(0, addr)
-        .and_then(|u| u.host.trim_matches(['[', ']']).parse().ok());
+    let peer = profile.lun_url(0, addr).and_then(|u| u.host_ip());
     Ok(Run {
         id: None,
         profile_name: profile.name.clone(),

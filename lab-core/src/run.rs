@@ -98,15 +98,13 @@ impl RunForm {
     /// The run record of a finished console run.
     pub fn record(&self, url: &str, started_ms: i64, granted: usize, report: &Report) -> Run {
         let p = self.profile(url);
-        let lun = IscsiUrl::parse(url, false).map(|u| u.lun).unwrap_or(0);
+        let parsed = IscsiUrl::parse(url, false).ok();
         let plan = CellPlan {
-            lun,
+            lun: parsed.as_ref().map_or(0, |u| u.lun),
             mode: self.mode,
             connections: self.connections,
         };
-        let peer = IscsiUrl::parse(url, false)
-            .ok()
-            .and_then(|u| u.host.trim_matches(['[', ']']).parse().ok());
+        let peer = parsed.as_ref().and_then(IscsiUrl::host_ip);
         Run {
             id: None,
             profile_name: p.name.clone(),

@@ -157,8 +157,12 @@ pub async fn run(
     let must_cover = w.verify && w.mode == Mode::Write && w.pattern == Pattern::Seq;
     let pass = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
     let started = Instant::now();
+    // Unverified writes of every worker send this one block (shared, no copy);
+    // verified ones fill a pooled buffer per I/O.
+    let constant = Bytes::from(vec![0u8; w.block_bytes as usize]);
     let mut handles = Vec::new();
     for t in 0..w.threads.max(1) {
+        let constant = constant.clone();
         let sessions = sessions.clone();
         let counters = counters.clone();
         let latency = latency.clone();
@@ -168,9 +172,6 @@ pub async fn run(
         handles.push(tokio::spawn(async move {
             let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ ((t as u64 + 1) * 0x9E37_79B9);
             let mut n = 0u64;
-            // Unverified writes send the same block every time (shared, no copy);
-            // verified ones fill a pooled buffer per I/O.
-            let constant = Bytes::from(vec![0u8; w.block_bytes as usize]);
             loop {
                 let slot = match w.pattern {
                     Pattern::Seq => {

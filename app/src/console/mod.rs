@@ -75,12 +75,24 @@ fn scan_devices(
         .unwrap_or_default();
 }
 
-/// Re-reads the guests of the profiles and asks each running one's QMP what it got.
-fn scan_guests(v: &mut state::GuestsView, notebook: &notebook::Notebook) {
+/// Re-reads the guests of the profiles and, on a blocking thread (a hung qemu's
+/// monitor takes seconds to time out), asks each one's QMP for its state and
+/// devices; the rows arrive on `tx`.
+fn scan_guests(
+    notebook: &notebook::Notebook,
+    tx: &tokio::sync::mpsc::UnboundedSender<Vec<state::GuestRow>>,
+) {
+    let defs = crate::guest_cmd::guests_in(notebook.store());
+    let tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.send(guest_rows(defs));
+    });
+}
+
+fn guest_rows(defs: Vec<(String, iolab_lab_core::guest::GuestDef)>) -> Vec<state::GuestRow> {
     use iolab_lab_core::guest::command::{qemu_args, resolve_accel, shell_line};
     use iolab_lab_core::guest::lifecycle::{self, GuestState, QEMU};
-    v.guests = crate::guest_cmd::guests_in(notebook.store())
-        .into_iter()
+    defs.into_iter()
         .map(|(profile, def)| {
             let paths = crate::guest_cmd::paths(&def.name).ok();
             let st = paths.as_ref().map(lifecycle::status);
@@ -120,8 +132,7 @@ fn scan_guests(v: &mut state::GuestsView, notebook: &notebook::Notebook) {
                 def,
             }
         })
-        .collect();
-    v.cursor = v.cursor.min(v.guests.len().saturating_sub(1));
+        .collect()
 }
 
 /// Starts or stops guest `i` on a blocking thread (qemu start-up and a
@@ -225,6 +236,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     state.network.profiles = tuning::profile_names();
     let pci_root = iolab_pci::Sysfs::default();
     let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<state::GuestRow>>();
     let mut matrix_events: Option<tokio::sync::mpsc::UnboundedReceiver<MatrixEvent>> = None;
     match lab.start_default_target().await {
         Ok(t) => {
@@ -257,9 +269,14 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
             Some(ev) = async { match matrix_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 on_matrix_event(&mut state, &mut notebook, ev);
             }
+            Some(rows) = rows_rx.recv() => {
+                let g = &mut state.guests;
+                g.guests = rows;
+                g.cursor = g.cursor.min(g.guests.len().saturating_sub(1));
+            }
             Some(msg) = bg_rx.recv() => {
                 state.status = msg;
-                scan_guests(&mut state.guests, &notebook);
+                scan_guests(&notebook, &rows_tx);
             }
             changed = snapshots.changed() => {
                 if changed.is_ok() {
@@ -382,7 +399,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                             }
                             None => state.status = "no embedded target to run against".into(),
                         },
-                        Action::ScanGuests => scan_guests(&mut state.guests, &notebook),
+                        Action::ScanGuests => scan_guests(&notebook, &rows_tx),
                         Action::StartGuest(i) => guest_op(&mut state, i, true, &bg_tx),
                         Action::StopGuest(i) => guest_op(&mut state, i, false, &bg_tx),
                         Action::None => {}

@@ -1,7 +1,7 @@
 //! The Network screen's work: planning the chosen tuning profile against
 //! this namespace, and applying or reverting it once confirmed.
 
-use iolab_lab_core::tuning::apply::host_defaults;
+use iolab_lab_core::tuning::apply::HOST_DEFAULTS;
 use iolab_lab_core::tuning::{self, TuneHost, TuningProfile, profile as tprofile};
 use iolab_profiles::Store;
 
@@ -10,17 +10,15 @@ use super::state::NetworkView;
 /// The tuning profiles the screen offers.
 pub fn profile_names() -> Vec<String> {
     let mut v: Vec<String> = tprofile::builtins().into_iter().map(|p| p.name).collect();
-    v.push("host-defaults".into());
+    v.push(HOST_DEFAULTS.into());
     v
 }
 
+/// A profile the screen offers, resolved as `iolab tune` does.
 fn profile(name: &str, store: Option<&Store>, scope: &str) -> Result<TuningProfile, String> {
-    if let Some(p) = tprofile::builtin(name) {
-        return Ok(p);
-    }
     match store {
-        Some(s) => host_defaults(s, scope).map_err(|e| e.to_string()),
-        None => Err("the notebook is unavailable".into()),
+        Some(s) => crate::tune_cmd::resolve(s, name, scope).map_err(|e| format!("{e:#}")),
+        None => tprofile::builtin(name).ok_or_else(|| "the notebook is unavailable".into()),
     }
 }
 

@@ -50,6 +50,11 @@ fn bad(url: &str, why: &str) -> IscsiError {
 }
 
 impl IscsiUrl {
+    /// The host as an IP address (none for a name); `[v6]` brackets dropped.
+    pub fn host_ip(&self) -> Option<std::net::IpAddr> {
+        self.host.trim_matches(['[', ']']).parse().ok()
+    }
+
     /// Parses a LUN URL (target and LUN required) or, with `portal_only`, a portal URL.
     pub fn parse(url: &str, portal_only: bool) -> Result<Self, IscsiError> {
         let rest = url

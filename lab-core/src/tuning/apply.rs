@@ -187,10 +187,13 @@ pub fn revert(
     }
 }
 
+/// The name of the profile made of the recorded values.
+pub const HOST_DEFAULTS: &str = "host-defaults";
+
 /// The recorded values of `scope` as a profile ("host defaults").
 pub fn host_defaults(store: &Store, scope: &str) -> Result<super::TuningProfile, StoreError> {
     let mut p = super::TuningProfile {
-        name: "host-defaults".into(),
+        name: HOST_DEFAULTS.into(),
         description: "the values the host had before the lab changed them".into(),
         sysctls: Default::default(),
         mtu: None,

@@ -21,9 +21,14 @@ pub fn render(f: &mut Frame, n: &NotebookView, area: Rect) {
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(bottom);
     let rows = match (&n.baseline, &n.shown) {
         (Some(a), Some(b)) => compare(a, b),
-        (None, Some(b)) => compare(b, b)
-            .into_iter()
-            .map(|r| CompareRow { a: None, ..r })
+        (None, Some(b)) => b
+            .cells
+            .iter()
+            .map(|c| CompareRow {
+                key: c.key(),
+                a: None,
+                b: Some(c.clone()),
+            })
             .collect(),
         _ => Vec::new(),
     };
