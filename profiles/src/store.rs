@@ -84,7 +84,38 @@ impl Store {
         let damaged = |e: rusqlite::Error| classify(path, e);
         let mut conn = Connection::open_with_flags(path, flags).map_err(damaged)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(damaged)?;
-        let found = schema::version(&conn).map_err(damaged)?;
+        // Two processes creating the file at once both start in rollback
+        // mode, and SQLite answers one of them SQLITE_BUSY at once (without
+        // the busy handler) when both upgrade a read to a write: switching to
+        // WAL or migrating. The set-up is idempotent, so it is simply retried.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Self::set_up(&mut conn, path, exists, version) {
+                Err(StoreError::Sql(e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "database busy while opening; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => break,
+            }
+        }
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Checks the schema version and integrity, turns on WAL and migrates.
+    fn set_up(
+        conn: &mut Connection,
+        path: &Path,
+        exists: bool,
+        version: u32,
+    ) -> Result<(), StoreError> {
+        let damaged = |e: rusqlite::Error| classify(path, e);
+        let found = schema::version(conn).map_err(damaged)?;
         if found > schema::latest() {
             return Err(StoreError::NewerSchema {
                 path: path.to_owned(),
@@ -107,11 +138,7 @@ impl Store {
             .map_err(damaged)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(damaged)?;
-        schema::migrate_to(&mut conn, version).map_err(damaged)?;
-        Ok(Store {
-            conn,
-            path: path.to_owned(),
-        })
+        schema::migrate_to(conn, version).map_err(damaged)
     }
 
     pub fn path(&self) -> &Path {
@@ -446,6 +473,13 @@ fn check_magic(path: &Path) -> std::io::Result<Result<(), StoreError>> {
 }
 
 /// SQLite's verdicts on a damaged file become [`StoreError::Corrupt`].
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {

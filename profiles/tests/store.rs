@@ -255,3 +255,30 @@ fn two_writers_at_once_lose_nothing() {
     let s = Store::open(&p).unwrap();
     assert_eq!(s.runs().unwrap().len(), 100);
 }
+
+#[test]
+fn openers_racing_to_create_the_file_all_succeed() {
+    // The CI once saw "database is locked" when two processes created the
+    // database at the same moment; open them from threads released together.
+    let d = Dir::new("create-race");
+    for round in 0..20 {
+        let p = d.0.join(format!("r{round}.db"));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (p, start) = (p.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut s = Store::open(&p).map_err(|e| e.to_string())?;
+                    s.add_run(&sample_run(&format!("w{w}")))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for w in workers {
+            let r = w.join().unwrap();
+            assert!(r.is_ok(), "round {round}: {r:?}");
+        }
+        assert_eq!(Store::open(&p).unwrap().runs().unwrap().len(), 4);
+    }
+}
