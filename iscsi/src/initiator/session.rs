@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::BufReader;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::login::{LoginOutcome, LoginRequest, connect, login};
 use super::{InitiatorOptions, IscsiUrl};
@@ -22,7 +22,7 @@ use crate::pdu::{
     read_data_into, read_header, sn_le, sn_lt,
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
-use crate::transport::{Frame, tcp_mss, writer_loop};
+use crate::transport::{Frame, Outbox, tcp_mss};
 
 /// Task management function codes (RFC 7143 11.5.1).
 const TMF_ABORT_TASK: u8 = 1;
@@ -71,7 +71,7 @@ pub(crate) struct Conn {
     pub cid: u16,
     pub params: Params,
     pub mss: Option<u32>,
-    tx: mpsc::UnboundedSender<Frame>,
+    out: Outbox,
     /// Serializes CmdSN assignment and queueing, so one connection sends in CmdSN order.
     send_lock: Mutex<()>,
     pending: Mutex<HashMap<u32, Pending>>,
@@ -83,12 +83,11 @@ pub(crate) struct Conn {
 impl Conn {
     /// Queues one PDU to this connection's writer, with the negotiated digests.
     fn send(&self, b: &Bhs, data: Bytes) {
-        let _ = self.tx.send(Frame::new(
-            b,
-            data,
-            self.params.header_digest,
-            self.params.data_digest,
-        ));
+        let _ = self.out.push([self.frame(b, data)]);
+    }
+
+    fn frame(&self, b: &Bhs, data: Bytes) -> Frame {
+        Frame::new(b, data, self.params.header_digest, self.params.data_digest)
     }
 
     fn fail_all(&self, why: &str) {
@@ -393,11 +392,12 @@ impl Session {
             imm
         };
 
-        // Wait for room in the CmdSN window, then assign and queue atomically per connection.
+        // Wait for room in the CmdSN window, then assign and queue atomically
+        // per connection; the socket write happens after the lock is released.
         let deadline = tokio::time::Instant::now() + self.opts.io_timeout;
         loop {
             let opened = self.shared.window_open.notified();
-            {
+            let turn = {
                 let _g = conn.send_lock.lock().unwrap_or_else(|e| e.into_inner());
                 let mut sn = self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
                 if sn_le(*sn, self.shared.max_cmd_sn.load(Relaxed)) {
@@ -416,10 +416,10 @@ impl Session {
                         .set_word24(cmd_sn);
                     b.set_word28(conn.exp_stat_sn.load(Relaxed));
                     b.0[32..32 + cdb.len()].copy_from_slice(cdb);
-                    conn.send(&b, data_out.slice(..imm));
+                    let mut frames = vec![conn.frame(&b, data_out.slice(..imm))];
                     // Unsolicited Data-Out up to FirstBurstLength.
                     if unsolicited_end > imm {
-                        send_data_out(
+                        data_out_frames(
                             &conn,
                             self.lun_raw,
                             itt,
@@ -428,13 +428,22 @@ impl Session {
                             imm,
                             unsolicited_end - imm,
                             peer_max,
+                            &mut frames,
                         );
                     }
                     conn.stats
                         .write_bytes
                         .fetch_add(unsolicited_end as u64, Relaxed);
-                    break;
+                    Some(conn.out.append(frames))
+                } else {
+                    None
                 }
+            };
+            if let Some(turn) = turn {
+                if let Ok(Some(turn)) = turn {
+                    let _ = conn.out.write(turn);
+                }
+                break;
             }
             if tokio::time::timeout_at(deadline, opened).await.is_err() {
                 conn.pending
@@ -559,8 +568,9 @@ async fn login_all(
     Ok((conns, outcome))
 }
 
+/// The Data-Out PDUs for `len` bytes of `data` from `offset`, in `chunk`s.
 #[allow(clippy::too_many_arguments)]
-fn send_data_out(
+fn data_out_frames(
     conn: &Conn,
     lun: [u8; 8],
     itt: u32,
@@ -569,6 +579,7 @@ fn send_data_out(
     offset: usize,
     len: usize,
     chunk: usize,
+    frames: &mut Vec<Frame>,
 ) {
     let mut pos = offset;
     let end = offset + len;
@@ -583,7 +594,7 @@ fn send_data_out(
         b.set_word28(conn.exp_stat_sn.load(Relaxed))
             .set_word36(data_sn)
             .set_word40(pos as u32);
-        conn.send(&b, data.slice(pos..pos + n));
+        frames.push(conn.frame(&b, data.slice(pos..pos + n)));
         data_sn += 1;
         pos += n;
     }
@@ -620,13 +631,12 @@ async fn open_conn(
         params.max_connections = opts.connections;
     }
     let stats = Arc::new(ConnStats::default());
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(writer_loop(wr, rx, stats.clone()));
+    let out = Outbox::new(wr, stats.clone());
     let conn = Arc::new(Conn {
         cid,
         params,
         mss,
-        tx,
+        out,
         send_lock: Mutex::new(()),
         pending: Mutex::new(HashMap::new()),
         stats,
@@ -822,7 +832,9 @@ async fn reader(
                     )));
                 }
                 let chunk = conn.params.peer_max_recv_data_segment.max(512) as usize;
-                send_data_out(conn, lun, itt, b.ttt(), &data, off, len, chunk);
+                let mut frames = Vec::with_capacity(len.div_ceil(chunk));
+                data_out_frames(conn, lun, itt, b.ttt(), &data, off, len, chunk, &mut frames);
+                let _ = conn.out.push(frames);
                 conn.stats.write_bytes.fetch_add(len as u64, Relaxed);
             }
             Some(Opcode::NopIn) => {

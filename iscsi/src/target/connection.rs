@@ -28,12 +28,16 @@ use crate::pdu::{
 };
 use crate::stats::ConnStats;
 use crate::text;
-use crate::transport::{Frame, tcp_mss, writer_loop};
+use crate::transport::{Frame, Outbox, tcp_mss};
 
 /// How long a login may take before the connection is dropped.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest login or text data segment accepted before negotiation.
 const LOGIN_MAX_DATA: usize = 65_536;
+/// Requests answered from the read buffer before corked answers must go out.
+const MAX_BATCHED_REQUESTS: u32 = 64;
+/// Corked bytes that are sent without waiting for the read buffer to empty.
+const CORK_BYTES: usize = 512 * 1024;
 
 /// Serves one accepted connection to its end.
 pub(super) async fn serve(
@@ -47,8 +51,7 @@ pub(super) async fn serve(
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
     let stats = Arc::new(ConnStats::default());
-    let (tx, rx) = mpsc::channel::<Frame>(512);
-    let writer = tokio::spawn(writer_loop(wr, rx, stats.clone()));
+    let tx = Outbox::new(wr, stats.clone());
 
     let initial_stat_sn = u32::from_be_bytes(
         crate::chap::random_bytes(4)
@@ -80,8 +83,7 @@ pub(super) async fn serve(
             }
             Step::Fail(p, status) => {
                 let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
-                drop(tx);
-                let _ = writer.await;
+                tx.close().await;
                 return Err(IscsiError::Login(status));
             }
             Step::Complete(p, r) => break (p, r),
@@ -103,11 +105,9 @@ pub(super) async fn serve(
             exp_cmd_sn: result.cmd_sn,
             text_cont: None,
         };
-        let r = conn
+        return conn
             .run(&mut rd, params.header_digest, params.data_digest)
             .await;
-        let _ = writer.await;
-        return r;
     }
 
     let session = match reg.bind(&result) {
@@ -117,8 +117,7 @@ pub(super) async fn serve(
             resp.bhs.0[36] = status.0;
             resp.bhs.0[37] = status.1;
             let _ = send(&tx, Frame::new(&resp.bhs, Bytes::new(), false, false)).await;
-            drop(tx);
-            let _ = writer.await;
+            tx.close().await;
             return Err(IscsiError::Login(status));
         }
     };
@@ -162,21 +161,22 @@ pub(super) async fn serve(
         done: false,
         ping: None,
         deferred_tx,
+        cork: Vec::with_capacity(64),
+        cork_bytes: 0,
     };
     let r = conn.run(rd, close_rx, deferred_rx).await;
     let last = session.remove_connection(&stats);
     if last {
         reg.end_session(&session);
     }
-    drop(conn);
-    let _ = writer.await;
+    // What was answered before the end still goes out (a Logout Response, a Reject).
+    let _ = conn.flush().await;
+    conn.tx.close().await;
     r
 }
 
-async fn send(tx: &mpsc::Sender<Frame>, f: Frame) -> Result<(), IscsiError> {
-    tx.send(f)
-        .await
-        .map_err(|_| IscsiError::Protocol("connection writer closed".into()))
+async fn send(tx: &Outbox, f: Frame) -> Result<(), IscsiError> {
+    Ok(tx.send([f]).await?)
 }
 
 /// What is needed to answer a command once it completes.
@@ -213,7 +213,7 @@ struct Conn {
     reg: Arc<Registry>,
     session: Arc<Session>,
     cid: u16,
-    tx: mpsc::Sender<Frame>,
+    tx: Outbox,
     stat_sn: u32,
     hd: bool,
     dd: bool,
@@ -227,6 +227,10 @@ struct Conn {
     /// An outstanding target-initiated ping: its TTT and when it was sent.
     ping: Option<(u32, Instant)>,
     deferred_tx: mpsc::UnboundedSender<(Deferred, ScsiResponse)>,
+    /// Answers held back while more requests are already buffered, so that
+    /// one vectored write carries many of them.
+    cork: Vec<Frame>,
+    cork_bytes: usize,
 }
 
 impl Conn {
@@ -260,8 +264,34 @@ impl Conn {
         let mut last_heard = Instant::now();
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batched = 0;
         while !self.done {
-            let outcome = tokio::select! {
+            // While the next request is already here, keep the answers corked
+            // (bounded, so pings and close requests still get their turn);
+            // before waiting for the socket, send them.
+            let mut early = None;
+            if !self.cork.is_empty() {
+                if batched < MAX_BATCHED_REQUESTS {
+                    early = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(match reading.as_mut().poll(cx) {
+                            std::task::Poll::Ready(v) => Some(v),
+                            std::task::Poll::Pending => None,
+                        })
+                    })
+                    .await;
+                }
+                if early.is_none() {
+                    self.flush().await?;
+                }
+            }
+            let outcome = if let Some((rd, r)) = early {
+                batched += 1;
+                reading = Box::pin(read_owned(rd, limits));
+                last_heard = Instant::now();
+                r
+            } else {
+                batched = 0;
+                tokio::select! {
                 (rd, r) = &mut reading => {
                     reading = Box::pin(read_owned(rd, limits));
                     last_heard = Instant::now();
@@ -282,6 +312,7 @@ impl Conn {
                 Some((d, resp)) = deferred.recv() => {
                     self.complete(d, resp).await?;
                     continue;
+                }
                 }
             };
             let pdu = match outcome {
@@ -325,8 +356,22 @@ impl Conn {
         b.set_word24(sn).set_word28(exp).set_word32(max);
     }
 
-    async fn out(&self, b: &Bhs, data: Bytes) -> Result<(), IscsiError> {
-        send(&self.tx, Frame::new(b, data, self.hd, self.dd)).await
+    /// Queues one PDU; it leaves with the next flush (at the latest before
+    /// the connection waits for the socket again).
+    async fn out(&mut self, b: &Bhs, data: Bytes) -> Result<(), IscsiError> {
+        let f = Frame::new(b, data, self.hd, self.dd);
+        self.cork_bytes += BHS_LEN + f.data_len();
+        self.cork.push(f);
+        if self.cork_bytes >= CORK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the corked PDUs in one go (waiting while the peer is too slow).
+    async fn flush(&mut self) -> Result<(), IscsiError> {
+        self.cork_bytes = 0;
+        Ok(self.tx.send(self.cork.drain(..)).await?)
     }
 
     async fn reject(&mut self, bad: &Bhs, reason: RejectReason) -> Result<(), IscsiError> {
@@ -972,7 +1017,7 @@ fn text_reply(reg: &Registry, current: Option<&str>, pairs: &[(String, String)])
 /// Returns the TTT and the rest still to send.
 #[allow(clippy::too_many_arguments)]
 async fn send_text(
-    tx: &mpsc::Sender<Frame>,
+    tx: &Outbox,
     reply: &[u8],
     mrdsl: usize,
     req: &Bhs,
@@ -1007,7 +1052,7 @@ async fn send_text(
 /// A discovery session: SendTargets, NOP and Logout only.
 struct Discovery {
     reg: Arc<Registry>,
-    tx: mpsc::Sender<Frame>,
+    tx: Outbox,
     stat_sn: u32,
     exp_cmd_sn: u32,
     text_cont: Option<(u32, Vec<u8>)>,
