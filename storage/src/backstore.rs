@@ -3,8 +3,9 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StorageError;
@@ -38,6 +39,13 @@ pub trait Backstore: Send + Sync {
     fn describe(&self) -> String;
     fn size_bytes(&self) -> u64;
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), StorageError>;
+    /// `len` bytes at `offset` as views of the backstore's own memory, in
+    /// order, without copying (RAMDISK); `None` when the backstore cannot
+    /// (the caller then uses [`Backstore::read_at`]). The views stay valid
+    /// and unchanged after later writes.
+    fn read_shared(&self, _offset: u64, _len: usize) -> Option<Result<Vec<Bytes>, StorageError>> {
+        None
+    }
     /// Writes `buf` at `offset`; with `fua` the data is on stable storage on return.
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> Result<(), StorageError>;
     /// Makes every completed write durable (SYNCHRONIZE CACHE).
@@ -72,9 +80,30 @@ fn check_range(offset: u64, len: usize, size: u64) -> Result<(), StorageError> {
 pub const RAM_CHUNK: usize = 1 << 20;
 
 /// Memory-backed storage, allocated on first write; unwritten ranges read as zeros.
+///
+/// Chunks are shared with readers: a read hands out views of the chunk
+/// (no copy), and a write to a chunk that a reader still holds (a Data-In
+/// still being sent) copies the chunk first, so every view keeps the data
+/// it was read with.
 pub struct RamDisk {
     size: u64,
-    chunks: Vec<RwLock<Option<Box<[u8]>>>>,
+    chunks: Vec<RwLock<Option<Arc<Vec<u8>>>>>,
+}
+
+/// What unwritten chunks read as.
+static ZEROS: [u8; RAM_CHUNK] = [0; RAM_CHUNK];
+
+/// A view of part of a RAM disk chunk, kept alive by its `Bytes`.
+struct ChunkView {
+    chunk: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for ChunkView {
+    fn as_ref(&self) -> &[u8] {
+        &self.chunk[self.start..self.end]
+    }
 }
 
 impl RamDisk {
@@ -131,13 +160,33 @@ impl Backstore for RamDisk {
         }
         Ok(())
     }
+    fn read_shared(&self, offset: u64, len: usize) -> Option<Result<Vec<Bytes>, StorageError>> {
+        if let Err(e) = check_range(offset, len, self.size) {
+            return Some(Err(e));
+        }
+        let views = Self::pieces(offset, len)
+            .map(|(idx, within, _pos, n)| {
+                let guard = self.chunks[idx].read().unwrap_or_else(|e| e.into_inner());
+                match guard.as_ref() {
+                    Some(chunk) => Bytes::from_owner(ChunkView {
+                        chunk: chunk.clone(),
+                        start: within,
+                        end: within + n,
+                    }),
+                    None => Bytes::from_static(&ZEROS[..n]),
+                }
+            })
+            .collect();
+        Some(Ok(views))
+    }
     fn write_at(&self, buf: &[u8], offset: u64, _fua: bool) -> Result<(), StorageError> {
         check_range(offset, buf.len(), self.size)?;
         for (idx, within, pos, n) in Self::pieces(offset, buf.len()) {
             let mut guard = self.chunks[idx].write().unwrap_or_else(|e| e.into_inner());
             let len = self.chunk_len(idx);
-            let chunk = guard.get_or_insert_with(|| vec![0u8; len].into_boxed_slice());
-            chunk[within..within + n].copy_from_slice(&buf[pos..pos + n]);
+            let chunk = guard.get_or_insert_with(|| Arc::new(vec![0u8; len]));
+            // Copies the chunk first only while a reader's view holds it.
+            Arc::make_mut(chunk)[within..within + n].copy_from_slice(&buf[pos..pos + n]);
         }
         Ok(())
     }
@@ -150,8 +199,8 @@ impl Backstore for RamDisk {
             let mut guard = self.chunks[idx].write().unwrap_or_else(|e| e.into_inner());
             if within == 0 && n == self.chunk_len(idx) {
                 *guard = None;
-            } else if let Some(chunk) = guard.as_deref_mut() {
-                chunk[within..within + n].fill(0);
+            } else if let Some(chunk) = guard.as_mut() {
+                Arc::make_mut(chunk)[within..within + n].fill(0);
             }
         }
         Ok(())
@@ -484,6 +533,47 @@ mod tests {
         assert!(!rd.is_mapped(0));
         assert!(rd.is_mapped(RAM_CHUNK as u64));
         assert!(rd.read_at(&mut back, 4 * RAM_CHUNK as u64 - 4096).is_err());
+    }
+
+    #[test]
+    fn ramdisk_shared_reads_keep_their_data_after_later_writes() {
+        let rd = RamDisk::new(4 * RAM_CHUNK as u64).unwrap();
+        let old: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        let off = RAM_CHUNK as u64 - 4096;
+        rd.write_at(&old, off, false).unwrap();
+        // Spans two chunks, and a third never written.
+        let views = rd.read_shared(off, 8192 + RAM_CHUNK).unwrap().unwrap();
+        assert_eq!(
+            views.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [4096, RAM_CHUNK, 4096]
+        );
+        let joined: Vec<u8> = views.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(&joined[..8192], &old[..]);
+        assert!(joined[8192..].iter().all(|&b| b == 0));
+        // Writing over what a view shows copies the chunk: the view keeps the old bytes.
+        rd.write_at(&[0xee; 8192], off, false).unwrap();
+        rd.unmap(RAM_CHUNK as u64, RAM_CHUNK as u64).unwrap();
+        let again: Vec<u8> = views.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(again, joined);
+        let mut now = vec![0u8; 8192];
+        rd.read_at(&mut now, off).unwrap();
+        assert_eq!(&now[..4096], &[0xee; 4096][..]);
+        assert_eq!(&now[4096..], &[0u8; 4096][..]);
+        assert!(
+            rd.read_shared(4 * RAM_CHUNK as u64 - 512, 1024)
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            FileIo::open(
+                &std::env::temp_dir().join("iolab-no-shared"),
+                Some(4096),
+                false
+            )
+            .map(|f| f.read_shared(0, 512).is_none())
+            .unwrap_or(true)
+        );
+        let _ = std::fs::remove_file(std::env::temp_dir().join("iolab-no-shared"));
     }
 
     #[test]

@@ -720,12 +720,13 @@ impl Conn {
         needed_out: Option<u64>,
         resp: ScsiResponse,
     ) -> Result<(), IscsiError> {
+        let produced = resp.data_len() as u64;
         let ScsiResponse {
             status,
             data,
+            shared,
             sense,
         } = resp;
-        let produced = data.len() as u64;
         // Residuals: reads compare Data-In with EDTL; writes compare the CDB's need with EDTL.
         let (over, under, residual) = if read || needed_out.is_none() {
             if read && produced > edtl as u64 {
@@ -746,21 +747,35 @@ impl Conn {
             }
         };
         let res_flags = (if over { 0x04 } else { 0 }) | (if under { 0x02 } else { 0 });
-        let mut data = iolab_storage::pool::into_bytes(data);
-        if read {
-            data.truncate(edtl as usize);
+        // The data as segments (views of RAMDISK memory, or one pooled buffer),
+        // cut to what the initiator expects.
+        let mut segments = if shared.is_empty() {
+            vec![iolab_storage::pool::into_bytes(data)]
         } else {
-            data.clear();
+            iolab_storage::pool::give(data);
+            shared
+        };
+        let mut room = if read { edtl as usize } else { 0 };
+        for seg in &mut segments {
+            seg.truncate(room);
+            room -= seg.len();
         }
+        segments.retain(|s| !s.is_empty());
+        let total: usize = segments.iter().map(Bytes::len).sum();
         let mut data_sn = 0u32;
-        let status_in_data = status == ScsiStatus::Good && sense.is_none() && !data.is_empty();
-        if !data.is_empty() {
-            self.stats.read_bytes.fetch_add(data.len() as u64, Relaxed);
+        let status_in_data = status == ScsiStatus::Good && sense.is_none() && total > 0;
+        if total > 0 {
+            self.stats.read_bytes.fetch_add(total as u64, Relaxed);
             let chunk = self.peer_mrdsl;
-            let total = data.len();
             let mut off = 0usize;
-            while off < total {
-                let n = (total - off).min(chunk);
+            // Data-In PDUs of at most MaxRecvDataSegmentLength, none crossing a segment.
+            let pieces = segments.iter().flat_map(|seg| {
+                (0..seg.len())
+                    .step_by(chunk)
+                    .map(move |at| seg.slice(at..(at + chunk).min(seg.len())))
+            });
+            for piece in pieces {
+                let n = piece.len();
                 let last = off + n == total;
                 let mut b = Bhs::new(Opcode::DataIn);
                 let mut f = 0u8;
@@ -784,7 +799,7 @@ impl Conn {
                 }
                 b.set_word36(data_sn).set_word40(off as u32);
                 data_sn += 1;
-                self.out(&b, data.slice(off..off + n)).await?;
+                self.out(&b, piece).await?;
                 off += n;
             }
             if status_in_data {

@@ -7,6 +7,7 @@ mod reservation;
 mod sanitize;
 pub mod sense;
 
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -114,6 +115,9 @@ impl Default for LuConfig {
 pub struct ScsiResponse {
     pub status: ScsiStatus,
     pub data: Vec<u8>,
+    /// Data-In as views of the backstore's memory (RAMDISK reads, no copy);
+    /// when not empty it is the data and `data` is empty.
+    pub shared: Vec<Bytes>,
     pub sense: Option<Vec<u8>>,
 }
 
@@ -122,6 +126,7 @@ impl ScsiResponse {
         ScsiResponse {
             status: ScsiStatus::Good,
             data,
+            shared: Vec::new(),
             sense: None,
         }
     }
@@ -129,6 +134,7 @@ impl ScsiResponse {
         ScsiResponse {
             status,
             data: Vec::new(),
+            shared: Vec::new(),
             sense: None,
         }
     }
@@ -136,8 +142,31 @@ impl ScsiResponse {
         ScsiResponse {
             status: ScsiStatus::CheckCondition,
             data: Vec::new(),
+            shared: Vec::new(),
             sense: Some(sense.encode(descriptor)),
         }
+    }
+
+    /// Good status with data that are views of the backstore's memory.
+    pub fn good_shared(shared: Vec<Bytes>) -> Self {
+        ScsiResponse {
+            shared,
+            ..ScsiResponse::good(Vec::new())
+        }
+    }
+
+    /// How many Data-In bytes the command produced.
+    pub fn data_len(&self) -> usize {
+        self.data.len() + self.shared.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// The Data-In bytes as one buffer (copies shared data; for tests and small answers).
+    pub fn data_vec(&self) -> Vec<u8> {
+        let mut v = self.data.clone();
+        for s in &self.shared {
+            v.extend_from_slice(s);
+        }
+        v
     }
 }
 
@@ -716,6 +745,11 @@ impl LogicalUnit {
     fn read(&self, lba: u64, n: u64, flags: u8) -> CmdResult {
         self.io_prologue(lba, n, flags, 7, false)?;
         let bs = self.block_size() as u64;
+        if let Some(views) = self.store.read_shared(lba * bs, (n * bs) as usize) {
+            return views
+                .map(ScsiResponse::good_shared)
+                .map_err(Self::medium_error_read);
+        }
         // A pooled buffer: read_at overwrites every byte of it.
         let mut data = crate::pool::take((n * bs) as usize);
         if let Err(e) = self.store.read_at(&mut data, lba * bs) {
@@ -1091,7 +1125,8 @@ mod tests {
         let w = lu.execute(&nexus(1), &[0x2a, 0, 0, 0, 0, 8, 0, 0, 2, 0], &data);
         assert_eq!(w.status, ScsiStatus::Good);
         let r = lu.execute(&nexus(1), &[0x28, 0, 0, 0, 0, 8, 0, 0, 2, 0], &[]);
-        assert_eq!(r.data, data);
+        assert!(r.data.is_empty(), "RAMDISK reads are views, not copies");
+        assert_eq!(r.data_vec(), data);
     }
 
     #[test]
