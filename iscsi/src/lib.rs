@@ -4,6 +4,7 @@
 pub mod chap;
 pub mod digest;
 pub mod error;
+mod inbox;
 pub mod initiator;
 pub mod negotiation;
 pub mod pdu;

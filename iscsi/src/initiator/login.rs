@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
+
+use crate::inbox::Inbox;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -39,7 +41,7 @@ pub struct LoginRequest<'a> {
 }
 
 struct Exchange<'a> {
-    rd: &'a mut BufReader<OwnedReadHalf>,
+    rd: &'a mut Inbox<OwnedReadHalf>,
     wr: &'a mut OwnedWriteHalf,
     req: &'a LoginRequest<'a>,
     itt: u32,
@@ -141,7 +143,7 @@ fn offers(req: &LoginRequest<'_>) -> Vec<(String, String)> {
 
 /// Runs the login on a connected socket.
 pub async fn login(
-    rd: &mut BufReader<OwnedReadHalf>,
+    rd: &mut Inbox<OwnedReadHalf>,
     wr: &mut OwnedWriteHalf,
     req: &LoginRequest<'_>,
 ) -> Result<LoginOutcome, IscsiError> {
@@ -157,7 +159,7 @@ pub async fn login(
 }
 
 async fn login_inner(
-    rd: &mut BufReader<OwnedReadHalf>,
+    rd: &mut Inbox<OwnedReadHalf>,
     wr: &mut OwnedWriteHalf,
     req: &LoginRequest<'_>,
 ) -> Result<LoginOutcome, IscsiError> {

@@ -8,7 +8,9 @@ mod url;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
+
+use crate::inbox::Inbox;
 
 pub use session::{CommandResult, Session, SessionFacts, new_isid};
 pub use url::IscsiUrl;
@@ -78,7 +80,7 @@ pub async fn discover(
 ) -> Result<Vec<DiscoveredTarget>, IscsiError> {
     let stream = login::connect(portal, opts.login_timeout).await?;
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
+    let mut rd = Inbox::with_capacity(64 * 1024, rd);
     let isid = opts.isid.unwrap_or_else(new_isid);
     let req = login::LoginRequest {
         url: portal,

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::inbox::Inbox;
 use bytes::Bytes;
-use tokio::io::BufReader;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
@@ -614,7 +614,7 @@ async fn open_conn(
     let stream = connect(url, opts.login_timeout).await?;
     let mss = tcp_mss(&stream);
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let mut rd = Inbox::with_capacity(256 * 1024, rd);
     let req = LoginRequest {
         url,
         opts,
@@ -661,7 +661,7 @@ async fn open_conn(
 /// out of the task while the socket is read, so no lock is held across it.
 async fn place_data_in(
     conn: &Conn,
-    rd: &mut BufReader<OwnedReadHalf>,
+    rd: &mut Inbox<OwnedReadHalf>,
     h: &Header,
     data_digest: bool,
 ) -> Result<bool, IscsiError> {
@@ -697,7 +697,7 @@ async fn place_data_in(
 /// Reads responses for one connection and completes its tasks.
 async fn reader(
     conn: &Conn,
-    mut rd: BufReader<OwnedReadHalf>,
+    mut rd: Inbox<OwnedReadHalf>,
     shared: &Shared,
 ) -> Result<(), IscsiError> {
     let limits = ReadLimits {

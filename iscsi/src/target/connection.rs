@@ -264,13 +264,16 @@ impl Conn {
         let mut last_heard = Instant::now();
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Requests handled since the corked answers began.
         let mut batched = 0;
         while !self.done {
             // While the next request is already here, keep the answers corked
             // (bounded, so pings and close requests still get their turn);
             // before waiting for the socket, send them.
             let mut early = None;
-            if !self.cork.is_empty() {
+            if self.cork.is_empty() {
+                batched = 0;
+            } else {
                 if batched < MAX_BATCHED_REQUESTS {
                     early = std::future::poll_fn(|cx| {
                         std::task::Poll::Ready(match reading.as_mut().poll(cx) {
@@ -285,7 +288,6 @@ impl Conn {
                 }
             }
             let outcome = if let Some((rd, r)) = early {
-                batched += 1;
                 reading = Box::pin(read_owned(rd, limits));
                 last_heard = Instant::now();
                 r
@@ -329,11 +331,10 @@ impl Conn {
                     return Err(e);
                 }
             };
+            let size = BHS_LEN + pdu.ahs.len() + pdu.data.len() + pad_len(pdu.data.len());
             self.stats.pdus_in.fetch_add(1, Relaxed);
-            self.stats.bytes_in.fetch_add(
-                (BHS_LEN + pdu.ahs.len() + pdu.data.len() + pad_len(pdu.data.len())) as u64,
-                Relaxed,
-            );
+            self.stats.bytes_in.fetch_add(size as u64, Relaxed);
+            batched += 1;
             self.handle(pdu).await?;
         }
         Ok(())
