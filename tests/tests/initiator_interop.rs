@@ -537,3 +537,62 @@ fn against_our_target_discovery_chap_and_qemu_cross_check() {
     let dir = TempDir::new("xcheck-ours");
     assert_libiscsi_reads_back(&with_chap, &dir, 16);
 }
+
+#[test]
+fn a_command_without_answer_times_out_and_is_aborted() {
+    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
+    let url = &urls[0];
+    let upstream = url
+        .trim_start_matches("iscsi://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = iolab_tests::proxy::Proxy::start(&upstream);
+    let via_proxy = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    let child = iolab()
+        .arg("bench")
+        .arg(&via_proxy)
+        .args([
+            "--mode",
+            "read",
+            "--time",
+            "60s",
+            "--threads",
+            "4",
+            "--io-timeout",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.connection_count() < 1 {
+        assert!(Instant::now() < deadline, "the session never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    // The target "hangs": its answers no longer arrive.
+    proxy.freeze_replies();
+    let frozen_at = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = frozen_at.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each command in flight fails after about the I/O timeout, not the 60 s run.
+    assert!(took < Duration::from_secs(30), "took {took:?}:\n{text}");
+    assert!(text.contains("got no response in 1s"), "{text}");
+    // The initiator told the target to forget each one: ABORT TASK (immediate
+    // Task Management Function request, function 1).
+    let headers = proxy.headers_sent();
+    let aborts = headers
+        .iter()
+        .filter(|(h, after)| *after && h[0] == 0x42 && h[1] == 0x81)
+        .count();
+    assert!(headers.len() > 100, "{} PDUs sent", headers.len());
+    assert!(aborts >= 4, "{aborts} ABORT TASK requests:\n{text}");
+}

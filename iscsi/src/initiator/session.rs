@@ -64,6 +64,9 @@ struct Pending {
     expected_in: usize,
     data_out: Bytes,
     lun: [u8; 8],
+    /// When the command was sent and its operation code, for the watchdog.
+    started: Instant,
+    opcode: u8,
 }
 
 /// One connection of the session.
@@ -111,6 +114,8 @@ struct Shared {
     max_cmd_sn: AtomicU32,
     exp_cmd_sn: AtomicU32,
     window_open: Notify,
+    /// Commands waiting for the window to open (notified only when some are).
+    window_waiters: AtomicU32,
     next_itt: AtomicU32,
 }
 
@@ -131,7 +136,9 @@ impl Shared {
         let cur = self.max_cmd_sn.load(Relaxed);
         if sn_lt(cur, max) {
             self.max_cmd_sn.store(max, Relaxed);
-            self.window_open.notify_waiters();
+            if self.window_waiters.load(Relaxed) > 0 {
+                self.window_open.notify_waiters();
+            }
         }
         let e = self.exp_cmd_sn.load(Relaxed);
         if sn_lt(e, exp) {
@@ -158,7 +165,8 @@ pub struct Session {
     tpgt: Option<u16>,
     isid: u64,
     params: Params,
-    conns: std::sync::RwLock<Vec<Arc<Conn>>>,
+    /// Shared with the session's watchdog, which ends when the session is dropped.
+    conns: Arc<std::sync::RwLock<Vec<Arc<Conn>>>>,
     /// Serializes session reinstatement; counts reinstatements.
     reconnects: tokio::sync::Mutex<u32>,
     shared: Arc<Shared>,
@@ -189,12 +197,19 @@ impl Session {
             max_cmd_sn: AtomicU32::new(1),
             exp_cmd_sn: AtomicU32::new(1),
             window_open: Notify::new(),
+            window_waiters: AtomicU32::new(0),
             next_itt: AtomicU32::new(1),
         });
         let (conns, outcome) = login_all(url, opts, isid, &shared).await?;
         let params = outcome.params.clone();
         let tsih = outcome.tsih;
         let depth = opts.queue_depth.max(1) as usize;
+        let conns = Arc::new(std::sync::RwLock::new(conns));
+        tokio::spawn(watchdog(
+            Arc::downgrade(&conns),
+            shared.clone(),
+            opts.io_timeout,
+        ));
         Ok(Session {
             url: url.clone(),
             opts: opts.clone(),
@@ -202,7 +217,7 @@ impl Session {
             tpgt: outcome.target_portal_group,
             isid,
             params,
-            conns: std::sync::RwLock::new(conns),
+            conns,
             reconnects: tokio::sync::Mutex::new(0),
             shared,
             rr: AtomicUsize::new(0),
@@ -277,7 +292,7 @@ impl Session {
     }
 
     fn pick(&self) -> Result<Arc<Conn>, IscsiError> {
-        let conns = self.conns_now();
+        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
         let n = conns.len();
         let start = self.rr.fetch_add(1, Relaxed);
         for k in 0..n {
@@ -368,6 +383,8 @@ impl Session {
                     expected_in: expected_in as usize,
                     data_out: data_out.clone(),
                     lun: self.lun_raw,
+                    started: Instant::now(),
+                    opcode: cdb[0],
                 },
             );
         let started = Instant::now();
@@ -445,7 +462,10 @@ impl Session {
                 }
                 break;
             }
-            if tokio::time::timeout_at(deadline, opened).await.is_err() {
+            self.shared.window_waiters.fetch_add(1, Relaxed);
+            let waited = tokio::time::timeout_at(deadline, opened).await;
+            self.shared.window_waiters.fetch_sub(1, Relaxed);
+            if waited.is_err() {
                 conn.pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -456,24 +476,14 @@ impl Session {
                 ));
             }
         }
-        let r = match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(IscsiError::ConnectionLost(format!(
+        // The session's watchdog answers a command that takes longer than
+        // the I/O timeout (no timer per command).
+        let r = match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(IscsiError::ConnectionLost(format!(
                 "connection {} closed before the command completed",
                 conn.cid
             ))),
-            Err(_) => {
-                conn.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&itt);
-                // Tell the target to forget the task (ABORT TASK), as a SCSI host's error handler does.
-                self.task_mgmt(&conn, TMF_ABORT_TASK, itt);
-                Err(IscsiError::Timeout(format!(
-                    "command {:#04x} got no response in {:?}",
-                    cdb[0], self.opts.io_timeout
-                )))
-            }
         };
         conn.stats.in_flight.fetch_sub(1, Relaxed);
         conn.stats.latency.record(started.elapsed());
@@ -487,25 +497,16 @@ impl Session {
         r
     }
 
-    /// Sends a Task Management Function request on `conn` (fire and forget).
-    fn task_mgmt(&self, conn: &Conn, function: u8, referenced_itt: u32) {
-        let mut b = Bhs::new(Opcode::TaskMgmtRequest);
-        b.set_immediate(true)
-            .set_flags(0x80 | function)
-            .set_lun_raw(self.lun_raw);
-        b.set_itt(self.shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff)
-            .set_word20(referenced_itt);
-        let sn = *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
-        b.set_word24(sn)
-            .set_word28(conn.exp_stat_sn.load(Relaxed))
-            .set_word32(sn);
-        conn.send(&b, Bytes::new());
-    }
-
     /// LOGICAL UNIT RESET of the session's LUN.
     pub fn lun_reset(&self) -> Result<(), IscsiError> {
         let conn = self.pick()?;
-        self.task_mgmt(&conn, TMF_LUN_RESET, RESERVED_TAG);
+        task_mgmt(
+            &conn,
+            &self.shared,
+            self.lun_raw,
+            TMF_LUN_RESET,
+            RESERVED_TAG,
+        );
         Ok(())
     }
 
@@ -531,6 +532,59 @@ impl Session {
             c.fail_all("logged out");
         }
         Ok(())
+    }
+}
+
+/// Sends a Task Management Function request on `conn` (fire and forget).
+fn task_mgmt(conn: &Conn, shared: &Shared, lun: [u8; 8], function: u8, referenced_itt: u32) {
+    let mut b = Bhs::new(Opcode::TaskMgmtRequest);
+    b.set_immediate(true)
+        .set_flags(0x80 | function)
+        .set_lun_raw(lun);
+    b.set_itt(shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff)
+        .set_word20(referenced_itt);
+    let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+    b.set_word24(sn)
+        .set_word28(conn.exp_stat_sn.load(Relaxed))
+        .set_word32(sn);
+    conn.send(&b, Bytes::new());
+}
+
+/// Fails the commands that got no response within `timeout` and tells the
+/// target to forget them (ABORT TASK), as a SCSI host's error handler does.
+/// Runs until the session is dropped.
+async fn watchdog(
+    conns: std::sync::Weak<std::sync::RwLock<Vec<Arc<Conn>>>>,
+    shared: Arc<Shared>,
+    timeout: Duration,
+) {
+    let period = (timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(conns) = conns.upgrade() else {
+            return;
+        };
+        let conns = conns.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for conn in conns {
+            let overdue: Vec<(u32, Pending)> = {
+                let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let late: Vec<u32> = pending
+                    .iter()
+                    .filter(|(_, p)| p.started.elapsed() >= timeout)
+                    .map(|(itt, _)| *itt)
+                    .collect();
+                late.into_iter()
+                    .filter_map(|itt| pending.remove(&itt).map(|p| (itt, p)))
+                    .collect()
+            };
+            for (itt, p) in overdue {
+                task_mgmt(&conn, &shared, p.lun, TMF_ABORT_TASK, itt);
+                let _ = p.tx.send(Err(IscsiError::Timeout(format!(
+                    "command {:#04x} got no response in {timeout:?}",
+                    p.opcode
+                ))));
+            }
+        }
     }
 }
 
