@@ -18,10 +18,11 @@ fn main() -> std::process::ExitCode {
     let console_mode = args.command.is_none();
     let db = args.db.clone();
     logging::init(console_mode, args.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads(&args.command) {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("iolab: cannot start the async runtime: {e}");
@@ -50,4 +51,22 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runtime worker threads for a load-generating command: one per connection
+/// it drives, at most one per core (an event loop per connection, as
+/// libiscsi runs one per session; a single connection's reader and its
+/// commands then wake each other without crossing threads). `None` (one per
+/// core) for everything else, or when TOKIO_WORKER_THREADS says otherwise.
+fn worker_threads(command: &Option<cli::Command>) -> Option<usize> {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return None;
+    }
+    let connections = match command {
+        Some(cli::Command::Bench(a)) => a.initiator.connections.max(1) * a.sessions.max(1),
+        Some(cli::Command::Matrix(a)) => a.conns.iter().copied().max().unwrap_or(1),
+        _ => return None,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some((connections as usize).clamp(1, cores))
 }

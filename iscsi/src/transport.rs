@@ -143,10 +143,30 @@ enum Wrote {
     Failed,
 }
 
-/// The right to write the queue to the socket now (see [`Outbox::append`]);
-/// it must be used.
+/// The right to write the queue to the socket (see [`Outbox::append`]).
+/// The queue is written when the turn is used or dropped, so a holder that
+/// is cancelled still releases it.
 #[must_use]
-pub(crate) struct WriteTurn(());
+pub(crate) struct WriteTurn(Option<Arc<OutShared>>);
+
+impl WriteTurn {
+    /// Writes what is queued (everyone's), then frees the turn or hands it
+    /// to the flusher when the socket is full.
+    pub(crate) fn write(mut self) -> Result<(), Closed> {
+        match self.0.take() {
+            Some(out) => out.write_turn(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        if let Some(out) = self.0.take() {
+            let _ = out.write_turn();
+        }
+    }
+}
 
 /// The connection's socket failed or was closed.
 #[derive(Debug)]
@@ -176,15 +196,15 @@ impl Outbox {
     /// socket takes them, queued for the flusher otherwise.
     pub(crate) fn push(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), Closed> {
         match self.append(frames)? {
-            Some(turn) => self.write(turn),
+            Some(turn) => turn.write(),
             None => Ok(()),
         }
     }
 
     /// The first half of [`Outbox::push`]: puts `frames` in line (cheap, so a
     /// caller may hold its own ordering lock) and, when nobody is writing,
-    /// hands the caller the write turn to pass to [`Outbox::write`] after
-    /// releasing that lock.
+    /// hands the caller the write turn to use after releasing that lock (and,
+    /// perhaps, after letting other senders add theirs).
     pub(crate) fn append(
         &self,
         frames: impl IntoIterator<Item = Frame>,
@@ -202,20 +222,7 @@ impl Outbox {
             return Ok(None);
         }
         q.turn = Turn::Sender;
-        Ok(Some(WriteTurn(())))
-    }
-
-    /// Writes what is queued, using the turn [`Outbox::append`] gave.
-    pub(crate) fn write(&self, turn: WriteTurn) -> Result<(), Closed> {
-        let WriteTurn(()) = turn;
-        match self.shared.write_out(self.shared.lock()) {
-            Wrote::All => Ok(()),
-            Wrote::Full => {
-                self.shared.more.notify_one();
-                Ok(())
-            }
-            Wrote::Failed => Err(Closed),
-        }
+        Ok(Some(WriteTurn(Some(self.shared.clone()))))
     }
 
     /// Sends `frames`, then waits while too much is queued behind a slow peer.
@@ -243,6 +250,18 @@ impl Drop for Outbox {
 impl OutShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, OutQueue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the queue for the sender holding the turn.
+    fn write_turn(&self) -> Result<(), Closed> {
+        match self.write_out(self.lock()) {
+            Wrote::All => Ok(()),
+            Wrote::Full => {
+                self.more.notify_one();
+                Ok(())
+            }
+            Wrote::Failed => Err(Closed),
+        }
     }
 
     fn begin_close(&self) {

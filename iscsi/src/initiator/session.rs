@@ -28,6 +28,10 @@ use crate::transport::{Frame, Outbox, tcp_mss};
 const TMF_ABORT_TASK: u8 = 1;
 const TMF_LUN_RESET: u8 = 5;
 
+/// Commands carrying at most this much data wait one scheduler turn before
+/// writing, so that commands issued together share one socket write.
+const BATCH_DATA_MAX: usize = 64 * 1024;
+
 /// How many times a command is re-issued after losing its connection.
 pub const REISSUE_LIMIT: u32 = 3;
 
@@ -458,7 +462,13 @@ impl Session {
             };
             if let Some(turn) = turn {
                 if let Ok(Some(turn)) = turn {
-                    let _ = conn.out.write(turn);
+                    // Let the commands that are ready to go now (woken by
+                    // the same batch of responses) join this one write;
+                    // large data goes at once.
+                    if unsolicited_end <= BATCH_DATA_MAX {
+                        tokio::task::yield_now().await;
+                    }
+                    let _ = turn.write();
                 }
                 break;
             }
