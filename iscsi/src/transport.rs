@@ -288,12 +288,7 @@ impl OutShared {
             q = self.lock();
             q.bytes -= written;
             if failed || q.failed {
-                q.failed = true;
-                q.frames.clear();
-                q.bytes = 0;
-                q.turn = Turn::Free;
-                drop(q);
-                self.room.notify_waiters();
+                self.fail(q);
                 return Wrote::Failed;
             }
             if full {
@@ -305,6 +300,17 @@ impl OutShared {
                 return Wrote::Full;
             }
         }
+    }
+
+    /// The socket failed: drops what is queued, frees the turn for good
+    /// (every later send fails) and releases senders waiting for room.
+    fn fail(&self, mut q: std::sync::MutexGuard<'_, OutQueue>) {
+        q.failed = true;
+        q.frames.clear();
+        q.bytes = 0;
+        q.turn = Turn::Free;
+        drop(q);
+        self.room.notify_waiters();
     }
 
     /// Writes `batch` from `sent` bytes into its front frame, dropping
@@ -390,13 +396,7 @@ async fn flush_loop(out: Arc<OutShared>) {
             continue;
         }
         if out.sock.writable().await.is_err() {
-            let mut q = out.lock();
-            q.failed = true;
-            q.frames.clear();
-            q.bytes = 0;
-            q.turn = Turn::Free;
-            drop(q);
-            out.room.notify_waiters();
+            out.fail(out.lock());
             break;
         }
         if let Wrote::Failed = out.write_out(out.lock()) {

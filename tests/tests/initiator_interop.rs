@@ -389,12 +389,18 @@ fn matrix_prints_one_row_per_mode_and_connection_count_and_stores_the_run() {
     );
 }
 
-/// Runs a verified write through a proxy, cuts proxied connection `cut`
-/// mid-run, and checks the run completes with data that verifies (or, at
-/// worst, ends with one clear error).
-fn cut_during_verified_write(connections: &str, cut: usize) -> bool {
-    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
-    let url = &urls[0];
+/// A 64 MiB target, a proxy in front of it, and `iolab bench` through the
+/// proxy with `args` (output piped). The server handle keeps the target up.
+fn bench_via_proxy(
+    args: &[&str],
+) -> (
+    iolab_tests::Proc,
+    String,
+    iolab_tests::proxy::Proxy,
+    std::process::Child,
+) {
+    let (srv, urls) = serve(&["--ramdisk", "64M"]);
+    let url = urls[0].clone();
     let upstream = url
         .trim_start_matches("iscsi://")
         .split('/')
@@ -406,23 +412,32 @@ fn cut_during_verified_write(connections: &str, cut: usize) -> bool {
     let child = iolab()
         .arg("bench")
         .arg(&via_proxy)
-        .args([
-            "--mode",
-            "write",
-            "--verify",
-            "--time",
-            "4s",
-            "--range",
-            "32M",
-            "--connections",
-            connections,
-            "--threads",
-            "32",
-        ])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    (srv, url, proxy, child)
+}
+
+/// Runs a verified write through a proxy, cuts proxied connection `cut`
+/// mid-run, and checks the run completes with data that verifies (or, at
+/// worst, ends with one clear error).
+fn cut_during_verified_write(connections: &str, cut: usize) -> bool {
+    let (_srv, url, proxy, child) = bench_via_proxy(&[
+        "--mode",
+        "write",
+        "--verify",
+        "--time",
+        "4s",
+        "--range",
+        "32M",
+        "--connections",
+        connections,
+        "--threads",
+        "32",
+    ]);
+    let url = url.as_str();
     let want: usize = connections.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.connection_count() < want {
@@ -540,33 +555,16 @@ fn against_our_target_discovery_chap_and_qemu_cross_check() {
 
 #[test]
 fn a_command_without_answer_times_out_and_is_aborted() {
-    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
-    let url = &urls[0];
-    let upstream = url
-        .trim_start_matches("iscsi://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let proxy = iolab_tests::proxy::Proxy::start(&upstream);
-    let via_proxy = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
-    let child = iolab()
-        .arg("bench")
-        .arg(&via_proxy)
-        .args([
-            "--mode",
-            "read",
-            "--time",
-            "60s",
-            "--threads",
-            "4",
-            "--io-timeout",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_srv, _url, proxy, child) = bench_via_proxy(&[
+        "--mode",
+        "read",
+        "--time",
+        "60s",
+        "--threads",
+        "4",
+        "--io-timeout",
+        "1s",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.connection_count() < 1 {
         assert!(Instant::now() < deadline, "the session never connected");
