@@ -594,3 +594,41 @@ fn a_command_without_answer_times_out_and_is_aborted() {
     assert!(headers.len() > 100, "{} PDUs sent", headers.len());
     assert!(aborts >= 4, "{aborts} ABORT TASK requests:\n{text}");
 }
+
+#[test]
+fn a_small_cmdsn_window_holds_commands_back_without_losing_any() {
+    // The target grants a window of 2 commands; 16 outstanding I/Os on two
+    // connections wait for it. Commands must still be delivered in CmdSN
+    // order without the 2 s gap wait ever running out (it did when the
+    // target judged a command at the window's edge to be outside it).
+    let (_srv, urls) = serve(&["--ramdisk", "64M", "--queue-depth", "2"]);
+    write_then_verify(&urls[0], &["--connections", "2"], "8M");
+    for _ in 0..3 {
+        let (ok, out) = bench(
+            &urls[0],
+            &[
+                "--mode",
+                "read",
+                "--time",
+                "1s",
+                "--range",
+                "8M",
+                "--threads",
+                "16",
+                "--connections",
+                "2",
+                "--json",
+            ],
+        );
+        assert!(ok, "{out}");
+        let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap();
+        let max_us: f64 = line
+            .split("\"max\":")
+            .nth(1)
+            .and_then(|r| r.split(['}', ',']).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(max_us < 1_000_000.0, "a command waited {max_us} us:\n{out}");
+        assert!(line.contains("\"errors\":0"), "{line}");
+    }
+}

@@ -2,7 +2,7 @@
 //! task tags, and SCSI commands with immediate, unsolicited and solicited data.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 
 use std::sync::{Arc, Mutex};
@@ -139,8 +139,10 @@ impl Shared {
         }
         let cur = self.max_cmd_sn.load(Relaxed);
         if sn_lt(cur, max) {
-            self.max_cmd_sn.store(max, Relaxed);
-            if self.window_waiters.load(Relaxed) > 0 {
+            // SeqCst with the waiter's announce-then-recheck in
+            // `command_once`: either it sees the new window or we see it.
+            self.max_cmd_sn.store(max, SeqCst);
+            if self.window_waiters.load(SeqCst) > 0 {
                 self.window_open.notify_waiters();
             }
         }
@@ -472,9 +474,21 @@ impl Session {
                 }
                 break;
             }
-            self.shared.window_waiters.fetch_add(1, Relaxed);
-            let waited = tokio::time::timeout_at(deadline, opened).await;
-            self.shared.window_waiters.fetch_sub(1, Relaxed);
+            // Announce the wait, then look again: a window update between the
+            // check above and the announcement would otherwise notify nobody.
+            self.shared.window_waiters.fetch_add(1, SeqCst);
+            let now_open = sn_le(
+                *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()),
+                self.shared.max_cmd_sn.load(SeqCst),
+            );
+            let waited = if now_open {
+                Ok(())
+            } else {
+                tokio::time::timeout_at(deadline, opened)
+                    .await
+                    .map_err(|_| ())
+            };
+            self.shared.window_waiters.fetch_sub(1, SeqCst);
             if waited.is_err() {
                 conn.pending
                     .lock()

@@ -428,7 +428,11 @@ impl Conn {
                 _ => false,
             };
         let cmd_sn = pdu.bhs.cmd_sn();
-        if ordered {
+        if ordered && !self.session.is_turn(cmd_sn) {
+            // Send what is corked before waiting for another connection: the
+            // initiator may need those answers (and the window they carry)
+            // before it can send the command this one waits for.
+            self.flush().await?;
             self.session.wait_turn(cmd_sn).await;
         }
         let r = self.dispatch(op, pdu).await;

@@ -89,6 +89,23 @@ impl Session {
         self.next_delivery.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `cmd_sn` may be delivered now (what [`Session::wait_turn`]
+    /// returns at once for).
+    pub fn is_turn(&self, cmd_sn: u32) -> bool {
+        let next = *self.next();
+        cmd_sn == next || sn_lt(cmd_sn, next) || self.beyond_window(cmd_sn)
+    }
+
+    /// Beyond the MaxCmdSN this session has granted: the command will be
+    /// ignored, so it does not wait for its turn. (The bound is the window
+    /// itself, not `next + depth`: ExpCmdSN moves on when a command is
+    /// accepted, just before it counts as delivered, so the initiator may
+    /// already use MaxCmdSN = next + depth.)
+    fn beyond_window(&self, cmd_sn: u32) -> bool {
+        let (_, max) = self.window();
+        sn_lt(max, cmd_sn)
+    }
+
     /// Waits until every lower CmdSN has been delivered (or the gap wait ends).
     /// Returns at once for CmdSNs outside the window: their handler drops them.
     pub async fn wait_turn(&self, cmd_sn: u32) {
@@ -96,12 +113,9 @@ impl Session {
         loop {
             let notified = self.turn.notified();
             {
+                let beyond = self.beyond_window(cmd_sn);
                 let mut next = self.next();
-                let depth = self.w().depth;
-                if cmd_sn == *next
-                    || sn_lt(cmd_sn, *next)
-                    || !sn_lt(cmd_sn, next.wrapping_add(depth))
-                {
+                if cmd_sn == *next || sn_lt(cmd_sn, *next) || beyond {
                     return;
                 }
                 let recently_lost = self
