@@ -32,6 +32,12 @@ const TMF_LUN_RESET: u8 = 5;
 /// writing, so that commands issued together share one socket write.
 const BATCH_DATA_MAX: usize = 64 * 1024;
 
+/// Consecutive commands sent on one connection before the next takes over.
+/// Targets deliver commands in CmdSN order across connections, so a command
+/// on one connection waits for the lower ones on the others; runs of
+/// commands make those hand-overs rarer and let a run share one write.
+const MCS_RUN: usize = 16;
+
 /// How many times a command is re-issued after losing its connection.
 pub const REISSUE_LIMIT: u32 = 3;
 
@@ -300,7 +306,7 @@ impl Session {
     fn pick(&self) -> Result<Arc<Conn>, IscsiError> {
         let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
         let n = conns.len();
-        let start = self.rr.fetch_add(1, Relaxed);
+        let start = self.rr.fetch_add(1, Relaxed) / MCS_RUN;
         for k in 0..n {
             let i = (start + k) % n;
             if conns[i].alive.load(Relaxed) {
