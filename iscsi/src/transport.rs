@@ -56,11 +56,8 @@ impl Frame {
         }
     }
 
-    pub(crate) fn data_len(&self) -> usize {
-        self.data.len()
-    }
-
-    fn len(&self) -> usize {
+    /// Bytes on the wire.
+    pub(crate) fn len(&self) -> usize {
         self.head_len + self.data.len() + self.tail_len
     }
 

@@ -125,7 +125,6 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `iolab target serve ARGS` on a free loopback port and waits for its `lun` lines.
 /// A command running the `iolab` binary with its notebook (runs that `bench`
 /// and `matrix` store) in the build directory rather than the user's home.
 pub fn iolab() -> Command {
@@ -137,6 +136,7 @@ pub fn iolab() -> Command {
     cmd
 }
 
+/// Starts `iolab target serve ARGS` on a free loopback port and waits for its `lun` lines.
 pub fn serve(args: &[&str]) -> (Proc, Vec<String>) {
     let mut cmd = iolab();
     cmd.args(["target", "serve", "--listen", "127.0.0.1:0"])
@@ -151,18 +151,9 @@ pub fn serve_cmd(mut cmd: Command) -> (Proc, Vec<String>) {
         "IOLAB_LOG",
         std::env::var("IOLAB_LOG").unwrap_or_else(|_| "warn".into()),
     );
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("spawn iolab target serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut proc = Proc::new(child);
+    cmd.stderr(Stdio::inherit());
+    let mut proc = Proc::spawn(&mut cmd);
+    let rx = proc.rx.take().expect("spawned with a line reader");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut urls = Vec::new();
     while Instant::now() < deadline {

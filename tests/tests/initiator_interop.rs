@@ -278,12 +278,7 @@ fn against_our_target_with_mcs_1_to_4_connections() {
 fn bad_input_ends_with_one_clear_error_in_bounded_time() {
     let (_srv, urls) = serve(&["--ramdisk", "16M"]);
     let url = &urls[0];
-    let portal = url
-        .trim_start_matches("iscsi://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let portal = iolab_tests::portal_of(url);
     let dead = format!(
         "iscsi://127.0.0.1:{}/iqn.2026-11.x:y/0",
         iolab_tests::free_port()
@@ -401,12 +396,7 @@ fn bench_via_proxy(
 ) {
     let (srv, urls) = serve(&["--ramdisk", "64M"]);
     let url = urls[0].clone();
-    let upstream = url
-        .trim_start_matches("iscsi://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let upstream = iolab_tests::portal_of(&url);
     let proxy = iolab_tests::proxy::Proxy::start(&upstream);
     let via_proxy = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
     let child = iolab()
@@ -516,12 +506,7 @@ fn against_our_target_discovery_chap_and_qemu_cross_check() {
         "tgtuser:tgtsecret345",
     ]);
     let url = &urls[0];
-    let portal = url
-        .trim_start_matches("iscsi://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let portal = iolab_tests::portal_of(url);
     let (ok, out) = run(
         iolab().args([
             "discover",

@@ -138,6 +138,11 @@ impl Shared {
         self.window_open.notify_waiters();
     }
 
+    /// Whether CmdSN `next` lies in the window the target granted.
+    fn room_for(&self, next: u32) -> bool {
+        sn_le(next, self.max_cmd_sn.load(SeqCst))
+    }
+
     fn update_window(&self, exp: u32, max: u32) {
         // RFC 7143 4.2.2.1: ignore a MaxCmdSN below ExpCmdSN - 1.
         if sn_lt(max, exp.wrapping_sub(1)) {
@@ -429,7 +434,7 @@ impl Session {
             let turn = {
                 let _g = conn.send_lock.lock().unwrap_or_else(|e| e.into_inner());
                 let mut sn = self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
-                if sn_le(*sn, self.shared.max_cmd_sn.load(Relaxed)) {
+                if self.shared.room_for(*sn) {
                     let cmd_sn = *sn;
                     *sn = sn.wrapping_add(1);
                     drop(sn);
@@ -483,10 +488,9 @@ impl Session {
             // Announce the wait, then look again: a window update between the
             // check above and the announcement would otherwise notify nobody.
             self.shared.window_waiters.fetch_add(1, SeqCst);
-            let now_open = sn_le(
-                *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()),
-                self.shared.max_cmd_sn.load(SeqCst),
-            );
+            let now_open = self
+                .shared
+                .room_for(*self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()));
             let waited = if now_open {
                 Ok(())
             } else {
@@ -596,17 +600,12 @@ async fn watchdog(
         };
         let conns = conns.read().unwrap_or_else(|e| e.into_inner()).clone();
         for conn in conns {
-            let overdue: Vec<(u32, Pending)> = {
-                let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let late: Vec<u32> = pending
-                    .iter()
-                    .filter(|(_, p)| p.started.elapsed() >= timeout)
-                    .map(|(itt, _)| *itt)
-                    .collect();
-                late.into_iter()
-                    .filter_map(|itt| pending.remove(&itt).map(|p| (itt, p)))
-                    .collect()
-            };
+            let overdue: Vec<(u32, Pending)> = conn
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extract_if(|_, p| p.started.elapsed() >= timeout)
+                .collect();
             for (itt, p) in overdue {
                 task_mgmt(&conn, &shared, p.lun, TMF_ABORT_TASK, itt);
                 let _ = p.tx.send(Err(IscsiError::Timeout(format!(

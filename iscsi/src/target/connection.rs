@@ -388,7 +388,7 @@ impl Conn {
     /// the connection waits for the socket again).
     async fn out(&mut self, b: &Bhs, data: Bytes) -> Result<(), IscsiError> {
         let f = Frame::new(b, data, self.hd, self.dd);
-        self.cork_bytes += BHS_LEN + f.data_len();
+        self.cork_bytes += f.len();
         self.cork.push(f);
         if self.cork_bytes >= CORK_BYTES {
             self.flush().await?;
@@ -429,9 +429,8 @@ impl Conn {
             };
         let cmd_sn = pdu.bhs.cmd_sn();
         if ordered && !self.session.is_turn(cmd_sn) {
-            // Send what is corked before waiting for another connection: the
-            // initiator may need those answers (and the window they carry)
-            // before it can send the command this one waits for.
+            // Answers already made need not wait while this connection
+            // waits for another connection's command.
             self.flush().await?;
             self.session.wait_turn(cmd_sn).await;
         }

@@ -160,7 +160,8 @@ impl ScsiResponse {
         self.data.len() + self.shared.iter().map(Bytes::len).sum::<usize>()
     }
 
-    /// The Data-In bytes as one buffer (copies shared data; for tests and small answers).
+    /// The Data-In bytes as one buffer (copies shared data).
+    #[cfg(test)]
     pub fn data_vec(&self) -> Vec<u8> {
         let mut v = self.data.clone();
         for s in &self.shared {
@@ -757,11 +758,6 @@ impl LogicalUnit {
             return Err(Self::medium_error_read(e));
         }
         Ok(ScsiResponse::good(data))
-    }
-
-    /// Reads `n` blocks at `lba` into a caller's buffer (the transport's zero-copy path).
-    pub fn read_into(&self, lba: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        self.store.read_at(buf, lba * self.block_size() as u64)
     }
 
     fn check_writable(&self) -> Result<(), Sense> {
