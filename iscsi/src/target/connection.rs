@@ -190,8 +190,9 @@ async fn poll_now<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Outp
 /// A random first StatSN for a connection, below 2^31 (as tgtd's).
 ///
 /// Any value is valid (RFC 7143 4.2.2.2), but libiscsi (qemu's initiator)
-/// follows StatSN from 0 in serial arithmetic: from a first StatSN of 2^31
-/// or more it never moves its ExpStatSN past 1, so the target could not tell
+/// sent ExpStatSN 1 with every command of each session whose first StatSN
+/// was 2^31 or more (seen with 0x9466774e, 0xc94bb1d9, 0xebefda9f: as if it
+/// followed StatSN from 0 in serial arithmetic), so the target could not tell
 /// from ExpStatSN that such an initiator waits for every answer before its
 /// next command, and would sleep between its commands instead of looking
 /// for the next one (half of all qemu-img sessions, at random, had twice the
