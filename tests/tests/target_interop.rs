@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use iolab_tests::proxy::Proxy;
 use iolab_tests::{TempDir, portal_of, require_peer, run, serve};
 
 #[test]
@@ -67,4 +68,64 @@ fn qemu_img_convert_round_trip_is_bit_identical() {
     let got = std::fs::read(&back).unwrap();
     assert_eq!(got.len(), data.len());
     assert!(got == data, "data read back differs from data written");
+}
+
+/// qemu-img (libiscsi) acknowledges our StatSNs in every session: its
+/// commands' ExpStatSN moves on with each answer. (With a first StatSN of
+/// 2^31 or more it stayed at 1, so the target could not tell that it waits
+/// for each answer; the first StatSN is random, so eight sessions are run.)
+#[test]
+fn qemu_img_acknowledges_our_stat_sn_in_every_session() {
+    if !require_peer("qemu-img") {
+        return;
+    }
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let proxy = Proxy::start(&portal);
+    let url = urls[0].replace(&portal, &format!("127.0.0.1:{}", proxy.port));
+    const SESSIONS: usize = 8;
+    const READS: usize = 50;
+    for _ in 0..SESSIONS {
+        let (ok, out) = run(
+            Command::new("qemu-img").args([
+                "bench", "-f", "raw", "-c", "50", "-d", "1", "-s", "4096", &url,
+            ]),
+            Duration::from_secs(30),
+        );
+        assert!(ok, "qemu-img bench: {out}");
+    }
+    // Each session starts with a Login Request; collect the ExpStatSN of its
+    // SCSI commands (opcode 0x01; bytes 28..32).
+    let mut sessions: Vec<Vec<u32>> = Vec::new();
+    for (h, _) in proxy.headers_sent() {
+        match h[0] & 0x3f {
+            // The first Login Request after commands starts the next session.
+            0x03 => {
+                if sessions.last().is_none_or(|s| !s.is_empty()) {
+                    sessions.push(Vec::new());
+                }
+            }
+            0x01 => {
+                if let Some(s) = sessions.last_mut() {
+                    s.push(u32::from_be_bytes([h[28], h[29], h[30], h[31]]));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sessions.len(), SESSIONS, "{sessions:?}");
+    for s in &sessions {
+        assert!(s.len() >= READS, "{} commands", s.len());
+        let mut distinct = s.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // One outstanding command at a time: every answer moves ExpStatSN on.
+        assert!(
+            distinct.len() >= READS,
+            "ExpStatSN took {} values over {} commands: {:?}",
+            distinct.len(),
+            s.len(),
+            &s[..s.len().min(8)]
+        );
+    }
 }
