@@ -100,10 +100,8 @@ fn qemu_img_acknowledges_our_stat_sn_in_every_session() {
     for (h, _) in proxy.headers_sent() {
         match h[0] & 0x3f {
             // The first Login Request after commands starts the next session.
-            0x03 => {
-                if sessions.last().is_none_or(|s| !s.is_empty()) {
-                    sessions.push(Vec::new());
-                }
+            0x03 if sessions.last().is_none_or(|s| !s.is_empty()) => {
+                sessions.push(Vec::new());
             }
             0x01 => {
                 if let Some(s) = sessions.last_mut() {
