@@ -328,6 +328,24 @@ impl Bhs {
     }
 }
 
+/// A command's CDB: the 16 bytes of the header, or longer with an extended
+/// CDB AHS (only then allocated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cdb {
+    Short([u8; 16]),
+    Long(Vec<u8>),
+}
+
+impl std::ops::Deref for Cdb {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Cdb::Short(b) => b,
+            Cdb::Long(v) => v,
+        }
+    }
+}
+
 /// A whole PDU: header, additional header segments and data (without padding).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pdu {
@@ -346,8 +364,10 @@ impl Pdu {
     }
 
     /// The full CDB: 16 bytes from the BHS plus an Extended CDB AHS (type 1).
-    pub fn full_cdb(&self) -> Vec<u8> {
-        let mut cdb = self.bhs.cdb().to_vec();
+    pub fn full_cdb(&self) -> Cdb {
+        let mut short = [0u8; 16];
+        short.copy_from_slice(self.bhs.cdb());
+        let mut cdb = Cdb::Short(short);
         let mut pos = 0;
         while pos + 4 <= self.ahs.len() {
             let len = u16::from_be_bytes([self.ahs[pos], self.ahs[pos + 1]]) as usize;
@@ -355,7 +375,7 @@ impl Pdu {
             let body_start = pos + 4;
             let body_end = (body_start + len.saturating_sub(1)).min(self.ahs.len());
             if kind == 1 {
-                cdb.extend_from_slice(&self.ahs[body_start..body_end]);
+                cdb = Cdb::Long([&cdb[..], &self.ahs[body_start..body_end]].concat());
             }
             pos = body_start + len.saturating_sub(1).div_ceil(4) * 4;
         }

@@ -450,8 +450,10 @@ impl Session {
                         .set_word24(cmd_sn);
                     b.set_word28(conn.exp_stat_sn.load(Relaxed));
                     b.0[32..32 + cdb.len()].copy_from_slice(cdb);
-                    let mut frames = vec![conn.frame(&b, data_out.slice(..imm))];
-                    // Unsolicited Data-Out up to FirstBurstLength.
+                    let command = conn.frame(&b, data_out.slice(..imm));
+                    // Unsolicited Data-Out up to FirstBurstLength (an empty
+                    // Vec, which allocates nothing, for most commands).
+                    let mut frames = Vec::new();
                     if unsolicited_end > imm {
                         data_out_frames(
                             &conn,
@@ -468,7 +470,7 @@ impl Session {
                     conn.stats
                         .write_bytes
                         .fetch_add(unsolicited_end as u64, Relaxed);
-                    Some(conn.out.append(frames))
+                    Some(conn.out.append(std::iter::once(command).chain(frames)))
                 } else {
                     None
                 }

@@ -221,7 +221,7 @@ struct Deferred {
 struct WriteTask {
     lun: u64,
     lun_raw: [u8; 8],
-    cdb: Vec<u8>,
+    cdb: crate::pdu::Cdb,
     edtl: u32,
     buf: Vec<u8>,
     received: u32,
@@ -289,7 +289,8 @@ impl Conn {
             let r = read_pdu(&mut rd, limits).await;
             (rd, r)
         }
-        let mut reading = Box::pin(read_owned(rd, limits));
+        // Pinned in place and refilled with `set` (no allocation per PDU).
+        let mut reading = std::pin::pin!(read_owned(rd, limits));
         // Target-initiated NOP-In pings on a silent connection (RFC 7143 11.19).
         let interval = self.session.target.cfg.nop_in_interval;
         let period = Duration::from_secs(interval.max(1) as u64);
@@ -326,14 +327,14 @@ impl Conn {
                 }
             }
             let outcome = if let Some((rd, r)) = early {
-                reading = Box::pin(read_owned(rd, limits));
+                reading.set(read_owned(rd, limits));
                 last_heard = Instant::now();
                 r
             } else {
                 batched = 0;
                 tokio::select! {
                 (rd, r) = &mut reading => {
-                    reading = Box::pin(read_owned(rd, limits));
+                    reading.set(read_owned(rd, limits));
                     last_heard = Instant::now();
                     r
                 }
@@ -796,11 +797,15 @@ impl Conn {
         let res_flags = (if over { 0x04 } else { 0 }) | (if under { 0x02 } else { 0 });
         // The data as segments (views of RAMDISK memory, or one pooled buffer),
         // cut to what the initiator expects.
-        let mut segments = if shared.is_empty() {
-            vec![iolab_storage::pool::into_bytes(data)]
-        } else {
+        let mut segments = if !shared.is_empty() {
             iolab_storage::pool::give(data);
             shared
+        } else if data.is_empty() {
+            // No data (writes, most non-data commands): nothing to allocate.
+            iolab_storage::pool::give(data);
+            Vec::new()
+        } else {
+            vec![iolab_storage::pool::into_bytes(data)]
         };
         let mut room = if read { edtl as usize } else { 0 };
         for seg in &mut segments {
