@@ -581,6 +581,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cdb_is_the_header_s_16_bytes_or_longer_with_an_extended_cdb_ahs() {
+        let mut bhs = Bhs::new(Opcode::ScsiCommand);
+        bhs.0[32..48].copy_from_slice(&[7u8; 16]);
+        let mut pdu = Pdu::new(bhs, Vec::new());
+        assert_eq!(pdu.full_cdb(), Cdb::Short([7u8; 16]));
+        // AHS: length 17 (a reserved byte + 16 CDB bytes), type 1 (extended
+        // CDB), the reserved byte, the 16 bytes: 20 in all.
+        let mut ahs = vec![0, 17, 1, 0];
+        ahs.extend((0..16).map(|i| 100 + i as u8));
+        pdu.ahs = ahs;
+        let cdb = pdu.full_cdb();
+        assert_eq!(cdb.len(), 32);
+        assert_eq!(&cdb[..16], &[7u8; 16]);
+        assert_eq!(
+            cdb[16..].to_vec(),
+            (0..16).map(|i| 100 + i as u8).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn data_segments_append_in_place_with_padding_and_digest() {
         let pdu = Pdu::new(Bhs::new(Opcode::DataIn), vec![9, 8, 7, 6, 5]);
         let rt = tokio::runtime::Builder::new_current_thread()
