@@ -97,15 +97,25 @@ impl Proc {
     }
     /// Waits up to `within` for an output line containing `what` (keeping every line).
     pub fn wait_line(&mut self, what: &str, within: Duration) -> Option<String> {
+        self.wait_line_where(|l| l.contains(what), within)
+    }
+
+    /// Waits up to `within` for an output line for which `wanted` holds
+    /// (keeping every line); lines already read count first.
+    pub fn wait_line_where(
+        &mut self,
+        wanted: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> Option<String> {
         let deadline = Instant::now() + within;
-        if let Some(l) = self.lines.iter().find(|l| l.contains(what)) {
+        if let Some(l) = self.lines.iter().find(|l| wanted(l)) {
             return Some(l.clone());
         }
         let rx = self.rx.as_ref()?;
         while Instant::now() < deadline {
             if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
                 self.lines.push(l.clone());
-                if l.contains(what) {
+                if wanted(&l) {
                     return Some(l);
                 }
             }

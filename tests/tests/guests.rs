@@ -100,20 +100,25 @@ fn a_guest_benches_a_target_on_the_host_over_slirp() {
         out.contains("Test Done (Passed)") && out.contains("IOLAB-EXIT 0"),
         "{out}"
     );
-    let line = srv
-        .wait_line(&format!("initiator={GUEST_IQN}"), Duration::from_secs(5))
-        .unwrap_or_else(|| {
-            panic!(
-                "the host target never showed the guest's connection: {:?}",
-                srv.lines
-            )
-        });
-    let written: u64 = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("write_bytes="))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(written > 0, "{line}");
+    // The stats are printed every 500 ms from login on: the first lines of
+    // the guest's connection may show nothing written yet.
+    let guest = format!("initiator={GUEST_IQN}");
+    let written = |line: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix("write_bytes="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    srv.wait_line_where(
+        |l| l.contains(&guest) && written(l) > 0,
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "the host target never showed the guest's connection with bytes written: {:?}",
+            srv.lines
+        )
+    });
     assert_eq!(qemus_in(&d.0), "", "qemu left running");
 }
 
