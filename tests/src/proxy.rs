@@ -101,9 +101,19 @@ impl Proxy {
         self.frozen.store(true, Ordering::SeqCst);
     }
 
-    /// What the initiator sent on its first connection (no digests), as
-    /// the headers of its PDUs, each marked with whether it was sent after
-    /// [`Proxy::freeze_replies`].
+    /// `url` (an `iscsi://` URL of the upstream target) through this proxy.
+    pub fn url_for(&self, url: &str) -> String {
+        url.replacen(
+            &crate::portal_of(url),
+            &format!("127.0.0.1:{}", self.port),
+            1,
+        )
+    }
+
+    /// What initiators sent (no digests), as the headers of their PDUs, each
+    /// marked with whether it was sent after [`Proxy::freeze_replies`]. All
+    /// connections go into one recording, so this reads right only while
+    /// one connection at a time sends.
     pub fn headers_sent(&self) -> Vec<([u8; 48], bool)> {
         let (bytes, frozen_at) = self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = Vec::new();

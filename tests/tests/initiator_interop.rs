@@ -396,9 +396,8 @@ fn bench_via_proxy(
 ) {
     let (srv, urls) = serve(&["--ramdisk", "64M"]);
     let url = urls[0].clone();
-    let upstream = iolab_tests::portal_of(&url);
-    let proxy = iolab_tests::proxy::Proxy::start(&upstream);
-    let via_proxy = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    let proxy = iolab_tests::proxy::Proxy::start(&iolab_tests::portal_of(&url));
+    let via_proxy = proxy.url_for(&url);
     let child = iolab()
         .arg("bench")
         .arg(&via_proxy)

@@ -80,15 +80,23 @@ fn qemu_img_acknowledges_our_stat_sn_in_every_session() {
         return;
     }
     let (_srv, urls) = serve(&["--ramdisk", "16M"]);
-    let portal = portal_of(&urls[0]);
-    let proxy = Proxy::start(&portal);
-    let url = urls[0].replace(&portal, &format!("127.0.0.1:{}", proxy.port));
+    let proxy = Proxy::start(&portal_of(&urls[0]));
+    let url = proxy.url_for(&urls[0]);
     const SESSIONS: usize = 8;
     const READS: usize = 50;
     for _ in 0..SESSIONS {
         let (ok, out) = run(
             Command::new("qemu-img").args([
-                "bench", "-f", "raw", "-c", "50", "-d", "1", "-s", "4096", &url,
+                "bench",
+                "-f",
+                "raw",
+                "-c",
+                &READS.to_string(),
+                "-d",
+                "1",
+                "-s",
+                "4096",
+                &url,
             ]),
             Duration::from_secs(30),
         );

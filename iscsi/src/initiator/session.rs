@@ -385,6 +385,7 @@ impl Session {
             expected_in
         };
         let (tx, rx) = oneshot::channel();
+        let started = Instant::now();
         conn.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -400,11 +401,10 @@ impl Session {
                     expected_in: expected_in as usize,
                     data_out: data_out.clone(),
                     lun: self.lun_raw,
-                    started: Instant::now(),
+                    started,
                     opcode: cdb[0],
                 },
             );
-        let started = Instant::now();
         conn.stats.commands.fetch_add(1, Relaxed);
         conn.stats.in_flight.fetch_add(1, Relaxed);
         if write {

@@ -797,15 +797,13 @@ impl Conn {
         let res_flags = (if over { 0x04 } else { 0 }) | (if under { 0x02 } else { 0 });
         // The data as segments (views of RAMDISK memory, or one pooled buffer),
         // cut to what the initiator expects.
-        let mut segments = if !shared.is_empty() {
+        // Without data (writes, most non-data commands) `shared` is empty
+        // too: nothing is allocated.
+        let mut segments = if shared.is_empty() && !data.is_empty() {
+            vec![iolab_storage::pool::into_bytes(data)]
+        } else {
             iolab_storage::pool::give(data);
             shared
-        } else if data.is_empty() {
-            // No data (writes, most non-data commands): nothing to allocate.
-            iolab_storage::pool::give(data);
-            Vec::new()
-        } else {
-            vec![iolab_storage::pool::into_bytes(data)]
         };
         let mut room = if read { edtl as usize } else { 0 };
         for seg in &mut segments {
