@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: find the `iolab` binary, start peers on
 //! free loopback ports, and make sure every process a test starts is stopped.
 
+pub mod nbd;
 pub mod netns;
 pub mod proxy;
 pub mod raw;
@@ -54,6 +55,44 @@ pub fn require_peer(program: &str) -> bool {
         return false;
     }
     panic!("{program} is not installed: run ./scripts/test (or set IOLAB_ALLOW_MISSING_PEERS=1)");
+}
+
+/// A test that cannot do its work on this machine (no PCI function, no
+/// kernel) fails, unless `IOLAB_ALLOW_MISSING_PEERS=1`: then it says SKIPPED
+/// and the caller returns. A test that skips silently would pass doing nothing.
+pub fn missing_or_skip(what: &str) {
+    if std::env::var("IOLAB_ALLOW_MISSING_PEERS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {what} (IOLAB_ALLOW_MISSING_PEERS=1)");
+        return;
+    }
+    panic!("{what}: this test cannot run here (set IOLAB_ALLOW_MISSING_PEERS=1 to skip it)");
+}
+
+/// The micro-guest image (kernel, initramfs with this build's iolab), built
+/// once per test binary into the build directory. `None` only when peers may
+/// be missing (`IOLAB_ALLOW_MISSING_PEERS=1`); otherwise a missing kernel or
+/// qemu fails the test.
+pub fn micro_image() -> Option<(PathBuf, PathBuf)> {
+    static IMG: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
+    IMG.get_or_init(|| {
+        if !require_peer("qemu-system-x86_64") || !require_peer("busybox") {
+            return None;
+        }
+        let out = iolab_bin()
+            .parent()
+            .expect("build directory")
+            .join("micro-image");
+        let (ok, text) = run(
+            iolab().args(["guest", "image", "--out", out.to_str().expect("UTF-8 path")]),
+            Duration::from_secs(120),
+        );
+        if !ok {
+            missing_or_skip(&format!("no micro-guest image: {text}"));
+            return None;
+        }
+        Some((out.join("vmlinuz"), out.join("initrd.cpio")))
+    })
+    .clone()
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -155,7 +194,12 @@ pub fn serve(args: &[&str]) -> (Proc, Vec<String>) {
 }
 
 /// Starts a prepared `iolab target serve` command and waits for its `lun` lines.
-pub fn serve_cmd(mut cmd: Command) -> (Proc, Vec<String>) {
+pub fn serve_cmd(cmd: Command) -> (Proc, Vec<String>) {
+    serve_cmd_within(cmd, Duration::from_secs(30))
+}
+
+/// [`serve_cmd`] with a longer wait, for a target that first boots a guest.
+pub fn serve_cmd_within(mut cmd: Command, wait: Duration) -> (Proc, Vec<String>) {
     // Warnings and errors only: test output stays readable.
     cmd.env(
         "IOLAB_LOG",
@@ -164,7 +208,7 @@ pub fn serve_cmd(mut cmd: Command) -> (Proc, Vec<String>) {
     cmd.stderr(Stdio::inherit());
     let mut proc = Proc::spawn(&mut cmd);
     let rx = proc.rx.take().expect("spawned with a line reader");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + wait;
     let mut urls = Vec::new();
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(200)) {

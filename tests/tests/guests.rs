@@ -4,35 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use iolab_tests::netns::NetnsPair;
-use iolab_tests::{Proc, TempDir, iolab, iolab_bin, require_peer, run, serve, serve_cmd};
+use iolab_tests::{
+    Proc, TempDir, iolab, iolab_bin, micro_image, missing_or_skip, require_peer, run, serve,
+    serve_cmd,
+};
 
-/// The micro-guest image, built once per test run into the build directory.
 fn image() -> Option<(PathBuf, PathBuf)> {
-    static IMG: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
-    IMG.get_or_init(|| {
-        if !require_peer("qemu-system-x86_64") || !require_peer("busybox") {
-            return None;
-        }
-        let out = iolab_bin().parent().unwrap().join("micro-image");
-        let (ok, text) = run(
-            iolab().args(["guest", "image", "--out", out.to_str().unwrap()]),
-            Duration::from_secs(120),
-        );
-        if !ok && std::env::var("IOLAB_ALLOW_MISSING_PEERS").as_deref() == Ok("1") {
-            eprintln!("SKIPPED: no micro-guest image: {text}");
-            return None;
-        }
-        assert!(
-            ok,
-            "iolab guest image: {text} (./scripts/test unpacks a kernel)"
-        );
-        Some((out.join("vmlinuz"), out.join("initrd.cpio")))
-    })
-    .clone()
+    micro_image()
 }
 
 /// qemu processes whose command line mentions `dir`.
@@ -311,7 +292,7 @@ fn first_pci_function() -> Option<String> {
     assert!(ok, "{list}");
     let first = list.split_whitespace().next().map(str::to_owned);
     if first.is_none() {
-        eprintln!("SKIPPED: this machine's PCI bus has no functions to pass through");
+        missing_or_skip("this machine's PCI bus has no functions to pass through");
     }
     first
 }
