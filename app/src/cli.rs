@@ -108,6 +108,15 @@ pub struct BootArgs {
     /// user (slirp: the host is 10.0.2.2) or tap:IFNAME.
     #[arg(long, default_value = "user")]
     pub nic: String,
+    /// With --nic user: forward a host TCP port to the guest,
+    /// [HOST_ADDR:]HOST_PORT=GUEST_PORT (host address 127.0.0.1 unless given).
+    #[arg(long, value_name = "[ADDR:]PORT=GUEST_PORT")]
+    pub forward: Vec<String>,
+    /// A disk for the guest (/dev/vda, then vdb, ...; repeat for more): an
+    /// image file (raw, or qcow2 by its name) or a URL qemu opens, such as
+    /// nbd://HOST:PORT/EXPORT.
+    #[arg(long)]
+    pub disk: Vec<String>,
     /// The guest's address (CIDR).
     #[arg(long, default_value = "10.0.2.15/24")]
     pub ip: String,

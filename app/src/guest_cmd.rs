@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use iolab_lab_core::guest::command::{
-    GuestPaths, legacy_pcidevice, qemu_args, resolve_accel, shell_line,
+    self, GuestPaths, legacy_pcidevice, qemu_args, resolve_accel, shell_line,
 };
 use iolab_lab_core::guest::image::{self, ImageSpec};
 use iolab_lab_core::guest::lifecycle::{self, GuestState, QEMU};
@@ -177,9 +177,17 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
 
 /// Boots the micro-guest in the foreground and mirrors its serial console.
 fn boot(a: BootArgs) -> anyhow::Result<()> {
+    let forward = a
+        .forward
+        .iter()
+        .map(|f| f.parse())
+        .collect::<Result<Vec<_>, _>>()?;
     let nic = match a.nic.as_str() {
-        "user" => Nic::User,
+        "user" => Nic::User { forward },
         t => match t.strip_prefix("tap:") {
+            Some(_) if !forward.is_empty() => {
+                bail!("--forward works with --nic user (slirp); a tap NIC is reached directly")
+            }
             Some(i) if !i.is_empty() => Nic::Tap { ifname: i.into() },
             _ => bail!("--nic takes user or tap:IFNAME, not '{t}'"),
         },
@@ -190,11 +198,16 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
         memory_mib: a.memory_mib,
         vcpus: a.vcpus,
         pci: Vec::new(),
-        disk: None,
+        disk: a.disk.first().cloned(),
         kernel: Some(a.kernel.display().to_string()),
         initrd: Some(a.initrd.display().to_string()),
         append: image::kernel_args(&a.name, &a.ip, gateway, &a.args),
-        extra_args: Vec::new(),
+        extra_args: a
+            .disk
+            .iter()
+            .skip(1)
+            .flat_map(|d| ["-drive".to_string(), command::drive(d)])
+            .collect(),
         nics: vec![nic],
         accel: match a.accel {
             AccelArg::Auto => Accel::Auto,

@@ -247,6 +247,8 @@ pub struct FileIo {
 impl FileIo {
     /// Opens (creating when `size` is given and the file is missing) a backing file.
     /// A given size grows a shorter file; without one the file's length is used.
+    /// A block device may back a FILEIO LUN too (as in LIO): its size is the
+    /// device's, and a given size may only be smaller.
     pub fn open(path: &Path, size: Option<u64>, direct: bool) -> Result<Self, StorageError> {
         let io = |source| StorageError::Io {
             path: path.to_owned(),
@@ -258,15 +260,32 @@ impl FileIo {
             opts.custom_flags(libc::O_DIRECT);
         }
         let file = opts.open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let size = match size {
-            Some(s) => {
-                if len < s {
-                    file.set_len(s).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        let size = if meta.file_type().is_block_device() {
+            // A block device's metadata length is 0: seek to the end for its size.
+            use std::io::{Seek, SeekFrom};
+            let dev = (&file).seek(SeekFrom::End(0)).map_err(io)?;
+            match size {
+                Some(s) if s > dev => {
+                    return Err(StorageError::LargerThanDevice {
+                        path: path.to_owned(),
+                        wanted: s,
+                        size: dev,
+                    });
                 }
-                s
+                Some(s) => s,
+                None => dev,
             }
-            None => len,
+        } else {
+            match size {
+                Some(s) => {
+                    if meta.len() < s {
+                        file.set_len(s).map_err(io)?;
+                    }
+                    s
+                }
+                None => meta.len(),
+            }
         };
         let size = size - size % 512;
         if size == 0 {
@@ -418,15 +437,9 @@ impl BlockDev {
                 path: path.to_owned(),
             });
         }
-        let mut inner = FileIo::open(path, None, direct)?;
-        // A block device's metadata length is 0: seek to the end for its size.
-        let size = {
-            use std::io::{Seek, SeekFrom};
-            let mut f = &inner.file;
-            f.seek(SeekFrom::End(0)).map_err(|e| inner.io_err(e))?
-        };
-        inner.size = size - size % 512;
-        Ok(BlockDev { inner })
+        Ok(BlockDev {
+            inner: FileIo::open(path, None, direct)?,
+        })
     }
 }
 

@@ -17,4 +17,10 @@ pub enum StorageError {
     BadSizeText(String),
     #[error("{path} is not a block device")]
     NotBlockDevice { path: PathBuf },
+    #[error("{path}: size {wanted} is larger than the device ({size} bytes)")]
+    LargerThanDevice {
+        path: PathBuf,
+        wanted: u64,
+        size: u64,
+    },
 }

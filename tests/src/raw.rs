@@ -185,7 +185,21 @@ impl RawConn {
 
     /// A SCSI Command PDU (LUN 0) with immediate data; returns the ITT used.
     pub fn scsi(&mut self, cdb: &[u8], edtl: u32, read: bool, write: bool, data: &[u8]) -> u32 {
+        self.scsi_lun(0, cdb, edtl, read, write, data)
+    }
+
+    /// [`RawConn::scsi`] to another LUN (below 256, peripheral addressing).
+    pub fn scsi_lun(
+        &mut self,
+        lun: u8,
+        cdb: &[u8],
+        edtl: u32,
+        read: bool,
+        write: bool,
+        data: &[u8],
+    ) -> u32 {
         let mut b = [0u8; 48];
+        b[9] = lun;
         b[0] = 0x01;
         b[1] = 0x80 | if read { 0x40 } else { 0 } | if write { 0x20 } else { 0 } | 0x01;
         let itt = self.itt;

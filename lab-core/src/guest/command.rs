@@ -131,16 +131,17 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
         push(&["-append", append.trim()]);
     }
     if let Some(d) = &def.disk {
-        let format = if d.ends_with(".qcow2") {
-            "qcow2"
-        } else {
-            "raw"
-        };
-        push(&["-drive", &format!("file={d},if=virtio,format={format}")]);
+        push(&["-drive", &drive(d)]);
     }
     for (i, nic) in def.nics.iter().enumerate() {
         let netdev = match nic {
-            Nic::User => format!("user,id=net{i}"),
+            Nic::User { forward } => {
+                let mut n = format!("user,id=net{i}");
+                for f in forward {
+                    n += &format!(",hostfwd={}", f.hostfwd());
+                }
+                n
+            }
             Nic::Tap { ifname } => format!("tap,id=net{i},ifname={ifname},script=no,downscript=no"),
         };
         push(&["-netdev", &netdev]);
@@ -154,6 +155,18 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
     }
     a.extend(def.extra_args.iter().cloned());
     a
+}
+
+/// A virtio disk's `-drive` value: an image file (qcow2 by its name, raw
+/// otherwise) or a URL qemu opens (nbd://, iscsi://), with qemu's default
+/// write-back cache, so the guest sees a volatile cache and flushes it.
+pub fn drive(disk: &str) -> String {
+    let format = if disk.ends_with(".qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    format!("file={disk},if=virtio,format={format}")
 }
 
 /// The command line as one shell-quoted string, for showing before launch.
@@ -219,7 +232,12 @@ mod tests {
             disk: None,
             pci: Vec::new(),
             nics: vec![
-                Nic::User,
+                Nic::User {
+                    forward: vec![
+                        "127.0.0.1:13260=3260".parse().unwrap(),
+                        "2222=22".parse().unwrap(),
+                    ],
+                },
                 Nic::Tap {
                     ifname: "tap0".into(),
                 },
@@ -233,7 +251,12 @@ mod tests {
             line.contains("-append 'console=ttyS0 panic=-1 iolab.ip=10.0.2.15/24'"),
             "{line}"
         );
-        assert!(line.contains("-netdev user,id=net0"), "{line}");
+        assert!(
+            line.contains(
+                "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:13260-:3260,hostfwd=tcp:127.0.0.1:2222-:22 "
+            ),
+            "{line}"
+        );
         assert!(
             line.contains("-netdev tap,id=net1,ifname=tap0,script=no,downscript=no"),
             "{line}"

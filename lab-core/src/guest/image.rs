@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use super::GuestError;
 use super::cpio::CpioWriter;
 
-/// Modules the guest loads (with their dependencies) for its virtio NIC.
-const MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
+/// Modules the guest loads (with their dependencies) for its virtio NIC and disks.
+const MODULES: [&str; 3] = ["virtio_pci", "virtio_net", "virtio_blk"];
 /// Busybox applets the init script uses.
 const APPLETS: [&str; 14] = [
     "sh", "mount", "insmod", "ip", "cat", "echo", "base64", "poweroff", "sleep", "ls", "dmesg",
@@ -429,7 +429,8 @@ mod tests {
              kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n\
              kernel/net/core/failover.ko:\n\
              kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_ring.ko\n\
-             kernel/drivers/virtio/virtio_ring.ko:\n",
+             kernel/drivers/virtio/virtio_ring.ko:\n\
+             kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko\n",
         )
         .unwrap();
         let m = module_closure(&d, &MODULES).unwrap();
@@ -441,6 +442,7 @@ mod tests {
                 "kernel/net/core/failover.ko",
                 "kernel/drivers/net/net_failover.ko",
                 "kernel/drivers/net/virtio_net.ko",
+                "kernel/drivers/block/virtio_blk.ko",
             ]
         );
         assert!(module_closure(&d, &["e1000"]).is_err());

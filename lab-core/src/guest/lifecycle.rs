@@ -69,7 +69,9 @@ pub fn preflight(def: &GuestDef, pci_root: &iolab_pci::Sysfs) -> Result<(), Gues
         ("initrd", &def.initrd),
         ("disk image", &def.disk),
     ] {
+        // A disk may also be a URL qemu opens itself (nbd://, iscsi://).
         if let Some(p) = p
+            && !(what == "disk image" && p.contains("://"))
             && !Path::new(p).is_file()
         {
             return Err(GuestError::Invalid(format!("{what} {p} does not exist")));

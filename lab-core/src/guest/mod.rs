@@ -64,9 +64,74 @@ pub struct GuestDef {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Nic {
     /// qemu's user-mode network (slirp): no privileges; the host is 10.0.2.2.
-    User,
+    User {
+        /// Host ports forwarded to the guest, each `HOST_ADDR:HOST_PORT=GUEST_PORT`
+        /// (TCP; the host side binds where it says, loopback in the lab).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forward: Vec<Forward>,
+    },
     /// A tap device that exists already (in the network namespace qemu runs in).
     Tap { ifname: String },
+}
+
+/// A TCP port of the host forwarded to the guest over slirp (qemu's `hostfwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Forward {
+    pub host: std::net::SocketAddr,
+    pub guest_port: u16,
+}
+
+impl std::str::FromStr for Forward {
+    type Err = GuestError;
+    /// `[HOST_ADDR:]HOST_PORT=GUEST_PORT`; the host address defaults to 127.0.0.1.
+    fn from_str(s: &str) -> Result<Self, GuestError> {
+        let bad = |why: &str| {
+            GuestError::Invalid(format!(
+                "forward '{s}': {why} (expected [HOST_ADDR:]HOST_PORT=GUEST_PORT, e.g. 127.0.0.1:13260=3260)"
+            ))
+        };
+        let (host, guest) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let guest_port: u16 = guest
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("the guest port is not a port number"))?;
+        let host = match host.parse::<u16>() {
+            Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Err(_) => host
+                .parse()
+                .map_err(|_| bad("the host side is not ADDR:PORT or a port"))?,
+        };
+        if host.port() == 0 {
+            return Err(bad("the host port is 0"));
+        }
+        Ok(Forward { host, guest_port })
+    }
+}
+
+impl TryFrom<String> for Forward {
+    type Error = GuestError;
+    fn try_from(s: String) -> Result<Self, GuestError> {
+        s.parse()
+    }
+}
+
+impl From<Forward> for String {
+    fn from(f: Forward) -> String {
+        format!("{}={}", f.host, f.guest_port)
+    }
+}
+
+impl Forward {
+    /// qemu's `hostfwd=` value.
+    pub fn hostfwd(&self) -> String {
+        let addr = match self.host.ip() {
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+            a => a.to_string(),
+        };
+        format!("tcp:{addr}:{}-:{}", self.host.port(), self.guest_port)
+    }
 }
 
 /// How qemu runs the guest's CPUs.
@@ -146,5 +211,34 @@ mod tests {
         assert!(!valid_bdf("0000:06:20.0"));
         assert!(!valid_bdf("0000:06:00.8"));
         assert!(!valid_bdf("0000:06:00.0:1"));
+    }
+
+    #[test]
+    fn forwards_parse_default_to_loopback_and_round_trip() {
+        let f: Forward = "13260=3260".parse().unwrap();
+        assert_eq!(f.host, "127.0.0.1:13260".parse().unwrap());
+        assert_eq!(f.hostfwd(), "tcp:127.0.0.1:13260-:3260");
+        let v6: Forward = "[::1]:2222=22".parse().unwrap();
+        assert_eq!(v6.hostfwd(), "tcp:[::1]:2222-:22");
+        assert_eq!(String::from(v6), "[::1]:2222=22");
+        for bad in [
+            "3260",
+            "x=3260",
+            "13260=0",
+            "13260=x",
+            "0=3260",
+            "1.2.3.4=22",
+        ] {
+            let e = bad.parse::<Forward>().unwrap_err().to_string();
+            assert!(
+                e.contains(bad) && e.contains("HOST_PORT=GUEST_PORT"),
+                "{bad}: {e}"
+            );
+        }
+        let nic: Nic = toml::from_str("kind = \"user\"\nforward = [\"13260=3260\"]").unwrap();
+        assert_eq!(nic, Nic::User { forward: vec![f] });
+        let plain: Nic = toml::from_str("kind = \"user\"").unwrap();
+        assert_eq!(plain, Nic::User { forward: vec![] });
+        assert!(toml::from_str::<Nic>("kind = \"user\"\nforward = [\"nope\"]").is_err());
     }
 }

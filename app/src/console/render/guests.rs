@@ -21,7 +21,17 @@ pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
             .nics
             .iter()
             .map(|n| match n {
-                iolab_lab_core::guest::Nic::User => "user".to_string(),
+                iolab_lab_core::guest::Nic::User { forward } if forward.is_empty() => {
+                    "user".to_string()
+                }
+                iolab_lab_core::guest::Nic::User { forward } => format!(
+                    "user({})",
+                    forward
+                        .iter()
+                        .map(|f| String::from(*f))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
                 iolab_lab_core::guest::Nic::Tap { ifname } => format!("tap:{ifname}"),
             })
             .collect();
