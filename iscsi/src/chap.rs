@@ -36,22 +36,32 @@ pub fn response(id: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
     h.finalize().into()
 }
 
-/// Random bytes from the kernel's CSPRNG.
-pub fn random_bytes(n: usize) -> Vec<u8> {
+/// Random bytes from the kernel's CSPRNG, for CHAP challenges, ISIDs and
+/// first StatSNs. A short read (a signal) is continued; an error is
+/// returned, never replaced by guessable bytes.
+pub fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; n];
-    // SAFETY: `buf` is a valid writable buffer of `n` bytes for the duration of the call.
-    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), n, 0) };
-    if got != n as isize {
-        // getrandom on Linux only fails before the pool is initialized; fall back to time-based bytes.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (t >> ((i % 16) * 8)) as u8 ^ i as u8;
+    let mut filled = 0;
+    while filled < n {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes for
+        // the duration of the call; getrandom writes at most that many.
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
         }
+        filled += got as usize;
     }
-    buf
+    Ok(buf)
+}
+
+/// Compares two CHAP responses in time that depends only on their lengths.
+pub fn responses_match(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -69,6 +79,21 @@ mod tests {
                 0x7f, 0x72
             ]
         );
+    }
+
+    #[test]
+    fn random_bytes_fill_and_responses_compare() {
+        let a = random_bytes(64).unwrap();
+        let b = random_bytes(64).unwrap();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b, "two draws of 64 random bytes were equal");
+        assert!(random_bytes(0).unwrap().is_empty());
+        assert!(responses_match(&a, &a.clone()));
+        assert!(!responses_match(&a, &b));
+        assert!(!responses_match(&a[..16], &a[..15]));
+        let mut c = a.clone();
+        c[63] ^= 1;
+        assert!(!responses_match(&a, &c));
     }
 
     #[test]

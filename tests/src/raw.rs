@@ -198,10 +198,28 @@ impl RawConn {
         write: bool,
         data: &[u8],
     ) -> u32 {
+        let mut l = [0u8; 8];
+        l[1] = lun;
+        self.scsi_cmd(l, cdb, edtl, (read, write, true), data)
+    }
+
+    /// A SCSI Command PDU with the LUN field exactly as given and the
+    /// (R, W, F) flags; returns the ITT used.
+    pub fn scsi_cmd(
+        &mut self,
+        lun: [u8; 8],
+        cdb: &[u8],
+        edtl: u32,
+        (read, write, fin): (bool, bool, bool),
+        data: &[u8],
+    ) -> u32 {
         let mut b = [0u8; 48];
-        b[9] = lun;
         b[0] = 0x01;
-        b[1] = 0x80 | if read { 0x40 } else { 0 } | if write { 0x20 } else { 0 } | 0x01;
+        b[1] = if fin { 0x80 } else { 0 }
+            | if read { 0x40 } else { 0 }
+            | if write { 0x20 } else { 0 }
+            | 0x01;
+        b[8..16].copy_from_slice(&lun);
         let itt = self.itt;
         self.itt += 1;
         b[16..20].copy_from_slice(&itt.to_be_bytes());
@@ -212,6 +230,27 @@ impl RawConn {
         b[32..32 + cdb.len()].copy_from_slice(cdb);
         self.send(&b, data);
         itt
+    }
+
+    /// A SCSI Data-Out PDU (LUN 0): `ttt` 0xffffffff for unsolicited data.
+    pub fn data_out(
+        &mut self,
+        itt: u32,
+        ttt: u32,
+        data_sn: u32,
+        offset: u32,
+        data: &[u8],
+        fin: bool,
+    ) {
+        let mut b = [0u8; 48];
+        b[0] = 0x05;
+        b[1] = if fin { 0x80 } else { 0 };
+        b[16..20].copy_from_slice(&itt.to_be_bytes());
+        b[20..24].copy_from_slice(&ttt.to_be_bytes());
+        b[28..32].copy_from_slice(&self.exp_stat_sn.to_be_bytes());
+        b[36..40].copy_from_slice(&data_sn.to_be_bytes());
+        b[40..44].copy_from_slice(&offset.to_be_bytes());
+        self.send(&b, data);
     }
 
     /// Reads PDUs until the SCSI Response (or Data-In with status) for `itt`;

@@ -232,7 +232,7 @@ async fn login_inner(
             ];
             let mut ours = None;
             if let Some(m) = &req.url.mutual {
-                let rnd = chap::random_bytes(1 + chap::CHALLENGE_LEN);
+                let rnd = chap::random_bytes(1 + chap::CHALLENGE_LEN)?;
                 p.push(pair("CHAP_I", rnd[0]));
                 p.push(pair("CHAP_C", text::hex_encode(&rnd[1..])));
                 ours = Some((rnd[0], rnd[1..].to_vec(), m.clone()));
@@ -350,7 +350,7 @@ fn verify_mutual(
     let n = get(keys, "CHAP_N");
     let r = get(keys, "CHAP_R").and_then(text::hex_decode);
     let expected = chap::response(id, m.secret.as_bytes(), challenge);
-    if n != Some(m.user.as_str()) || r.as_deref() != Some(&expected[..]) {
+    if n != Some(m.user.as_str()) || !r.is_some_and(|r| chap::responses_match(&r, &expected)) {
         return Err(IscsiError::Protocol(
             "mutual CHAP failed: the target did not prove the expected secret".into(),
         ));

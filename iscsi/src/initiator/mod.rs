@@ -81,7 +81,10 @@ pub async fn discover(
     let stream = login::connect(portal, opts.login_timeout).await?;
     let (rd, mut wr) = stream.into_split();
     let mut rd = Inbox::with_capacity(64 * 1024, rd);
-    let isid = opts.isid.unwrap_or_else(new_isid);
+    let isid = match opts.isid {
+        Some(i) => i,
+        None => new_isid()?,
+    };
     let req = login::LoginRequest {
         url: portal,
         opts,

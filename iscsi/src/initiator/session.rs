@@ -195,9 +195,11 @@ pub struct Session {
 }
 
 /// A new random-format ISID (type 01b with random qualifier bytes).
-pub fn new_isid() -> u64 {
-    let r = crate::chap::random_bytes(5);
-    (0x40u64 << 40) | ((r[0] as u64) << 32) | u32::from_be_bytes([r[1], r[2], r[3], r[4]]) as u64
+pub fn new_isid() -> std::io::Result<u64> {
+    let r = crate::chap::random_bytes(5)?;
+    Ok((0x40u64 << 40)
+        | ((r[0] as u64) << 32)
+        | u32::from_be_bytes([r[1], r[2], r[3], r[4]]) as u64)
 }
 
 impl Session {
@@ -208,7 +210,10 @@ impl Session {
                 "{url}: no target IQN and LUN in the URL"
             )));
         }
-        let isid = opts.isid.unwrap_or_else(new_isid);
+        let isid = match opts.isid {
+            Some(i) => i,
+            None => new_isid()?,
+        };
         let shared = Arc::new(Shared {
             cmd_sn: Mutex::new(1),
             max_cmd_sn: AtomicU32::new(1),

@@ -58,7 +58,7 @@ pub(super) async fn serve(
     let stats = Arc::new(ConnStats::default());
     let tx = Outbox::new(wr, stats.clone());
 
-    let mut login = TargetLogin::new(reg.clone(), initial_stat_sn());
+    let mut login = TargetLogin::new(reg.clone(), initial_stat_sn()?);
     let limits = ReadLimits {
         max_data: LOGIN_MAX_DATA,
         header_digest: false,
@@ -101,6 +101,7 @@ pub(super) async fn serve(
         let conn = Discovery {
             reg,
             tx,
+            peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
             stat_sn,
             exp_cmd_sn: result.cmd_sn,
             text_cont: None,
@@ -176,6 +177,17 @@ pub(super) async fn serve(
     r
 }
 
+/// The next target transfer tag (R2Ts, pings) from one counter: never 0
+/// and never the reserved 0xffffffff.
+fn next_tag(counter: &mut u32) -> u32 {
+    if *counter == 0 || *counter == RESERVED_TAG {
+        *counter = 1;
+    }
+    let t = *counter;
+    *counter = counter.wrapping_add(1);
+    t
+}
+
 /// Polls `fut` once: its output if it is ready now.
 async fn poll_now<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Output> {
     std::future::poll_fn(|cx| {
@@ -197,10 +209,10 @@ async fn poll_now<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Outp
 /// next command, and would sleep between its commands instead of looking
 /// for the next one (half of all qemu-img sessions, at random, had twice the
 /// latency at one outstanding I/O).
-fn initial_stat_sn() -> u32 {
-    let r = crate::chap::random_bytes(4);
+fn initial_stat_sn() -> std::io::Result<u32> {
+    let r = crate::chap::random_bytes(4)?;
     let v = u32::from_be_bytes(r.try_into().unwrap_or([0, 0, 0, 1]));
-    (v & 0x7fff_ffff).max(1)
+    Ok((v & 0x7fff_ffff).max(1))
 }
 
 async fn send(tx: &Outbox, f: Frame) -> Result<(), IscsiError> {
@@ -217,24 +229,43 @@ struct Deferred {
     started: Instant,
 }
 
+/// One outstanding R2T of a write task.
+#[derive(Debug, Clone, Copy)]
+struct R2tState {
+    ttt: u32,
+    offset: u32,
+    len: u32,
+    /// The DataSN the next Data-Out of this sequence must carry.
+    next_data_sn: u32,
+}
+
 /// A write command waiting for its Data-Out.
 struct WriteTask {
     lun: u64,
     lun_raw: [u8; 8],
     cdb: crate::pdu::Cdb,
+    /// What the initiator said it would send (Expected Data Transfer Length).
     edtl: u32,
+    /// What the CDB can take (<= EDTL, <= the LU's size): the buffer's size.
+    /// Unsolicited data beyond it is read and dropped; R2Ts never ask for it.
+    want: u32,
     buf: Vec<u8>,
+    /// Bytes placed into `buf`.
     received: u32,
-    /// Offset where solicited data starts (after immediate + unsolicited).
+    /// Where the unsolicited data (immediate + unsolicited Data-Out) may end.
     unsolicited_end: u32,
+    /// An unsolicited Data-Out sequence is still to come (the command had F=0):
+    /// R2Ts wait for its final PDU and start where it ended.
+    unsolicited_open: bool,
     /// Next offset to solicit with an R2T.
     next_r2t: u32,
     r2tsn: u32,
-    /// Outstanding R2Ts: TTT -> (offset, length, bytes received, next expected DataSN).
-    r2ts: Vec<(u32, u32, u32, u32)>,
+    r2ts: Vec<R2tState>,
     /// Next DataSN of the unsolicited sequence.
     unsolicited_data_sn: u32,
     started: Instant,
+    /// This task's share of the session's pending-write memory.
+    _credit: super::session::WriteCredit,
 }
 
 struct Conn {
@@ -525,35 +556,80 @@ impl Conn {
             "SCSI command"
         );
         if write && edtl > imm {
-            // Gather the rest: unsolicited Data-Out up to FirstBurstLength, R2Ts beyond.
-            let sp = &self.session.params;
-            let unsolicited_end = if sp.initial_r2t {
-                imm
-            } else {
-                edtl.min(sp.first_burst).max(imm)
+            // What the CDB can take bounds the buffer, never the EDTL alone:
+            // a CDB that transfers nothing allocates nothing.
+            let want = match self.lu(lun) {
+                Some(lu) => {
+                    let bs = lu.block_size() as u64;
+                    let size = lu.num_blocks().saturating_mul(bs);
+                    scsi::data_out_limit(&cdb, lu.block_size())
+                        .min(size)
+                        .min(edtl as u64) as u32
+                }
+                None => 0,
             };
-            // Zeroed: Data-Out may leave gaps, and stale bytes must never reach the medium.
-            let mut buf = iolab_storage::pool::take(edtl as usize);
-            buf[..imm as usize].copy_from_slice(&pdu.data);
-            buf[imm as usize..].fill(0);
-            self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
-            self.stats.in_flight.fetch_add(1, Relaxed);
-            let task = WriteTask {
-                lun,
-                lun_raw,
-                cdb,
-                edtl,
-                buf,
-                received: imm,
-                unsolicited_end,
-                next_r2t: unsolicited_end,
-                r2tsn: 0,
-                r2ts: Vec::new(),
-                unsolicited_data_sn: 0,
-                started,
-            };
-            self.pending.insert(itt, task);
-            return self.issue_r2ts(itt, lun_raw).await;
+            if want > imm {
+                let Some(credit) = self.session.write_credit(want as u64) else {
+                    // Too much write data pending in this session: the initiator retries.
+                    tracing::debug!(itt, want, "pending-write memory full: TASK SET FULL");
+                    self.stats.in_flight.fetch_add(1, Relaxed);
+                    let done = Deferred {
+                        itt,
+                        lun_raw,
+                        edtl,
+                        read: false,
+                        needed_out: None,
+                        started,
+                    };
+                    return self
+                        .complete(done, ScsiResponse::status(ScsiStatus::TaskSetFull))
+                        .await;
+                };
+                // Gather the rest: unsolicited Data-Out up to FirstBurstLength
+                // when the command says some follows (F=0), R2Ts for the rest.
+                let sp = &self.session.params;
+                let unsolicited_open = !b.final_bit() && !sp.initial_r2t;
+                let unsolicited_end = if unsolicited_open {
+                    edtl.min(sp.first_burst).max(imm)
+                } else {
+                    imm
+                };
+                // Zeroed: Data-Out may leave gaps, and stale bytes must never reach the medium.
+                let mut buf = iolab_storage::pool::take(want as usize);
+                buf[..imm as usize].copy_from_slice(&pdu.data);
+                buf[imm as usize..].fill(0);
+                self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
+                self.stats.in_flight.fetch_add(1, Relaxed);
+                let task = WriteTask {
+                    lun,
+                    lun_raw,
+                    cdb,
+                    edtl,
+                    want,
+                    buf,
+                    received: imm,
+                    unsolicited_end,
+                    unsolicited_open,
+                    next_r2t: imm,
+                    r2tsn: 0,
+                    r2ts: Vec::new(),
+                    unsolicited_data_sn: 0,
+                    started,
+                    _credit: credit,
+                };
+                self.pending.insert(itt, task);
+                return self.issue_r2ts(itt, lun_raw).await;
+            }
+            if !b.final_bit() && !self.session.params.initial_r2t {
+                // Unsolicited Data-Out will follow for data the CDB does not
+                // take: it arrives for a finished task and is dropped.
+                tracing::debug!(
+                    itt,
+                    edtl,
+                    want,
+                    "write of no data with unsolicited Data-Out to come"
+                );
+            }
         }
         self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
         self.stats.in_flight.fetch_add(1, Relaxed);
@@ -565,6 +641,8 @@ impl Conn {
         r
     }
 
+    /// Solicits what is still missing below `want`, in order, once the
+    /// unsolicited data has ended (R2Ts start where it ended).
     async fn issue_r2ts(&mut self, itt: u32, lun_raw: [u8; 8]) -> Result<(), IscsiError> {
         let max_burst = self.session.params.max_burst.max(512);
         let max_out = self.session.params.max_outstanding_r2t.max(1) as usize;
@@ -572,18 +650,19 @@ impl Conn {
             let Some(t) = self.pending.get_mut(&itt) else {
                 return Ok(());
             };
-            if t.next_r2t >= t.edtl || t.r2ts.len() >= max_out {
+            if t.unsolicited_open || t.next_r2t >= t.want || t.r2ts.len() >= max_out {
                 return Ok(());
             }
             let offset = t.next_r2t;
-            let len = (t.edtl - offset).min(max_burst);
-            let ttt = self.next_ttt;
-            self.next_ttt = self.next_ttt.wrapping_add(1);
-            if self.next_ttt == RESERVED_TAG {
-                self.next_ttt = 1;
-            }
+            let len = (t.want - offset).min(max_burst);
+            let ttt = next_tag(&mut self.next_ttt);
             t.next_r2t += len;
-            t.r2ts.push((ttt, offset, len, 0));
+            t.r2ts.push(R2tState {
+                ttt,
+                offset,
+                len,
+                next_data_sn: 0,
+            });
             let r2tsn = t.r2tsn;
             t.r2tsn += 1;
             let mut b = Bhs::new(Opcode::R2t);
@@ -618,28 +697,41 @@ impl Conn {
         };
         // A Data-Out that does not fit its sequence (offset, length, DataSN, TTT)
         // fails its task; at ErrorRecoveryLevel 0 there is no within-command recovery.
+        let final_pdu = b.final_bit();
         let problem = match offset.checked_add(len).filter(|e| *e <= t.edtl) {
             None => Some(format!(
                 "Data-Out beyond the expected length (offset {offset} + {len})"
             )),
             Some(end) if ttt == RESERVED_TAG => {
-                if end > t.unsolicited_end || data_sn != t.unsolicited_data_sn {
+                if !t.unsolicited_open
+                    || end > t.unsolicited_end
+                    || data_sn != t.unsolicited_data_sn
+                {
                     Some(format!(
                         "unsolicited Data-Out out of bounds or order (DataSN {data_sn})"
                     ))
                 } else {
                     t.unsolicited_data_sn += 1;
+                    if final_pdu {
+                        // The unsolicited data ended here: R2Ts ask for the rest.
+                        t.unsolicited_open = false;
+                        t.next_r2t = end.min(t.want).max(t.next_r2t);
+                    }
                     None
                 }
             }
-            Some(end) => match t.r2ts.iter_mut().find(|r| r.0 == ttt) {
+            Some(end) => match t.r2ts.iter_mut().find(|r| r.ttt == ttt) {
                 None => Some(format!("Data-Out for an unknown TTT {ttt:#x}")),
-                Some(r) if offset < r.1 || end > r.1 + r.2 || data_sn != r.3 => Some(format!(
-                    "Data-Out out of order (DataSN {data_sn}, expected {})",
-                    r.3
-                )),
+                Some(r)
+                    if offset < r.offset || end > r.offset + r.len || data_sn != r.next_data_sn =>
+                {
+                    Some(format!(
+                        "Data-Out out of order (DataSN {data_sn}, expected {})",
+                        r.next_data_sn
+                    ))
+                }
                 Some(r) => {
-                    r.3 += 1;
+                    r.next_data_sn += 1;
                     None
                 }
             },
@@ -659,17 +751,21 @@ impl Conn {
             self.stats.in_flight.fetch_sub(1, Relaxed);
             return Ok(());
         }
-        let end = offset + len;
-        t.buf[offset as usize..end as usize].copy_from_slice(&pdu.data);
+        // Only what the CDB takes is kept; unsolicited bytes beyond it are dropped.
+        let end = (offset + len).min(t.want);
+        if offset < end {
+            t.buf[offset as usize..end as usize]
+                .copy_from_slice(&pdu.data[..(end - offset) as usize]);
+            t.received += end - offset;
+        }
         iolab_storage::pool::give(pdu.data);
-        t.received += len;
         self.stats.write_bytes.fetch_add(len as u64, Relaxed);
-        let final_pdu = b.final_bit();
         if ttt != RESERVED_TAG && final_pdu {
-            t.r2ts.retain(|r| r.0 != ttt);
+            t.r2ts.retain(|r| r.ttt != ttt);
         }
         let lun_raw = t.lun_raw;
-        if t.received >= t.edtl && t.r2ts.is_empty() && t.next_r2t >= t.edtl {
+        if t.received >= t.want && t.r2ts.is_empty() && !t.unsolicited_open && t.next_r2t >= t.want
+        {
             let Some(t) = self.pending.remove(&itt) else {
                 return Ok(());
             };
@@ -722,8 +818,9 @@ impl Conn {
             }
         };
         let needed_out = if write {
+            // What the CDB takes, against the EDTL, for the residual.
             let bs = lu.as_ref().map(|l| l.block_size()).unwrap_or(512);
-            scsi::data_out_len(cdb, bs)
+            Some(scsi::data_out_limit(cdb, bs))
         } else {
             None
         };
@@ -876,8 +973,7 @@ impl Conn {
 
     /// Sends a NOP-In that asks for an answer (TTT set, ITT reserved).
     async fn send_ping(&mut self) -> Result<(), IscsiError> {
-        let ttt = self.next_ttt;
-        self.next_ttt = self.next_ttt.wrapping_add(1).max(1);
+        let ttt = next_tag(&mut self.next_ttt);
         let mut b = Bhs::new(Opcode::NopIn);
         b.set_flags(0x80).set_itt(RESERVED_TAG).set_word20(ttt);
         self.stamp(&mut b, false);
@@ -922,8 +1018,32 @@ impl Conn {
                 Ok(p) => p,
                 Err(_) => return self.reject(b, RejectReason::ProtocolError).await,
             };
-            text_reply(&self.reg, Some(&self.session.target.cfg.iqn), &pairs)
+            // MaxRecvDataSegmentLength is declarative and may be declared
+            // again in full feature phase (RFC 7143 13.12): take the
+            // initiator's new value and declare ours back.
+            let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
+                .into_iter()
+                .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
+            let mut reply = text_reply(&self.reg, Some(&self.session.target.cfg.iqn), &rest);
+            if let Some((_, v)) = mrdsl.last() {
+                match v.parse::<u32>() {
+                    Ok(n) if (512..=16_777_215).contains(&n) => {
+                        self.peer_mrdsl = n as usize;
+                        reply.extend_from_slice(
+                            format!(
+                                "MaxRecvDataSegmentLength={}\0",
+                                self.params.max_recv_data_segment
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    _ => reply.extend_from_slice(b"MaxRecvDataSegmentLength=Reject\0"),
+                }
+            }
+            reply
         };
+        // Answers still corked go first: StatSN leaves in order.
+        self.flush().await?;
         let (ttt, cont) = send_text(
             &self.tx,
             &reply,
@@ -976,8 +1096,10 @@ impl Conn {
             }
             Some(TmfFunction::LogicalUnitReset) => match target.luns.get(&lun) {
                 Some(lu) => {
-                    let gone = self.pending.len();
-                    self.pending.clear();
+                    // Only that LU's tasks go; other LUNs' writes carry on.
+                    let before = self.pending.len();
+                    self.pending.retain(|_, t| t.lun != lun);
+                    let gone = before - self.pending.len();
                     self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
                     lu.reset(&self.reg.nexuses_of(&target));
                     TmfResponse::Complete
@@ -1118,6 +1240,8 @@ async fn send_text(
 struct Discovery {
     reg: Arc<Registry>,
     tx: Outbox,
+    /// The initiator's MaxRecvDataSegmentLength: text answers are cut to it.
+    peer_mrdsl: usize,
     stat_sn: u32,
     exp_cmd_sn: u32,
     text_cont: Option<(u32, Vec<u8>)>,
@@ -1167,8 +1291,17 @@ impl Discovery {
                         text_reply(&self.reg, None, &pairs)
                     };
                     let w = self.window();
-                    let (ttt, cont) =
-                        send_text(&self.tx, &reply, 8192, &b, &mut self.stat_sn, w, hd, dd).await?;
+                    let (ttt, cont) = send_text(
+                        &self.tx,
+                        &reply,
+                        self.peer_mrdsl,
+                        &b,
+                        &mut self.stat_sn,
+                        w,
+                        hd,
+                        dd,
+                    )
+                    .await?;
                     self.text_cont = cont.map(|r| (ttt, r));
                 }
                 Some(Opcode::NopOut) if b.itt() != RESERVED_TAG => {
@@ -1211,8 +1344,20 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
+    fn target_transfer_tags_skip_0_and_the_reserved_tag() {
+        let reserved = super::RESERVED_TAG;
+        let mut c = reserved - 2;
+        let tags: Vec<u32> = (0..4).map(|_| super::next_tag(&mut c)).collect();
+        assert_eq!(tags, [reserved - 2, reserved - 1, 1, 2]);
+        let mut z = 0;
+        assert_eq!(super::next_tag(&mut z), 1);
+    }
+
+    #[test]
     fn a_first_stat_sn_is_random_below_2_pow_31() {
-        let draws: Vec<u32> = (0..4096).map(|_| super::initial_stat_sn()).collect();
+        let draws: Vec<u32> = (0..4096)
+            .map(|_| super::initial_stat_sn().unwrap())
+            .collect();
         assert!(draws.iter().all(|v| (1..0x8000_0000).contains(v)));
         assert!(draws.iter().collect::<HashSet<_>>().len() > 4000);
     }

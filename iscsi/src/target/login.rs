@@ -173,6 +173,11 @@ impl TargetLogin {
             self.isid = b.isid();
             self.tsih = b.tsih();
             self.cid = b.cid();
+            // A TSIH names an existing session to join (RFC 7143 6.3.1): one
+            // we do not have is refused at once, whatever the session type.
+            if self.tsih != 0 && !self.registry.has_session(self.tsih, self.isid) {
+                return self.fail(b, LoginStatus::SESSION_DOES_NOT_EXIST);
+            }
             self.cmd_sn = b.cmd_sn();
             self.exp_stat_sn = b.exp_stat_sn();
         } else if b.isid() != self.isid || b.tsih() != self.tsih {
@@ -261,6 +266,17 @@ impl TargetLogin {
                         Answer::Silent => {}
                     }
                 }
+            }
+        }
+
+        // FirstBurstLength may not exceed MaxBurstLength (RFC 7143 13.14):
+        // answer what the session will hold to, not the larger offer.
+        for (k, v) in reply.iter_mut() {
+            if k == "FirstBurstLength"
+                && v.parse::<u32>()
+                    .is_ok_and(|fb| fb > self.params.first_burst)
+            {
+                *v = self.params.first_burst.to_string();
             }
         }
 
@@ -420,7 +436,10 @@ impl TargetLogin {
                     reply.push(("CHAP_A".into(), "Reject".into()));
                     return Err(LoginStatus::AUTH_FAILURE);
                 }
-                let rnd = chap::random_bytes(1 + chap::CHALLENGE_LEN);
+                let Ok(rnd) = chap::random_bytes(1 + chap::CHALLENGE_LEN) else {
+                    tracing::error!("no random bytes for a CHAP challenge: login refused");
+                    return Err(LoginStatus::TARGET_ERROR);
+                };
                 let id = rnd[0];
                 let challenge = rnd[1..].to_vec();
                 reply.push(("CHAP_A".into(), chap::CHAP_ALGORITHM_MD5.into()));
@@ -437,7 +456,7 @@ impl TargetLogin {
                 };
                 let r = text::hex_decode(r).ok_or(LoginStatus::AUTH_FAILURE)?;
                 let expected = chap::response(id, creds.secret.as_bytes(), &challenge);
-                if n != creds.user || r != expected {
+                if n != creds.user || !chap::responses_match(&r, &expected) {
                     return Err(LoginStatus::AUTH_FAILURE);
                 }
                 match (get("CHAP_I"), get("CHAP_C")) {

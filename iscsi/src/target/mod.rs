@@ -157,6 +157,15 @@ impl Registry {
             .collect()
     }
 
+    /// Whether a session with this TSIH exists for this ISID.
+    pub(super) fn has_session(&self, tsih: u16, isid: u64) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tsih)
+            .is_some_and(|s| s.isid == isid)
+    }
+
     /// ExpCmdSN/MaxCmdSN to put in a login response.
     fn window_for_login(&self, tsih: u16, cmd_sn: u32, depth: u32) -> (u32, u32) {
         if tsih != 0

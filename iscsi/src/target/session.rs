@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use iolab_storage::scsi::Nexus;
@@ -20,7 +21,32 @@ struct Window {
     exp: u32,
     /// Non-immediate commands received ahead of `exp` (arrived over other connections).
     ahead: BTreeSet<u32>,
+    /// CmdSNs the window moved past without receiving them (a gap given up
+    /// on): such a command that arrives late is still executed, never
+    /// silently dropped, since ExpCmdSN already told the initiator we had it.
+    skipped: BTreeSet<u32>,
     depth: u32,
+}
+
+/// At most this many given-up CmdSNs are remembered (oldest forgotten first).
+const MAX_SKIPPED: usize = 1024;
+
+/// Write data a session may hold for commands still receiving Data-Out. A
+/// command beyond it gets TASK SET FULL, unless it is the only one pending
+/// (so that one large write always makes progress).
+pub(super) const PENDING_WRITE_LIMIT: u64 = 64 << 20;
+
+/// A write command's share of its session's pending-write memory, given
+/// back when the command's task goes (completed, aborted or its connection gone).
+pub(super) struct WriteCredit {
+    pending: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for WriteCredit {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// A connection as its session sees it.
@@ -53,6 +79,8 @@ pub struct Session {
     /// When a connection of this session last died while others lived on:
     /// CmdSN gaps after that are presumed lost with it and not waited for.
     lost_connection_at: Mutex<Option<std::time::Instant>>,
+    /// Bytes of write buffers held by this session's pending write tasks.
+    pending_write_bytes: Arc<AtomicU64>,
 }
 
 /// How long after a connection loss gaps are skipped without waiting.
@@ -75,6 +103,7 @@ impl Session {
             window: Mutex::new(Window {
                 exp: r.cmd_sn,
                 ahead: BTreeSet::new(),
+                skipped: BTreeSet::new(),
                 depth,
             }),
             conns: Mutex::new(Vec::new()),
@@ -82,7 +111,22 @@ impl Session {
             next_delivery: Mutex::new(r.cmd_sn),
             turn: tokio::sync::Notify::new(),
             lost_connection_at: Mutex::new(None),
+            pending_write_bytes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Reserves `bytes` of pending-write memory, or None when the session
+    /// holds too much already (see [`PENDING_WRITE_LIMIT`]).
+    pub(super) fn write_credit(&self, bytes: u64) -> Option<WriteCredit> {
+        let before = self.pending_write_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before > 0 && before + bytes > PENDING_WRITE_LIMIT {
+            self.pending_write_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return None;
+        }
+        Some(WriteCredit {
+            pending: self.pending_write_bytes.clone(),
+            bytes,
+        })
     }
 
     fn next(&self) -> std::sync::MutexGuard<'_, u32> {
@@ -145,6 +189,16 @@ impl Session {
     fn skip_gap(&self, cmd_sn: u32) {
         let mut w = self.w();
         if sn_lt(w.exp, cmd_sn) {
+            let mut sn = w.exp;
+            while sn_lt(sn, cmd_sn) {
+                if !w.ahead.contains(&sn) {
+                    w.skipped.insert(sn);
+                }
+                sn = sn.wrapping_add(1);
+            }
+            while w.skipped.len() > MAX_SKIPPED {
+                w.skipped.pop_first();
+            }
             w.exp = cmd_sn;
             w.ahead.retain(|&x| !sn_lt(x, cmd_sn));
             loop {
@@ -185,6 +239,10 @@ impl Session {
         if immediate {
             // Immediate commands carry CmdSN without advancing it; it must lie in the window.
             return sn_le(w.exp, cmd_sn) && sn_le(cmd_sn, max) || cmd_sn == w.exp;
+        }
+        if sn_lt(cmd_sn, w.exp) && w.skipped.remove(&cmd_sn) {
+            // A command whose gap was given up on, arriving after all.
+            return true;
         }
         if sn_lt(cmd_sn, w.exp) || sn_lt(max, cmd_sn) || w.ahead.contains(&cmd_sn) {
             return false;

@@ -1025,6 +1025,33 @@ pub fn data_out_len(cdb: &[u8], block_size: u32) -> Option<u64> {
     })
 }
 
+/// The most Data-Out bytes a CDB can take: the blocks of a write, one block
+/// for WRITE SAME, the parameter list length of the commands that carry one,
+/// 0 for commands that transfer nothing to the target (or are unknown). A
+/// transport sizes its buffer by this, never by what the initiator announced.
+pub fn data_out_limit(cdb: &[u8], block_size: u32) -> u64 {
+    if let Some(n) = data_out_len(cdb, block_size) {
+        return n;
+    }
+    let Some(&op) = cdb.first() else {
+        return 0;
+    };
+    if cdb.len() < cdb_len(op) {
+        return 0;
+    }
+    match op {
+        op::WRITE_SAME_10 => block_size as u64,
+        // NDOB: no data-out buffer.
+        op::WRITE_SAME_16 if cdb[1] & 0x01 != 0 => 0,
+        op::WRITE_SAME_16 => block_size as u64,
+        op::MODE_SELECT_6 => cdb[4] as u64,
+        op::MODE_SELECT_10 | op::UNMAP | op::SANITIZE => be16(&cdb[7..]),
+        op::PERSISTENT_RESERVE_OUT => be32(&cdb[5..]),
+        op::EXTENDED_COPY => be32(&cdb[10..]),
+        _ => 0,
+    }
+}
+
 /// REPORT LUNS (SPC-4 6.33) for the LUNs a target maps.
 pub fn report_luns(luns: &[u64], cdb: &[u8]) -> Result<ScsiResponse, Sense> {
     if cdb.len() < 12 {
@@ -1065,8 +1092,13 @@ pub fn encode_lun(lun: u64) -> [u8; 8] {
 
 /// Decodes the 8-byte LUN field of an iSCSI PDU.
 pub fn decode_lun(b: [u8; 8]) -> u64 {
+    // Single-level addressing only: a second level (bytes 2-7) names a LU
+    // we do not have, never LUN 0.
+    if b[2..].iter().any(|&x| x != 0) {
+        return u64::MAX;
+    }
     match b[0] >> 6 {
-        0 => b[1] as u64,
+        0 if b[0] == 0 => b[1] as u64,
         1 => (((b[0] & 0x3f) as u64) << 8) | b[1] as u64,
         _ => u64::MAX,
     }
@@ -1214,5 +1246,45 @@ mod tests {
             &[],
         );
         assert_eq!(r.sense.unwrap()[0], 0x72);
+    }
+
+    #[test]
+    fn luns_with_a_second_level_are_not_lun_0() {
+        assert_eq!(decode_lun([0, 0, 0, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(decode_lun([0, 5, 0, 0, 0, 0, 0, 0]), 5);
+        assert_eq!(decode_lun([0x41, 0x01, 0, 0, 0, 0, 0, 0]), 0x101);
+        assert_eq!(decode_lun([0, 0, 0, 1, 0, 0, 0, 0]), u64::MAX);
+        assert_eq!(decode_lun([0, 0, 1, 0, 0, 0, 0, 0]), u64::MAX);
+        assert_eq!(decode_lun([0, 0, 0, 0, 0, 0, 0, 9]), u64::MAX);
+        assert_eq!(decode_lun([0x01, 0, 0, 0, 0, 0, 0, 0]), u64::MAX, "bus 1");
+        assert_eq!(decode_lun([0x80, 0, 0, 0, 0, 0, 0, 0]), u64::MAX);
+    }
+
+    #[test]
+    fn data_out_limits_follow_the_cdb() {
+        let mut tur = [0u8; 6];
+        assert_eq!(data_out_limit(&tur, 512), 0);
+        tur[0] = op::INQUIRY;
+        assert_eq!(data_out_limit(&tur, 512), 0);
+        let mut w10 = [0u8; 10];
+        w10[0] = op::WRITE_10;
+        w10[7..9].copy_from_slice(&8u16.to_be_bytes());
+        assert_eq!(data_out_limit(&w10, 4096), 32768);
+        let mut ws = [0u8; 16];
+        ws[0] = op::WRITE_SAME_16;
+        ws[10..14].copy_from_slice(&1_000_000u32.to_be_bytes());
+        assert_eq!(data_out_limit(&ws, 512), 512);
+        ws[1] = 0x01;
+        assert_eq!(data_out_limit(&ws, 512), 0, "NDOB");
+        let mut unmap = [0u8; 10];
+        unmap[0] = op::UNMAP;
+        unmap[7..9].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(data_out_limit(&unmap, 512), 24);
+        let mut pr = [0u8; 10];
+        pr[0] = op::PERSISTENT_RESERVE_OUT;
+        pr[5..9].copy_from_slice(&24u32.to_be_bytes());
+        assert_eq!(data_out_limit(&pr, 512), 24);
+        assert_eq!(data_out_limit(&[op::WRITE_10, 0, 0], 512), 0, "short CDB");
+        assert_eq!(data_out_limit(&[], 512), 0);
     }
 }

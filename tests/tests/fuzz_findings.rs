@@ -1,0 +1,409 @@
+//! What an independent network fuzzer and soak found, each sent again with
+//! the project's raw client against a live `iolab target serve`: a denial of
+//! service by a huge Expected Data Transfer Length, a WRITE that hung when
+//! the initiator sent less unsolicited data than FirstBurstLength, an MC/S
+//! command left unanswered after its CmdSN gap was given up on, a two-level
+//! LUN taken for LUN 0, FirstBurstLength above MaxBurstLength, a Text
+//! renegotiation of MaxRecvDataSegmentLength refused, and a login naming a
+//! session that does not exist.
+
+use std::time::{Duration, Instant};
+
+use iolab_tests::raw::{RawConn, RawPdu};
+use iolab_tests::{portal_of, serve};
+
+const IQN: &str = "iqn.2026-11.io.iolab:target0";
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("target status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+fn login(portal: &str, keys: &[(&str, &str)]) -> (RawConn, RawPdu) {
+    let mut c = RawConn::connect(portal);
+    let r = c.login(IQN, keys);
+    assert_eq!(r.opcode(), 0x23, "login response expected");
+    assert_eq!((r.bhs[36], r.bhs[37]), (0, 0), "login failed: {}", r.text());
+    (c, r)
+}
+
+fn key(r: &RawPdu, k: &str) -> Option<String> {
+    r.text()
+        .split('\n')
+        .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_owned))
+}
+
+fn write16(lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x8a;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+    let mut c = [0u8; 10];
+    c[0] = 0x28;
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[7..9].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn write10(lba: u32, blocks: u16) -> [u8; 10] {
+    let mut c = read10(lba, blocks);
+    c[0] = 0x2a;
+    c
+}
+
+/// Reads until the response of `itt`, answering every R2T for it from `data`;
+/// returns the status and the offsets of the R2Ts seen, in order.
+fn answer_r2ts(c: &mut RawConn, itt: u32, data: &[u8]) -> (Option<u8>, Vec<(u32, u32)>) {
+    let mut r2ts = Vec::new();
+    loop {
+        let Some(p) = c.recv() else {
+            return (None, r2ts);
+        };
+        if p.word(16) != itt {
+            continue;
+        }
+        match p.opcode() {
+            0x31 => {
+                let (ttt, offset, len) = (p.word(20), p.word(40), p.word(44));
+                r2ts.push((offset, len));
+                let mut sent = 0;
+                let mut sn = 0;
+                while sent < len {
+                    let n = (len - sent).min(8192);
+                    let at = (offset + sent) as usize;
+                    c.data_out(
+                        itt,
+                        ttt,
+                        sn,
+                        offset + sent,
+                        &data[at..at + n as usize],
+                        sent + n == len,
+                    );
+                    sent += n;
+                    sn += 1;
+                }
+            }
+            0x21 => return (Some(p.bhs[3]), r2ts),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_huge_expected_length_allocates_only_what_the_cdb_takes() {
+    let (srv, urls) = serve(&["--ramdisk", "64M"]);
+    let portal = portal_of(&urls[0]);
+    let pid = srv.child.id();
+    let (mut c, _) = login(&portal, &[("MaxRecvDataSegmentLength", "262144")]);
+    let before = rss_kib(pid);
+
+    // TEST UNIT READY with W and EDTL 0xFFFFFFFF: nothing to receive, answered
+    // at once, with the whole EDTL as residual underflow.
+    let itt = c.scsi_cmd([0; 8], &[0u8; 6], u32::MAX, (false, true, true), &[]);
+    let status = loop {
+        let p = c.recv().expect("TUR response");
+        if p.word(16) == itt && p.opcode() == 0x21 {
+            assert_eq!(p.bhs[1] & 0x02, 0x02, "residual underflow flag");
+            assert_eq!(p.word(44), u32::MAX, "residual count");
+            break p.bhs[3];
+        }
+    };
+    assert_eq!(status, 0);
+    // A WRITE to a LUN that does not exist, with the same EDTL.
+    let mut lun5 = [0u8; 8];
+    lun5[1] = 5;
+    let itt = c.scsi_cmd(lun5, &write10(0, 8), u32::MAX, (false, true, true), &[]);
+    assert_eq!(
+        c.wait_status(itt).map(|s| s.0),
+        Some(0x02),
+        "unmapped LUN: CHECK CONDITION"
+    );
+    // 64 whole-LUN writes whose data never comes: one session may hold only
+    // so much pending write data; the rest get TASK SET FULL.
+    let blocks = (64u32 << 20) / 512;
+    let mut full = 0;
+    let mut itts = Vec::new();
+    for _ in 0..64 {
+        itts.push(c.scsi_cmd(
+            [0; 8],
+            &write16(0, blocks),
+            u32::MAX,
+            (false, true, true),
+            &[],
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Some(p) = c.recv() else { break };
+        if p.opcode() == 0x21 && itts.contains(&p.word(16)) {
+            assert_eq!(
+                p.bhs[3], 0x28,
+                "status of a write beyond the session's pending limit"
+            );
+            full += 1;
+            if full == 63 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        full, 63,
+        "all but one pending whole-LUN write refused with TASK SET FULL"
+    );
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(
+        grown <= (64 + 64) * 1024,
+        "the target grew by {grown} KiB for commands that sent no data (LUN 64 MiB)"
+    );
+    // Others are still served at once.
+    let t = Instant::now();
+    let (mut other, _) = login(&portal, &[]);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "login took {:?}",
+        t.elapsed()
+    );
+    let itt = other.scsi(&[0u8; 6], 0, false, false, &[]);
+    assert_eq!(other.wait_status(itt).map(|s| s.0), Some(0));
+}
+
+#[test]
+fn a_write_with_less_unsolicited_data_than_first_burst_completes() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let (mut c, r) = login(
+        &portal,
+        &[
+            ("ImmediateData", "Yes"),
+            ("InitialR2T", "No"),
+            ("FirstBurstLength", "65536"),
+            ("MaxBurstLength", "262144"),
+            ("MaxRecvDataSegmentLength", "262144"),
+        ],
+    );
+    assert_eq!(key(&r, "InitialR2T").as_deref(), Some("No"), "{}", r.text());
+    assert_eq!(
+        key(&r, "ImmediateData").as_deref(),
+        Some("Yes"),
+        "{}",
+        r.text()
+    );
+    let data: Vec<u8> = (0..131072u32).map(|i| (i * 13 + 5) as u8).collect();
+    for imm in [0usize, 4096] {
+        // F=1: no unsolicited Data-Out follows, so the R2Ts start at `imm`.
+        let itt = c.scsi_cmd(
+            [0; 8],
+            &write10(0, 256),
+            131072,
+            (false, true, true),
+            &data[..imm],
+        );
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let (status, r2ts) = answer_r2ts(&mut c, itt, &data);
+        assert_eq!(
+            status,
+            Some(0),
+            "WRITE with {imm} bytes of immediate data: R2Ts {r2ts:?}"
+        );
+        assert_eq!(
+            r2ts.first().map(|r| r.0),
+            Some(imm as u32),
+            "first R2T offset"
+        );
+        let covered: u32 = r2ts.iter().map(|r| r.1).sum();
+        assert_eq!(covered as usize, 131072 - imm, "R2Ts {r2ts:?}");
+    }
+    // F=0 with one short unsolicited Data-Out (8 KiB of the 64 KiB first burst):
+    // the R2Ts start where it ended.
+    let itt = c.scsi_cmd(
+        [0; 8],
+        &write10(0, 256),
+        131072,
+        (false, true, false),
+        &data[..4096],
+    );
+    c.data_out(itt, u32::MAX, 0, 4096, &data[4096..12288], true);
+    let (status, r2ts) = answer_r2ts(&mut c, itt, &data);
+    assert_eq!(status, Some(0), "R2Ts {r2ts:?}");
+    assert_eq!(r2ts.first().map(|r| r.0), Some(12288), "R2Ts {r2ts:?}");
+    let itt = c.scsi(&read10(0, 256), 131072, true, false, &[]);
+    let (status, got) = c.wait_status(itt).expect("read back");
+    assert_eq!(status, 0);
+    assert!(got == data, "read back differs from what was written");
+}
+
+#[test]
+fn an_mcs_command_arriving_after_its_gap_was_given_up_is_answered() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let (mut a, _) = login(&portal, &[("MaxConnections", "2")]);
+    let mut b = RawConn::connect(&portal);
+    b.isid_low = a.isid_low;
+    b.tsih = a.tsih;
+    b.cid = 1;
+    b.cmd_sn = a.cmd_sn;
+    let r = b.login(IQN, &[]);
+    assert_eq!(
+        (r.bhs[36], r.bhs[37]),
+        (0, 0),
+        "second connection: {}",
+        r.text()
+    );
+    let late = a.cmd_sn;
+    // Connection A sends CmdSN late+1; late itself is "lost" for 3 s.
+    a.cmd_sn = late.wrapping_add(1);
+    let first = a.scsi(&[0u8; 6], 0, false, false, &[]);
+    a.stream.set_read_timeout(Some(Duration::from_secs(8))).ok();
+    assert_eq!(
+        a.wait_status(first).map(|s| s.0),
+        Some(0),
+        "the command after the gap"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    b.cmd_sn = late;
+    let second = b.scsi(&[0u8; 6], 0, false, false, &[]);
+    b.stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    assert_eq!(
+        b.wait_status(second).map(|s| s.0),
+        Some(0),
+        "the late command got no answer"
+    );
+    // The window is intact: the next command in sequence runs too.
+    a.cmd_sn = late.wrapping_add(2);
+    let third = a.scsi(&[0u8; 6], 0, false, false, &[]);
+    assert_eq!(a.wait_status(third).map(|s| s.0), Some(0));
+}
+
+#[test]
+fn a_lun_with_a_second_level_is_not_lun_0() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let (mut c, _) = login(&portal, &[("ImmediateData", "Yes")]);
+    let data = vec![0xa5u8; 4096];
+    let itt = c.scsi_cmd(
+        [0, 0, 1, 0, 0, 0, 0, 0],
+        &write10(0, 8),
+        4096,
+        (false, true, true),
+        &data,
+    );
+    assert_eq!(
+        c.wait_status(itt).map(|s| s.0),
+        Some(0x02),
+        "a WRITE to LUN 0000010000000000"
+    );
+    let itt = c.scsi(&read10(0, 8), 4096, true, false, &[]);
+    let (status, got) = c.wait_status(itt).expect("read LUN 0");
+    assert_eq!(status, 0);
+    assert!(got.iter().all(|&b| b == 0), "the write landed on LUN 0");
+}
+
+#[test]
+fn first_burst_is_held_to_max_burst() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let (mut c, r) = login(
+        &portal,
+        &[
+            ("ImmediateData", "Yes"),
+            ("MaxBurstLength", "16384"),
+            ("FirstBurstLength", "65536"),
+            ("MaxRecvDataSegmentLength", "262144"),
+        ],
+    );
+    let fb: u32 = key(&r, "FirstBurstLength")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no FirstBurstLength answered: {}", r.text()));
+    let mb: u32 = key(&r, "MaxBurstLength")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16384);
+    assert!(
+        fb <= mb,
+        "FirstBurstLength {fb} > MaxBurstLength {mb}: {}",
+        r.text()
+    );
+    // Immediate data up to the answered FirstBurstLength is accepted.
+    let data = vec![7u8; fb as usize];
+    let itt = c.scsi(&write10(0, (fb / 512) as u16), fb, false, true, &data);
+    assert_eq!(c.wait_status(itt).map(|s| s.0), Some(0));
+}
+
+#[test]
+fn max_recv_data_segment_length_may_be_declared_again_in_full_feature_phase() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let (mut c, _) = login(&portal, &[("MaxRecvDataSegmentLength", "262144")]);
+    let mut b = [0u8; 48];
+    b[0] = 0x04; // Text Request
+    b[1] = 0x80;
+    let itt = 0x7000u32;
+    b[16..20].copy_from_slice(&itt.to_be_bytes());
+    b[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
+    b[24..28].copy_from_slice(&c.cmd_sn.to_be_bytes());
+    c.cmd_sn = c.cmd_sn.wrapping_add(1);
+    b[28..32].copy_from_slice(&c.exp_stat_sn.to_be_bytes());
+    c.send(&b, b"MaxRecvDataSegmentLength=4096\0");
+    let r = c.recv().expect("Text Response");
+    assert_eq!(r.opcode(), 0x24, "Text Response expected");
+    let answer = key(&r, "MaxRecvDataSegmentLength").unwrap_or_default();
+    assert!(
+        answer.parse::<u32>().is_ok(),
+        "answered '{answer}': {}",
+        r.text()
+    );
+    // Data-In now comes in segments of at most 4096 bytes.
+    let itt = c.scsi(&read10(0, 128), 65536, true, false, &[]);
+    let mut total = 0;
+    loop {
+        let p = c.recv().expect("Data-In");
+        if p.word(16) != itt {
+            continue;
+        }
+        if p.opcode() == 0x25 {
+            assert!(p.data.len() <= 4096, "a Data-In of {} bytes", p.data.len());
+            total += p.data.len();
+            if p.bhs[1] & 0x01 != 0 {
+                break;
+            }
+        } else if p.opcode() == 0x21 {
+            break;
+        }
+    }
+    assert_eq!(total, 65536);
+}
+
+#[test]
+fn a_login_naming_a_session_that_does_not_exist_is_refused() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    for session_type in ["Normal", "Discovery"] {
+        let mut c = RawConn::connect(&portal);
+        c.tsih = 0x4242;
+        c.cid = 1;
+        let mut keys = vec![
+            ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
+            ("SessionType", session_type),
+        ];
+        if session_type == "Normal" {
+            keys.push(("TargetName", IQN));
+        }
+        let (b, data) = c.login_pdu(&keys);
+        c.send(&b, &data);
+        let r = c.recv().expect("login response");
+        assert_eq!(r.opcode(), 0x23);
+        assert_eq!(
+            (r.bhs[36], r.bhs[37]),
+            (0x02, 0x0a),
+            "{session_type} login with TSIH 0x4242: {}",
+            r.text()
+        );
+    }
+}
