@@ -1,6 +1,5 @@
 //! Command-line syntax.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -458,9 +457,11 @@ pub enum TargetCmd {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Portal to listen on (repeatable). Port 0 picks a free port.
-    #[arg(long = "listen", value_name = "ADDR:PORT")]
-    pub listen: Vec<SocketAddr>,
+    /// Portal to listen on (repeatable). Port 0 picks a free port; a wildcard
+    /// (0.0.0.0, [::]) is named by the address each initiator reached.
+    /// `=ADDR:PORT` after it is the address to advertise instead (behind a NAT).
+    #[arg(long = "listen", value_name = "ADDR:PORT[=ADVERTISED]")]
+    pub listen: Vec<iolab_iscsi::target::Portal>,
     /// Target IQN.
     #[arg(long)]
     pub iqn: Option<String>,

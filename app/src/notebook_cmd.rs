@@ -182,7 +182,7 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
                 TargetConfig::new(&format!("iqn.2026-11.io.iolab:{}", a.name.to_lowercase()));
             t.add_lun(iolab_storage::BackstoreSpec::Ramdisk { size });
             Some(ServerConfig {
-                listen: vec!["127.0.0.1:0".parse()?],
+                listen: vec!["127.0.0.1:0".parse::<std::net::SocketAddr>()?.into()],
                 targets: vec![t],
             })
         }

@@ -31,7 +31,7 @@ pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if cfg.listen.is_empty() {
         cfg.listen
-            .push(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+            .push(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)).into());
     }
     let t = cfg
         .targets
@@ -134,7 +134,8 @@ pub fn stats_lines(
 /// Targets reachable from other hosts in demo mode without CHAP.
 pub fn exposure_warnings(cfg: &ServerConfig) -> Vec<String> {
     let mut out = Vec::new();
-    for addr in &cfg.listen {
+    for p in &cfg.listen {
+        let addr = p.bind;
         for t in &cfg.targets {
             if !addr.ip().is_loopback() && t.demo_mode && t.chap.is_none() {
                 out.push(format!(
@@ -195,6 +196,11 @@ mod tests {
     fn defaults_are_one_gib_ramdisk_on_loopback() {
         let c = build_config(&args(&[])).unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:3260".parse().unwrap()]);
+        let c = build_config(&args(&["--listen", "127.0.0.1:0=10.0.2.2:3260"])).unwrap();
+        assert_eq!(
+            c.listen[0].advertise,
+            Some("10.0.2.2:3260".parse().unwrap())
+        );
         assert_eq!(c.targets[0].iqn, DEFAULT_IQN);
         assert_eq!(
             c.targets[0].luns[0].backstore,

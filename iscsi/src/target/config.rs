@@ -18,12 +18,88 @@ pub const DEFAULT_PORT: u16 = 3260;
 /// Default per-session command window (the seed's RAMDISK used a 64-slot queue).
 pub const DEFAULT_QUEUE_DEPTH: u32 = 64;
 
+/// A portal: where the target listens, and optionally the address it tells
+/// initiators to use (SendTargets, printed URLs) when that differs, as
+/// behind a NAT: `127.0.0.1:3260=10.0.2.2:3260` for a guest on qemu's user
+/// network. Written as `ADDR:PORT[=ADDR:PORT]` (IPv6 in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Portal {
+    pub bind: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+}
+
+impl Portal {
+    pub fn new(bind: SocketAddr) -> Self {
+        Portal {
+            bind,
+            advertise: None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Portal {
+    fn from(bind: SocketAddr) -> Self {
+        Portal::new(bind)
+    }
+}
+
+impl std::str::FromStr for Portal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr = |t: &str| {
+            t.trim().parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "portal '{s}': '{t}' is not ADDR:PORT (IPv6 as [ADDR]:PORT; an advertised address after '=')"
+                )
+            })
+        };
+        match s.split_once('=') {
+            None => Ok(Portal::new(addr(s)?)),
+            Some((b, a)) => {
+                let advertise = addr(a)?;
+                if advertise.ip().is_unspecified() || advertise.port() == 0 {
+                    return Err(format!(
+                        "portal '{s}': the advertised address must be one an initiator can reach, not {advertise}"
+                    ));
+                }
+                Ok(Portal {
+                    bind: addr(b)?,
+                    advertise: Some(advertise),
+                })
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for Portal {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Portal> for String {
+    fn from(p: Portal) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.advertise {
+            None => write!(f, "{}", self.bind),
+            Some(a) => write!(f, "{}={a}", self.bind),
+        }
+    }
+}
+
 /// A whole target server: where it listens and what it exports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Portals (address:port) of the portal group.
-    pub listen: Vec<SocketAddr>,
+    /// Portals of the portal group: `ADDR:PORT`, or `ADDR:PORT=ADVERTISED:PORT`.
+    pub listen: Vec<Portal>,
     pub targets: Vec<TargetConfig>,
 }
 
@@ -130,7 +206,7 @@ impl ServerConfig {
             size: ramdisk_bytes,
         });
         ServerConfig {
-            listen: vec![listen],
+            listen: vec![Portal::new(listen)],
             targets: vec![t],
         }
     }

@@ -101,6 +101,7 @@ pub(super) async fn serve(
         let conn = Discovery {
             reg,
             tx,
+            local,
             peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
             stat_sn,
             exp_cmd_sn: result.cmd_sn,
@@ -148,6 +149,7 @@ pub(super) async fn serve(
     let mut conn = Conn {
         reg: reg.clone(),
         session: session.clone(),
+        local,
         cid: result.cid,
         tx,
         stat_sn,
@@ -271,6 +273,8 @@ struct WriteTask {
 struct Conn {
     reg: Arc<Registry>,
     session: Arc<Session>,
+    /// This connection's own address: what a wildcard portal is named by.
+    local: SocketAddr,
     cid: u16,
     tx: Outbox,
     stat_sn: u32,
@@ -1024,7 +1028,12 @@ impl Conn {
             let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
                 .into_iter()
                 .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
-            let mut reply = text_reply(&self.reg, Some(&self.session.target.cfg.iqn), &rest);
+            let mut reply = text_reply(
+                &self.reg,
+                Some(&self.session.target.cfg.iqn),
+                &rest,
+                self.local,
+            );
             if let Some((_, v)) = mrdsl.last() {
                 match v.parse::<u32>() {
                     Ok(n) if (512..=16_777_215).contains(&n) => {
@@ -1171,7 +1180,15 @@ impl Conn {
 }
 
 /// The answer to a Text Request's keys (SendTargets and NotUnderstood for the rest).
-fn text_reply(reg: &Registry, current: Option<&str>, pairs: &[(String, String)]) -> Vec<u8> {
+/// The answer to a Text Request's SendTargets (and NotUnderstood for other
+/// keys). `local` is the address the initiator reached: a wildcard portal
+/// is named by it.
+fn text_reply(
+    reg: &Registry,
+    current: Option<&str>,
+    pairs: &[(String, String)],
+    local: SocketAddr,
+) -> Vec<u8> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in pairs {
         if k == "SendTargets" {
@@ -1186,10 +1203,7 @@ fn text_reply(reg: &Registry, current: Option<&str>, pairs: &[(String, String)])
                 }
                 out.push(("TargetName".into(), t.cfg.iqn.clone()));
                 for p in reg.portals() {
-                    let addr = match p {
-                        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-                        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-                    };
+                    let addr = super::portal::url_host_port(p.seen_from(local));
                     out.push(("TargetAddress".into(), format!("{addr},{}", t.cfg.tpgt)));
                 }
             }
@@ -1240,6 +1254,8 @@ async fn send_text(
 struct Discovery {
     reg: Arc<Registry>,
     tx: Outbox,
+    /// This connection's own address: what a wildcard portal is named by.
+    local: SocketAddr,
     /// The initiator's MaxRecvDataSegmentLength: text answers are cut to it.
     peer_mrdsl: usize,
     stat_sn: u32,
@@ -1288,7 +1304,7 @@ impl Discovery {
                         }
                     } else {
                         let pairs = text::parse(&pdu.data)?;
-                        text_reply(&self.reg, None, &pairs)
+                        text_reply(&self.reg, None, &pairs, self.local)
                     };
                     let w = self.window();
                     let (ttt, cont) = send_text(

@@ -4,6 +4,7 @@
 pub mod config;
 mod connection;
 pub mod login;
+pub mod portal;
 mod session;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,8 +23,9 @@ use crate::error::IscsiError;
 use crate::negotiation::Params;
 use crate::pdu::LoginStatus;
 use crate::stats::ConnStatsSnapshot;
-pub use config::{Acl, LunConfig, ServerConfig, TargetConfig};
+pub use config::{Acl, LunConfig, Portal, ServerConfig, TargetConfig};
 use login::LoginResult;
+pub use portal::BoundPortal;
 pub use session::Session;
 
 /// A target node (IQN) with its mapped logical units.
@@ -95,7 +97,7 @@ fn fnv(s: &str) -> u32 {
 /// Sessions and targets shared by every connection of a server.
 pub struct Registry {
     pub targets: Vec<Arc<TargetNode>>,
-    portals: Mutex<Vec<SocketAddr>>,
+    portals: Mutex<Vec<BoundPortal>>,
     sessions: Mutex<HashMap<u16, Arc<Session>>>,
     next_tsih: AtomicU16,
 }
@@ -129,7 +131,7 @@ impl Registry {
         self.targets.iter().find_map(|t| t.chap_for(initiator))
     }
 
-    pub fn portals(&self) -> Vec<SocketAddr> {
+    pub fn portals(&self) -> Vec<BoundPortal> {
         self.portals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -292,16 +294,19 @@ impl Target {
         let registry = Arc::new(Registry::new(&cfg)?);
         let mut local = Vec::new();
         let mut tasks = Vec::new();
-        for addr in &cfg.listen {
+        let mut portals = Vec::new();
+        for p in &cfg.listen {
+            let addr = p.bind;
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| IscsiError::Config(format!("cannot listen on {addr}: {e}")))?;
             let bound = l.local_addr()?;
             local.push(bound);
+            portals.push(BoundPortal::new(p, bound));
             let reg = registry.clone();
             tasks.push(tokio::spawn(async move { accept_loop(l, reg).await }));
         }
-        *registry.portals.lock().unwrap_or_else(|e| e.into_inner()) = local.clone();
+        *registry.portals.lock().unwrap_or_else(|e| e.into_inner()) = portals;
         Ok(Target {
             registry,
             local,
@@ -316,20 +321,24 @@ impl Target {
         &self.registry
     }
 
-    /// `iscsi://HOST:PORT/IQN/LUN` for every LUN on the first portal.
+    /// `iscsi://HOST:PORT/IQN/LUN` for every LUN on the first portal, once
+    /// per address an initiator can use (every host address a wildcard
+    /// covers, loopback first; the advertised one behind a NAT): all LUNs on
+    /// the first address, then on the next.
     pub fn lun_urls(&self) -> Vec<String> {
-        let Some(addr) = self.local.first() else {
+        let Some(p) = self.registry.portals().first().copied() else {
             return Vec::new();
         };
-        self.registry
-            .targets
-            .iter()
-            .flat_map(|t| {
-                t.luns
-                    .keys()
-                    .map(move |l| format!("iscsi://{addr}/{}/{l}", t.cfg.iqn))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for addr in p.reachable(&portal::host_addresses()) {
+            let hp = portal::url_host_port(addr);
+            for t in &self.registry.targets {
+                for l in t.luns.keys() {
+                    out.push(format!("iscsi://{hp}/{}/{l}", t.cfg.iqn));
+                }
+            }
+        }
+        out
     }
 
     /// A snapshot of every session and connection.
