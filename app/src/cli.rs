@@ -116,6 +116,10 @@ pub struct BootArgs {
     /// nbd://HOST:PORT/EXPORT.
     #[arg(long)]
     pub disk: Vec<String>,
+    /// One more argument for qemu, passed as it is (repeatable), e.g.
+    /// --qemu-arg=-global --qemu-arg=virtio-blk-pci.physical_block_size=4096.
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub qemu_args: Vec<String>,
     /// The guest's address (CIDR).
     #[arg(long, default_value = "10.0.2.15/24")]
     pub ip: String,

@@ -207,6 +207,7 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
             .iter()
             .skip(1)
             .flat_map(|d| ["-drive".to_string(), command::drive(d)])
+            .chain(a.qemu_args.iter().cloned())
             .collect(),
         nics: vec![nic],
         accel: match a.accel {

@@ -95,6 +95,28 @@ pub fn micro_image() -> Option<(PathBuf, PathBuf)> {
     .clone()
 }
 
+/// SIGKILLs the qemu of a guest started with `--dir guest_dir` (by its pid
+/// file) and waits until it is gone: a power failure, and no qemu left behind.
+pub fn kill_guest_qemu(guest_dir: &std::path::Path) {
+    let pid: i32 = std::fs::read_to_string(guest_dir.join("qemu.pid"))
+        .expect("qemu pid file")
+        .trim()
+        .parse()
+        .expect("qemu pid");
+    // SAFETY: kill(2) with a pid read from qemu's own pid file and SIGKILL;
+    // no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGKILL) },
+        0,
+        "kill qemu {pid}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The boot command, qemu's parent, reaps it.
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct Proc {
     pub child: Child,

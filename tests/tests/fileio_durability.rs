@@ -13,11 +13,11 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use iolab_tests::nbd::VolatileDisk;
 use iolab_tests::raw::RawConn;
-use iolab_tests::{TempDir, free_port, iolab, micro_image, serve_cmd_within};
+use iolab_tests::{TempDir, free_port, iolab, kill_guest_qemu, micro_image, serve_cmd_within};
 
 const IQN: &str = "iqn.2026-11.io.iolab:target0";
 const DISK: u64 = 64 << 20;
@@ -44,27 +44,6 @@ fn read_file(path: &Path, lba: u64, len: usize) -> Vec<u8> {
     f.read_exact_at(&mut got, lba * 512)
         .expect("read backing file");
     got
-}
-
-/// SIGKILLs the guest's qemu (by its pid file) and waits until it is gone.
-fn pull_the_plug(guest_dir: &Path) {
-    let pid: i32 = std::fs::read_to_string(guest_dir.join("qemu.pid"))
-        .expect("qemu pid file")
-        .trim()
-        .parse()
-        .expect("qemu pid");
-    // SAFETY: kill(2) with a pid read from qemu's own pid file and SIGKILL;
-    // no memory is involved.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGKILL) },
-        0,
-        "kill qemu {pid}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        // The boot command, qemu's parent, reaps it.
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A zeroed backing file of [`DISK`] bytes behind a volatile-cache NBD disk.
@@ -136,7 +115,7 @@ fn survives_power_loss(direct: bool) {
     }
 
     // The power goes: qemu and the guest's page cache, then the disks' caches.
-    pull_the_plug(&guest_dir);
+    kill_guest_qemu(&guest_dir);
     let fua_stats = fua_disk.power_loss();
     let sync_stats = sync_disk.power_loss();
     let _ = guest.child.wait();

@@ -159,14 +159,15 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
 
 /// A virtio disk's `-drive` value: an image file (qcow2 by its name, raw
 /// otherwise) or a URL qemu opens (nbd://, iscsi://), with qemu's default
-/// write-back cache, so the guest sees a volatile cache and flushes it.
+/// write-back cache, so the guest sees a volatile cache and flushes it, and
+/// the guest's discards passed on to the image (a raw file gets holes).
 pub fn drive(disk: &str) -> String {
     let format = if disk.ends_with(".qcow2") {
         "qcow2"
     } else {
         "raw"
     };
-    format!("file={disk},if=virtio,format={format}")
+    format!("file={disk},if=virtio,format={format},discard=unmap")
 }
 
 /// The command line as one shell-quoted string, for showing before launch.
@@ -216,7 +217,7 @@ mod tests {
             "-device vfio-pci,host=0000:06:00.0",
             "-qmp unix:/run/g/qmp.sock,server=on,wait=off",
             "-serial file:/run/g/serial.log",
-            "-drive file=lenny64guest1-orig.img,if=virtio,format=raw",
+            "-drive file=lenny64guest1-orig.img,if=virtio,format=raw,discard=unmap",
         ] {
             assert!(line.contains(want), "{want} not in {line}");
         }

@@ -90,14 +90,16 @@ impl LogicalUnit {
             vpd::BLOCK_LIMITS => {
                 let mut p = vec![0u8; 60];
                 p[1] = limits::MAX_COMPARE_AND_WRITE;
-                p[2..4].copy_from_slice(&1u16.to_be_bytes());
+                // OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block.
+                let per_physical = 1u16 << self.physical_exponent();
+                p[2..4].copy_from_slice(&per_physical.to_be_bytes());
                 p[4..8].copy_from_slice(&limits::MAX_TRANSFER.to_be_bytes());
                 p[8..12].copy_from_slice(&(256u32 * 1024 / self.block_size()).to_be_bytes());
                 p[12..16].copy_from_slice(&limits::MAX_TRANSFER.to_be_bytes());
                 if self.cfg.thin {
                     p[16..20].copy_from_slice(&limits::MAX_UNMAP_LBA_COUNT.to_be_bytes());
                     p[20..24].copy_from_slice(&limits::MAX_UNMAP_DESCRIPTORS.to_be_bytes());
-                    p[24..28].copy_from_slice(&1u32.to_be_bytes());
+                    p[24..28].copy_from_slice(&(per_physical as u32).to_be_bytes());
                 }
                 p[32..40].copy_from_slice(&limits::MAX_WRITE_SAME.to_be_bytes());
                 p[40..44].copy_from_slice(&limits::MAX_ATOMIC_TRANSFER.to_be_bytes());

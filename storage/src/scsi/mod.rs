@@ -293,7 +293,12 @@ fn ua_exempt(opcode: u8) -> bool {
 }
 
 impl LogicalUnit {
-    pub fn new(store: Box<dyn Backstore>, cfg: LuConfig) -> Result<Self, StorageError> {
+    pub fn new(store: Box<dyn Backstore>, mut cfg: LuConfig) -> Result<Self, StorageError> {
+        // A block device cannot address less than its own blocks.
+        if let Some((logical, physical)) = store.device_block_sizes() {
+            cfg.block_size = cfg.block_size.max(logical);
+            cfg.physical_block_size = cfg.physical_block_size.max(physical).max(cfg.block_size);
+        }
         let bs = cfg.block_size;
         if !matches!(bs, 512 | 1024 | 2048 | 4096) || store.size_bytes() < bs as u64 {
             return Err(StorageError::BadSize(store.size_bytes(), bs));
