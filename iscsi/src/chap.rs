@@ -1,12 +1,109 @@
-//! CHAP (RFC 1994) with MD5, as iSCSI uses it (RFC 7143 12.1.3).
+//! CHAP (RFC 1994) as iSCSI uses it (RFC 7143 12.1.3), with MD5 and the
+//! SHA-1, SHA-256 and SHA3-256 digests (CHAP_A 6, 7, 8; RFC 7143bis, as LIO
+//! and open-iscsi have them).
 
-use md5::{Digest, Md5};
+use md5::Md5;
 use serde::{Deserialize, Serialize};
+use sha1::Sha1;
+use sha2::Sha256;
+use sha3::Sha3_256;
 
-/// CHAP_A value for MD5.
-pub const CHAP_ALGORITHM_MD5: &str = "5";
-/// Challenge length we send, in bytes.
-pub const CHALLENGE_LEN: usize = 16;
+/// A CHAP digest algorithm, by its CHAP_A number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChapAlgorithm {
+    Md5 = 5,
+    Sha1 = 6,
+    Sha256 = 7,
+    Sha3_256 = 8,
+}
+
+/// Every algorithm we know, strongest first, MD5 last (the only one many
+/// older targets and initiators know).
+pub const PREFERENCE: [ChapAlgorithm; 4] = [
+    ChapAlgorithm::Sha3_256,
+    ChapAlgorithm::Sha256,
+    ChapAlgorithm::Sha1,
+    ChapAlgorithm::Md5,
+];
+
+/// What our initiator offers (see [`ChapAlgorithm::offer`]).
+pub const INITIATOR_OFFER: [ChapAlgorithm; 3] = [
+    ChapAlgorithm::Sha3_256,
+    ChapAlgorithm::Sha1,
+    ChapAlgorithm::Md5,
+];
+
+impl ChapAlgorithm {
+    /// From a CHAP_A value.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code.trim() {
+            "5" => ChapAlgorithm::Md5,
+            "6" => ChapAlgorithm::Sha1,
+            "7" => ChapAlgorithm::Sha256,
+            "8" => ChapAlgorithm::Sha3_256,
+            _ => return None,
+        })
+    }
+
+    /// The CHAP_A value.
+    pub fn code(self) -> String {
+        (self as u8).to_string()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChapAlgorithm::Md5 => "MD5",
+            ChapAlgorithm::Sha1 => "SHA-1",
+            ChapAlgorithm::Sha256 => "SHA-256",
+            ChapAlgorithm::Sha3_256 => "SHA3-256",
+        }
+    }
+
+    /// Bytes of a response, and of the challenges we send.
+    pub fn digest_len(self) -> usize {
+        match self {
+            ChapAlgorithm::Md5 => 16,
+            ChapAlgorithm::Sha1 => 20,
+            ChapAlgorithm::Sha256 | ChapAlgorithm::Sha3_256 => 32,
+        }
+    }
+
+    /// The response: H(identifier || secret || challenge).
+    pub fn response(self, id: u8, secret: &[u8], challenge: &[u8]) -> Vec<u8> {
+        fn h<D: md5::Digest>(id: u8, secret: &[u8], challenge: &[u8]) -> Vec<u8> {
+            let mut d = D::new();
+            d.update([id]);
+            d.update(secret);
+            d.update(challenge);
+            d.finalize().to_vec()
+        }
+        match self {
+            ChapAlgorithm::Md5 => h::<Md5>(id, secret, challenge),
+            ChapAlgorithm::Sha1 => h::<Sha1>(id, secret, challenge),
+            ChapAlgorithm::Sha256 => h::<Sha256>(id, secret, challenge),
+            ChapAlgorithm::Sha3_256 => h::<Sha3_256>(id, secret, challenge),
+        }
+    }
+
+    /// The first algorithm of an offered CHAP_A list that we support (the
+    /// list rule: the offerer's order decides).
+    pub fn choose(offered: &str) -> Option<Self> {
+        offered.split(',').find_map(Self::from_code)
+    }
+
+    /// Our initiator's offer, as a CHAP_A list: SHA3-256, SHA-1, MD5. Not 7:
+    /// tgtd (1.0.85 as Debian ships it, and still 1.0.97) takes CHAP_A=7 for
+    /// SHA-1, where IANA's 7 is SHA-256, so a login that offers 7 first fails
+    /// against it; targets that know 8 or 6 number them as IANA does. As a
+    /// target we accept all four, in the initiator's order.
+    pub fn offer() -> String {
+        INITIATOR_OFFER
+            .iter()
+            .map(|a| a.code())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
 
 /// A CHAP user name and secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,15 +122,6 @@ impl ChapCredentials {
             secret: s.into(),
         })
     }
-}
-
-/// CHAP response: MD5(identifier || secret || challenge).
-pub fn response(id: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
-    let mut h = Md5::new();
-    h.update([id]);
-    h.update(secret);
-    h.update(challenge);
-    h.finalize().into()
 }
 
 /// Random bytes from the kernel's CSPRNG, for CHAP challenges, ISIDs and
@@ -68,17 +156,47 @@ pub fn responses_match(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
     #[test]
-    fn md5_chap_vector() {
-        // RFC 1321 test vector "abc" via id/secret/challenge split.
-        let r = response(b'a', b"b", b"c");
+    fn chap_digests_match_the_standard_vectors() {
+        // "abc" via the id/secret/challenge split: FIPS 180-4, FIPS 202, RFC 1321.
+        let abc = |a: ChapAlgorithm| hex(&a.response(b'a', b"b", b"c"));
+        assert_eq!(abc(ChapAlgorithm::Md5), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(
-            r,
-            [
-                0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1,
-                0x7f, 0x72
-            ]
+            abc(ChapAlgorithm::Sha1),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
+        assert_eq!(
+            abc(ChapAlgorithm::Sha256),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            abc(ChapAlgorithm::Sha3_256),
+            "3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532"
+        );
+        for a in PREFERENCE {
+            assert_eq!(
+                a.response(1, b"s", b"c").len(),
+                a.digest_len(),
+                "{}",
+                a.name()
+            );
+            assert_eq!(ChapAlgorithm::from_code(&a.code()), Some(a));
+        }
+    }
+
+    #[test]
+    fn the_offerers_order_decides() {
+        // 7 is left out: tgtd takes it for SHA-1.
+        assert_eq!(ChapAlgorithm::offer(), "8,6,5");
+        assert_eq!(ChapAlgorithm::choose("5"), Some(ChapAlgorithm::Md5));
+        assert_eq!(ChapAlgorithm::choose("7,5"), Some(ChapAlgorithm::Sha256));
+        assert_eq!(ChapAlgorithm::choose("99,6,7"), Some(ChapAlgorithm::Sha1));
+        assert_eq!(ChapAlgorithm::choose("1,2"), None);
+        assert_eq!(ChapAlgorithm::choose(""), None);
     }
 
     #[test]

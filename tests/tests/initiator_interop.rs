@@ -507,15 +507,22 @@ fn against_our_target_discovery_chap_and_qemu_cross_check() {
     let url = &urls[0];
     let portal = iolab_tests::portal_of(url);
     let (ok, out) = run(
-        iolab().args([
-            "discover",
-            &format!("iscsi://benchuser%benchsecret12@{portal}"),
-        ]),
+        iolab()
+            .args([
+                "discover",
+                &format!("iscsi://benchuser%benchsecret12@{portal}"),
+            ])
+            .env("IOLAB_LOG", "iolab_iscsi=debug"),
         Duration::from_secs(20),
     );
     assert!(
         ok && out.contains("iqn.2026-11.io.iolab:target0"),
         "discovery: {out}"
+    );
+    // Both ends know SHA3-256: the strongest we offer is the one used.
+    assert!(
+        out.contains("SHA3-256"),
+        "CHAP algorithm not logged as SHA3-256: {out}"
     );
     let with_chap = url.replacen("iscsi://", "iscsi://benchuser%benchsecret12@", 1);
     let mutual = format!("{with_chap}?target_user=tgtuser&target_password=tgtsecret345");

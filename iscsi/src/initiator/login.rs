@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::{InitiatorOptions, IscsiUrl};
-use crate::chap::{self, CHAP_ALGORITHM_MD5, ChapCredentials};
+use crate::chap::{self, ChapAlgorithm, ChapCredentials};
 use crate::error::IscsiError;
 use crate::negotiation::{Answer, Params, Preferences, apply, key_def};
 use crate::pdu::{Bhs, LoginStatus, Opcode, Pdu, ReadLimits, ReadOutcome, Stage, read_pdu};
@@ -206,7 +206,7 @@ async fn login_inner(
                     Stage::Security,
                     Stage::Operational,
                     false,
-                    &[pair("CHAP_A", CHAP_ALGORITHM_MD5)],
+                    &[pair("CHAP_A", ChapAlgorithm::offer())],
                 )
                 .await?;
             let keys = text::parse(&last.data)?;
@@ -220,30 +220,34 @@ async fn login_inner(
                     "the target sent no valid CHAP_I/CHAP_C".into(),
                 ));
             };
-            if get(&keys, "CHAP_A") != Some(CHAP_ALGORITHM_MD5) {
-                return Err(IscsiError::Protocol(
-                    "the target did not accept CHAP with MD5".into(),
-                ));
-            }
-            let resp = chap::response(id as u8, creds.secret.as_bytes(), &challenge);
+            // The target must pick one of those we offered.
+            let Some(alg) = get(&keys, "CHAP_A").and_then(ChapAlgorithm::from_code) else {
+                return Err(IscsiError::Protocol(format!(
+                    "the target chose no CHAP algorithm we offered ({}): CHAP_A={}",
+                    ChapAlgorithm::offer(),
+                    get(&keys, "CHAP_A").unwrap_or("(none)")
+                )));
+            };
+            tracing::debug!(algorithm = alg.name(), "CHAP");
+            let resp = alg.response(id as u8, creds.secret.as_bytes(), &challenge);
             let mut p = vec![
                 pair("CHAP_N", &creds.user),
                 pair("CHAP_R", text::hex_encode(&resp)),
             ];
             let mut ours = None;
             if let Some(m) = &req.url.mutual {
-                let rnd = chap::random_bytes(1 + chap::CHALLENGE_LEN)?;
+                let rnd = chap::random_bytes(1 + alg.digest_len())?;
                 p.push(pair("CHAP_I", rnd[0]));
                 p.push(pair("CHAP_C", text::hex_encode(&rnd[1..])));
-                ours = Some((rnd[0], rnd[1..].to_vec(), m.clone()));
+                ours = Some((alg, rnd[0], rnd[1..].to_vec(), m.clone()));
             }
             last = x
                 .round(Stage::Security, Stage::Operational, true, &p)
                 .await?;
             let keys = text::parse(&last.data)?;
             note_tpgt(&keys, &mut tpgt);
-            if let Some((id, c, m)) = ours {
-                verify_mutual(&keys, id, &c, &m)?;
+            if let Some((alg, id, c, m)) = ours {
+                verify_mutual(&keys, alg, id, &c, &m)?;
             }
         } else if method != "None" {
             return Err(IscsiError::Protocol(format!(
@@ -343,13 +347,14 @@ fn note_tpgt(keys: &[(String, String)], tpgt: &mut Option<u16>) {
 
 fn verify_mutual(
     keys: &[(String, String)],
+    alg: ChapAlgorithm,
     id: u8,
     challenge: &[u8],
     m: &ChapCredentials,
 ) -> Result<(), IscsiError> {
     let n = get(keys, "CHAP_N");
     let r = get(keys, "CHAP_R").and_then(text::hex_decode);
-    let expected = chap::response(id, m.secret.as_bytes(), challenge);
+    let expected = alg.response(id, m.secret.as_bytes(), challenge);
     if n != Some(m.user.as_str()) || !r.is_some_and(|r| chap::responses_match(&r, &expected)) {
         return Err(IscsiError::Protocol(
             "mutual CHAP failed: the target did not prove the expected secret".into(),

@@ -27,7 +27,11 @@ enum Auth {
     /// CHAP chosen; waiting for CHAP_A.
     ChapWaitAlgorithm,
     /// Challenge sent; waiting for CHAP_N/CHAP_R.
-    ChapWaitResponse { id: u8, challenge: Vec<u8> },
+    ChapWaitResponse {
+        alg: chap::ChapAlgorithm,
+        id: u8,
+        challenge: Vec<u8>,
+    },
 }
 
 /// What the login produced once the initiator reaches full-feature phase.
@@ -432,22 +436,23 @@ impl TargetLogin {
                 let Some(algs) = get("CHAP_A") else {
                     return Err(LoginStatus::AUTH_FAILURE);
                 };
-                if !algs.split(',').any(|a| a == chap::CHAP_ALGORITHM_MD5) {
+                let Some(alg) = chap::ChapAlgorithm::choose(algs) else {
                     reply.push(("CHAP_A".into(), "Reject".into()));
                     return Err(LoginStatus::AUTH_FAILURE);
-                }
-                let Ok(rnd) = chap::random_bytes(1 + chap::CHALLENGE_LEN) else {
+                };
+                let Ok(rnd) = chap::random_bytes(1 + alg.digest_len()) else {
                     tracing::error!("no random bytes for a CHAP challenge: login refused");
                     return Err(LoginStatus::TARGET_ERROR);
                 };
                 let id = rnd[0];
                 let challenge = rnd[1..].to_vec();
-                reply.push(("CHAP_A".into(), chap::CHAP_ALGORITHM_MD5.into()));
+                tracing::debug!(algorithm = alg.name(), "CHAP");
+                reply.push(("CHAP_A".into(), alg.code()));
                 reply.push(("CHAP_I".into(), id.to_string()));
                 reply.push(("CHAP_C".into(), text::hex_encode(&challenge)));
-                self.auth = Auth::ChapWaitResponse { id, challenge };
+                self.auth = Auth::ChapWaitResponse { alg, id, challenge };
             }
-            Auth::ChapWaitResponse { id, challenge } => {
+            Auth::ChapWaitResponse { alg, id, challenge } => {
                 let Some((creds, mutual)) = required else {
                     return Err(LoginStatus::AUTH_FAILURE);
                 };
@@ -455,7 +460,7 @@ impl TargetLogin {
                     return Err(LoginStatus::AUTH_FAILURE);
                 };
                 let r = text::hex_decode(r).ok_or(LoginStatus::AUTH_FAILURE)?;
-                let expected = chap::response(id, creds.secret.as_bytes(), &challenge);
+                let expected = alg.response(id, creds.secret.as_bytes(), &challenge);
                 if n != creds.user || !chap::responses_match(&r, &expected) {
                     return Err(LoginStatus::AUTH_FAILURE);
                 }
@@ -472,7 +477,7 @@ impl TargetLogin {
                             // A reflected challenge: refuse (RFC 7143 12.1.3).
                             return Err(LoginStatus::AUTH_FAILURE);
                         }
-                        let resp = chap::response(i as u8, m.secret.as_bytes(), &c);
+                        let resp = alg.response(i as u8, m.secret.as_bytes(), &c);
                         reply.push(("CHAP_N".into(), m.user.clone()));
                         reply.push(("CHAP_R".into(), text::hex_encode(&resp)));
                     }
@@ -483,5 +488,127 @@ impl TargetLogin {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chap::ChapAlgorithm;
+    use crate::target::ServerConfig;
+
+    const SECRET: &str = "secret-of-twelve";
+
+    fn registry(chap: bool) -> Arc<Registry> {
+        let mut cfg = ServerConfig::default_lab("127.0.0.1:0".parse().unwrap(), 1 << 20);
+        if chap {
+            cfg.targets[0].chap = Some(ChapCredentials {
+                user: "alice".into(),
+                secret: SECRET.into(),
+            });
+        }
+        Arc::new(Registry::new(&cfg).unwrap())
+    }
+
+    fn req(csg: Stage, nsg: Stage, transit: bool, keys: &[(&str, &str)]) -> Pdu {
+        let mut b = Bhs::new(Opcode::LoginRequest);
+        b.0[0] |= 0x40; // immediate
+        b.set_flags(if transit { 0x80 } else { 0 } | ((csg as u8) << 2) | nsg as u8);
+        b.set_isid(0x4000_0000_0001).set_itt(1);
+        let pairs: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Pdu::new(b, text::encode(&pairs))
+    }
+
+    fn answer(step: &Step) -> (Vec<(String, String)>, LoginStatus) {
+        let (p, status) = match step {
+            Step::Continue(p) => (p, LoginStatus::SUCCESS),
+            Step::Fail(p, s) => (p, *s),
+            Step::Complete(p, _) => (p, LoginStatus::SUCCESS),
+        };
+        (text::parse(&p.data).unwrap(), status)
+    }
+
+    fn get<'a>(keys: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        keys.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
+    }
+
+    /// Security stage up to the challenge, offering `algorithms`.
+    fn challenge(l: &mut TargetLogin, algorithms: &str) -> (Vec<(String, String)>, LoginStatus) {
+        let s = l.step(&req(
+            Stage::Security,
+            Stage::Operational,
+            false,
+            &[
+                ("InitiatorName", "iqn.2026-11.io.iolab:unit"),
+                ("TargetName", crate::target::config::DEFAULT_IQN),
+                ("SessionType", "Normal"),
+                ("AuthMethod", "CHAP,None"),
+            ],
+        ));
+        let (k, st) = answer(&s);
+        assert_eq!(st, LoginStatus::SUCCESS);
+        assert_eq!(get(&k, "AuthMethod"), Some("CHAP"));
+        let s = l.step(&req(
+            Stage::Security,
+            Stage::Operational,
+            false,
+            &[("CHAP_A", algorithms)],
+        ));
+        answer(&s)
+    }
+
+    #[test]
+    fn chap_uses_the_first_offered_algorithm_we_know_with_a_challenge_of_its_size() {
+        for (offer, want) in [
+            ("8,7,6,5", ChapAlgorithm::Sha3_256),
+            ("99,7,5", ChapAlgorithm::Sha256),
+            ("6,5", ChapAlgorithm::Sha1),
+            ("5", ChapAlgorithm::Md5),
+        ] {
+            let mut l = TargetLogin::new(registry(true), 1000);
+            let (k, st) = challenge(&mut l, offer);
+            assert_eq!(st, LoginStatus::SUCCESS, "{offer}");
+            assert_eq!(get(&k, "CHAP_A"), Some(want.code().as_str()), "{offer}");
+            let c = text::hex_decode(get(&k, "CHAP_C").unwrap()).unwrap();
+            assert_eq!(c.len(), want.digest_len(), "{offer}: challenge length");
+            let id: u8 = get(&k, "CHAP_I").unwrap().parse().unwrap();
+            let resp = text::hex_encode(&want.response(id, SECRET.as_bytes(), &c));
+            let s = l.step(&req(
+                Stage::Security,
+                Stage::Operational,
+                true,
+                &[("CHAP_N", "alice"), ("CHAP_R", &resp)],
+            ));
+            let (_, st) = answer(&s);
+            assert_eq!(st, LoginStatus::SUCCESS, "{offer}: a right response");
+            assert!(
+                matches!(s, Step::Continue(ref p) if p.bhs.flags() & 0x80 != 0),
+                "{offer}: transit"
+            );
+        }
+    }
+
+    #[test]
+    fn chap_refuses_a_wrong_response_a_response_of_another_digest_and_unknown_algorithms() {
+        let mut l = TargetLogin::new(registry(true), 1000);
+        let (k, _) = challenge(&mut l, "7");
+        let c = text::hex_decode(get(&k, "CHAP_C").unwrap()).unwrap();
+        let id: u8 = get(&k, "CHAP_I").unwrap().parse().unwrap();
+        // The MD5 response to a SHA-256 challenge is not accepted.
+        let md5 = text::hex_encode(&ChapAlgorithm::Md5.response(id, SECRET.as_bytes(), &c));
+        let s = l.step(&req(
+            Stage::Security,
+            Stage::Operational,
+            true,
+            &[("CHAP_N", "alice"), ("CHAP_R", &md5)],
+        ));
+        assert_eq!(answer(&s).1, LoginStatus::AUTH_FAILURE);
+
+        let mut l = TargetLogin::new(registry(true), 1000);
+        let (_, st) = challenge(&mut l, "1,2,3");
+        assert_eq!(st, LoginStatus::AUTH_FAILURE, "no algorithm in common");
     }
 }
