@@ -1,5 +1,7 @@
 //! `iolab`: the lab console (no arguments) and the command line.
 
+#![forbid(unsafe_code)]
+
 mod bench_cmd;
 mod cli;
 mod console;

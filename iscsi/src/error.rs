@@ -25,4 +25,24 @@ pub enum IscsiError {
     Storage(#[from] iolab_storage::StorageError),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error("{function}: the target answered {response:#04x} ({})", tmf_response_name(*.response))]
+    TaskManagement {
+        function: &'static str,
+        response: u8,
+    },
+}
+
+/// RFC 7143 11.6.1: what a task management response code means.
+fn tmf_response_name(code: u8) -> &'static str {
+    match code {
+        0 => "function complete",
+        1 => "task does not exist",
+        2 => "LUN does not exist",
+        3 => "task still allegiant",
+        4 => "task allegiance reassignment not supported",
+        5 => "task management function not supported",
+        6 => "function authorization failed",
+        255 => "function rejected",
+        _ => "unknown response",
+    }
 }

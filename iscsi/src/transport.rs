@@ -408,28 +408,14 @@ async fn flush_loop(out: Arc<OutShared>) {
 fn shutdown_write(sock: &OwnedWriteHalf) {
     use std::os::fd::AsRawFd;
     let fd = AsRef::<TcpStream>::as_ref(sock).as_raw_fd();
-    // SAFETY: shutdown(2) on a descriptor owned by `sock`, which outlives the
-    // call; it changes only the socket's state, no memory is passed.
-    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
 }
 
 /// TCP_MAXSEG of a connected socket.
 pub(crate) fn tcp_mss(stream: &TcpStream) -> Option<u32> {
-    use std::os::fd::AsRawFd;
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for writes of the sizes given; the fd is
-    // owned by `stream`, which outlives the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_MAXSEG,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && v > 0).then_some(v as u32)
+    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::TcpMaxSeg)
+        .ok()
+        .filter(|v| *v > 0)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! function to vfio-pci for a guest and back. The host's files sit under a
 //! root directory that tests replace with a fake tree.
 
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod bind;
 pub mod device;

@@ -3,6 +3,8 @@
 //! can be restored. The profile types themselves live in `lab-core`; this
 //! crate stores their text and knows nothing of iSCSI.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod run;
 pub mod schema;

@@ -378,16 +378,16 @@ impl Backstore for FileIo {
     }
     fn extent(&self, offset: u64) -> (bool, u64) {
         let seek = |whence| {
-            use std::os::fd::AsRawFd;
-            // SAFETY: lseek only reads its integer arguments; the descriptor is owned by `self.file`.
-            let r = unsafe { libc::lseek(self.file.as_raw_fd(), offset as libc::off_t, whence) };
-            (r >= 0).then_some(r as u64)
+            nix::unistd::lseek(&self.file, offset as libc::off_t, whence)
+                .ok()
+                .map(|r| r as u64)
         };
-        match seek(libc::SEEK_DATA) {
+        use nix::unistd::Whence;
+        match seek(Whence::SeekData) {
             // Data starts here: mapped until the next hole.
             Some(d) if d == offset => (
                 true,
-                seek(libc::SEEK_HOLE).unwrap_or(self.size).min(self.size),
+                seek(Whence::SeekHole).unwrap_or(self.size).min(self.size),
             ),
             // A hole up to the next data (or to the end).
             Some(d) => (false, d.min(self.size)),
@@ -397,22 +397,9 @@ impl Backstore for FileIo {
 }
 
 fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), std::io::Error> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fallocate only reads its integer arguments; the descriptor is
-    // owned by `file`, which outlives the call.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            offset as libc::off_t,
-            len as libc::off_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use nix::fcntl::{FallocateFlags, fallocate};
+    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    Ok(fallocate(file, flags, offset as libc::off_t, len as libc::off_t)?)
 }
 
 fn zero_fill(store: &dyn Backstore, offset: u64, len: u64) -> Result<(), StorageError> {

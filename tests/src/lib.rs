@@ -103,13 +103,11 @@ pub fn kill_guest_qemu(guest_dir: &std::path::Path) {
         .trim()
         .parse()
         .expect("qemu pid");
-    // SAFETY: kill(2) with a pid read from qemu's own pid file and SIGKILL;
-    // no memory is involved.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGKILL) },
-        0,
-        "kill qemu {pid}"
-    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap_or_else(|e| panic!("kill qemu {pid}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(10);
     // The boot command, qemu's parent, reaps it.
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {

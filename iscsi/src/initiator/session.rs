@@ -18,15 +18,11 @@ use super::{InitiatorOptions, IscsiUrl};
 use crate::error::IscsiError;
 use crate::negotiation::Params;
 use crate::pdu::{
-    BHS_LEN, Bhs, Header, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, pad_len, read_body,
-    read_data_into, read_header, sn_le, sn_lt,
+    BHS_LEN, Bhs, Header, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, TmfFunction, pad_len,
+    read_body, read_data_into, read_header, sn_le, sn_lt,
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
 use crate::transport::{Frame, Outbox, tcp_mss};
-
-/// Task management function codes (RFC 7143 11.5.1).
-const TMF_ABORT_TASK: u8 = 1;
-const TMF_LUN_RESET: u8 = 5;
 
 /// Commands carrying at most this much data wait one scheduler turn before
 /// writing, so that commands issued together share one socket write.
@@ -127,9 +123,42 @@ struct Shared {
     /// Commands waiting for the window to open (notified only when some are).
     window_waiters: AtomicU32,
     next_itt: AtomicU32,
+    /// Task management and logout requests waiting for their response, by ITT.
+    control: Mutex<HashMap<u32, oneshot::Sender<Bhs>>>,
 }
 
+/// How long a task management or logout request waits for its response.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Shared {
+    fn expect_control(&self, itt: u32) -> oneshot::Receiver<Bhs> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(itt, tx);
+        rx
+    }
+
+    /// Hands a task management or logout response to whoever waits for it.
+    fn control_response(&self, b: &Bhs) {
+        let waiter = self
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&b.itt());
+        if let Some(tx) = waiter {
+            let _ = tx.send(b.clone());
+        }
+    }
+
+    fn forget_control(&self, itt: u32) {
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&itt);
+    }
+
     /// A new session's window, whatever the old one was.
     fn reset(&self, exp: u32, max: u32) {
         *self.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()) = exp;
@@ -221,6 +250,7 @@ impl Session {
             window_open: Notify::new(),
             window_waiters: AtomicU32::new(0),
             next_itt: AtomicU32::new(1),
+            control: Mutex::new(HashMap::new()),
         });
         let (conns, outcome) = login_all(url, opts, isid, &shared).await?;
         let params = outcome.params.clone();
@@ -538,17 +568,39 @@ impl Session {
         r
     }
 
-    /// LOGICAL UNIT RESET of the session's LUN.
-    pub fn lun_reset(&self) -> Result<(), IscsiError> {
+    /// LOGICAL UNIT RESET of the session's LUN; returns when the target
+    /// answered (an error for any answer but "function complete").
+    pub async fn lun_reset(&self) -> Result<(), IscsiError> {
         let conn = self.pick()?;
+        let itt = self.shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
+        let answer = self.shared.expect_control(itt);
         task_mgmt(
             &conn,
             &self.shared,
             self.lun_raw,
-            TMF_LUN_RESET,
+            TmfFunction::LogicalUnitReset,
             RESERVED_TAG,
+            itt,
         );
-        Ok(())
+        let b = match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return Err(IscsiError::ConnectionLost(
+                    "the connection ended before the LOGICAL UNIT RESET was answered".into(),
+                ));
+            }
+            Err(_) => {
+                self.shared.forget_control(itt);
+                return Err(IscsiError::Timeout("LOGICAL UNIT RESET response".into()));
+            }
+        };
+        match b.0[2] {
+            0 => Ok(()),
+            code => Err(IscsiError::TaskManagement {
+                function: "LOGICAL UNIT RESET",
+                response: code,
+            }),
+        }
     }
 
     /// Logs out every connection (close the session).
@@ -565,10 +617,17 @@ impl Session {
                 .set_cid(c.cid);
             let sn = *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
             b.set_word24(sn).set_word28(c.exp_stat_sn.load(Relaxed));
+            // Wait for the Logout Response (the session is closed then), not a guess of time.
+            let answer = self.shared.expect_control(b.itt());
             c.send(&b, Bytes::new());
+            if tokio::time::timeout(CONTROL_TIMEOUT, answer).await.is_err() {
+                tracing::warn!(
+                    cid = c.cid,
+                    "no Logout Response: closing the connections anyway"
+                );
+            }
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
         for c in &conns {
             c.fail_all("logged out");
         }
@@ -576,14 +635,21 @@ impl Session {
     }
 }
 
-/// Sends a Task Management Function request on `conn` (fire and forget).
-fn task_mgmt(conn: &Conn, shared: &Shared, lun: [u8; 8], function: u8, referenced_itt: u32) {
+/// Sends a Task Management Function request on `conn` with `itt`; its
+/// response goes to a waiter registered for `itt`, if any.
+fn task_mgmt(
+    conn: &Conn,
+    shared: &Shared,
+    lun: [u8; 8],
+    function: TmfFunction,
+    referenced_itt: u32,
+    itt: u32,
+) {
     let mut b = Bhs::new(Opcode::TaskMgmtRequest);
     b.set_immediate(true)
-        .set_flags(0x80 | function)
+        .set_flags(0x80 | function as u8)
         .set_lun_raw(lun);
-    b.set_itt(shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff)
-        .set_word20(referenced_itt);
+    b.set_itt(itt).set_word20(referenced_itt);
     let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
     b.set_word24(sn)
         .set_word28(conn.exp_stat_sn.load(Relaxed))
@@ -614,7 +680,8 @@ async fn watchdog(
                 .extract_if(|_, p| p.started.elapsed() >= timeout)
                 .collect();
             for (itt, p) in overdue {
-                task_mgmt(&conn, &shared, p.lun, TMF_ABORT_TASK, itt);
+                let tmf_itt = shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
+                task_mgmt(&conn, &shared, p.lun, TmfFunction::AbortTask, itt, tmf_itt);
                 let _ = p.tx.send(Err(IscsiError::Timeout(format!(
                     "command {:#04x} got no response in {timeout:?}",
                     p.opcode
@@ -966,7 +1033,16 @@ async fn reader(
                     }
                 }
             }
-            Some(Opcode::LogoutResponse) => return Ok(()),
+            Some(Opcode::TaskMgmtResponse) => {
+                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                shared.update_window(b.word28(), b.word32());
+                shared.control_response(b);
+            }
+            Some(Opcode::LogoutResponse) => {
+                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                shared.control_response(b);
+                return Ok(());
+            }
             Some(Opcode::AsyncMessage) => {
                 tracing::info!(event = b.0[36], "asynchronous message from the target");
             }
