@@ -4,7 +4,7 @@ use crate::pdu::LoginStatus;
 #[derive(Debug, thiserror::Error)]
 pub enum IscsiError {
     #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("connection closed in the middle of a PDU")]
     Truncated,
     #[error("header digest mismatch")]
@@ -22,7 +22,7 @@ pub enum IscsiError {
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("storage: {0}")]
-    Storage(#[from] iolab_storage::StorageError),
+    Storage(iolab_storage::StorageError),
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("{function}: the target answered {response:#04x} ({})", tmf_response_name(*.response))]
@@ -30,6 +30,20 @@ pub enum IscsiError {
         function: &'static str,
         response: u8,
     },
+}
+
+// The wrapped errors are part of the message, not a `source()` as well: a
+// chain printer (anyhow's `{:#}`) would repeat them otherwise.
+impl From<std::io::Error> for IscsiError {
+    fn from(e: std::io::Error) -> Self {
+        IscsiError::Io(e)
+    }
+}
+
+impl From<iolab_storage::StorageError> for IscsiError {
+    fn from(e: iolab_storage::StorageError) -> Self {
+        IscsiError::Storage(e)
+    }
 }
 
 /// RFC 7143 11.6.1: what a task management response code means.

@@ -120,7 +120,7 @@ pub fn plan_bind(sys: &Sysfs, bdf: Bdf, opts: BindOptions) -> Result<BindPlan, P
     if let Err(source) = std::fs::OpenOptions::new().write(true).open(&probe) {
         return Err(PciError::NoPermission {
             path: probe,
-            source,
+            cause: source,
         });
     }
     let load_module = !sys.drivers_dir().join(VFIO_PCI).is_dir();
@@ -255,7 +255,7 @@ fn run_device(sys: &Sysfs, k: &dyn Kernel, p: &DevicePlan) -> Result<(), PciErro
                 step: w.step.clone(),
                 path: w.path.clone(),
                 value: w.value.trim_end_matches('\n').to_string(),
-                source,
+                cause: source,
                 outcome: outcome(restore(sys, k, p)),
             });
         }

@@ -242,7 +242,7 @@ pub fn enumerate(sys: &Sysfs) -> Result<Vec<PciDevice>, PciError> {
     if !dir.is_dir() {
         return Err(PciError::Sysfs {
             path: dir,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no PCI bus in sysfs"),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no PCI bus in sysfs"),
         });
     }
     let routes = default_route_ifaces(sys);
@@ -278,7 +278,7 @@ fn read_device(
         let t = sys.read(&p)?;
         hex_u32(&t).ok_or_else(|| PciError::Sysfs {
             path: p,
-            source: std::io::Error::new(
+            cause: std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("'{t}' is not a hexadecimal number"),
             ),

@@ -10,11 +10,10 @@ pub enum PciError {
     BadAddress(String),
     #[error("there is no PCI device {0} (see `iolab pci list`)")]
     NoDevice(Bdf),
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Sysfs {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "no IOMMU is active ({path} is empty or missing): enable VT-d/AMD-Vi in the firmware and boot with intel_iommu=on or amd_iommu=on"
@@ -22,11 +21,10 @@ pub enum PciError {
     NoIommu { path: PathBuf },
     #[error("{bdf} has no IOMMU group ({path} is missing): it cannot be assigned to a guest")]
     NoGroup { bdf: Bdf, path: PathBuf },
-    #[error("binding needs root: {path} is not writable ({source})")]
+    #[error("binding needs root: {path} is not writable ({cause})")]
     NoPermission {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the vfio-pci driver is not available and loading it failed: {0}")]
     NoVfio(String),
@@ -39,13 +37,12 @@ pub enum PciError {
     GroupNotViable { group: u32, members: Vec<String> },
     #[error("{bdf} is in use by the host: {reason}; use --force to take it anyway")]
     InUse { bdf: Bdf, reason: String },
-    #[error("{step} failed writing '{value}' to {path}: {source}; {outcome}")]
+    #[error("{step} failed writing '{value}' to {path}: {cause}; {outcome}")]
     Step {
         step: String,
         path: PathBuf,
         value: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
         outcome: String,
     },
     #[error("after {step}, {bdf} is bound to {found} instead of {wanted}; {outcome}")]

@@ -48,7 +48,7 @@ impl Sysfs {
             .map(|s| s.trim_end_matches('\n').to_string())
             .map_err(|source| PciError::Sysfs {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })
     }
 
@@ -59,7 +59,7 @@ impl Sysfs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(PciError::Sysfs {
                 path: path.to_owned(),
-                source,
+                cause: source,
             }),
         }
     }
@@ -85,7 +85,7 @@ impl Sysfs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(source) => Err(PciError::Sysfs {
                 path: path.to_owned(),
-                source,
+                cause: source,
             }),
         }
     }

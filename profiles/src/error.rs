@@ -17,14 +17,13 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error("no profile named '{0}'")]
     NoProfile(String),
     #[error("a profile named '{0}' exists already")]
@@ -33,4 +32,11 @@ pub enum StoreError {
     NoRun(i64),
     #[error("no XDG data directory: set XDG_DATA_HOME or HOME, or pass --db")]
     NoDataDir,
+}
+
+// The SQLite error is part of the message, not a `source()` as well.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(e)
+    }
 }

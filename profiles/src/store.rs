@@ -67,7 +67,7 @@ impl Store {
     fn open_with(path: &Path, version: u32) -> Result<Store, StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let exists = path.exists();
         if exists {
@@ -75,7 +75,7 @@ impl Store {
         } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                 path: dir.to_owned(),
-                source,
+                cause: source,
             })?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE

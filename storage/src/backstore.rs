@@ -257,7 +257,7 @@ impl FileIo {
     pub fn open(path: &Path, size: Option<u64>, direct: bool) -> Result<Self, StorageError> {
         let io = |source| StorageError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(size.is_some());
@@ -307,7 +307,7 @@ impl FileIo {
     fn io_err(&self, source: std::io::Error) -> StorageError {
         StorageError::Io {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 }
@@ -399,7 +399,12 @@ impl Backstore for FileIo {
 fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), std::io::Error> {
     use nix::fcntl::{FallocateFlags, fallocate};
     let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
-    Ok(fallocate(file, flags, offset as libc::off_t, len as libc::off_t)?)
+    Ok(fallocate(
+        file,
+        flags,
+        offset as libc::off_t,
+        len as libc::off_t,
+    )?)
 }
 
 fn zero_fill(store: &dyn Backstore, offset: u64, len: u64) -> Result<(), StorageError> {
@@ -438,7 +443,7 @@ impl BlockDev {
     pub fn open(path: &Path, direct: bool) -> Result<Self, StorageError> {
         let meta = std::fs::metadata(path).map_err(|source| StorageError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         if !meta.file_type().is_block_device() {
             return Err(StorageError::NotBlockDevice {
@@ -460,7 +465,7 @@ impl BlockDev {
         if let Err(e) = sizes {
             return Err(StorageError::Io {
                 path: path.to_owned(),
-                source: e.into(),
+                cause: e.into(),
             });
         }
         let logical = logical.max(512) as u32;

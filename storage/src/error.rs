@@ -3,11 +3,10 @@ use std::path::PathBuf;
 /// Errors of backstore I/O and configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("I/O beyond the end of the backstore: offset {offset} + {len} > size {size}")]
     OutOfRange { offset: u64, len: u64, size: u64 },

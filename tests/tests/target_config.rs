@@ -98,3 +98,24 @@ fn bad_configurations_fail_with_one_clear_message() {
         assert!(!ok && out.contains(want), "{opt} {value}: {out}");
     }
 }
+
+#[test]
+fn an_error_says_its_cause_once() {
+    let (ok, out) = run(
+        iolab().args([
+            "target",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--fileio",
+            "/nonexistent-iolab/y.img",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("/nonexistent-iolab/y.img"), "{out}");
+    // Each layer's message already holds what it wraps: printed as a chain,
+    // nothing may repeat (it once said the path and the OS error three times).
+    assert_eq!(out.matches("No such file or directory").count(), 1, "{out}");
+    assert_eq!(out.matches("/nonexistent-iolab/y.img").count(), 1, "{out}");
+}

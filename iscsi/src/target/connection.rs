@@ -1136,8 +1136,10 @@ impl Conn {
         self.stamp(&mut r, true);
         self.out(&r, Bytes::new()).await?;
         if cold {
-            // A cold reset ends every session of the target after the response.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // A cold reset ends every session of the target after the
+            // response: it goes to the socket first (was: a 10 ms sleep,
+            // with the response still corked).
+            self.flush().await?;
             self.reg.drop_sessions_of(&target);
         }
         Ok(())

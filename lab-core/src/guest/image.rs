@@ -82,7 +82,7 @@ fn file_err<'a>(
     move |source| GuestError::File {
         what,
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -335,7 +335,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
     let io = |e| GuestError::File {
         what: "initramfs",
         path: initrd.clone(),
-        source: e,
+        cause: e,
     };
     for d in [
         "bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "modules", "lib", "lib64", "usr",

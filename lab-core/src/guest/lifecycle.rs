@@ -130,7 +130,7 @@ pub fn start(
     std::fs::create_dir_all(&paths.dir).map_err(|source| GuestError::File {
         what: "guest directory",
         path: paths.dir.clone(),
-        source,
+        cause: source,
     })?;
     if paths.qmp().exists() {
         match status(paths) {
@@ -153,12 +153,12 @@ pub fn start(
     let log = std::fs::File::create(paths.qemu_log()).map_err(|source| GuestError::File {
         what: "qemu log",
         path: paths.qemu_log(),
-        source,
+        cause: source,
     })?;
     let log2 = log.try_clone().map_err(|source| GuestError::File {
         what: "qemu log",
         path: paths.qemu_log(),
-        source,
+        cause: source,
     })?;
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(qemu);

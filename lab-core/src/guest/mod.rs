@@ -15,12 +15,11 @@ use serde::{Deserialize, Serialize};
 /// Why a guest could not be built, started or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {cause}")]
     File {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0}")]
     Invalid(String),

@@ -15,16 +15,23 @@ use super::plan::{MTU_PREFIX, Plan, PlanItem};
 pub enum TuneError {
     #[error("nothing was changed:\n  {}", .0.join("\n  "))]
     Refused(Vec<String>),
-    #[error("writing {key} failed: {source}; {outcome}")]
+    #[error("writing {key} failed: {cause}; {outcome}")]
     Write {
         key: String,
-        source: io::Error,
+        cause: io::Error,
         outcome: String,
     },
     #[error("recording the values before changing them: {0}; nothing was changed")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("could not restore: {}", .0.join("; "))]
     Revert(Vec<String>),
+}
+
+// The store's error is part of the message, not a `source()` as well.
+impl From<StoreError> for TuneError {
+    fn from(e: StoreError) -> Self {
+        TuneError::Store(e)
+    }
 }
 
 /// What an apply did.
@@ -140,7 +147,7 @@ pub fn apply(
             };
             return Err(TuneError::Write {
                 key: item.key.clone(),
-                source,
+                cause: source,
                 outcome,
             });
         }
