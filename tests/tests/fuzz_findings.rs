@@ -407,3 +407,27 @@ fn a_login_naming_a_session_that_does_not_exist_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_login_request_too_long_to_read_gets_a_login_response() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let mut c = RawConn::connect(&portal);
+    let (mut b, _) = c.login_pdu(&[("InitiatorName", "iqn.2026-11.io.iolab:rawtest")]);
+    b[5..8].copy_from_slice(&[0xff, 0xff, 0xff]); // 16 MiB of login text announced
+    c.send_raw(&b, &[]);
+    let r = c.recv().expect("a Login Response, not a silent close");
+    assert_eq!(
+        r.opcode(),
+        0x23,
+        "Login Response expected, got opcode {:#x}",
+        r.opcode()
+    );
+    assert_eq!((r.bhs[36], r.bhs[37]), (0x02, 0x00), "initiator error");
+    assert_eq!(
+        &r.bhs[16..20],
+        &b[16..20],
+        "the response carries the request's ITT"
+    );
+    assert!(c.closed_by_peer(), "the connection ends after the refusal");
+}

@@ -23,8 +23,8 @@ use super::session::ConnEntry;
 use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
-    BHS_LEN, Bhs, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason, TmfFunction,
-    TmfResponse, pad_len, read_pdu,
+    BHS_LEN, Bhs, LoginStatus, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason,
+    TmfFunction, TmfResponse, pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
@@ -65,11 +65,34 @@ pub(super) async fn serve(
         data_digest: false,
     };
     let (mut resp, result) = loop {
-        let pdu = match tokio::time::timeout(LOGIN_TIMEOUT, read_pdu(&mut rd, limits)).await {
+        // The header first, without its length check: a Login Request whose
+        // data segment is too long gets a Login Response saying so, not a
+        // silent close (and nothing of its data is read or allocated).
+        let any_len = ReadLimits {
+            max_data: usize::MAX,
+            ..limits
+        };
+        let read = async {
+            match read_header(&mut rd, any_len).await? {
+                None => Ok(None),
+                Some(h) if h.dlen > LOGIN_MAX_DATA => Ok(Some(Err(h))),
+                Some(h) => read_body(&mut rd, h, limits).await.map(|p| Some(Ok(p))),
+            }
+        };
+        let pdu = match tokio::time::timeout(LOGIN_TIMEOUT, read).await {
             Err(_) => return Err(IscsiError::Timeout("login".into())),
-            Ok(Ok(Some(ReadOutcome::Pdu(p)))) => p,
-            Ok(Ok(Some(ReadOutcome::DataDigestError(_)))) => {
+            Ok(Ok(Some(Ok(ReadOutcome::Pdu(p))))) => p,
+            Ok(Ok(Some(Ok(ReadOutcome::DataDigestError(_))))) => {
                 return Err(IscsiError::Protocol("digest during login".into()));
+            }
+            Ok(Ok(Some(Err(h)))) => {
+                let p = login.refuse(&h.bhs, LoginStatus::INITIATOR_ERROR);
+                let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
+                tx.close().await;
+                return Err(IscsiError::DataSegmentTooLong {
+                    len: h.dlen,
+                    max: LOGIN_MAX_DATA,
+                });
             }
             Ok(Ok(None)) => return Ok(()),
             Ok(Err(e)) => return Err(e),

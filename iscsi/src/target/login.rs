@@ -148,6 +148,12 @@ impl TargetLogin {
         Pdu::new(b, data)
     }
 
+    /// A Login Response refusing `req` with `status`, for a request the
+    /// connection could not even read whole (its data segment too long).
+    pub fn refuse(&mut self, req: &Bhs, status: LoginStatus) -> Pdu {
+        self.response(req, false, Stage::Security, Vec::new(), status)
+    }
+
     fn fail(&mut self, req: &Bhs, status: LoginStatus) -> Step {
         let p = self.response(req, false, Stage::Security, Vec::new(), status);
         Step::Fail(p, status)
