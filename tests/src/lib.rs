@@ -95,6 +95,23 @@ pub fn micro_image() -> Option<(PathBuf, PathBuf)> {
     .clone()
 }
 
+/// `iolab guest boot --kernel K --initrd I --dir D`: options and `--` with
+/// the guest's command follow.
+pub fn guest_boot(
+    kernel: &std::path::Path,
+    initrd: &std::path::Path,
+    dir: &std::path::Path,
+) -> Command {
+    let mut c = iolab();
+    c.args(["guest", "boot", "--kernel"])
+        .arg(kernel)
+        .arg("--initrd")
+        .arg(initrd)
+        .arg("--dir")
+        .arg(dir);
+    c
+}
+
 /// SIGKILLs the qemu of a guest started with `--dir guest_dir` (by its pid
 /// file) and waits until it is gone: a power failure, and no qemu left behind.
 pub fn kill_guest_qemu(guest_dir: &std::path::Path) {

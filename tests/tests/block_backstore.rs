@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use iolab_tests::raw::RawConn;
 use iolab_tests::{
-    TempDir, free_port, iolab, kill_guest_qemu, micro_image, require_peer, run, serve_cmd_within,
+    TempDir, free_port, guest_boot, iolab, kill_guest_qemu, micro_image, require_peer, run,
+    serve_cmd_within,
 };
 
 const IQN: &str = "iqn.2026-11.io.iolab:target0";
@@ -60,14 +61,8 @@ fn the_block_backstore_serves_a_virtio_disk_from_a_guest() {
         .expect("disk image");
     let port = free_port();
     let guest_dir = dir.0.join("guest");
-    let mut boot = iolab();
-    boot.args(["guest", "boot", "--kernel"])
-        .arg(&kernel)
-        .arg("--initrd")
-        .arg(&initrd)
-        .arg("--dir")
-        .arg(&guest_dir)
-        .arg("--disk")
+    let mut boot = guest_boot(&kernel, &initrd, &guest_dir);
+    boot.arg("--disk")
         .arg(&image)
         .args(["--forward", &format!("127.0.0.1:{port}=3260")])
         .args([

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use iolab_tests::nbd::VolatileDisk;
 use iolab_tests::raw::RawConn;
-use iolab_tests::{TempDir, free_port, iolab, kill_guest_qemu, micro_image, serve_cmd_within};
+use iolab_tests::{TempDir, free_port, guest_boot, kill_guest_qemu, micro_image, serve_cmd_within};
 
 const IQN: &str = "iqn.2026-11.io.iolab:target0";
 const DISK: u64 = 64 << 20;
@@ -67,14 +67,8 @@ fn survives_power_loss(direct: bool) {
     let (sync_path, sync_disk) = disk(&dir.0, "sync.img");
     let port = free_port();
     let guest_dir = dir.0.join("guest");
-    let mut boot = iolab();
-    boot.args(["guest", "boot", "--kernel"])
-        .arg(&kernel)
-        .arg("--initrd")
-        .arg(&initrd)
-        .arg("--dir")
-        .arg(&guest_dir)
-        .args(["--disk", &fua_disk.url(), "--disk", &sync_disk.url()])
+    let mut boot = guest_boot(&kernel, &initrd, &guest_dir);
+    boot.args(["--disk", &fua_disk.url(), "--disk", &sync_disk.url()])
         .args(["--forward", &format!("127.0.0.1:{port}=3260")])
         .args(["--", "target", "serve", "--listen", "10.0.2.15:3260"])
         .args(["--fileio", "/dev/vda", "--fileio", "/dev/vdb"]);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use iolab_tests::netns::NetnsPair;
 use iolab_tests::{
-    Proc, TempDir, iolab, iolab_bin, micro_image, missing_or_skip, require_peer, run, serve,
-    serve_cmd,
+    Proc, TempDir, guest_boot, iolab, iolab_bin, micro_image, missing_or_skip, require_peer, run,
+    serve, serve_cmd,
 };
 
 fn image() -> Option<(PathBuf, PathBuf)> {
@@ -26,17 +26,8 @@ fn qemus_in(dir: &Path) -> String {
 }
 
 fn boot_cmd(dir: &Path, kernel: &Path, initrd: &Path, extra: &[&str], args: &[&str]) -> Command {
-    let mut c = iolab();
-    c.args(["guest", "boot", "--kernel"])
-        .arg(kernel)
-        .arg("--initrd")
-        .arg(initrd)
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .arg("--")
-        .args(args)
-        .env("IOLAB_LOG", "warn");
+    let mut c = guest_boot(kernel, initrd, dir);
+    c.args(extra).arg("--").args(args).env("IOLAB_LOG", "warn");
     c
 }
 
