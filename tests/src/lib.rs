@@ -127,9 +127,11 @@ pub fn kill_guest_qemu(guest_dir: &std::path::Path) {
     .unwrap_or_else(|e| panic!("kill qemu {pid}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(10);
     // The boot command, qemu's parent, reaps it.
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+    let gone = || !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    while !gone() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(gone(), "qemu {pid} still runs 10 s after SIGKILL");
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.

@@ -647,16 +647,8 @@ impl Conn {
                 self.pending.insert(itt, task);
                 return self.issue_r2ts(itt, lun_raw).await;
             }
-            if !b.final_bit() && !self.session.params.initial_r2t {
-                // Unsolicited Data-Out will follow for data the CDB does not
-                // take: it arrives for a finished task and is dropped.
-                tracing::debug!(
-                    itt,
-                    edtl,
-                    want,
-                    "write of no data with unsolicited Data-Out to come"
-                );
-            }
+            // Nothing (more) for the CDB to take: it runs now. Unsolicited
+            // Data-Out that still follows finds no task and is rejected.
         }
         self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
         self.stats.in_flight.fetch_add(1, Relaxed);
@@ -1057,20 +1049,15 @@ impl Conn {
                 &rest,
                 self.local,
             );
-            if let Some((_, v)) = mrdsl.last() {
-                match v.parse::<u32>() {
+            if let Some((k, v)) = mrdsl.last() {
+                let answer = match v.parse::<u32>() {
                     Ok(n) if (512..=16_777_215).contains(&n) => {
                         self.peer_mrdsl = n as usize;
-                        reply.extend_from_slice(
-                            format!(
-                                "MaxRecvDataSegmentLength={}\0",
-                                self.params.max_recv_data_segment
-                            )
-                            .as_bytes(),
-                        );
+                        self.params.max_recv_data_segment.to_string()
                     }
-                    _ => reply.extend_from_slice(b"MaxRecvDataSegmentLength=Reject\0"),
-                }
+                    _ => "Reject".to_string(),
+                };
+                reply.extend_from_slice(&text::encode(&[(k.clone(), answer)]));
             }
             reply
         };
@@ -1204,7 +1191,6 @@ impl Conn {
     }
 }
 
-/// The answer to a Text Request's keys (SendTargets and NotUnderstood for the rest).
 /// The answer to a Text Request's SendTargets (and NotUnderstood for other
 /// keys). `local` is the address the initiator reached: a wildcard portal
 /// is named by it.

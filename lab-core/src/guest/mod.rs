@@ -125,11 +125,8 @@ impl From<Forward> for String {
 impl Forward {
     /// qemu's `hostfwd=` value.
     pub fn hostfwd(&self) -> String {
-        let addr = match self.host.ip() {
-            std::net::IpAddr::V6(a) => format!("[{a}]"),
-            a => a.to_string(),
-        };
-        format!("tcp:{addr}:{}-:{}", self.host.port(), self.guest_port)
+        // SocketAddr writes IPv6 in brackets, as hostfwd wants it.
+        format!("tcp:{}-:{}", self.host, self.guest_port)
     }
 }
 
