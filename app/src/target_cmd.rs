@@ -160,12 +160,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut tick = tokio::time::interval(a.stats.unwrap_or(std::time::Duration::from_secs(3600)));
     let mut last: std::collections::HashMap<(u16, u16), u64> = std::collections::HashMap::new();
     loop {
         tokio::select! {
             r = tokio::signal::ctrl_c() => { r?; break; }
             _ = term.recv() => break,
+            _ = hup.recv() => {
+                reload(&a, &target).await;
+                let _ = std::io::stdout().flush();
+            }
             _ = tick.tick(), if a.stats.is_some() => {
                 for line in stats_lines(&target.sessions(), &mut last) {
                     println!("{line}");
@@ -176,6 +181,33 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     target.shutdown();
     Ok(())
+}
+
+/// SIGHUP: reads the configuration again (`--config` and the options) and
+/// applies the difference to the running target, as `tgt-admin --update`
+/// does; sessions on untouched LUNs keep running. Prints `reconfigured:
+/// WHAT` and a `lun` line per LUN now served, or `reconfigure failed:
+/// WHY` (nothing changed then).
+async fn reload(a: &ServeArgs, target: &Target) {
+    let result = match build_config(a) {
+        Ok(cfg) => {
+            for w in exposure_warnings(&cfg) {
+                eprintln!("iolab: warning: {w}");
+            }
+            target.reconfigure(cfg).await.map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(changes) if changes.is_empty() => println!("reconfigured: nothing changed"),
+        Ok(changes) => {
+            println!("reconfigured: {}", changes.summary().join("; "));
+            for url in target.lun_urls() {
+                println!("lun {url}");
+            }
+        }
+        Err(e) => println!("reconfigure failed: {e:#}"),
+    }
 }
 
 #[cfg(test)]

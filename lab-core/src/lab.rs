@@ -23,7 +23,7 @@ impl LabTarget {
     pub fn sessions(&self) -> Vec<SessionInfo> {
         self.target.sessions()
     }
-    pub fn local_addrs(&self) -> &[SocketAddr] {
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.target.local_addrs()
     }
 }

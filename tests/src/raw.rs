@@ -275,6 +275,42 @@ impl RawConn {
         }
     }
 
+    /// Reads PDUs until the SCSI Response for `itt`; returns its status and
+    /// sense data (empty without).
+    pub fn wait_sense(&mut self, itt: u32) -> Option<(u8, Vec<u8>)> {
+        loop {
+            let p = self.recv()?;
+            if p.word(16) != itt {
+                continue;
+            }
+            match p.opcode() {
+                0x25 if p.bhs[1] & 0x01 != 0 => return Some((p.bhs[3], Vec::new())),
+                0x21 => {
+                    let len = p
+                        .data
+                        .get(..2)
+                        .map_or(0, |l| u16::from_be_bytes([l[0], l[1]]));
+                    let sense = p.data.get(2..2 + len as usize).unwrap_or_default();
+                    return Some((p.bhs[3], sense.to_vec()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// TEST UNIT READY on a LUN: (status, sense key, ASC, ASCQ) from fixed
+    /// or descriptor sense (zeros without sense).
+    pub fn test_unit_ready(&mut self, lun: u8) -> Option<(u8, u8, u8, u8)> {
+        let itt = self.scsi_lun(lun, &[0u8; 6], 0, false, false, &[]);
+        let (status, s) = self.wait_sense(itt)?;
+        let code = match s.first().map(|b| b & 0x7f) {
+            Some(0x70 | 0x71) if s.len() >= 14 => (s[2] & 0x0f, s[12], s[13]),
+            Some(0x72 | 0x73) if s.len() >= 4 => (s[1] & 0x0f, s[2], s[3]),
+            _ => (0, 0, 0),
+        };
+        Some((status, code.0, code.1, code.2))
+    }
+
     /// NOP-Out ping; true when the matching NOP-In arrives.
     pub fn ping(&mut self) -> bool {
         let mut b = [0u8; 48];

@@ -216,6 +216,11 @@ impl ServerConfig {
         if self.listen.is_empty() {
             return Err("no portal to listen on".into());
         }
+        for (i, p) in self.listen.iter().enumerate() {
+            if self.listen[..i].contains(p) {
+                return Err(format!("portal {p} is listed twice"));
+            }
+        }
         if self.targets.is_empty() {
             return Err("no target configured".into());
         }
@@ -225,6 +230,9 @@ impl ServerConfig {
                     "'{}' is not a valid iSCSI name (iqn.YYYY-MM.reverse.domain[:id] or eui.<16 hex>)",
                     t.iqn
                 ));
+            }
+            if self.targets.iter().filter(|o| o.iqn == t.iqn).count() > 1 {
+                return Err(format!("target {} is configured twice", t.iqn));
             }
             let mut seen = std::collections::HashSet::new();
             for l in &t.luns {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iolab_storage::BackstoreKind;
-use iolab_storage::scsi::{self, Completion, LogicalUnit, ScsiResponse, ScsiStatus};
+use iolab_storage::scsi::{self, Asc, Completion, LogicalUnit, ScsiResponse, ScsiStatus};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -350,7 +350,7 @@ impl Conn {
         // Pinned in place and refilled with `set` (no allocation per PDU).
         let mut reading = std::pin::pin!(read_owned(rd, limits));
         // Target-initiated NOP-In pings on a silent connection (RFC 7143 11.19).
-        let interval = self.session.target.cfg.nop_in_interval;
+        let interval = self.session.target.cfg().nop_in_interval;
         let period = Duration::from_secs(interval.max(1) as u64);
         let mut last_heard = Instant::now();
         let mut tick = tokio::time::interval(period);
@@ -529,7 +529,7 @@ impl Conn {
     }
 
     fn lu(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
-        self.session.target.luns.get(&lun).cloned()
+        self.session.target.lu(lun)
     }
 
     async fn scsi_command(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
@@ -817,7 +817,12 @@ impl Conn {
     ) -> Result<(), IscsiError> {
         let lu = self.lu(lun);
         let completion = if cdb.first() == Some(&scsi::opcode::op::REPORT_LUNS) {
-            let luns: Vec<u64> = self.session.target.luns.keys().copied().collect();
+            let map = self.session.target.luns();
+            // Reading the inventory clears the notice that it changed.
+            for lu in map.values() {
+                lu.clear_unit_attention(&self.session.nexus.id, Asc::REPORTED_LUNS_DATA_CHANGED);
+            }
+            let luns: Vec<u64> = map.keys().copied().collect();
             Completion::Now(
                 scsi::report_luns(&luns, cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)),
             )
@@ -1043,12 +1048,8 @@ impl Conn {
             let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
                 .into_iter()
                 .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
-            let mut reply = text_reply(
-                &self.reg,
-                Some(&self.session.target.cfg.iqn),
-                &rest,
-                self.local,
-            );
+            let mut reply =
+                text_reply(&self.reg, Some(&self.session.target.iqn), &rest, self.local);
             if let Some((k, v)) = mrdsl.last() {
                 let answer = match v.parse::<u32>() {
                     Ok(n) if (512..=16_777_215).contains(&n) => {
@@ -1113,7 +1114,7 @@ impl Conn {
                 self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
                 TmfResponse::Complete
             }
-            Some(TmfFunction::LogicalUnitReset) => match target.luns.get(&lun) {
+            Some(TmfFunction::LogicalUnitReset) => match target.lu(lun) {
                 Some(lu) => {
                     // Only that LU's tasks go; other LUNs' writes carry on.
                     let before = self.pending.len();
@@ -1127,7 +1128,7 @@ impl Conn {
             },
             Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => {
                 let nexuses = self.reg.nexuses_of(&target);
-                for lu in target.luns.values() {
+                for lu in target.luns().values() {
                     lu.reset(&nexuses);
                 }
                 let gone = self.pending.len();
@@ -1203,19 +1204,19 @@ fn text_reply(
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in pairs {
         if k == "SendTargets" {
-            for t in &reg.targets {
+            for t in reg.targets() {
                 let wanted = match v.as_str() {
                     "All" => current.is_none(),
-                    "" => current == Some(t.cfg.iqn.as_str()),
-                    name => name == t.cfg.iqn,
+                    "" => current == Some(t.iqn.as_str()),
+                    name => name == t.iqn,
                 } || (v == "All" && current.is_some());
                 if !wanted {
                     continue;
                 }
-                out.push(("TargetName".into(), t.cfg.iqn.clone()));
+                out.push(("TargetName".into(), t.iqn.clone()));
                 for p in reg.portals() {
                     let addr = super::portal::url_host_port(p.seen_from(local));
-                    out.push(("TargetAddress".into(), format!("{addr},{}", t.cfg.tpgt)));
+                    out.push(("TargetAddress".into(), format!("{addr},{}", t.cfg().tpgt)));
                 }
             }
         } else {

@@ -138,7 +138,11 @@ impl TargetLogin {
             .set_itt(req.itt());
         b.set_word24(self.stat_sn);
         self.stat_sn = self.stat_sn.wrapping_add(1);
-        let depth = self.target.as_ref().map(|t| t.cfg.queue_depth).unwrap_or(1);
+        let depth = self
+            .target
+            .as_ref()
+            .map(|t| t.cfg().queue_depth)
+            .unwrap_or(1);
         let (exp, max) = self
             .registry
             .window_for_login(self.tsih, self.cmd_sn, depth);
@@ -269,7 +273,7 @@ impl TargetLogin {
                     let prefs = self
                         .target
                         .as_ref()
-                        .map(|t| t.cfg.negotiation.clone())
+                        .map(|t| t.cfg().negotiation.clone())
                         .unwrap_or_default();
                     match prefs.respond(def, value, &mut self.params) {
                         Answer::Reply(v) => reply.push((key.clone(), v)),
@@ -308,14 +312,14 @@ impl TargetLogin {
             && self.session_type == SessionType::Normal
             && let Some(t) = &self.target
         {
-            reply.push(("TargetPortalGroupTag".into(), t.cfg.tpgt.to_string()));
+            reply.push(("TargetPortalGroupTag".into(), t.cfg().tpgt.to_string()));
             self.sent_tpgt = true;
         }
         if csg == Stage::Operational && !self.sent_mrdsl {
             let ours = self
                 .target
                 .as_ref()
-                .map(|t| t.cfg.negotiation.max_recv_data_segment)
+                .map(|t| t.cfg().negotiation.max_recv_data_segment)
                 .unwrap_or(8192);
             self.params.max_recv_data_segment = ours;
             reply.push(("MaxRecvDataSegmentLength".into(), ours.to_string()));

@@ -5,12 +5,13 @@ pub mod config;
 mod connection;
 pub mod login;
 pub mod portal;
+mod reconfigure;
 mod session;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use iolab_storage::scsi::{LogicalUnit, NexusId};
 use iolab_storage::{BackstoreKind, open_backstore};
@@ -26,66 +27,103 @@ use crate::stats::ConnStatsSnapshot;
 pub use config::{Acl, LunConfig, Portal, ServerConfig, TargetConfig};
 use login::LoginResult;
 pub use portal::BoundPortal;
+pub use reconfigure::Changes;
 pub use session::Session;
 
-/// A target node (IQN) with its mapped logical units.
+/// A target node (IQN) with its mapped logical units. Its configuration
+/// and LUN map can be replaced while sessions run ([`Target::reconfigure`]):
+/// each command looks its LU up in the map current at that moment.
 pub struct TargetNode {
-    pub cfg: TargetConfig,
-    pub luns: BTreeMap<u64, Arc<LogicalUnit>>,
+    pub iqn: String,
+    cfg: RwLock<Arc<TargetConfig>>,
+    luns: RwLock<Arc<BTreeMap<u64, Arc<LogicalUnit>>>>,
 }
 
 impl std::fmt::Debug for TargetNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TargetNode({})", self.cfg.iqn)
+        write!(f, "TargetNode({})", self.iqn)
     }
 }
 
 impl TargetNode {
     fn open(cfg: &TargetConfig) -> Result<Self, IscsiError> {
         let mut luns = BTreeMap::new();
-        for (i, l) in cfg.luns.iter().enumerate() {
-            let store = open_backstore(&l.backstore)?;
-            let mut attrs = l.attributes.clone();
-            if attrs.serial == iolab_storage::LuConfig::default().serial {
-                attrs.serial = format!("{:08x}{:04x}", fnv(&cfg.iqn), l.lun);
-            }
-            if attrs.product == iolab_storage::LuConfig::default().product {
-                attrs.product = match store.kind() {
-                    BackstoreKind::Ramdisk => "RAMDISK".into(),
-                    BackstoreKind::Fileio => "FILEIO".into(),
-                    BackstoreKind::Block => "IBLOCK".into(),
-                };
-            }
-            attrs.naa = 0x6001_4050_0000_0000
-                | ((fnv(&cfg.iqn) as u64 & 0x00ff_ffff) << 12)
-                | (i as u64 & 0xfff);
-            attrs.target_port_name = format!("{},t,0x{:04x}", cfg.iqn, cfg.tpgt);
-            luns.insert(l.lun, Arc::new(LogicalUnit::new(store, attrs)?));
+        for l in &cfg.luns {
+            luns.insert(l.lun, open_lun(cfg, l)?);
         }
         Ok(TargetNode {
-            cfg: cfg.clone(),
-            luns,
+            iqn: cfg.iqn.clone(),
+            cfg: RwLock::new(Arc::new(cfg.clone())),
+            luns: RwLock::new(Arc::new(luns)),
         })
+    }
+
+    /// The configuration in force (ACLs, CHAP, demo mode, queue depth, ...).
+    pub fn cfg(&self) -> Arc<TargetConfig> {
+        self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The LUN map in force.
+    pub fn luns(&self) -> Arc<BTreeMap<u64, Arc<LogicalUnit>>> {
+        self.luns.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The logical unit mapped at `lun` now, if any.
+    pub fn lu(&self, lun: u64) -> Option<Arc<LogicalUnit>> {
+        self.luns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&lun)
+            .cloned()
+    }
+
+    fn set_cfg(&self, cfg: TargetConfig) {
+        *self.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+    }
+
+    fn set_luns(&self, luns: BTreeMap<u64, Arc<LogicalUnit>>) {
+        *self.luns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(luns);
     }
 
     /// Whether an initiator may log in (demo mode or an ACL names it).
     pub fn allows(&self, initiator: &str) -> bool {
-        self.cfg.demo_mode || self.cfg.acls.iter().any(|a| a.initiator == initiator)
+        let cfg = self.cfg();
+        cfg.demo_mode || cfg.acls.iter().any(|a| a.initiator == initiator)
     }
 
     /// CHAP credentials required of this initiator and the mutual ones, if any.
     pub fn chap_for(&self, initiator: &str) -> Option<(ChapCredentials, Option<ChapCredentials>)> {
-        if let Some(acl) = self.cfg.acls.iter().find(|a| a.initiator == initiator) {
+        let cfg = self.cfg();
+        if let Some(acl) = cfg.acls.iter().find(|a| a.initiator == initiator) {
             if let Some(c) = &acl.chap {
                 return Some((c.clone(), acl.mutual_chap.clone()));
             }
             return None;
         }
-        self.cfg
-            .chap
-            .clone()
-            .map(|c| (c, self.cfg.mutual_chap.clone()))
+        cfg.chap.clone().map(|c| (c, cfg.mutual_chap.clone()))
     }
+}
+
+/// Opens one LUN's backstore and builds its logical unit, with the
+/// identifiers derived from the target's name and the LUN number (stable
+/// whatever other LUNs come and go).
+fn open_lun(cfg: &TargetConfig, l: &LunConfig) -> Result<Arc<LogicalUnit>, IscsiError> {
+    let store = open_backstore(&l.backstore)?;
+    let mut attrs = l.attributes.clone();
+    if attrs.serial == iolab_storage::LuConfig::default().serial {
+        attrs.serial = format!("{:08x}{:04x}", fnv(&cfg.iqn), l.lun);
+    }
+    if attrs.product == iolab_storage::LuConfig::default().product {
+        attrs.product = match store.kind() {
+            BackstoreKind::Ramdisk => "RAMDISK".into(),
+            BackstoreKind::Fileio => "FILEIO".into(),
+            BackstoreKind::Block => "IBLOCK".into(),
+        };
+    }
+    attrs.naa =
+        0x6001_4050_0000_0000 | ((fnv(&cfg.iqn) as u64 & 0x00ff_ffff) << 12) | (l.lun & 0xfff);
+    attrs.target_port_name = format!("{},t,0x{:04x}", cfg.iqn, cfg.tpgt);
+    Ok(Arc::new(LogicalUnit::new(store, attrs)?))
 }
 
 fn fnv(s: &str) -> u32 {
@@ -96,7 +134,7 @@ fn fnv(s: &str) -> u32 {
 
 /// Sessions and targets shared by every connection of a server.
 pub struct Registry {
-    pub targets: Vec<Arc<TargetNode>>,
+    targets: RwLock<Vec<Arc<TargetNode>>>,
     portals: Mutex<Vec<BoundPortal>>,
     sessions: Mutex<HashMap<u16, Arc<Session>>>,
     next_tsih: AtomicU16,
@@ -111,15 +149,28 @@ impl Registry {
             .map(|t| TargetNode::open(t).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Registry {
-            targets,
+            targets: RwLock::new(targets),
             portals: Mutex::new(Vec::new()),
             sessions: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
         })
     }
 
+    /// The target nodes in force, in configuration order.
+    pub fn targets(&self) -> Vec<Arc<TargetNode>> {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn find_target(&self, name: &str) -> Option<Arc<TargetNode>> {
-        self.targets.iter().find(|t| t.cfg.iqn == name).cloned()
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|t| t.iqn == name)
+            .cloned()
     }
 
     /// Credentials a discovery session may use: those the first target would
@@ -128,7 +179,7 @@ impl Registry {
         &self,
         initiator: &str,
     ) -> Option<(ChapCredentials, Option<ChapCredentials>)> {
-        self.targets.iter().find_map(|t| t.chap_for(initiator))
+        self.targets().iter().find_map(|t| t.chap_for(initiator))
     }
 
     pub fn portals(&self) -> Vec<BoundPortal> {
@@ -154,7 +205,7 @@ impl Registry {
     pub fn nexuses_of(&self, target: &TargetNode) -> Vec<NexusId> {
         self.sessions()
             .iter()
-            .filter(|s| s.target.cfg.iqn == target.cfg.iqn)
+            .filter(|s| s.target.iqn == target.iqn)
             .map(|s| s.nexus.id.clone())
             .collect()
     }
@@ -195,7 +246,7 @@ impl Registry {
                 .ok_or(LoginStatus::SESSION_DOES_NOT_EXIST)?;
             if s.isid != r.isid
                 || s.initiator_name != r.initiator_name
-                || s.target.cfg.iqn != target.cfg.iqn
+                || s.target.iqn != target.iqn
             {
                 return Err(LoginStatus::SESSION_DOES_NOT_EXIST);
             }
@@ -208,7 +259,7 @@ impl Registry {
             .filter(|s| {
                 s.isid == r.isid
                     && s.initiator_name == r.initiator_name
-                    && s.target.cfg.iqn == target.cfg.iqn
+                    && s.target.iqn == target.iqn
             })
             .map(|s| s.tsih)
             .collect();
@@ -216,7 +267,7 @@ impl Registry {
             if let Some(s) = sessions.remove(&tsih) {
                 tracing::info!(tsih, "session reinstated by a new login with the same ISID");
                 s.close_all();
-                for lu in target.luns.values() {
+                for lu in target.luns().values() {
                     lu.nexus_lost(&s.nexus.id);
                 }
             }
@@ -242,7 +293,7 @@ impl Registry {
             }
         };
         if removed {
-            for lu in s.target.luns.values() {
+            for lu in s.target.luns().values() {
                 lu.nexus_lost(&s.nexus.id);
             }
         }
@@ -251,7 +302,7 @@ impl Registry {
     /// Closes every session of a target (TARGET COLD RESET).
     fn drop_sessions_of(&self, target: &TargetNode) {
         for s in self.sessions() {
-            if s.target.cfg.iqn == target.cfg.iqn {
+            if s.target.iqn == target.iqn {
                 s.close_all();
             }
         }
@@ -281,44 +332,112 @@ pub struct SessionInfo {
     pub connections: Vec<ConnectionInfo>,
 }
 
+/// One listening portal: its configuration, where it is bound and the task
+/// accepting its connections.
+struct Listener {
+    cfg: Portal,
+    bound: SocketAddr,
+    task: JoinHandle<()>,
+}
+
 /// A running target server.
 pub struct Target {
     registry: Arc<Registry>,
-    local: Vec<SocketAddr>,
-    tasks: Vec<JoinHandle<()>>,
+    listeners: Mutex<Vec<Listener>>,
+    /// The configuration in force; held across a reconfiguration so two
+    /// cannot interleave.
+    config: tokio::sync::Mutex<ServerConfig>,
 }
 
 impl Target {
     /// Binds every portal and starts accepting connections.
     pub async fn start(cfg: ServerConfig) -> Result<Target, IscsiError> {
         let registry = Arc::new(Registry::new(&cfg)?);
-        let mut local = Vec::new();
-        let mut tasks = Vec::new();
-        let mut portals = Vec::new();
-        for p in &cfg.listen {
-            let addr = p.bind;
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| IscsiError::Config(format!("cannot listen on {addr}: {e}")))?;
-            let bound = l.local_addr()?;
-            local.push(bound);
-            portals.push(BoundPortal::new(p, bound));
-            let reg = registry.clone();
-            tasks.push(tokio::spawn(async move { accept_loop(l, reg).await }));
-        }
-        *registry.portals.lock().unwrap_or_else(|e| e.into_inner()) = portals;
-        Ok(Target {
+        let bound = bind_portals(&cfg.listen).await?;
+        let target = Target {
             registry,
-            local,
-            tasks,
-        })
+            listeners: Mutex::new(Vec::new()),
+            config: tokio::sync::Mutex::new(cfg),
+        };
+        target.start_listening(bound);
+        Ok(target)
     }
 
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local
+    /// Starts accept loops on freshly bound portals and publishes them.
+    fn start_listening(&self, bound: Vec<(Portal, TcpListener, SocketAddr)>) {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (cfg, l, addr) in bound {
+            let reg = self.registry.clone();
+            listeners.push(Listener {
+                cfg,
+                bound: addr,
+                task: tokio::spawn(async move { accept_loop(l, reg).await }),
+            });
+        }
+        *self
+            .registry
+            .portals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = listeners
+            .iter()
+            .map(|l| BoundPortal::new(&l.cfg, l.bound))
+            .collect();
+    }
+
+    /// Where every portal is bound (a port 0 resolved), in configuration order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|l| l.bound)
+            .collect()
     }
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The configuration in force (as written: a portal on port 0 stays 0).
+    pub async fn config(&self) -> ServerConfig {
+        self.config.lock().await.clone()
+    }
+
+    /// Changes the running target to `new` without a restart: targets, LUNs,
+    /// ACLs, CHAP and portals. Everything that can fail (opening
+    /// backstores, binding portals) happens first; if any of it fails,
+    /// nothing changes. Sessions keep running on untouched LUNs; the
+    /// sessions of a target whose LUN set changed get REPORTED LUNS DATA
+    /// HAS CHANGED on their other LUNs; sessions of a removed target, or of
+    /// an initiator no longer allowed, are closed. A LUN whose backstore
+    /// or attributes change is a new logical unit (a RAMDISK starts empty).
+    pub async fn reconfigure(&self, new: ServerConfig) -> Result<Changes, IscsiError> {
+        new.validate().map_err(IscsiError::Config)?;
+        let mut current = self.config.lock().await;
+        let plan = reconfigure::Plan::new(&current, &new);
+        // Fallible part: new LUs and targets, new portals.
+        let prepared = plan.prepare(&self.registry, &new)?;
+        let bound = bind_portals(&plan.portals_added).await?;
+        // From here on nothing fails.
+        let mut changes = plan.commit(&self.registry, prepared);
+        {
+            let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            listeners.retain(|l| {
+                let keep = !plan.portals_removed.contains(&l.cfg);
+                if !keep {
+                    l.task.abort();
+                }
+                keep
+            });
+        }
+        for (_, _, addr) in &bound {
+            changes.portals_added.push(*addr);
+        }
+        self.start_listening(bound);
+        *current = new;
+        if !changes.is_empty() {
+            tracing::info!("target reconfigured: {}", changes.summary().join("; "));
+        }
+        Ok(changes)
     }
 
     /// `iscsi://HOST:PORT/IQN/LUN` for every LUN on the first portal, once
@@ -332,9 +451,9 @@ impl Target {
         let mut out = Vec::new();
         for addr in p.reachable(&portal::host_addresses()) {
             let hp = portal::url_host_port(addr);
-            for t in &self.registry.targets {
-                for l in t.luns.keys() {
-                    out.push(format!("iscsi://{hp}/{}/{l}", t.cfg.iqn));
+            for t in self.registry.targets() {
+                for l in t.luns().keys() {
+                    out.push(format!("iscsi://{hp}/{}/{l}", t.iqn));
                 }
             }
         }
@@ -348,8 +467,13 @@ impl Target {
 
     /// Stops listening and closes every session.
     pub fn shutdown(&self) {
-        for t in &self.tasks {
-            t.abort();
+        for l in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            l.task.abort();
         }
         for s in self.registry.sessions() {
             s.close_all();
@@ -361,6 +485,23 @@ impl Drop for Target {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Binds portals, all or none: a port in use is an error naming it, and
+/// the ones already bound are released.
+async fn bind_portals(
+    portals: &[Portal],
+) -> Result<Vec<(Portal, TcpListener, SocketAddr)>, IscsiError> {
+    let mut out = Vec::new();
+    for p in portals {
+        let addr = p.bind;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| IscsiError::Config(format!("cannot listen on {addr}: {e}")))?;
+        let bound = l.local_addr()?;
+        out.push((*p, l, bound));
+    }
+    Ok(out)
 }
 
 async fn accept_loop(l: TcpListener, registry: Arc<Registry>) {

@@ -92,7 +92,7 @@ const DELIVERY_GAP_WAIT: std::time::Duration = std::time::Duration::from_secs(2)
 
 impl Session {
     pub(super) fn new(tsih: u16, r: &LoginResult, target: Arc<TargetNode>) -> Self {
-        let depth = target.cfg.queue_depth;
+        let depth = target.cfg().queue_depth;
         Session {
             tsih,
             isid: r.isid,
@@ -231,6 +231,11 @@ impl Session {
         (w.exp, w.exp.wrapping_add(w.depth - 1))
     }
 
+    /// The session's command window (the target's queue depth when it logged in).
+    pub fn window_depth(&self) -> u32 {
+        self.w().depth
+    }
+
     /// Accepts a command's CmdSN. Returns false when it must be ignored
     /// (outside the window, or a duplicate).
     pub fn accept_cmd_sn(&self, cmd_sn: u32, immediate: bool) -> bool {
@@ -325,8 +330,8 @@ impl Session {
             tsih: self.tsih,
             isid: self.isid,
             initiator: self.initiator_name.clone(),
-            target: self.target.cfg.iqn.clone(),
-            queue_depth: self.target.cfg.queue_depth,
+            target: self.target.iqn.clone(),
+            queue_depth: self.window_depth(),
             connections: self
                 .conns()
                 .iter()

@@ -368,6 +368,15 @@ impl LogicalUnit {
         self.update(&st);
     }
 
+    /// Clears one kind of pending unit attention for a nexus (REPORT LUNS
+    /// clears REPORTED LUNS DATA HAS CHANGED, SPC-4 6.33).
+    pub fn clear_unit_attention(&self, nexus: &NexusId, asc: Asc) {
+        let mut st = self.lock();
+        st.unit_attention
+            .retain(|(x, a)| !(x == nexus && *a == asc));
+        self.update(&st);
+    }
+
     /// LOGICAL UNIT RESET (and target resets): SPC-2 reservations and
     /// PREVENT state go. Like LIO, no unit attention is queued for the reset
     /// itself (initiators such as libiscsi's test suite expect none).

@@ -57,6 +57,7 @@ impl Asc {
     pub const REGISTRATIONS_PREEMPTED: Asc = Asc(0x2A, 0x05);
     pub const COMMANDS_CLEARED_BY_ANOTHER: Asc = Asc(0x2F, 0x00);
     pub const SANITIZE_FAILED: Asc = Asc(0x31, 0x03);
+    pub const REPORTED_LUNS_DATA_CHANGED: Asc = Asc(0x3F, 0x0E);
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
     pub const MEDIUM_NOT_PRESENT: Asc = Asc(0x3A, 0x00);
     pub const MEDIUM_REMOVAL_PREVENTED: Asc = Asc(0x53, 0x02);
