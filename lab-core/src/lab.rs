@@ -13,7 +13,8 @@ pub const DEFAULT_RAMDISK_BYTES: u64 = 1 << 30;
 /// A running embedded target with the configuration it was started from.
 pub struct LabTarget {
     pub config: ServerConfig,
-    pub target: Target,
+    /// Shared so that changes to it can run off the caller's loop.
+    pub target: std::sync::Arc<Target>,
 }
 
 impl LabTarget {
@@ -44,7 +45,7 @@ impl Lab {
 
     pub async fn start_target(&mut self, config: ServerConfig) -> Result<&LabTarget, LabError> {
         self.stop_target();
-        let target = Target::start(config.clone()).await?;
+        let target = std::sync::Arc::new(Target::start(config.clone()).await?);
         Ok(self.target.insert(LabTarget { config, target }))
     }
 

@@ -1,6 +1,7 @@
 //! The interactive console: terminal set-up and restore, the event loop, and
 //! the pure render functions over a state snapshot.
 
+mod editor;
 mod notebook;
 mod render;
 mod state;
@@ -170,6 +171,13 @@ fn guest_op(
     });
 }
 
+/// The running target's URLs and portals on the Target screen.
+fn show_target(state: &mut ConsoleState, t: &iolab_lab_core::lab::LabTarget) {
+    state.target_urls = t.urls();
+    state.portals = t.local_addrs().iter().map(|a| a.to_string()).collect();
+    state.editor.bound = state.portals.clone();
+}
+
 /// What a matrix run in the background reports.
 enum MatrixEvent {
     Runner(iolab_lab_core::profile_run::RunnerEvent),
@@ -240,12 +248,15 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut matrix_events: Option<tokio::sync::mpsc::UnboundedReceiver<MatrixEvent>> = None;
     match lab.start_default_target().await {
         Ok(t) => {
-            state.target_urls = t.urls();
-            state.portals = t.local_addrs().iter().map(|a| a.to_string()).collect();
+            state.editor.config = Some(t.config.clone());
+            show_target(&mut state, t);
             state.status = format!("embedded target ready: {}", state.target_urls.join(" "));
         }
         Err(e) => state.status = format!("embedded target failed to start: {e}"),
     }
+    let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<
+        Result<(iolab_iscsi::ServerConfig, iolab_iscsi::target::Changes), String>,
+    >();
     let registry = lab.target.as_ref().map(|t| t.target.registry().clone());
     let source: Arc<dyn iolab_lab_core::sampler::SessionSource> =
         Arc::new(move || match &registry {
@@ -283,8 +294,27 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                     state.snapshot = snapshots.borrow_and_update().clone();
                     let snap = state.snapshot.clone();
                     state.run.observe(&snap);
+                    state.editor.sessions = snap.sessions.iter().map(|s| (s.info.target.clone(), 1)).collect();
                 }
             }
+            Some(r) = applied_rx.recv() => match r {
+                Ok((cfg, changes)) => {
+                    state.status = if changes.is_empty() {
+                        "target: nothing changed".into()
+                    } else {
+                        format!("target changed: {}", changes.summary().join("; "))
+                    };
+                    state.editor.applied(Ok(cfg.clone()));
+                    if let Some(t) = lab.target.as_mut() {
+                        t.config = cfg;
+                        show_target(&mut state, t);
+                    }
+                }
+                Err(e) => {
+                    state.status = format!("target not changed: {e}");
+                    state.editor.applied(Err(e));
+                }
+            },
             Some(ev) = async { match run_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 let granted = match &state.run.phase {
                     state::RunPhase::Running { connections, .. } => *connections,
@@ -402,6 +432,17 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                         Action::ScanGuests => scan_guests(&notebook, &rows_tx),
                         Action::StartGuest(i) => guest_op(&mut state, i, true, &bg_tx),
                         Action::StopGuest(i) => guest_op(&mut state, i, false, &bg_tx),
+                        Action::ApplyTarget => match (state.editor.proposed.clone(), lab.target.as_ref()) {
+                            (Some(cfg), Some(t)) => {
+                                let target = t.target.clone();
+                                let tx = applied_tx.clone();
+                                tokio::spawn(async move {
+                                    let r = target.reconfigure(cfg.clone()).await;
+                                    let _ = tx.send(r.map(|c| (cfg, c)).map_err(|e| e.to_string()));
+                                });
+                            }
+                            _ => state.editor.applied(Err("the embedded target is not running".into())),
+                        },
                         Action::None => {}
                     }
                 }

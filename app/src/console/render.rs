@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Tabs};
 
 use iolab_lab_core::workload::Mode;
@@ -15,6 +15,7 @@ mod devices;
 mod guests;
 mod network;
 mod profiles;
+mod target;
 
 pub fn render(f: &mut Frame, s: &ConsoleState) {
     let [tabs, body, status] = Layout::vertical([
@@ -31,7 +32,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
         tabs,
     );
     match s.tab {
-        Tab::Target => target(f, s, body),
+        Tab::Target => target::render(f, s, body),
         Tab::Connections => connections(f, s, body),
         Tab::Run => run(f, s, body),
         Tab::Profiles => profiles::render(f, &s.notebook, body),
@@ -72,49 +73,6 @@ pub(super) fn selectable(row: Row<'_>, selected: bool) -> Row<'_> {
 /// Header cells as owned strings.
 pub(super) fn header(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
-}
-
-fn target(f: &mut Frame, s: &ConsoleState, area: Rect) {
-    let [luns, sessions] = Layout::vertical([
-        Constraint::Length(4 + s.target_urls.len() as u16),
-        Constraint::Min(3),
-    ])
-    .areas(area);
-    let mut lines = vec![Line::from(vec![
-        Span::raw("portals: "),
-        Span::raw(s.portals.join(", ")),
-    ])];
-    for u in &s.target_urls {
-        lines.push(Line::from(format!("lun {u}")));
-    }
-    f.render_widget(
-        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Embedded target")),
-        luns,
-    );
-    let rows = s.snapshot.sessions.iter().map(|ss| {
-        Row::new(vec![
-            ss.info.tsih.to_string(),
-            ss.info.initiator.clone(),
-            format!("{:012x}", ss.info.isid),
-            ss.info.connections.len().to_string(),
-            ss.info.queue_depth.to_string(),
-            format!("{:.1}", ss.total_mbps),
-        ])
-    });
-    let table = boxed_table(
-        rows,
-        [
-            Constraint::Length(6),
-            Constraint::Min(20),
-            Constraint::Length(14),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(10),
-        ],
-        header(&["TSIH", "Initiator", "ISID", "Conns", "Depth", "MB/s"]),
-        format!("Sessions ({})", s.snapshot.sessions.len()),
-    );
-    f.render_widget(table, sessions);
 }
 
 fn connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
@@ -449,8 +407,8 @@ fn digest(on: bool) -> &'static str {
 }
 
 fn help(f: &mut Frame, area: Rect) {
-    let w = 48.min(area.width);
-    let h = 14.min(area.height);
+    let w = 52.min(area.width);
+    let h = 16.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -460,6 +418,8 @@ fn help(f: &mut Frame, area: Rect) {
     f.render_widget(Clear, r);
     let text = vec![
         Line::from("1-7 / Tab    switch screen"),
+        Line::from("Target: Up/Down, a add (portal/LUN/ACL), A ACL,"),
+        Line::from("        T target, e edit, d delete"),
         Line::from("Run: m mode, c connections, t time, r start"),
         Line::from("Profiles: Up/Down run, a baseline, p profile,"),
         Line::from("          Enter load profile into Run"),
@@ -477,7 +437,7 @@ fn help(f: &mut Frame, area: Rect) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -649,7 +609,33 @@ mod tests {
         };
         s.run.sampled.insert((1, 0), 10 << 30);
         s.run.sampled.insert((1, 1), 10 << 30);
+        s.editor = lab_editor();
         s
+    }
+
+    /// The editor over a lab with a RAMDISK and a FILEIO LUN, an ACL with
+    /// mutual CHAP, and one session logged in.
+    pub(super) fn lab_editor() -> crate::console::editor::TargetEditor {
+        use iolab_iscsi::chap::ChapCredentials;
+        use iolab_iscsi::target::{Acl, ServerConfig};
+        let mut cfg = ServerConfig::default_lab("127.0.0.1:3260".parse().unwrap(), 1 << 30);
+        cfg.targets[0].add_lun(iolab_storage::BackstoreSpec::Fileio {
+            path: "/var/tmp/lun1.img".into(),
+            size: Some(64 << 20),
+            direct: true,
+        });
+        cfg.targets[0].acls.push(Acl {
+            initiator: "iqn.2026-12.org.example:host1".into(),
+            chap: ChapCredentials::parse("alice:secret12345"),
+            mutual_chap: ChapCredentials::parse("tgt:othersecret12"),
+        });
+        crate::console::editor::TargetEditor {
+            config: Some(cfg),
+            bound: vec!["127.0.0.1:3260".into()],
+            cursor: 4,
+            sessions: vec![("iqn.2026-11.io.iolab:target0".into(), 1)],
+            ..Default::default()
+        }
     }
 
     fn draw(s: &ConsoleState) -> Terminal<TestBackend> {

@@ -80,6 +80,8 @@ pub enum Action {
     StartGuest(usize),
     /// Stop this guest (confirmed).
     StopGuest(usize),
+    /// Hand the editor's proposed configuration to the running target.
+    ApplyTarget,
 }
 
 /// A guest as the Guests screen shows it.
@@ -425,12 +427,19 @@ pub struct ConsoleState {
     pub network: NetworkView,
     pub devices: DevicesView,
     pub guests: GuestsView,
+    pub editor: super::editor::TargetEditor,
 }
 
 impl ConsoleState {
     /// Handles a key.
     pub fn on_key(&mut self, code: KeyCode) -> Action {
         // A pending confirmation takes the next key, whatever it is.
+        if self.tab == Tab::Target && self.editor.wants(code) {
+            return match self.editor.on_key(code) {
+                super::editor::EditorAction::Apply => Action::ApplyTarget,
+                super::editor::EditorAction::None => Action::None,
+            };
+        }
         if self.tab == Tab::Network && self.network.confirm.is_some() {
             return self.network.on_key(code);
         }
