@@ -15,12 +15,20 @@ pub struct Cli {
     /// The lab notebook (SQLite) [default: $XDG_DATA_HOME/iolab/iolab.db].
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// Open the console on this profile's lab (a built-in or saved profile, or a TOML file).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The interactive console (what `iolab` alone opens), on a profile's lab.
+    Console {
+        /// A built-in or saved profile, or a profile TOML file.
+        profile: Option<String>,
+    },
     /// The embedded iSCSI target.
     #[command(subcommand)]
     Target(TargetCmd),

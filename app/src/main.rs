@@ -17,8 +17,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    let console_mode = args.command.is_none();
+    let console_mode = matches!(args.command, None | Some(cli::Command::Console { .. }));
     let db = args.db.clone();
+    let lab_profile = args.profile.clone();
     logging::init(console_mode, args.verbose);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads(&args.command) {
@@ -33,7 +34,10 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match args.command {
-            None => console::run(db.as_deref()).await,
+            None => console::run(db.as_deref(), lab_profile.as_deref()).await,
+            Some(cli::Command::Console { profile }) => {
+                console::run(db.as_deref(), profile.as_deref().or(lab_profile.as_deref())).await
+            }
             Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
             Some(cli::Command::Bench(a)) => bench_cmd::bench(db.as_deref(), a).await,
             Some(cli::Command::Discover(a)) => bench_cmd::discover(a).await,

@@ -51,7 +51,9 @@ pub struct Profile {
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<TuningProfile>,
-    /// The embedded target to start; none when `initiator.url` names another target.
+    /// The embedded target to start. The workload runs on it unless
+    /// `initiator.url` names another target (then both: a lab that serves
+    /// its own target and measures another).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<ServerConfig>,
     #[serde(default)]
@@ -289,10 +291,15 @@ impl Profile {
         match (&self.target, &self.initiator.url) {
             (None, None) => out
                 .push("needs a [target] to start or an initiator.url of a target elsewhere".into()),
-            (Some(_), Some(_)) => out.push(
-                "has both a [target] and an initiator.url: the run would not use its own target"
-                    .into(),
-            ),
+            (Some(t), Some(u)) => {
+                // A lab that serves its own target and measures another one.
+                if let Err(e) = t.validate() {
+                    out.push(format!("target: {e}"));
+                }
+                if let Err(e) = IscsiUrl::parse(u, false) {
+                    out.push(format!("initiator.url: {e}"));
+                }
+            }
             (Some(t), None) => {
                 if let Err(e) = t.validate() {
                     out.push(format!("target: {e}"));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl, Session};
+use iolab_iscsi::target::ServerConfig;
 use tokio::sync::mpsc;
 
 use iolab_profiles::Run;
@@ -22,6 +23,12 @@ pub struct RunForm {
     pub seconds: u32,
     pub connections: u32,
     pub sessions: u32,
+    /// LUN URL to run against; None: the embedded target's first LUN.
+    pub url: Option<String>,
+    /// Write a self-checking pattern / check it on reads (disktest -T).
+    pub verify: bool,
+    /// Use only the first this many bytes of the LUN (0: all of it).
+    pub range_bytes: u64,
 }
 
 impl Default for RunForm {
@@ -34,6 +41,9 @@ impl Default for RunForm {
             seconds: 10,
             connections: 1,
             sessions: 1,
+            url: None,
+            verify: false,
+            range_bytes: 0,
         }
     }
 }
@@ -53,6 +63,9 @@ impl RunForm {
                 .unwrap_or(d.seconds),
             connections: w.connections.first().copied().unwrap_or(d.connections),
             sessions: p.initiator.sessions,
+            url: p.initiator.url.clone(),
+            verify: w.verify,
+            range_bytes: w.range_bytes().unwrap_or(0),
         }
     }
 
@@ -77,8 +90,8 @@ impl RunForm {
                 threads: self.threads,
                 time: format!("{}s", self.seconds),
                 pattern: Pattern::Seq,
-                verify: false,
-                range: None,
+                verify: self.verify,
+                range: (self.range_bytes > 0).then(|| self.range_bytes.to_string()),
             },
             guests: Vec::new(),
         }
@@ -118,6 +131,50 @@ impl RunForm {
     }
 }
 
+/// The lab as it stands, as a profile named `name`: `base` (the profile the
+/// lab was opened from) with the running target's configuration and, when
+/// the Run form was changed since (`opened_form`), the form's workload. A
+/// lab saved unchanged is `base` again, field for field.
+pub fn lab_profile(
+    base: &Profile,
+    name: &str,
+    target: Option<&ServerConfig>,
+    embedded_urls: &[String],
+    form: &RunForm,
+    opened_form: &RunForm,
+) -> Profile {
+    let mut p = base.clone();
+    p.name = name.into();
+    if let Some(t) = target {
+        p.target = Some(t.clone());
+    }
+    if form == opened_form {
+        return p;
+    }
+    let w = &mut p.workload;
+    w.modes = vec![form.mode];
+    w.connections = vec![form.connections];
+    w.block_size = crate::units::size_text(form.block_bytes as u64);
+    w.threads = form.threads;
+    w.time = format!("{}s", form.seconds);
+    w.verify = form.verify;
+    w.range = (form.range_bytes > 0).then(|| crate::units::size_text(form.range_bytes));
+    p.initiator.sessions = form.sessions;
+    // A URL of the lab's own target is a LUN of it; another is a target elsewhere.
+    match &form.url {
+        Some(u) if embedded_urls.contains(u) => {
+            w.luns = IscsiUrl::parse(u, false).ok().map(|u| vec![u.lun]);
+            p.initiator.url = None;
+        }
+        Some(u) => p.initiator.url = Some(u.clone()),
+        None => {
+            w.luns = None;
+            p.initiator.url = None;
+        }
+    }
+    p
+}
+
 /// What a background run reports.
 #[derive(Debug, Clone)]
 pub enum RunEvent {
@@ -154,8 +211,8 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
                 threads: form.threads,
                 duration: Duration::from_secs(form.seconds as u64),
                 pattern: Pattern::Seq,
-                verify: false,
-                range_bytes: 0,
+                verify: form.verify,
+                range_bytes: form.range_bytes,
             };
             let sessions = Arc::new(sessions);
             let ptx = tx.clone();
@@ -179,4 +236,91 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
         });
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{builtin, builtins};
+
+    #[test]
+    fn a_lab_saved_unchanged_is_its_profile_again() {
+        for (name, text) in builtins() {
+            let p = Profile::parse(text, name).unwrap();
+            let form = RunForm::from_profile(&p);
+            let again = lab_profile(&p, name, p.target.as_ref(), &[], &form, &form);
+            assert_eq!(again, p, "{name}");
+            // And through its TOML, as the notebook stores it.
+            assert_eq!(Profile::parse(&again.to_toml(), name).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn a_changed_form_becomes_the_saved_workload() {
+        let p = Profile::parse(builtin("quick").unwrap(), "quick").unwrap();
+        let opened = RunForm::from_profile(&p);
+        let url = "iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/1".to_string();
+        let form = RunForm {
+            mode: Mode::Write,
+            block_bytes: 64 << 10,
+            threads: 16,
+            seconds: 5,
+            connections: 2,
+            sessions: 1,
+            url: Some(url.clone()),
+            verify: true,
+            range_bytes: 32 << 20,
+        };
+        let mut target = p.target.clone().unwrap();
+        target.targets[0].add_lun(iolab_storage::BackstoreSpec::Ramdisk { size: 64 << 20 });
+        let saved = lab_profile(
+            &p,
+            "mylab",
+            Some(&target),
+            std::slice::from_ref(&url),
+            &form,
+            &opened,
+        );
+        assert_eq!(saved.name, "mylab");
+        assert_eq!(saved.target.as_ref(), Some(&target));
+        let w = &saved.workload;
+        assert_eq!(w.modes, vec![Mode::Write]);
+        assert_eq!(w.connections, vec![2]);
+        assert_eq!(
+            w.luns,
+            Some(vec![1]),
+            "a URL of the lab's own target is its LUN"
+        );
+        assert_eq!(
+            (w.block_size.as_str(), w.threads, w.time.as_str()),
+            ("64K", 16, "5s")
+        );
+        assert!(w.verify);
+        assert_eq!(w.range.as_deref(), Some("32M"));
+        assert_eq!(saved.initiator.url, None);
+        assert!(saved.problems().is_empty(), "{:?}", saved.problems());
+        // Opened again, the form is the one that was saved.
+        let back = RunForm::from_profile(&saved);
+        assert_eq!(
+            RunForm {
+                url: Some(url.clone()),
+                ..back
+            },
+            form
+        );
+
+        // Another target's URL is kept as the initiator's.
+        let elsewhere = "iscsi://10.0.0.2:3260/iqn.2003-01.org.linux-iscsi:t/0".to_string();
+        let form = RunForm {
+            url: Some(elsewhere.clone()),
+            ..form
+        };
+        let saved = lab_profile(&p, "mylab", Some(&target), &[url], &form, &opened);
+        assert_eq!(saved.initiator.url, Some(elsewhere));
+        assert!(
+            saved.target.is_some(),
+            "the lab still serves its own target"
+        );
+        assert!(saved.problems().is_empty(), "{:?}", saved.problems());
+    }
 }

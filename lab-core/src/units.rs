@@ -23,6 +23,17 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// A size in the shortest exact spelling that `parse_size` reads back:
+/// `1G`, `256M`, `64K`, or bytes.
+pub fn size_text(bytes: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +48,18 @@ mod tests {
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("9999h").is_err());
+    }
+
+    #[test]
+    fn sizes_print_as_they_are_typed() {
+        use iolab_storage::backstore::parse_size;
+        assert_eq!(size_text(1 << 30), "1G");
+        assert_eq!(size_text(64 << 20), "64M");
+        assert_eq!(size_text(1536 << 20), "1536M");
+        assert_eq!(size_text(4096), "4K");
+        assert_eq!(size_text(1000), "1000");
+        for n in [1 << 30, 3 << 40, 4096, 1000, 1536 << 20] {
+            assert_eq!(parse_size(&size_text(n)).unwrap(), n);
+        }
     }
 }

@@ -7,8 +7,11 @@
 
 use crossterm::event::KeyCode;
 use iolab_iscsi::chap::ChapCredentials;
+use iolab_iscsi::initiator::IscsiUrl;
 use iolab_iscsi::target::config::valid_iscsi_name;
 use iolab_iscsi::target::{Acl, LunConfig, Portal, ServerConfig, TargetConfig};
+use iolab_lab_core::run::RunForm;
+use iolab_lab_core::workload::Mode;
 use iolab_storage::BackstoreSpec;
 use iolab_storage::backstore::parse_size;
 
@@ -49,6 +52,10 @@ pub enum FormKind {
     Lun(usize, Option<usize>),
     /// An ACL of target `.0`.
     Acl(usize, Option<usize>),
+    /// The Run screen's workload.
+    Workload,
+    /// The name to save the lab under.
+    Save,
 }
 
 /// One field of a form: free text, or one of fixed choices.
@@ -60,6 +67,8 @@ pub struct Field {
     pub choices: &'static [&'static str],
     /// What goes in, shown beside the focused field.
     pub hint: &'static str,
+    /// Values a text field offers with Left/Right (typing stays free).
+    pub options: Vec<String>,
 }
 
 impl Field {
@@ -69,6 +78,7 @@ impl Field {
             value: value.into(),
             choices: &[],
             hint,
+            options: Vec::new(),
         }
     }
     fn choice(label: &'static str, choices: &'static [&'static str], value: &str) -> Field {
@@ -77,10 +87,20 @@ impl Field {
             value: value.into(),
             choices,
             hint: "Left/Right or Space to choose",
+            options: Vec::new(),
         }
     }
     fn cycle(&mut self, step: isize) {
         if self.choices.is_empty() {
+            if !self.options.is_empty() {
+                let n = self.options.len() as isize;
+                let next = match self.options.iter().position(|o| *o == self.value) {
+                    Some(i) => (i as isize + step).rem_euclid(n),
+                    None if step > 0 => 0,
+                    None => n - 1,
+                };
+                self.value = self.options[next as usize].clone();
+            }
             return;
         }
         let n = self.choices.len() as isize;
@@ -97,6 +117,7 @@ const YES_NO: &[&str] = &["yes", "no"];
 const NO_YES: &[&str] = &["no", "yes"];
 const KINDS: &[&str] = &["ramdisk", "fileio", "block"];
 const BLOCK_SIZES: &[&str] = &["512", "4096"];
+const MODES: &[&str] = &["read", "write", "rw"];
 
 /// An open form: its fields, the focused one, and why the last try failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,15 +128,7 @@ pub struct Form {
     pub error: Option<String>,
 }
 
-/// `1G`, `256M`, `64K` or bytes: the shortest exact spelling.
-pub fn size_text(bytes: u64) -> String {
-    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        if bytes >= 1 << shift && bytes.is_multiple_of(1u64 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    bytes.to_string()
-}
+pub use iolab_lab_core::units::size_text;
 
 fn chap_text(c: &Option<ChapCredentials>) -> String {
     c.as_ref()
@@ -240,6 +253,7 @@ impl Form {
                     ),
                 ]
             }
+            FormKind::Workload | FormKind::Save => Vec::new(),
         };
         Form {
             kind,
@@ -256,6 +270,8 @@ impl Form {
             FormKind::Target(i) => format!("{} target", verb(i.is_none())),
             FormKind::Lun(_, i) => format!("{} LUN", verb(i.is_none())),
             FormKind::Acl(_, i) => format!("{} ACL", verb(i.is_none())),
+            FormKind::Workload => "Workload".into(),
+            FormKind::Save => "Save the lab as a profile".into(),
         }
     }
 
@@ -398,13 +414,154 @@ impl Form {
                     None => target.acls.push(acl),
                 }
             }
+            FormKind::Workload | FormKind::Save => {
+                return Err("not a form of the target's configuration".into());
+            }
         }
         new.validate()?;
         Ok(new)
     }
 
+    /// The Run screen's workload form, `urls` offered for the target.
+    pub fn workload(f: &RunForm, urls: &[String]) -> Form {
+        let mut target = Field::text(
+            "target",
+            f.url.clone().unwrap_or_default(),
+            "a LUN URL iscsi://[user%secret@]host[:port]/IQN/LUN; Left/Right: the embedded target's; empty: its first",
+        );
+        target.options = urls.to_vec();
+        let mode = match f.mode {
+            Mode::Read => "read",
+            Mode::Write => "write",
+            Mode::Rw => "rw",
+        };
+        Form {
+            kind: FormKind::Workload,
+            fields: vec![
+                target,
+                Field::choice("mode", MODES, mode),
+                Field::text(
+                    "block size",
+                    size_text(f.block_bytes as u64),
+                    "256K, 64K, 4K (a multiple of 512)",
+                ),
+                Field::text(
+                    "outstanding I/Os",
+                    f.threads.to_string(),
+                    "commands in flight, 1-4096 (disktest -K)",
+                ),
+                Field::text("time", format!("{}s", f.seconds), "30s, 2m"),
+                Field::text(
+                    "connections",
+                    f.connections.to_string(),
+                    "per session (MC/S), 1-8",
+                ),
+                Field::text("sessions", f.sessions.to_string(), "1-16"),
+                Field::choice("verify", NO_YES, yes(f.verify)),
+                Field::text(
+                    "range",
+                    if f.range_bytes == 0 {
+                        String::new()
+                    } else {
+                        size_text(f.range_bytes)
+                    },
+                    "use only the first SIZE of the LUN (64M); empty: all of it",
+                ),
+            ],
+            focus: 0,
+            error: None,
+        }
+    }
+
+    /// The Save form: a profile name, and whether to replace a saved one.
+    pub fn save(name: &str) -> Form {
+        Form {
+            kind: FormKind::Save,
+            fields: vec![
+                Field::text("name", name, "1-64 letters, digits, '-', '_', '.'"),
+                Field::choice("replace", NO_YES, "no"),
+            ],
+            focus: 0,
+            error: None,
+        }
+    }
+
+    /// The name and replace choice of a Save form, or why not.
+    pub fn save_choice(&self) -> Result<(String, bool), String> {
+        let name = self.value("name");
+        if !iolab_lab_core::profile::valid_name(name) {
+            return Err(format!(
+                "name: '{name}' must be 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if iolab_lab_core::profile::builtin(name).is_some() {
+            return Err(format!("name: '{name}' is a built-in profile"));
+        }
+        Ok((name.to_string(), self.value("replace") == "yes"))
+    }
+
+    /// The workload as this form sets it, or why not.
+    pub fn apply_workload(&self) -> Result<RunForm, String> {
+        let url = match self.value("target") {
+            "" => None,
+            u => {
+                IscsiUrl::parse(u, false).map_err(|e| format!("target: {e}"))?;
+                Some(u.to_string())
+            }
+        };
+        let block = parse_size(self.value("block size"))
+            .ok()
+            .filter(|b| *b > 0 && b % 512 == 0 && *b <= 16 << 20)
+            .ok_or_else(|| {
+                format!(
+                    "block size: '{}' is not a multiple of 512 up to 16M",
+                    self.value("block size")
+                )
+            })?;
+        let threads: u32 = self.number("outstanding I/Os")?;
+        let time = iolab_lab_core::units::parse_duration(self.value("time"))
+            .ok()
+            .filter(|d| d.as_secs() >= 1)
+            .ok_or_else(|| {
+                format!(
+                    "time: '{}' is not a duration of a second or more",
+                    self.value("time")
+                )
+            })?;
+        let connections: u32 = self.number("connections")?;
+        let sessions: u32 = self.number("sessions")?;
+        if !(1..=4096).contains(&threads) {
+            return Err("outstanding I/Os: 1-4096".into());
+        }
+        if !(1..=8).contains(&connections) {
+            return Err("connections: 1-8".into());
+        }
+        if !(1..=16).contains(&sessions) {
+            return Err("sessions: 1-16".into());
+        }
+        let range_bytes = match self.value("range") {
+            "" => 0,
+            r => parse_size(r).map_err(|_| format!("range: '{r}' is not a size"))?,
+        };
+        Ok(RunForm {
+            mode: match self.value("mode") {
+                "write" => Mode::Write,
+                "rw" => Mode::Rw,
+                _ => Mode::Read,
+            },
+            block_bytes: block as u32,
+            threads,
+            seconds: time.as_secs() as u32,
+            connections,
+            sessions,
+            url,
+            verify: self.value("verify") == "yes",
+            range_bytes,
+        })
+    }
+
     /// A key while the form is open: `Some(true)` to apply, `Some(false)` to cancel.
-    fn on_key(&mut self, code: KeyCode) -> Option<bool> {
+    pub fn on_key(&mut self, code: KeyCode) -> Option<bool> {
         let n = self.fields.len();
         let f = &mut self.fields[self.focus];
         match code {
@@ -905,15 +1062,5 @@ mod tests {
         );
         e.on_key(KeyCode::Char('x'));
         assert!(e.notice.is_none(), "any key dismisses the notice");
-    }
-
-    #[test]
-    fn sizes_print_as_they_are_typed() {
-        assert_eq!(size_text(1 << 30), "1G");
-        assert_eq!(size_text(64 << 20), "64M");
-        assert_eq!(size_text(1536 << 20), "1536M");
-        assert_eq!(size_text(4096), "4K");
-        assert_eq!(size_text(1000), "1000");
-        assert_eq!(parse_size(&size_text(3 << 40)).unwrap(), 3 << 40);
     }
 }

@@ -81,9 +81,20 @@ fn scan_devices(
 /// devices; the rows arrive on `tx`.
 fn scan_guests(
     notebook: &notebook::Notebook,
+    lab: &iolab_lab_core::profile::Profile,
     tx: &tokio::sync::mpsc::UnboundedSender<Vec<state::GuestRow>>,
 ) {
-    let defs = crate::guest_cmd::guests_in(notebook.store());
+    // The lab's own guests first, then those of the other profiles.
+    let mut defs: Vec<_> = lab
+        .guests
+        .iter()
+        .map(|g| (lab.name.clone(), g.clone()))
+        .collect();
+    defs.extend(
+        crate::guest_cmd::guests_in(notebook.store())
+            .into_iter()
+            .filter(|(p, _)| *p != lab.name),
+    );
     let tx = tx.clone();
     tokio::task::spawn_blocking(move || {
         let _ = tx.send(guest_rows(defs));
@@ -171,6 +182,21 @@ fn guest_op(
     });
 }
 
+/// The Run form of a lab's profile: its first cell, on its first listed LUN
+/// of the embedded target when it names one.
+fn lab_form(p: &iolab_lab_core::profile::Profile, urls: &[String]) -> iolab_lab_core::run::RunForm {
+    let mut form = iolab_lab_core::run::RunForm::from_profile(p);
+    if form.url.is_none()
+        && let Some(lun) = p.workload.luns.as_ref().and_then(|l| l.first())
+    {
+        form.url = urls
+            .iter()
+            .find(|u| u.ends_with(&format!("/{lun}")))
+            .cloned();
+    }
+    form
+}
+
 /// The running target's URLs and portals on the Target screen.
 fn show_target(state: &mut ConsoleState, t: &iolab_lab_core::lab::LabTarget) {
     state.target_urls = t.urls();
@@ -233,11 +259,16 @@ fn on_matrix_event(state: &mut ConsoleState, notebook: &mut notebook::Notebook, 
     }
 }
 
-/// Runs the console on the embedded default lab until `q`.
-pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
+/// Runs the console until `q`: on the lab of `profile` (a built-in or saved
+/// profile's name, or a profile file), or on the embedded default lab.
+pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow::Result<()> {
     let mut lab = Lab::default();
     let mut state = ConsoleState::default();
     let mut notebook = notebook::Notebook::open(db, &mut state.notebook);
+    let base = match profile {
+        Some(name) => notebook.profile(name).map_err(|e| anyhow::anyhow!(e))?,
+        None => state::default_lab_profile(),
+    };
     let mut run_started_ms = 0i64;
     let tune_host = iolab_lab_core::tuning::Namespace::current();
     let tune_scope = iolab_lab_core::tuning::scope(None);
@@ -246,14 +277,28 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
     let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<state::GuestRow>>();
     let mut matrix_events: Option<tokio::sync::mpsc::UnboundedReceiver<MatrixEvent>> = None;
-    match lab.start_default_target().await {
-        Ok(t) => {
-            state.editor.config = Some(t.config.clone());
-            show_target(&mut state, t);
-            state.status = format!("embedded target ready: {}", state.target_urls.join(" "));
+    if let Some(cfg) = base.target.clone() {
+        match lab.start_target(cfg).await {
+            Ok(t) => {
+                state.editor.config = Some(t.config.clone());
+                show_target(&mut state, t);
+                state.status = format!("embedded target ready: {}", state.target_urls.join(" "));
+            }
+            Err(e) => state.status = format!("lab {}: the target failed to start: {e}", base.name),
         }
-        Err(e) => state.status = format!("embedded target failed to start: {e}"),
+    } else {
+        state.status = format!(
+            "lab {}: no embedded target; runs go to {}",
+            base.name,
+            base.initiator.url.as_deref().unwrap_or("-")
+        );
     }
+    state.run.form = lab_form(&base, &state.target_urls);
+    if let Some(t) = &base.tuning {
+        state.network.profiles.insert(0, t.name.clone());
+        state.network.lab_tuning = Some(t.clone());
+    }
+    state.lab = state::LabState::opened(base, state.run.form.clone());
     let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<
         Result<(iolab_iscsi::ServerConfig, iolab_iscsi::target::Changes), String>,
     >();
@@ -287,7 +332,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
             }
             Some(msg) = bg_rx.recv() => {
                 state.status = msg;
-                scan_guests(&notebook, &rows_tx);
+                scan_guests(&notebook, &state.current_lab(), &rows_tx);
             }
             changed = snapshots.changed() => {
                 if changed.is_ok() {
@@ -320,9 +365,9 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                     state::RunPhase::Running { connections, .. } => *connections,
                     _ => state.run.form.connections as usize,
                 };
-                if let (iolab_lab_core::run::RunEvent::Done(report), Some(url)) = (&ev, state.target_urls.first()) {
+                if let (iolab_lab_core::run::RunEvent::Done(report), Some(url)) = (&ev, state.run.url(&state.target_urls)) {
                     let per_session = granted / state.run.form.sessions.max(1) as usize;
-                    let record = state.run.form.record(url, run_started_ms, per_session.max(1), report);
+                    let record = state.run.form.record(&url, run_started_ms, per_session.max(1), report);
                     match notebook.add_run(&record) {
                         Ok(id) => {
                             state.status = format!("run stored as #{id}");
@@ -346,7 +391,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                     };
                     match action {
                         Action::Quit => break,
-                        Action::StartRun => match state.target_urls.first() {
+                        Action::StartRun => match state.run.url(&state.target_urls) {
                             Some(url) => {
                                 state.run.sampled.clear();
                                 state.run.phase = state::RunPhase::Connecting;
@@ -412,9 +457,9 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                             };
                             scan_devices(&mut state.devices, &pci_root, &notebook);
                         }
-                        Action::StartMatrix => match state.target_urls.first() {
+                        Action::StartMatrix => match state.run.url(&state.target_urls) {
                             Some(url) => {
-                                let p = state.run.form.matrix_profile(url);
+                                let p = state.run.form.matrix_profile(&url);
                                 state.run.matrix = Some(state::MatrixView {
                                     cells: p
                                         .workload
@@ -429,7 +474,7 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                             }
                             None => state.status = "no embedded target to run against".into(),
                         },
-                        Action::ScanGuests => scan_guests(&notebook, &rows_tx),
+                        Action::ScanGuests => scan_guests(&notebook, &state.current_lab(), &rows_tx),
                         Action::StartGuest(i) => guest_op(&mut state, i, true, &bg_tx),
                         Action::StopGuest(i) => guest_op(&mut state, i, false, &bg_tx),
                         Action::ApplyTarget => match (state.editor.proposed.clone(), lab.target.as_ref()) {
@@ -443,6 +488,25 @@ pub async fn run(db: Option<&std::path::Path>) -> anyhow::Result<()> {
                             }
                             _ => state.editor.applied(Err("the embedded target is not running".into())),
                         },
+                        Action::SaveLab => {
+                            if let Some((p, replace)) = state.lab.pending_save.take() {
+                                let r = match notebook.store_mut() {
+                                    Some(store) => store.put_profile(&p.name, p.format, &p.to_toml(), replace).map_err(|e| match e {
+                                        iolab_profiles::StoreError::ProfileExists(n) => format!("a profile named '{n}' is saved already: set replace to yes to overwrite it"),
+                                        e => e.to_string(),
+                                    }),
+                                    None => Err("the notebook is unavailable".into()),
+                                };
+                                match r {
+                                    Ok(()) => {
+                                        state.status = format!("lab saved as profile {} (iolab --profile {} reopens it)", p.name, p.name);
+                                        state.saved(p);
+                                        notebook.refresh(&mut state.notebook);
+                                    }
+                                    Err(e) => if let Some(f) = state.lab.save.as_mut() { f.error = Some(e) },
+                                }
+                            }
+                        }
                         Action::None => {}
                     }
                 }

@@ -40,10 +40,22 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
         Tab::Devices => devices::render(f, &s.devices, body),
         Tab::Guests => guests::render(f, &s.guests, body),
     }
-    f.render_widget(
-        Paragraph::new(format!("{}   ? help  q quit", s.status)),
-        status,
+    let lab = format!(
+        "lab {}{}",
+        s.lab.name,
+        if s.unsaved() { " [unsaved]" } else { "" }
     );
+    let line = if s.lab.quitting {
+        format!(
+            "{lab}: the changes are not saved. q quits without saving, S saves, any other key stays"
+        )
+    } else {
+        format!("{lab} │ {}   S save  ? help  q quit", s.status)
+    };
+    f.render_widget(Paragraph::new(line), status);
+    if let Some(form) = &s.lab.save {
+        target::render_form(f, form, s.lab.pending_save.is_some(), f.area());
+    }
     if s.help {
         help(f, f.area());
     }
@@ -174,7 +186,12 @@ fn live_connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
             c.totals.in_flight.to_string(),
         ])
     });
-    let total_now: f64 = live.iter().map(|c| c.read_mbps + c.write_mbps).sum();
+    // Rates of idle connections can come out as -0.0: never show a minus.
+    let total_now: f64 = live
+        .iter()
+        .map(|c| c.read_mbps + c.write_mbps)
+        .sum::<f64>()
+        .max(0.0);
     let table = Table::new(
         rows,
         [
@@ -260,24 +277,41 @@ fn matrix(f: &mut Frame, m: &super::state::MatrixView, area: Rect) {
 fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
     let host_rows = (s.snapshot.host.cpu.len() as u16 + 4).clamp(6, 14);
     let [form, conns, chart, totals] = Layout::vertical([
-        Constraint::Length(4),
+        Constraint::Length(5),
         Constraint::Min(5),
         Constraint::Length(host_rows),
         Constraint::Length(5),
     ])
     .areas(area);
     let fm = &s.run.form;
+    let mut extra = String::new();
+    if fm.sessions > 1 {
+        extra.push_str(&format!("   sessions {}", fm.sessions));
+    }
+    if fm.verify {
+        extra.push_str("   verify");
+    }
+    if fm.range_bytes > 0 {
+        extra.push_str(&format!(
+            "   range {}",
+            super::editor::size_text(fm.range_bytes)
+        ));
+    }
     let lines = vec![
         Line::from(format!(
-            "mode {}   block {} KiB   outstanding I/Os {}   time {} s   connections {}",
+            "target {}",
+            s.run.url(&s.target_urls).unwrap_or_else(|| "none".into())
+        )),
+        Line::from(format!(
+            "mode {}   block {}   outstanding I/Os {}   time {} s   connections {}{extra}",
             mode_name(fm.mode),
-            fm.block_bytes / 1024,
+            super::editor::size_text(fm.block_bytes as u64),
             fm.threads,
             fm.seconds,
             fm.connections
         )),
         Line::from(
-            "m mode   c connections   t time   r / Enter start   M the seed's matrix (3 modes x 1-4 connections)",
+            "e edit all   m mode   c connections   t time   r / Enter start   M the seed's matrix (3 modes x 1-4 connections)",
         ),
     ];
     f.render_widget(
@@ -316,6 +350,9 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
         chart,
     );
 
+    if let Some(form) = &s.run.edit {
+        target::render_form(f, form, false, area);
+    }
     let text = match &s.run.phase {
         RunPhase::Idle => vec![Line::from("no run yet: press r")],
         RunPhase::Connecting => vec![Line::from("logging in...")],
@@ -408,7 +445,7 @@ fn digest(on: bool) -> &'static str {
 
 fn help(f: &mut Frame, area: Rect) {
     let w = 52.min(area.width);
-    let h = 16.min(area.height);
+    let h = 18.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -420,7 +457,8 @@ fn help(f: &mut Frame, area: Rect) {
         Line::from("1-7 / Tab    switch screen"),
         Line::from("Target: Up/Down, a add (portal/LUN/ACL), A ACL,"),
         Line::from("        T target, e edit, d delete"),
-        Line::from("Run: m mode, c connections, t time, r start"),
+        Line::from("Run: e edit all, m mode, c connections, t time,"),
+        Line::from("     r start, M matrix"),
         Line::from("Profiles: Up/Down run, a baseline, p profile,"),
         Line::from("          Enter load profile into Run"),
         Line::from("Network: p profile, Space MTU, a apply, u revert"),
@@ -428,6 +466,7 @@ fn help(f: &mut Frame, area: Rect) {
         Line::from("Guests: Up/Down, s start, x stop, g refresh"),
         Line::from("click a tab  switch screen"),
         Line::from("?            this help (Esc closes)"),
+        Line::from("S            save the lab as a profile"),
         Line::from("q, Ctrl-C    quit (terminal is restored)"),
     ];
     f.render_widget(
@@ -518,9 +557,11 @@ pub(super) mod tests {
             .iter()
             .map(|c| c.symbol())
             .collect();
-        assert!(text.contains(
-            "mode read   block 256 KiB   outstanding I/Os 64   time 10 s   connections 1"
-        ));
+        assert!(
+            text.contains(
+                "mode read   block 256K   outstanding I/Os 64   time 10 s   connections 1"
+            )
+        );
         assert!(
             text.contains(
                 "engine: read 2147483648 B in 8192 transfers (1024.00 MB/s, IOPS 4096.0)"
@@ -650,6 +691,31 @@ pub(super) mod tests {
             tab: Tab::Target,
             ..populated()
         };
+        insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn snapshot_workload_form_over_the_run_screen() {
+        let mut s = ConsoleState {
+            tab: Tab::Run,
+            ..populated()
+        };
+        s.run.edit = Some(crate::console::editor::Form::workload(
+            &s.run.form,
+            &s.target_urls,
+        ));
+        insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn snapshot_save_form_and_unsaved_marker() {
+        let mut s = ConsoleState {
+            tab: Tab::Target,
+            ..populated()
+        };
+        let mut form = crate::console::editor::Form::save("quick");
+        form.error = form.save_choice().err();
+        s.lab.save = Some(form);
         insta::assert_snapshot!(draw(&s).backend());
     }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crossterm::event::{KeyCode, MouseEvent, MouseEventKind};
 use iolab_lab_core::LabSnapshot;
+use iolab_lab_core::profile::Profile;
 use iolab_lab_core::run::{RunEvent, RunForm};
 use iolab_lab_core::workload::{Mode, Progress, Report};
 use iolab_profiles::{Run, RunSummary};
@@ -82,6 +83,58 @@ pub enum Action {
     StopGuest(usize),
     /// Hand the editor's proposed configuration to the running target.
     ApplyTarget,
+    /// Store `lab.pending_save` in the notebook.
+    SaveLab,
+}
+
+/// The lab as a whole: the profile it was opened from (or the embedded
+/// default), what was last saved, and the Save form.
+#[derive(Debug, Clone)]
+pub struct LabState {
+    pub name: String,
+    /// The profile the lab was opened from or last saved as.
+    pub base: Profile,
+    /// The Run form as it was when the lab was opened or saved.
+    pub opened_form: RunForm,
+    /// The Save form, while it is open.
+    pub save: Option<super::editor::Form>,
+    /// The profile to store and whether to replace a saved one.
+    pub pending_save: Option<(Profile, bool)>,
+    /// `q` was pressed with unsaved changes: a second `q` quits.
+    pub quitting: bool,
+}
+
+impl Default for LabState {
+    fn default() -> Self {
+        LabState::opened(default_lab_profile(), RunForm::default())
+    }
+}
+
+impl LabState {
+    pub fn opened(base: Profile, form: RunForm) -> LabState {
+        LabState {
+            name: base.name.clone(),
+            base,
+            opened_form: form,
+            save: None,
+            pending_save: None,
+            quitting: false,
+        }
+    }
+}
+
+/// The embedded default lab as a profile: a 1 GiB RAMDISK on a free
+/// loopback port, the Run form's defaults.
+pub fn default_lab_profile() -> Profile {
+    let mut p = RunForm::default().profile("");
+    p.name = "lab".into();
+    p.description = "the embedded default lab".into();
+    p.initiator.url = None;
+    p.target = Some(iolab_iscsi::ServerConfig::default_lab(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        iolab_lab_core::lab::DEFAULT_RAMDISK_BYTES,
+    ));
+    p
 }
 
 /// A guest as the Guests screen shows it.
@@ -212,6 +265,8 @@ pub struct NetworkView {
     /// Values recorded before the lab changed them.
     pub recorded: usize,
     pub confirm: Option<Confirm>,
+    /// The tuning of the lab's own profile, offered first.
+    pub lab_tuning: Option<iolab_lab_core::tuning::TuningProfile>,
 }
 
 impl NetworkView {
@@ -327,6 +382,8 @@ pub struct RunView {
     pub phase: RunPhase,
     pub sampled: HashMap<(u16, u16), u64>,
     pub matrix: Option<MatrixView>,
+    /// The workload form, while it is open.
+    pub edit: Option<super::editor::Form>,
 }
 
 /// One cell of a matrix run as the Run screen's table shows it.
@@ -356,6 +413,11 @@ impl MatrixView {
 }
 
 impl RunView {
+    /// Where the run goes: the form's URL, else the embedded target's first LUN.
+    pub fn url(&self, embedded: &[String]) -> Option<String> {
+        self.form.url.clone().or_else(|| embedded.first().cloned())
+    }
+
     pub fn busy(&self) -> bool {
         matches!(self.phase, RunPhase::Connecting | RunPhase::Running { .. })
             || self.matrix.as_ref().is_some_and(MatrixView::running)
@@ -428,11 +490,76 @@ pub struct ConsoleState {
     pub devices: DevicesView,
     pub guests: GuestsView,
     pub editor: super::editor::TargetEditor,
+    pub lab: LabState,
 }
 
 impl ConsoleState {
+    /// The lab as it stands now, as a profile under the lab's name.
+    pub fn current_lab(&self) -> Profile {
+        iolab_lab_core::run::lab_profile(
+            &self.lab.base,
+            &self.lab.name,
+            self.editor.config.as_ref(),
+            &self.target_urls,
+            &self.run.form,
+            &self.lab.opened_form,
+        )
+    }
+
+    /// Whether the lab differs from what was opened or last saved.
+    pub fn unsaved(&self) -> bool {
+        self.current_lab() != self.lab.base
+    }
+
+    /// After the notebook stored `p`: it is the lab's new base.
+    pub fn saved(&mut self, p: Profile) {
+        self.lab = LabState::opened(p, self.run.form.clone());
+    }
+
+    fn save_key(&mut self, code: KeyCode) -> Action {
+        let Some(form) = self.lab.save.as_mut() else {
+            return Action::None;
+        };
+        if self.lab.pending_save.is_some() {
+            return Action::None;
+        }
+        match form.on_key(code) {
+            Some(false) => self.lab.save = None,
+            Some(true) => match form.save_choice() {
+                Ok((name, replace)) => {
+                    let mut p = self.current_lab();
+                    p.name = name;
+                    let problems = p.problems();
+                    if problems.is_empty() {
+                        self.lab.pending_save = Some((p, replace));
+                        return Action::SaveLab;
+                    }
+                    if let Some(f) = self.lab.save.as_mut() {
+                        f.error = Some(problems.join("; "));
+                    }
+                }
+                Err(e) => form.error = Some(e),
+            },
+            None => {}
+        }
+        Action::None
+    }
+
     /// Handles a key.
     pub fn on_key(&mut self, code: KeyCode) -> Action {
+        if self.lab.save.is_some() {
+            return self.save_key(code);
+        }
+        if std::mem::take(&mut self.lab.quitting) {
+            return match code {
+                KeyCode::Char('q') => Action::Quit,
+                KeyCode::Char('S') => {
+                    self.lab.save = Some(super::editor::Form::save(&self.lab.name));
+                    Action::None
+                }
+                _ => Action::None,
+            };
+        }
         // A pending confirmation takes the next key, whatever it is.
         if self.tab == Tab::Target && self.editor.wants(code) {
             return match self.editor.on_key(code) {
@@ -461,6 +588,22 @@ impl ConsoleState {
         {
             return self.guests.on_key(code);
         }
+        if self.tab == Tab::Run
+            && let Some(form) = self.run.edit.as_mut()
+        {
+            match form.on_key(code) {
+                Some(false) => self.run.edit = None,
+                Some(true) => match form.apply_workload() {
+                    Ok(f) => {
+                        self.run.form = f;
+                        self.run.edit = None;
+                    }
+                    Err(e) => form.error = Some(e),
+                },
+                None => {}
+            }
+            return Action::None;
+        }
         let network_key = matches!(
             code,
             KeyCode::Char('p' | 'j' | 'k' | ' ' | 'a' | 'u') | KeyCode::Up | KeyCode::Down
@@ -469,7 +612,9 @@ impl ConsoleState {
             return self.network.on_key(code);
         }
         match code {
+            KeyCode::Char('q') if self.unsaved() => self.lab.quitting = true,
             KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('S') => self.lab.save = Some(super::editor::Form::save(&self.lab.name)),
             KeyCode::Esc if self.help => self.help = false,
             KeyCode::Char('?') => self.help = !self.help,
             KeyCode::Tab => {
@@ -542,6 +687,12 @@ impl ConsoleState {
                     Mode::Write => Mode::Rw,
                     Mode::Rw => Mode::Read,
                 };
+            }
+            KeyCode::Char('e') if self.tab == Tab::Run && !self.run.busy() => {
+                self.run.edit = Some(super::editor::Form::workload(
+                    &self.run.form,
+                    &self.target_urls,
+                ));
             }
             KeyCode::Char('c') if self.tab == Tab::Run && !self.run.busy() => {
                 self.run.form.connections = self.run.form.connections % 4 + 1;
@@ -621,7 +772,136 @@ mod tests {
         assert!(s.help);
         s.on_key(KeyCode::Esc);
         assert!(!s.help);
+        // The form changed since the lab opened: q asks first.
+        assert!(s.unsaved());
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::None);
+        assert!(s.lab.quitting);
+        assert_eq!(s.on_key(KeyCode::Char('x')), Action::None, "stays");
+        assert!(!s.lab.quitting);
+        s.on_key(KeyCode::Char('q'));
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+        // Nothing changed: q quits at once.
+        let mut fresh = ConsoleState::default();
+        assert!(!fresh.unsaved());
+        assert_eq!(fresh.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn save_names_the_lab_and_makes_it_clean() {
+        let mut s = ConsoleState {
+            tab: Tab::Run,
+            ..Default::default()
+        };
+        s.on_key(KeyCode::Char('m'));
+        assert!(s.unsaved());
+        s.on_key(KeyCode::Char('S'));
+        let form = s.lab.save.as_ref().unwrap();
+        assert_eq!(form.fields[0].value, "lab");
+        for _ in 0..3 {
+            s.on_key(KeyCode::Backspace);
+        }
+        // A bad name and a built-in's name are refused in the form.
+        s.on_key(KeyCode::Char('?'));
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None);
+        assert!(
+            s.lab
+                .save
+                .as_ref()
+                .unwrap()
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("must be 1-64")
+        );
+        s.on_key(KeyCode::Backspace);
+        for c in "quick".chars() {
+            s.on_key(KeyCode::Char(c));
+        }
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None);
+        assert!(
+            s.lab
+                .save
+                .as_ref()
+                .unwrap()
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("built-in")
+        );
+        for _ in 0..5 {
+            s.on_key(KeyCode::Backspace);
+        }
+        for c in "mylab".chars() {
+            s.on_key(KeyCode::Char(c));
+        }
+        assert_eq!(s.on_key(KeyCode::Enter), Action::SaveLab);
+        let (p, replace) = s.lab.pending_save.take().unwrap();
+        assert_eq!((p.name.as_str(), replace), ("mylab", false));
+        assert_eq!(p.workload.modes, vec![Mode::Write]);
+        s.saved(p);
+        assert_eq!(s.lab.name, "mylab");
+        assert!(s.lab.save.is_none());
+        assert!(!s.unsaved());
+        assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn workload_form_edits_every_field() {
+        let mut s = ConsoleState {
+            tab: Tab::Run,
+            target_urls: vec![
+                "iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0".into(),
+                "iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/1".into(),
+            ],
+            ..Default::default()
+        };
+        s.on_key(KeyCode::Char('e'));
+        // target: the second embedded URL; mode write; block 64K; 16 I/Os; 5s; 2 conns.
+        s.on_key(KeyCode::Right);
+        s.on_key(KeyCode::Right);
+        let typed = |s: &mut ConsoleState, text: &str| {
+            for _ in 0..8 {
+                s.on_key(KeyCode::Backspace);
+            }
+            for c in text.chars() {
+                s.on_key(KeyCode::Char(c));
+            }
+            s.on_key(KeyCode::Tab);
+        };
+        s.on_key(KeyCode::Tab);
+        s.on_key(KeyCode::Right);
+        s.on_key(KeyCode::Tab);
+        typed(&mut s, "64K");
+        typed(&mut s, "16");
+        typed(&mut s, "5s");
+        typed(&mut s, "2");
+        typed(&mut s, "1");
+        s.on_key(KeyCode::Char(' '));
+        s.on_key(KeyCode::Tab);
+        typed(&mut s, "nonsense");
+        assert_eq!(s.on_key(KeyCode::Enter), Action::None);
+        let err = s.run.edit.as_ref().unwrap().error.clone().unwrap();
+        assert!(err.contains("range: 'nonsense' is not a size"), "{err}");
+        s.on_key(KeyCode::BackTab);
+        typed(&mut s, "32M");
+        s.on_key(KeyCode::Enter);
+        assert!(s.run.edit.is_none(), "applied");
+        let f = &s.run.form;
+        assert_eq!(f.url.as_deref(), Some(s.target_urls[1].as_str()));
+        assert_eq!(
+            (
+                f.mode,
+                f.block_bytes,
+                f.threads,
+                f.seconds,
+                f.connections,
+                f.sessions
+            ),
+            (Mode::Write, 64 << 10, 16, 5, 2, 1)
+        );
+        assert!(f.verify);
+        assert_eq!(f.range_bytes, 32 << 20);
+        assert_eq!(s.run.url(&s.target_urls), f.url);
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub fn refresh(
         .and_then(|s| s.originals(scope).ok())
         .map_or(0, |o| o.len());
     let name = view.profile().unwrap_or("seed").to_string();
-    let p = profile(&name, store, scope)?;
+    let p = match &view.lab_tuning {
+        Some(t) if t.name == name => t.clone(),
+        _ => profile(&name, store, scope)?,
+    };
     let mtus: Vec<(String, u32)> = match p.mtu {
         Some(m) => view.marked().into_iter().map(|i| (i, m)).collect(),
         None => p.interfaces.iter().map(|(i, m)| (i.clone(), *m)).collect(),

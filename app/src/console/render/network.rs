@@ -257,6 +257,7 @@ mod tests {
             }),
             recorded: 0,
             confirm: None,
+            lab_tuning: None,
         }
     }
 

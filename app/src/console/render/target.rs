@@ -205,8 +205,9 @@ fn popup(f: &mut Frame, area: Rect, title: &str, text: &str) {
     );
 }
 
-fn render_form(f: &mut Frame, form: &Form, waiting: bool, area: Rect) {
-    let r = centered(area, 90, form.fields.len() as u16 + 7);
+pub(super) fn render_form(f: &mut Frame, form: &Form, waiting: bool, area: Rect) {
+    // Room for a hint or an error that wraps to a second line.
+    let r = centered(area, 90, form.fields.len() as u16 + 9);
     f.render_widget(Clear, r);
     let mut lines: Vec<Line> = form
         .fields
