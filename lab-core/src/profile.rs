@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use iolab_iscsi::chap::ChapCredentials;
 use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl};
 use iolab_iscsi::target::ServerConfig;
 use iolab_storage::backstore::parse_size;
@@ -359,7 +360,24 @@ impl Profile {
                 }
             }
         }
-        if w.verify && self.target.is_some() && w.modes.first().is_some_and(|m| *m != Mode::Write) {
+        // A RAMDISK starts empty with its target; a file or device keeps what
+        // an earlier run wrote, so reading it back verified can be the point.
+        let fresh = self
+            .target
+            .as_ref()
+            .and_then(|t| t.targets.first())
+            .is_some_and(|t| {
+                let used = w.luns.clone().unwrap_or_else(|| vec![self.default_lun()]);
+                t.luns.iter().any(|l| {
+                    used.contains(&l.lun)
+                        && matches!(l.backstore, iolab_storage::BackstoreSpec::Ramdisk { .. })
+                })
+            });
+        if w.verify
+            && self.initiator.url.is_none()
+            && fresh
+            && w.modes.first().is_some_and(|m| *m != Mode::Write)
+        {
             out.push(
                 "workload.verify on a fresh target needs \"write\" as the first mode (reads check what writes left)"
                     .into(),
@@ -389,13 +407,15 @@ impl Profile {
         }
         let t = self.target.as_ref()?.targets.first()?;
         let addr = target_addr?;
+        let initiator = self.initiator.options(1).initiator_name;
+        let (chap, mutual) = chap_for_initiator(t, &initiator);
         Some(IscsiUrl {
             host: addr.ip().to_string(),
             port: addr.port(),
             target: Some(t.iqn.clone()),
             lun,
-            chap: t.chap.clone(),
-            mutual: t.mutual_chap.clone(),
+            chap,
+            mutual,
         })
     }
 
@@ -411,6 +431,18 @@ impl Profile {
                 .map(|l| l.lun)
                 .unwrap_or(0),
         }
+    }
+}
+
+/// The CHAP credentials (one-way, mutual) an initiator must use on a
+/// target: its ACL's when it has one, else the target's demo-mode ones.
+pub fn chap_for_initiator(
+    t: &iolab_iscsi::target::TargetConfig,
+    initiator: &str,
+) -> (Option<ChapCredentials>, Option<ChapCredentials>) {
+    match t.acls.iter().find(|a| a.initiator == initiator) {
+        Some(a) => (a.chap.clone(), a.mutual_chap.clone()),
+        None => (t.chap.clone(), t.mutual_chap.clone()),
     }
 }
 
@@ -559,5 +591,27 @@ mod tests {
             panic!("{e}")
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn a_verified_read_first_is_refused_only_on_a_fresh_ramdisk() {
+        let mut p = Profile::parse(builtin("quick").unwrap(), "quick").unwrap();
+        p.workload.modes = vec![Mode::Read];
+        p.workload.verify = true;
+        assert!(
+            p.problems()
+                .iter()
+                .any(|e| e.contains("needs \"write\" as the first mode")),
+            "{:?}",
+            p.problems()
+        );
+        // A file keeps what an earlier run wrote: reading it back is the point.
+        let t = &mut p.target.as_mut().unwrap().targets[0];
+        t.luns[0].backstore = iolab_storage::BackstoreSpec::Fileio {
+            path: "/var/tmp/x.img".into(),
+            size: Some(1 << 20),
+            direct: false,
+        };
+        assert!(p.problems().is_empty(), "{:?}", p.problems());
     }
 }

@@ -160,9 +160,21 @@ pub fn lab_profile(
     w.verify = form.verify;
     w.range = (form.range_bytes > 0).then(|| crate::units::size_text(form.range_bytes));
     p.initiator.sessions = form.sessions;
-    // A URL of the lab's own target is a LUN of it; another is a target elsewhere.
+    // A URL of the lab's own target is a LUN of it (whatever credentials it
+    // carries: those come from the target's ACLs); another is a target elsewhere.
+    let own = |u: &str| {
+        let plain = |s: &str| {
+            IscsiUrl::parse(s, false).ok().map(|u| IscsiUrl {
+                chap: None,
+                mutual: None,
+                ..u
+            })
+        };
+        let u = plain(u);
+        u.is_some() && embedded_urls.iter().any(|e| plain(e) == u)
+    };
     match &form.url {
-        Some(u) if embedded_urls.contains(u) => {
+        Some(u) if own(u) => {
             w.luns = IscsiUrl::parse(u, false).ok().map(|u| vec![u.lun]);
             p.initiator.url = None;
         }
@@ -173,6 +185,33 @@ pub fn lab_profile(
         }
     }
     p
+}
+
+/// `url` ready to log in with: a URL of the lab's own target (`cfg`) gets
+/// the CHAP credentials the default initiator must use there (its ACL's,
+/// else the target's), unless it carries its own.
+pub fn login_url(url: &str, cfg: Option<&ServerConfig>) -> String {
+    let (Ok(mut u), Some(cfg)) = (IscsiUrl::parse(url, false), cfg) else {
+        return url.to_string();
+    };
+    if u.chap.is_some() {
+        return url.to_string();
+    }
+    let Some(t) = cfg
+        .targets
+        .iter()
+        .find(|t| u.target.as_deref() == Some(&t.iqn))
+    else {
+        return url.to_string();
+    };
+    let initiator = InitiatorOptions::default().initiator_name;
+    let (chap, mutual) = crate::profile::chap_for_initiator(t, &initiator);
+    if chap.is_none() {
+        return url.to_string();
+    }
+    u.chap = chap;
+    u.mutual = mutual;
+    u.with_secrets()
 }
 
 /// What a background run reports.
@@ -253,6 +292,30 @@ mod tests {
             // And through its TOML, as the notebook stores it.
             assert_eq!(Profile::parse(&again.to_toml(), name).unwrap(), p);
         }
+    }
+
+    #[test]
+    fn runs_on_the_labs_own_target_log_in_with_its_acl_chap() {
+        use iolab_iscsi::chap::ChapCredentials;
+        use iolab_iscsi::target::Acl;
+        let mut cfg = ServerConfig::default_lab("127.0.0.1:3260".parse().unwrap(), 1 << 20);
+        let own = "iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0";
+        assert_eq!(login_url(own, Some(&cfg)), own, "no CHAP asked");
+        cfg.targets[0].acls.push(Acl {
+            initiator: InitiatorOptions::default().initiator_name,
+            chap: ChapCredentials::parse("alice:secret12345"),
+            mutual_chap: ChapCredentials::parse("tgt:othersecret12"),
+        });
+        let u = IscsiUrl::parse(&login_url(own, Some(&cfg)), false).unwrap();
+        assert_eq!(u.chap.unwrap().secret, "secret12345");
+        assert_eq!(u.mutual.unwrap().user, "tgt");
+        assert_eq!((u.lun, u.port), (0, 3260));
+        // Credentials typed in the URL win; other targets are left alone.
+        let typed = "iscsi://bob%pw123456789012@127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0";
+        assert_eq!(login_url(typed, Some(&cfg)), typed);
+        let other = "iscsi://127.0.0.1:3260/iqn.2003-01.org.example:other/0";
+        assert_eq!(login_url(other, Some(&cfg)), other);
+        assert_eq!(login_url(own, None), own);
     }
 
     #[test]

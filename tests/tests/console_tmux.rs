@@ -246,3 +246,189 @@ fn console_network_screen_applies_and_reverts_tuning_in_a_namespace() {
     t.keys(&["q"]);
     t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
 }
+
+/// Rows of the Run screen's connection table (`TSIH/CID ...`) on a screen.
+fn connection_rows(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' ').to_string())
+        .filter(|l| {
+            let first = l.split_whitespace().next().unwrap_or("");
+            first.contains('/')
+                && first
+                    .split('/')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect()
+}
+
+/// Erases a text field of up to `n` characters, then types `text`, then moves on.
+fn retype(t: &Tmux, n: usize, text: &str) {
+    let bs = vec!["BSpace"; n];
+    t.keys(&bs);
+    if !text.is_empty() {
+        t.keys(&["-l", text]);
+    }
+    t.keys(&["Tab"]);
+}
+
+#[test]
+fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let st = TempDir::new("console-lab");
+    let db = st.0.join("notebook.db");
+    let lun1 = st.0.join("lun1.img");
+    let shell = |extra: &str| {
+        format!(
+            "XDG_STATE_HOME={0} XDG_DATA_HOME={0} {1} --db {2}{extra}; echo CONSOLE-EXITED $?",
+            st.0.display(),
+            iolab_bin().display(),
+            db.display()
+        )
+    };
+    let t = console(&shell(""), "40");
+
+    // A FILEIO backstore as LUN 1 on the running target.
+    t.keys(&["j", "j", "a"]);
+    t.wait_for("Add LUN", Duration::from_secs(5));
+    t.keys(&["Tab", "Right", "Tab"]);
+    retype(&t, 2, "64M");
+    t.keys(&["-l", &lun1.display().to_string()]);
+    t.keys(&["Enter"]);
+    t.wait_for("LUN 1 added", Duration::from_secs(10));
+    let s = t.wait_for("LUN 1    FILEIO", Duration::from_secs(5));
+    assert!(
+        s.contains("/1\n") || s.contains("target0/1 "),
+        "no URL for LUN 1:\n{s}"
+    );
+    assert_eq!(
+        std::fs::metadata(&lun1).expect("LUN 1's file").len(),
+        64 << 20
+    );
+
+    // An ACL with CHAP for the embedded initiator: its runs must now prove it.
+    t.keys(&["A"]);
+    t.wait_for("Add ACL", Duration::from_secs(5));
+    retype(&t, 0, "iqn.2026-11.io.iolab:initiator");
+    retype(&t, 0, "alice:secret12345");
+    t.keys(&["Enter"]);
+    t.wait_for(
+        "ACL iqn.2026-11.io.iolab:initiator   CHAP alice",
+        Duration::from_secs(10),
+    );
+    assert!(t.screen().contains("[unsaved]"));
+
+    // The Run form: LUN 1, write, 64 KiB x 16, 5 s, 2 connections, verify.
+    t.keys(&["3", "e"]);
+    t.wait_for("outstanding I/Os", Duration::from_secs(5));
+    t.keys(&["Right", "Right", "Tab", "Right", "Tab"]);
+    retype(&t, 4, "64K");
+    retype(&t, 2, "16");
+    retype(&t, 3, "5s");
+    retype(&t, 1, "2");
+    t.keys(&["Tab", "Space", "Enter"]);
+    let s = t.wait_for("mode write   block 64K", Duration::from_secs(5));
+    assert!(
+        s.contains("outstanding I/Os 16   time 5 s   connections 2   verify"),
+        "{s}"
+    );
+    assert!(s.contains("iqn.2026-11.io.iolab:target0/1"), "{s}");
+    t.keys(&["r"]);
+    // Both connections of the session show on screen while it writes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut rows = Vec::new();
+    while Instant::now() < deadline && rows.len() < 2 {
+        rows = connection_rows(&t.screen());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(rows.len(), 2, "two connections expected:\n{}", t.screen());
+    let s = t.wait_for("run stored as #1", Duration::from_secs(60));
+    assert!(s.contains("PASSED") && s.contains("written"), "{s}");
+
+    // Then read it back, verified.
+    t.keys(&["e", "Tab", "Right", "Right", "Enter"]);
+    t.wait_for("mode read   block 64K", Duration::from_secs(5));
+    t.keys(&["r"]);
+    let s = t.wait_for("run stored as #2", Duration::from_secs(60));
+    assert!(s.contains("PASSED"), "{s}");
+    let read = number_after(&s, "engine: read ");
+    assert!(read > 0, "{s}");
+
+    // Save the lab as mylab; q then quits without asking.
+    t.keys(&["S"]);
+    t.wait_for("Save the lab as a profile", Duration::from_secs(5));
+    t.keys(&["BSpace", "BSpace", "BSpace"]);
+    t.keys(&["-l", "mylab"]);
+    t.keys(&["Enter"]);
+    t.wait_for("lab saved as profile mylab", Duration::from_secs(10));
+    assert!(!t.screen().contains("[unsaved]"));
+    t.keys(&["q"]);
+    t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
+
+    // The notebook's profile holds the lab.
+    let out = Command::new(iolab_bin())
+        .args([
+            "--db",
+            &db.display().to_string(),
+            "profile",
+            "export",
+            "mylab",
+        ])
+        .output()
+        .expect("profile export");
+    let toml = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{toml}");
+    for want in [
+        "kind = \"fileio\"".to_string(),
+        format!("path = \"{}\"", lun1.display()),
+        "size = 67108864".into(),
+        "initiator = \"iqn.2026-11.io.iolab:initiator\"".into(),
+        "user = \"alice\"".into(),
+        "modes = [\"read\"]".into(),
+        "connections = [2]".into(),
+        "luns = [1]".into(),
+        "block_size = \"64K\"".into(),
+        "threads = 16".into(),
+        "verify = true".into(),
+    ] {
+        assert!(toml.contains(&want), "no {want} in:\n{toml}");
+    }
+
+    // Reopened, the console shows the same lab, unchanged.
+    t.keys(&[&shell(" --profile mylab"), "Enter"]);
+    let s = t.wait_for("lab mylab", Duration::from_secs(20));
+    let s = if s.contains("embedded target ready") {
+        s
+    } else {
+        t.wait_for("embedded target ready", Duration::from_secs(20))
+    };
+    assert!(s.contains("LUN 1    FILEIO"), "{s}");
+    assert!(
+        s.contains("ACL iqn.2026-11.io.iolab:initiator   CHAP alice"),
+        "{s}"
+    );
+    assert!(!s.contains("[unsaved]"), "{s}");
+    t.keys(&["3"]);
+    let s = t.wait_for("mode read   block 64K", Duration::from_secs(5));
+    assert!(
+        s.contains("outstanding I/Os 16   time 5 s   connections 2   verify"),
+        "{s}"
+    );
+    assert!(s.contains("iqn.2026-11.io.iolab:target0/1"), "{s}");
+    // Its run reads what the first session wrote to the file, checked.
+    t.keys(&["r"]);
+    let s = t.wait_for("run stored as #3", Duration::from_secs(60));
+    assert!(s.contains("PASSED"), "{s}");
+    t.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.screen().matches("CONSOLE-EXITED 0").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the reopened console did not exit:\n{}",
+            t.screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -396,7 +396,8 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                                 state.run.sampled.clear();
                                 state.run.phase = state::RunPhase::Connecting;
                                 run_started_ms = iolab_profiles::time::now_ms();
-                                run_events = Some(iolab_lab_core::run::spawn_run(url.clone(), state.run.form.clone()));
+                                let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref());
+                                run_events = Some(iolab_lab_core::run::spawn_run(login, state.run.form.clone()));
                                 state.status = format!("run started against {url}");
                             }
                             None => state.status = "no embedded target to run against".into(),
@@ -459,7 +460,8 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         }
                         Action::StartMatrix => match state.run.url(&state.target_urls) {
                             Some(url) => {
-                                let p = state.run.form.matrix_profile(&url);
+                                let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref());
+                                let p = state.run.form.matrix_profile(&login);
                                 state.run.matrix = Some(state::MatrixView {
                                     cells: p
                                         .workload

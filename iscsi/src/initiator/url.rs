@@ -50,6 +50,30 @@ fn bad(url: &str, why: &str) -> IscsiError {
 }
 
 impl IscsiUrl {
+    /// The URL with its CHAP secrets, as libiscsi reads it
+    /// (`user%secret@`, `?target_user=..&target_password=..`): for handing
+    /// to a login, never for printing.
+    pub fn with_secrets(&self) -> String {
+        let plain = Self {
+            chap: None,
+            ..self.clone()
+        }
+        .to_string();
+        let rest = plain.trim_start_matches("iscsi://");
+        let mut out = String::from("iscsi://");
+        if let Some(c) = &self.chap {
+            out.push_str(&format!("{}%{}@", c.user, c.secret));
+        }
+        out.push_str(rest);
+        if let Some(m) = &self.mutual {
+            out.push_str(&format!(
+                "?target_user={}&target_password={}",
+                m.user, m.secret
+            ));
+        }
+        out
+    }
+
     /// The host as an IP address (none for a name); `[v6]` brackets dropped.
     pub fn host_ip(&self) -> Option<std::net::IpAddr> {
         self.host.trim_matches(['[', ']']).parse().ok()
