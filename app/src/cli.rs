@@ -464,7 +464,32 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 pub enum TargetCmd {
     /// Serve LUNs over iSCSI until Ctrl-C. With no options: a 1 GiB RAMDISK on 127.0.0.1:3260.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Read targetcli's saveconfig.json or tgt's targets.conf (or iolab's TOML)
+    /// and write iolab's TOML, listing on stderr what iolab cannot represent.
+    Import {
+        file: PathBuf,
+        /// The file's format (default: told from its content).
+        #[arg(long, value_parser = parse_format)]
+        format: Option<iolab_lab_core::target_file::Format>,
+        /// Where to write the TOML (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write a target configuration as targetcli's saveconfig.json or tgt's targets.conf.
+    Export {
+        /// The configuration to write (iolab TOML, saveconfig.json or targets.conf).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_parser = parse_format)]
+        format: iolab_lab_core::target_file::Format,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn parse_format(s: &str) -> Result<iolab_lab_core::target_file::Format, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]

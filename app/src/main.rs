@@ -38,7 +38,8 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Console { profile }) => {
                 console::run(db.as_deref(), profile.as_deref().or(lab_profile.as_deref())).await
             }
-            Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(a).await,
+            Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(*a).await,
+            Some(cli::Command::Target(c)) => target_cmd::convert(c),
             Some(cli::Command::Bench(a)) => bench_cmd::bench(db.as_deref(), a).await,
             Some(cli::Command::Discover(a)) => bench_cmd::discover(a).await,
             Some(cli::Command::Matrix(a)) => bench_cmd::matrix(db.as_deref(), a).await,

@@ -10,16 +10,56 @@ use iolab_iscsi::target::{ServerConfig, TargetConfig};
 use iolab_storage::BackstoreSpec;
 use iolab_storage::backstore::parse_size;
 
-use crate::cli::ServeArgs;
+use iolab_lab_core::target_file;
+
+use crate::cli::{ServeArgs, TargetCmd};
+
+/// `iolab target import` and `iolab target export`.
+pub fn convert(cmd: TargetCmd) -> anyhow::Result<()> {
+    let (text, notes, output) = match cmd {
+        TargetCmd::Import {
+            file,
+            format,
+            output,
+        } => {
+            let imported = target_file::load(&file, format)?;
+            let (text, _) = target_file::export(&imported.config, target_file::Format::Toml)?;
+            (text, imported.notes, output)
+        }
+        TargetCmd::Export {
+            config,
+            format,
+            output,
+        } => {
+            let imported = target_file::load(&config, None)?;
+            let (text, mut notes) = target_file::export(&imported.config, format)?;
+            notes.splice(0..0, imported.notes);
+            (text, notes, output)
+        }
+        TargetCmd::Serve(_) => bail!("serve is not a conversion"),
+    };
+    for n in &notes {
+        eprintln!("iolab: not represented: {n}");
+    }
+    match output {
+        Some(p) => std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
 
 /// Builds the server configuration from the command line (and `--config`).
 pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     let mut cfg = match &a.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<ServerConfig>(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            let imported = target_file::load(path, None)?;
+            for n in &imported.notes {
+                eprintln!("iolab: {}: not represented: {n}", path.display());
+            }
+            imported.config
         }
         None => ServerConfig {
             listen: Vec::new(),
@@ -219,7 +259,7 @@ mod tests {
         let mut v = vec!["iolab", "target", "serve"];
         v.extend_from_slice(extra);
         match crate::cli::Cli::parse_from(v).command {
-            Some(crate::cli::Command::Target(crate::cli::TargetCmd::Serve(a))) => a,
+            Some(crate::cli::Command::Target(crate::cli::TargetCmd::Serve(a))) => *a,
             other => panic!("parsed {other:?}"),
         }
     }

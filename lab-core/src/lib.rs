@@ -10,6 +10,7 @@ pub mod profile_run;
 pub mod run;
 pub mod sampler;
 pub mod series;
+pub mod target_file;
 pub mod tuning;
 pub mod units;
 pub mod workload;

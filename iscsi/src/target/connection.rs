@@ -125,6 +125,7 @@ pub(super) async fn serve(
             reg,
             tx,
             local,
+            initiator: result.initiator_name.clone(),
             peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
             stat_sn,
             exp_cmd_sn: result.cmd_sn,
@@ -1048,8 +1049,13 @@ impl Conn {
             let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
                 .into_iter()
                 .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
-            let mut reply =
-                text_reply(&self.reg, Some(&self.session.target.iqn), &rest, self.local);
+            let mut reply = text_reply(
+                &self.reg,
+                Some(&self.session.target.iqn),
+                &self.session.initiator_name,
+                &rest,
+                self.local,
+            );
             if let Some((k, v)) = mrdsl.last() {
                 let answer = match v.parse::<u32>() {
                     Ok(n) if (512..=16_777_215).contains(&n) => {
@@ -1198,6 +1204,7 @@ impl Conn {
 fn text_reply(
     reg: &Registry,
     current: Option<&str>,
+    initiator: &str,
     pairs: &[(String, String)],
     local: SocketAddr,
 ) -> Vec<u8> {
@@ -1210,7 +1217,9 @@ fn text_reply(
                     "" => current == Some(t.iqn.as_str()),
                     name => name == t.iqn,
                 } || (v == "All" && current.is_some());
-                if !wanted {
+                // Only the targets this initiator may access (RFC 7143
+                // appendix C), as tgt does: an ACL or demo mode lets it in.
+                if !wanted || !t.allows(initiator) {
                     continue;
                 }
                 out.push(("TargetName".into(), t.iqn.clone()));
@@ -1268,6 +1277,8 @@ struct Discovery {
     tx: Outbox,
     /// This connection's own address: what a wildcard portal is named by.
     local: SocketAddr,
+    /// Who asks: SendTargets lists only the targets it may log in to.
+    initiator: String,
     /// The initiator's MaxRecvDataSegmentLength: text answers are cut to it.
     peer_mrdsl: usize,
     stat_sn: u32,
@@ -1316,7 +1327,7 @@ impl Discovery {
                         }
                     } else {
                         let pairs = text::parse(&pdu.data)?;
-                        text_reply(&self.reg, None, &pairs, self.local)
+                        text_reply(&self.reg, None, &self.initiator, &pairs, self.local)
                     };
                     let w = self.window();
                     let (ttt, cont) = send_text(

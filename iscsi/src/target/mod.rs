@@ -6,7 +6,9 @@ mod connection;
 pub mod login;
 pub mod portal;
 mod reconfigure;
+pub mod saveconfig;
 mod session;
+pub mod tgt_conf;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ pub use config::{Acl, LunConfig, Portal, ServerConfig, TargetConfig};
 use login::LoginResult;
 pub use portal::BoundPortal;
 pub use reconfigure::Changes;
+pub use saveconfig::{ImportError, Imported};
 pub use session::Session;
 
 /// A target node (IQN) with its mapped logical units. Its configuration
@@ -173,13 +176,17 @@ impl Registry {
             .cloned()
     }
 
-    /// Credentials a discovery session may use: those the first target would
-    /// require of this initiator (discovery itself never requires them).
+    /// Credentials a discovery session may use: those the first target this
+    /// initiator may access would require of it (discovery itself never
+    /// requires them).
     pub fn discovery_chap(
         &self,
         initiator: &str,
     ) -> Option<(ChapCredentials, Option<ChapCredentials>)> {
-        self.targets().iter().find_map(|t| t.chap_for(initiator))
+        self.targets()
+            .iter()
+            .filter(|t| t.allows(initiator))
+            .find_map(|t| t.chap_for(initiator))
     }
 
     pub fn portals(&self) -> Vec<BoundPortal> {
