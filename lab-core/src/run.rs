@@ -223,9 +223,15 @@ pub enum RunEvent {
         connections: usize,
     },
     Progress(Progress),
+    /// The run's sessions as the initiator counts them (every 250 ms), for
+    /// per-connection rates when the target is not ours to ask.
+    Sample(Vec<iolab_iscsi::SessionInfo>),
     Done(Report),
     Failed(String),
 }
+
+/// How often a run reports its initiator-side counters.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Starts a run against `url`; events arrive on the returned channel.
 pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent> {
@@ -255,10 +261,35 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
             };
             let sessions = Arc::new(sessions);
             let ptx = tx.clone();
+            let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+            let sampler = {
+                let (sessions, tx) = (sessions.clone(), tx.clone());
+                let name = opts.initiator_name.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+                    loop {
+                        let infos = sessions.iter().map(|s| s.info(&name)).collect();
+                        let _ = tx.send(RunEvent::Sample(infos));
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = stop_rx.changed() => break,
+                        }
+                    }
+                })
+            };
             let report = workload::run(sessions.clone(), w, Duration::from_millis(500), move |p| {
                 let _ = ptx.send(RunEvent::Progress(p));
             })
-            .await?;
+            .await;
+            // One last sample of the final counters, then the sampler lets go of the sessions.
+            let _ = stop_tx.send(true);
+            let _ = sampler.await;
+            let infos = sessions
+                .iter()
+                .map(|s| s.info(&opts.initiator_name))
+                .collect();
+            let _ = tx.send(RunEvent::Sample(infos));
+            let report = report?;
             // Let the statistics bus take one more sample of the final counters before logout.
             tokio::time::sleep(Duration::from_millis(600)).await;
             if let Ok(list) = Arc::try_unwrap(sessions) {

@@ -432,3 +432,112 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Waits until the Run screen shows `n` connection rows of this run with
+/// throughput above zero; returns the screen.
+fn rows_moving(t: &Tmux, n: usize, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = t.screen();
+        let moving = connection_rows(&s)
+            .iter()
+            .filter(|r| {
+                let f: Vec<&str> = r.split_whitespace().collect();
+                f.len() >= 3
+                    && (f[1].parse::<f64>().unwrap_or(0.0) > 0.0
+                        || f[2].parse::<f64>().unwrap_or(0.0) > 0.0)
+            })
+            .count();
+        if moving >= n {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} moving connection rows never appeared:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn console_measures_tgtd_and_istgt_from_the_initiator_side() {
+    if !require_peer("tmux") || !require_peer("tgtd") || !require_peer("istgt") {
+        return;
+    }
+    let tgtd = iolab_tests::Tgtd::start(256, &[]);
+    let istgt = iolab_tests::Istgt::start();
+    let st = TempDir::new("console-peers");
+    let t = console(
+        &format!(
+            "XDG_STATE_HOME={0} XDG_DATA_HOME={0} {1} --db {0}/nb.db; echo CONSOLE-EXITED $?",
+            st.0.display(),
+            iolab_bin().display()
+        ),
+        "40",
+    );
+    let set_target = |url: &str, connections: &str| {
+        t.keys(&["e"]);
+        t.wait_for("outstanding I/Os", Duration::from_secs(5));
+        t.keys(&vec!["BSpace"; 120]);
+        t.keys(&["-l", url]);
+        // target, mode, block size, outstanding I/Os, time: 64K x 16 for 4 s.
+        t.keys(&["Tab", "Tab"]);
+        retype(&t, 8, "64K");
+        retype(&t, 8, "16");
+        retype(&t, 8, "4s");
+        retype(&t, 8, connections);
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("target {url}"), Duration::from_secs(5));
+    };
+    t.keys(&["3"]);
+
+    // tgtd: one connection (it grants no MC/S), counted by our initiator.
+    set_target(&tgtd.url(1), "1");
+    t.keys(&["r"]);
+    let s = rows_moving(&t, 1, Duration::from_secs(20));
+    assert!(s.contains("measured by the initiator"), "{s}");
+    assert!(
+        s.contains(&format!("127.0.0.1:{}", tgtd.port)),
+        "the peer column names tgtd:\n{s}"
+    );
+    let s = t.wait_for("run stored as #1", Duration::from_secs(30));
+    assert!(number_after(&s, "engine: read ") > 0, "{s}");
+    let sampled = number_after(&s, "sampled by the console: ");
+    let engine = number_after(&s, "engine: read ");
+    let diff = (sampled as f64 - engine as f64).abs() / engine as f64;
+    assert!(
+        diff < 0.05,
+        "initiator-side total {sampled} vs engine {engine}"
+    );
+
+    // istgt: two connections in one session, each moving.
+    set_target(&istgt.url(), "2");
+    t.keys(&["r"]);
+    t.wait_for(
+        &format!("127.0.0.1:{}  ", istgt.port),
+        Duration::from_secs(20),
+    );
+    let s = rows_moving(&t, 2, Duration::from_secs(20));
+    assert!(s.contains(&format!("127.0.0.1:{}", istgt.port)), "{s}");
+    assert!(s.contains("measured by the initiator"), "{s}");
+    assert_eq!(connection_rows(&s).len(), 2, "{s}");
+    let s = t.wait_for("run stored as #2", Duration::from_secs(30));
+    assert!(number_after(&s, "engine: read ") > 0, "{s}");
+
+    // The embedded target's own runs are still measured on its side.
+    t.keys(&["e"]);
+    t.wait_for("outstanding I/Os", Duration::from_secs(5));
+    t.keys(&vec!["BSpace"; 120]);
+    t.keys(&["Enter", "r"]);
+    t.wait_for("measured by the target", Duration::from_secs(10));
+    let s = rows_moving(&t, 1, Duration::from_secs(20));
+    assert!(s.contains("measured by the target"), "{s}");
+    t.wait_for("run stored as #3", Duration::from_secs(30));
+    t.keys(&["q"]);
+    let s = t.screen();
+    if !s.contains("CONSOLE-EXITED 0") {
+        // The form changed since the lab opened: q asks, a second q quits.
+        t.keys(&["q"]);
+    }
+    t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
+}

@@ -309,6 +309,8 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
             None => Vec::new(),
         });
     let mut snapshots = Sampler::spawn(source, DEFAULT_HZ);
+    // Rates of a run's connections as its initiator counts them.
+    let mut initiator_sampler = Sampler::new();
 
     let (mut term, _guard) = setup()?;
     let mut events = EventStream::new();
@@ -378,6 +380,11 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         Err(e) => state.status = format!("run not stored: {e}"),
                     }
                 }
+                if let iolab_lab_core::run::RunEvent::Sample(infos) = &ev {
+                    state.run.initiator = Arc::new(initiator_sampler.sample(infos.clone(), std::time::Instant::now()));
+                    let snap = state.snapshot.clone();
+                    state.run.observe(&snap);
+                }
                 state.run.on_event(ev);
             }
             ev = events.next() => match ev {
@@ -397,6 +404,13 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                                 state.run.phase = state::RunPhase::Connecting;
                                 run_started_ms = iolab_profiles::time::now_ms();
                                 let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref());
+                                state.run.measured_by = if state.target_urls.contains(&url) {
+                                    state::MeasuredBy::Target
+                                } else {
+                                    state::MeasuredBy::Initiator
+                                };
+                                initiator_sampler = Sampler::new();
+                                state.run.initiator = Default::default();
                                 run_events = Some(iolab_lab_core::run::spawn_run(login, state.run.form.clone()));
                                 state.status = format!("run started against {url}");
                             }

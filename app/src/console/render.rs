@@ -166,17 +166,16 @@ fn mib(bytes: u64, secs: f64) -> f64 {
 }
 
 /// The live connections of the current single run.
+/// Which side's counters the Run screen shows, in words.
+fn side(s: &ConsoleState) -> &'static str {
+    match s.run.measured_by {
+        super::state::MeasuredBy::Target => "measured by the target",
+        super::state::MeasuredBy::Initiator => "measured by the initiator",
+    }
+}
+
 fn live_connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
-    let tsihs: Vec<u16> = match &s.run.phase {
-        RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
-        _ => Vec::new(),
-    };
-    let live: Vec<_> = s
-        .snapshot
-        .connections
-        .iter()
-        .filter(|c| tsihs.contains(&c.tsih))
-        .collect();
+    let live = s.run.live(&s.snapshot);
     let rows = live.iter().map(|c| {
         Row::new(vec![
             format!("{}/{}", c.tsih, c.cid),
@@ -184,6 +183,7 @@ fn live_connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
             format!("{:.1}", c.write_mbps),
             format!("{:.0}", c.iops),
             c.totals.in_flight.to_string(),
+            c.peer.clone(),
         ])
     });
     // Rates of idle connections can come out as -0.0: never show a minus.
@@ -200,17 +200,24 @@ fn live_connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
             Constraint::Length(12),
             Constraint::Length(10),
             Constraint::Length(8),
+            Constraint::Min(16),
         ],
     )
     .header(
-        Row::new(vec!["Sess/CID", "Read MB/s", "Write MB/s", "IOPS", "InFl"])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
+        Row::new(vec![
+            "Sess/CID",
+            "Read MB/s",
+            "Write MB/s",
+            "IOPS",
+            "InFl",
+            "Peer",
+        ])
+        .style(Style::new().add_modifier(Modifier::BOLD)),
     )
-    .block(
-        Block::new()
-            .borders(Borders::ALL)
-            .title(format!("Run connections — now {total_now:.1} MB/s")),
-    );
+    .block(Block::new().borders(Borders::ALL).title(format!(
+        "Run connections ({}) — now {total_now:.1} MB/s",
+        side(s)
+    )));
     f.render_widget(table, area);
 }
 
@@ -324,18 +331,7 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
     } else {
         live_connections(f, s, conns);
     }
-    let tsihs: Vec<u16> = match &s.run.phase {
-        RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
-        _ => Vec::new(),
-    };
-
-    let history: Vec<u64> = s
-        .snapshot
-        .sessions
-        .iter()
-        .filter(|x| tsihs.contains(&x.info.tsih))
-        .flat_map(|x| x.history.iter().map(|v| v as u64).collect::<Vec<_>>())
-        .collect();
+    let history = s.run.history(&s.snapshot);
     let [chart, host_area] =
         Layout::horizontal([Constraint::Min(30), Constraint::Length(46)]).areas(chart);
     host(f, s, host_area);
@@ -345,7 +341,7 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
         Sparkline::default().data(tail).block(
             Block::new()
                 .borders(Borders::ALL)
-                .title("MB/s (target side, 4 Hz)"),
+                .title(format!("MB/s ({}, 4 Hz)", side(s))),
         ),
         chart,
     );

@@ -374,10 +374,23 @@ pub enum RunPhase {
     Failed(String),
 }
 
+/// Whose counters the Run screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MeasuredBy {
+    /// The embedded target's (the run goes to it).
+    #[default]
+    Target,
+    /// The initiator's own (the target is not ours to ask).
+    Initiator,
+}
+
 /// The Run screen: the form, the phase, and what the statistics bus saw of
 /// the run's connections (last cumulative payload bytes per (TSIH, CID)).
 #[derive(Debug, Clone, Default)]
 pub struct RunView {
+    pub measured_by: MeasuredBy,
+    /// The run's connections as the initiator counts them.
+    pub initiator: Arc<LabSnapshot>,
     pub form: RunForm,
     pub phase: RunPhase,
     pub sampled: HashMap<(u16, u16), u64>,
@@ -429,6 +442,15 @@ impl RunView {
     }
 
     pub fn on_event(&mut self, ev: RunEvent) {
+        if matches!(ev, RunEvent::Done(_) | RunEvent::Failed(_)) {
+            // The run is over: nothing moves now; the totals stay.
+            let mut snap = (*self.initiator).clone();
+            for c in &mut snap.connections {
+                (c.read_mbps, c.write_mbps, c.iops) = (0.0, 0.0, 0.0);
+            }
+            snap.total_mbps = 0.0;
+            self.initiator = Arc::new(snap);
+        }
         self.phase = match (std::mem::take(&mut self.phase), ev) {
             (_, RunEvent::Started { tsihs, connections }) => RunPhase::Running {
                 started: Instant::now(),
@@ -458,19 +480,53 @@ impl RunView {
                 report,
             },
             (_, RunEvent::Failed(why)) => RunPhase::Failed(why),
-            (other, RunEvent::Progress(_)) => other,
+            (other, RunEvent::Progress(_) | RunEvent::Sample(_)) => other,
         };
+    }
+
+    /// The run's connections, from the side that measures them.
+    pub fn live<'a>(&'a self, target: &'a LabSnapshot) -> Vec<&'a iolab_lab_core::ConnSample> {
+        let tsihs = match &self.phase {
+            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.as_slice(),
+            _ => &[],
+        };
+        match self.measured_by {
+            MeasuredBy::Target => target
+                .connections
+                .iter()
+                .filter(|c| tsihs.contains(&c.tsih))
+                .collect(),
+            MeasuredBy::Initiator if tsihs.is_empty() => Vec::new(),
+            MeasuredBy::Initiator => self.initiator.connections.iter().collect(),
+        }
+    }
+
+    /// The run's sessions' throughput history, from the side that measures them.
+    pub fn history(&self, target: &LabSnapshot) -> Vec<u64> {
+        let tsihs = match &self.phase {
+            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
+            _ => Vec::new(),
+        };
+        let sessions = match self.measured_by {
+            MeasuredBy::Target => &target.sessions,
+            MeasuredBy::Initiator => &self.initiator.sessions,
+        };
+        sessions
+            .iter()
+            .filter(|x| tsihs.contains(&x.info.tsih))
+            .flat_map(|x| x.history.iter().map(|v| v as u64).collect::<Vec<_>>())
+            .collect()
     }
 
     /// Records the run's connections from a statistics snapshot.
     pub fn observe(&mut self, snap: &LabSnapshot) {
-        let tsihs = match &self.phase {
-            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs,
-            _ => return,
-        };
-        for c in snap.connections.iter().filter(|c| tsihs.contains(&c.tsih)) {
-            self.sampled
-                .insert((c.tsih, c.cid), c.totals.read_bytes + c.totals.write_bytes);
+        let seen: Vec<(u16, u16, u64)> = self
+            .live(snap)
+            .iter()
+            .map(|c| (c.tsih, c.cid, c.totals.read_bytes + c.totals.write_bytes))
+            .collect();
+        for (tsih, cid, bytes) in seen {
+            self.sampled.insert((tsih, cid), bytes);
         }
     }
 }
@@ -843,6 +899,72 @@ mod tests {
         assert!(s.lab.save.is_none());
         assert!(!s.unsaved());
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn a_run_elsewhere_is_measured_by_the_initiator() {
+        use iolab_iscsi::SessionInfo;
+        use iolab_iscsi::stats::ConnStatsSnapshot;
+        use iolab_iscsi::target::ConnectionInfo;
+        let info = |bytes: u64| SessionInfo {
+            tsih: 7,
+            isid: 1,
+            initiator: "i".into(),
+            target: "t".into(),
+            queue_depth: 64,
+            connections: (0..2u16)
+                .map(|cid| ConnectionInfo {
+                    cid,
+                    peer: "127.0.0.1:3260".parse().unwrap(),
+                    local: "127.0.0.1:50000".parse().unwrap(),
+                    params: Default::default(),
+                    mss: None,
+                    stats: ConnStatsSnapshot {
+                        read_bytes: bytes,
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+        };
+        let mut run = RunView {
+            measured_by: MeasuredBy::Initiator,
+            ..Default::default()
+        };
+        let target_side = LabSnapshot::default();
+        run.on_event(RunEvent::Started {
+            tsihs: vec![7],
+            connections: 2,
+        });
+        let mut sampler = iolab_lab_core::Sampler::new();
+        let t0 = Instant::now();
+        sampler.sample(vec![info(0)], t0);
+        run.initiator = Arc::new(sampler.sample(
+            vec![info(100_000_000)],
+            t0 + std::time::Duration::from_millis(250),
+        ));
+        let live = run.live(&target_side);
+        assert_eq!(live.len(), 2, "the target side knows nothing of them");
+        assert!(live.iter().all(|c| c.read_mbps > 0.0));
+        run.observe(&target_side);
+        assert_eq!(run.sampled_total(), 200_000_000);
+        run.on_event(RunEvent::Done(iolab_lab_core::workload::Report {
+            seconds: 1.0,
+            read: Default::default(),
+            write: Default::default(),
+            latency: Default::default(),
+            errors: 0,
+            first_error: None,
+            mismatches: 0,
+            first_mismatch_lba: None,
+        }));
+        assert!(
+            run.live(&target_side).iter().all(|c| c.read_mbps == 0.0),
+            "a finished run moves nothing now"
+        );
+        assert_eq!(run.sampled_total(), 200_000_000, "totals stay");
+        // Measured by the target, the same run shows the target's view (empty here).
+        run.measured_by = MeasuredBy::Target;
+        assert!(run.live(&target_side).is_empty());
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub(crate) struct Conn {
     pub cid: u16,
     pub params: Params,
     pub mss: Option<u32>,
+    /// The target's address and ours.
+    pub peer: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
     out: Outbox,
     /// Serializes CmdSN assignment and queueing, so one connection sends in CmdSN order.
     send_lock: Mutex<()>,
@@ -331,6 +334,33 @@ impl Session {
                 .conns_now()
                 .iter()
                 .map(|c| (c.cid, c.mss, c.params.clone()))
+                .collect(),
+        }
+    }
+
+    /// The session as the initiator sees it, in the shape the target
+    /// reports its sessions (so one sampler turns either into rates):
+    /// every live connection with its addresses, parameters and counters.
+    pub fn info(&self, initiator: &str) -> crate::target::SessionInfo {
+        let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        crate::target::SessionInfo {
+            tsih: self.tsih.load(Relaxed) as u16,
+            isid: self.isid,
+            initiator: initiator.to_string(),
+            target: self.url.target.clone().unwrap_or_default(),
+            queue_depth: self.opts.queue_depth,
+            connections: self
+                .conns_now()
+                .iter()
+                .filter(|c| c.alive.load(Relaxed))
+                .map(|c| crate::target::ConnectionInfo {
+                    cid: c.cid,
+                    peer: c.peer.unwrap_or(unspecified),
+                    local: c.local.unwrap_or(unspecified),
+                    params: c.params.clone(),
+                    mss: c.mss,
+                    stats: c.stats.snapshot(),
+                })
                 .collect(),
         }
     }
@@ -770,6 +800,7 @@ async fn open_conn(
 ) -> Result<(Arc<Conn>, LoginOutcome), IscsiError> {
     let stream = connect(url, opts.login_timeout).await?;
     let mss = tcp_mss(&stream);
+    let (peer, local) = (stream.peer_addr().ok(), stream.local_addr().ok());
     let (rd, mut wr) = stream.into_split();
     let mut rd = Inbox::with_capacity(256 * 1024, rd);
     let req = LoginRequest {
@@ -793,6 +824,8 @@ async fn open_conn(
         cid,
         params,
         mss,
+        peer,
+        local,
         out,
         send_lock: Mutex::new(()),
         pending: Mutex::new(HashMap::new()),
