@@ -215,6 +215,7 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
             AccelArg::Kvm => Accel::Kvm,
             AccelArg::Tcg => Accel::Tcg,
         },
+        micro: None,
     };
     let ps = GuestPaths::new(match a.dir {
         Some(d) => d,

@@ -356,6 +356,76 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
     let read = number_after(&s, "engine: read ");
     assert!(read > 0, "{s}");
 
+    // A micro-guest of the lab: defined in the form, started (its image is
+    // built on first use), its serial console on screen, then stopped.
+    let guest = iolab_tests::micro_image().is_some();
+    // Whatever happens below, no qemu of this test outlives it (the console
+    // starts guests detached, as a lab wants them).
+    struct NoGuestLeft(std::path::PathBuf);
+    impl Drop for NoGuestLeft {
+        fn drop(&mut self) {
+            let pid = std::fs::read_to_string(self.0.join("qemu.pid")).unwrap_or_default();
+            let is_qemu = |pid: i32| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("qemu"))
+            };
+            if let Ok(pid) = pid.trim().parse::<i32>()
+                && is_qemu(pid)
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    let _no_guest_left = NoGuestLeft(st.0.join("iolab/guests/micro1"));
+    if guest {
+        t.keys(&["7"]);
+        t.wait_for("Guests (a add", Duration::from_secs(5));
+        t.keys(&["a"]);
+        t.wait_for("Add guest", Duration::from_secs(5));
+        retype(&t, 8, "micro1");
+        t.keys(&["Enter"]);
+        let s = t.wait_for("micro1", Duration::from_secs(10));
+        assert!(
+            s.contains("qemu-system-x86_64"),
+            "the command line is shown:\n{s}"
+        );
+        t.keys(&["s"]);
+        t.wait_for("Start this guest?", Duration::from_secs(5));
+        t.keys(&["y"]);
+        t.wait_for("guest micro1 started (pid", Duration::from_secs(120));
+        let s = t.wait_for("IOLAB-NET-UP 10.0.2.15/24", Duration::from_secs(90));
+        assert!(s.contains("serial console of micro1"), "{s}");
+        // Its row's state, as the Guests table shows it.
+        let micro1_state = |t: &Tmux| {
+            t.screen()
+                .lines()
+                .find(|l| l.trim_start_matches('│').starts_with("micro1 "))
+                .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        let until = |t: &Tmux, want: &str, secs: u64| {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            while !micro1_state(t).contains(want) {
+                assert!(
+                    Instant::now() < deadline,
+                    "micro1 never became {want}:\n{}",
+                    t.screen()
+                );
+                t.keys(&["g"]);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        };
+        until(&t, "running (pid", 10);
+        t.keys(&["x"]);
+        t.wait_for("Power this guest down", Duration::from_secs(5));
+        t.keys(&["y"]);
+        t.wait_for("guest micro1: ", Duration::from_secs(60));
+        until(&t, "stopped", 30);
+    }
+
     // Save the lab as mylab; q then quits without asking.
     t.keys(&["S"]);
     t.wait_for("Save the lab as a profile", Duration::from_secs(5));
@@ -395,6 +465,13 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
     ] {
         assert!(toml.contains(&want), "no {want} in:\n{toml}");
     }
+    if guest {
+        assert!(
+            toml.contains("[[guests]]") && toml.contains("name = \"micro1\""),
+            "{toml}"
+        );
+        assert!(toml.contains("[guests.micro]"), "{toml}");
+    }
 
     // Reopened, the console shows the same lab, unchanged.
     t.keys(&[&shell(" --profile mylab"), "Enter"]);
@@ -410,6 +487,10 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
         "{s}"
     );
     assert!(!s.contains("[unsaved]"), "{s}");
+    if guest {
+        t.keys(&["7"]);
+        t.wait_for("micro1", Duration::from_secs(10));
+    }
     t.keys(&["3"]);
     let s = t.wait_for("mode read   block 64K", Duration::from_secs(5));
     assert!(

@@ -67,15 +67,20 @@ fn luns_and_portals_change_while_qemu_img_reads() {
     settle(&mut second);
 
     // About 20 GB of 64 KiB reads: seconds on any machine, longer than the changes.
-    let mut bench = Command::new("qemu-img")
-        .args([
-            "bench", "-f", "raw", "-c", "300000", "-d", "32", "-s", "65536",
-        ])
-        .arg(&urls[0])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("qemu-img bench");
+    // Its output goes to a file; Proc kills it if the test ends early.
+    let out_path = dir.0.join("bench.log");
+    let out_file = std::fs::File::create(&out_path).unwrap();
+    let mut bench = Proc::new(
+        Command::new("qemu-img")
+            .args([
+                "bench", "-f", "raw", "-c", "300000", "-d", "32", "-s", "65536",
+            ])
+            .arg(&urls[0])
+            .stdout(out_file.try_clone().unwrap())
+            .stderr(out_file)
+            .spawn()
+            .expect("qemu-img bench"),
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     // Add LUN 1 (FILEIO) and a second portal.
@@ -115,7 +120,7 @@ fn luns_and_portals_change_while_qemu_img_reads() {
     assert_eq!(second.test_unit_ready(0), Some((2, 6, 0x3f, 0x0e)));
     assert_eq!(second.test_unit_ready(1), Some((2, 5, 0x25, 0x00)));
     assert!(
-        bench.try_wait().unwrap().is_none(),
+        bench.child.try_wait().unwrap().is_none(),
         "qemu-img bench ended before the changes were made: the test proved nothing"
     );
 
@@ -140,10 +145,9 @@ fn luns_and_portals_change_while_qemu_img_reads() {
         "nothing changed"
     );
 
-    let out = bench.wait_with_output().expect("qemu-img bench");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "qemu-img bench failed: {text}");
+    let status = bench.child.wait().expect("qemu-img bench");
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(status.success(), "qemu-img bench failed: {text}");
     assert!(text.contains("Run completed"), "{text}");
     target.kill();
 }

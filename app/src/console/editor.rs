@@ -10,6 +10,7 @@ use iolab_iscsi::chap::ChapCredentials;
 use iolab_iscsi::initiator::IscsiUrl;
 use iolab_iscsi::target::config::valid_iscsi_name;
 use iolab_iscsi::target::{Acl, LunConfig, Portal, ServerConfig, TargetConfig};
+use iolab_lab_core::guest::GuestDef;
 use iolab_lab_core::run::RunForm;
 use iolab_lab_core::workload::Mode;
 use iolab_storage::BackstoreSpec;
@@ -56,6 +57,8 @@ pub enum FormKind {
     Workload,
     /// The name to save the lab under.
     Save,
+    /// A guest of the lab: new, or the lab's guest at this index.
+    Guest(Option<usize>),
 }
 
 /// One field of a form: free text, or one of fixed choices.
@@ -118,6 +121,9 @@ const NO_YES: &[&str] = &["no", "yes"];
 const KINDS: &[&str] = &["ramdisk", "fileio", "block"];
 const BLOCK_SIZES: &[&str] = &["512", "4096"];
 const MODES: &[&str] = &["read", "write", "rw"];
+const GUEST_KINDS: &[&str] = &["micro", "kernel", "disk"];
+const NICS: &[&str] = &["user", "tap", "none"];
+const ACCELS: &[&str] = &["auto", "kvm", "tcg"];
 
 /// An open form: its fields, the focused one, and why the last try failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,7 +259,7 @@ impl Form {
                     ),
                 ]
             }
-            FormKind::Workload | FormKind::Save => Vec::new(),
+            FormKind::Workload | FormKind::Save | FormKind::Guest(_) => Vec::new(),
         };
         Form {
             kind,
@@ -272,6 +278,7 @@ impl Form {
             FormKind::Acl(_, i) => format!("{} ACL", verb(i.is_none())),
             FormKind::Workload => "Workload".into(),
             FormKind::Save => "Save the lab as a profile".into(),
+            FormKind::Guest(i) => format!("{} guest", verb(i.is_none())),
         }
     }
 
@@ -414,7 +421,7 @@ impl Form {
                     None => target.acls.push(acl),
                 }
             }
-            FormKind::Workload | FormKind::Save => {
+            FormKind::Workload | FormKind::Save | FormKind::Guest(_) => {
                 return Err("not a form of the target's configuration".into());
             }
         }
@@ -470,6 +477,210 @@ impl Form {
             ],
             focus: 0,
             error: None,
+        }
+    }
+
+    /// The guest form: a new micro-guest, or `def` (the lab's guest at `index`).
+    pub fn guest(index: Option<usize>, def: Option<&GuestDef>, taken: &[GuestDef]) -> Form {
+        use iolab_lab_core::guest::{Accel, Nic};
+        let fresh = (1..)
+            .map(|i| format!("guest{i}"))
+            .find(|n| !taken.iter().any(|g| &g.name == n))
+            .unwrap_or_default();
+        let kind = match def {
+            Some(d) if d.micro.is_some() => "micro",
+            Some(d) if d.kernel.is_some() => "kernel",
+            Some(_) => "disk",
+            None => "micro",
+        };
+        let (nic, nic_opt) = match def.map(|d| d.nics.first()) {
+            None => ("user", String::new()),
+            Some(None) => ("none", String::new()),
+            Some(Some(Nic::User { forward })) => (
+                "user",
+                forward
+                    .iter()
+                    .map(|f| String::from(*f))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Some(Some(Nic::Tap { ifname })) => ("tap", ifname.clone()),
+        };
+        let micro = def.and_then(|d| d.micro.clone());
+        let accel = match def.map(|d| d.accel) {
+            Some(Accel::Kvm) => "kvm",
+            Some(Accel::Tcg) => "tcg",
+            _ => "auto",
+        };
+        let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+        Form {
+            kind: FormKind::Guest(index),
+            fields: vec![
+                Field::text(
+                    "name",
+                    def.map(|d| d.name.clone()).unwrap_or(fresh),
+                    "no spaces or '/'",
+                ),
+                Field::choice("kind", GUEST_KINDS, kind),
+                Field::text(
+                    "memory MiB",
+                    def.map_or(256, |d| d.memory_mib).to_string(),
+                    "64 or more",
+                ),
+                Field::text("vCPUs", def.map_or(1, |d| d.vcpus).to_string(), "1-255"),
+                Field::text(
+                    "command",
+                    micro
+                        .as_ref()
+                        .map(|m| m.command.join(" "))
+                        .unwrap_or_default(),
+                    "micro: the iolab command it runs (bench iscsi://10.0.2.2:PORT/IQN/0 --time 10s); empty: a shell",
+                ),
+                Field::text(
+                    "IP",
+                    micro.map(|m| m.ip).unwrap_or_else(|| "10.0.2.15/24".into()),
+                    "micro: its address (CIDR); 10.0.2.15/24 on the user network",
+                ),
+                Field::text(
+                    "kernel",
+                    text(
+                        def.and_then(|d| d.kernel.as_ref())
+                            .filter(|_| kind == "kernel"),
+                    ),
+                    "kernel: a bzImage to boot",
+                ),
+                Field::text(
+                    "initrd",
+                    text(
+                        def.and_then(|d| d.initrd.as_ref())
+                            .filter(|_| kind == "kernel"),
+                    ),
+                    "kernel: its initramfs (may be empty)",
+                ),
+                Field::text(
+                    "append",
+                    def.filter(|_| kind == "kernel")
+                        .map(|d| d.append.clone())
+                        .unwrap_or_default(),
+                    "kernel: its command line",
+                ),
+                Field::text(
+                    "disk",
+                    text(def.and_then(|d| d.disk.as_ref())),
+                    "disk: an image file or an iscsi:// URL",
+                ),
+                Field::choice("NIC", NICS, nic),
+                Field::text(
+                    "NIC option",
+                    nic_opt,
+                    "user: forwards HOST_PORT=GUEST_PORT,... (loopback); tap: the interface name",
+                ),
+                Field::choice("accel", ACCELS, accel),
+            ],
+            focus: 0,
+            error: None,
+        }
+    }
+
+    /// The guest this form defines, or why not. `taken` are the lab's
+    /// guests (the one edited is at `index`).
+    pub fn apply_guest(&self, taken: &[GuestDef]) -> Result<GuestDef, String> {
+        use iolab_lab_core::guest::{Accel, Micro, Nic};
+        let index = match self.kind {
+            FormKind::Guest(i) => i,
+            _ => return Err("not a guest form".into()),
+        };
+        let name = self.value("name").to_string();
+        if taken
+            .iter()
+            .enumerate()
+            .any(|(i, g)| g.name == name && Some(i) != index)
+        {
+            return Err(format!("name: the lab has a guest named {name} already"));
+        }
+        let memory_mib: u32 = self.number("memory MiB")?;
+        let vcpus: u32 = self.number("vCPUs")?;
+        let opt = self.value("NIC option");
+        let nics = match self.value("NIC") {
+            "none" => Vec::new(),
+            "tap" if opt.is_empty() => {
+                return Err("NIC option: a tap NIC needs its interface name".into());
+            }
+            "tap" => vec![Nic::Tap { ifname: opt.into() }],
+            _ => vec![Nic::User {
+                forward: opt
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(|f| {
+                        f.parse()
+                            .map_err(|e: iolab_lab_core::guest::GuestError| e.to_string())
+                    })
+                    .collect::<Result<_, _>>()?,
+            }],
+        };
+        let accel = match self.value("accel") {
+            "kvm" => Accel::Kvm,
+            "tcg" => Accel::Tcg,
+            _ => Accel::Auto,
+        };
+        let some = |label: &str| Some(self.value(label).to_string()).filter(|v| !v.is_empty());
+        let def = match self.value("kind") {
+            "micro" => iolab_lab_core::guest::image::micro_guest(
+                &name,
+                memory_mib,
+                vcpus,
+                Micro {
+                    ip: self.value("IP").to_string(),
+                    command: self
+                        .value("command")
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect(),
+                },
+                nics,
+                accel,
+            )
+            .map_err(|e| e.to_string())?,
+            kind => {
+                if kind == "kernel" && some("kernel").is_none() {
+                    return Err("kernel: a kernel guest needs a kernel".into());
+                }
+                if kind == "disk" && some("disk").is_none() {
+                    return Err("disk: a disk guest needs an image".into());
+                }
+                let old = index.and_then(|i| taken.get(i));
+                GuestDef {
+                    name,
+                    memory_mib,
+                    vcpus,
+                    pci: old.map(|g| g.pci.clone()).unwrap_or_default(),
+                    disk: some("disk"),
+                    kernel: some("kernel").filter(|_| kind == "kernel"),
+                    initrd: some("initrd").filter(|_| kind == "kernel"),
+                    append: if kind == "kernel" {
+                        self.value("append").to_string()
+                    } else {
+                        String::new()
+                    },
+                    extra_args: old.map(|g| g.extra_args.clone()).unwrap_or_default(),
+                    nics,
+                    accel,
+                    micro: None,
+                }
+            }
+        };
+        // Passthrough functions given to it on the Devices screen stay.
+        let def = GuestDef {
+            pci: index
+                .and_then(|i| taken.get(i))
+                .map(|g| g.pci.clone())
+                .unwrap_or(def.pci),
+            ..def
+        };
+        match def.problems().first() {
+            Some(p) => Err(p.clone()),
+            None => Ok(def),
         }
     }
 

@@ -147,6 +147,28 @@ fn guest_rows(defs: Vec<(String, iolab_lab_core::guest::GuestDef)>) -> Vec<state
         .collect()
 }
 
+/// Lines of a guest's serial console the Guests screen shows.
+const SERIAL_LINES: usize = 8;
+
+/// The last `n` lines of a serial log (at most its last 16 KiB are read).
+fn serial_tail(path: &std::path::Path, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 << 10)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
 /// Starts or stops guest `i` on a blocking thread (qemu start-up and a
 /// graceful power-down take seconds); the outcome comes back as a status line.
 fn guest_op(
@@ -169,10 +191,15 @@ fn guest_op(
         use iolab_lab_core::guest::lifecycle::{self, QEMU};
         let msg = match crate::guest_cmd::paths(&def.name) {
             Err(e) => format!("guest {}: {e:#}", def.name),
-            Ok(p) if start => match lifecycle::start(&def, &p, QEMU, true) {
-                Ok(s) => format!("guest {} started (pid {})", def.name, s.pid),
-                Err(e) => format!("guest {}: {e}", def.name),
-            },
+            Ok(p) if start => {
+                // A micro-guest's image is built the first time it is needed.
+                let r = iolab_lab_core::guest::image::ensure_micro_image(&def)
+                    .and_then(|_| lifecycle::start(&def, &p, QEMU, true));
+                match r {
+                    Ok(s) => format!("guest {} started (pid {})", def.name, s.pid),
+                    Err(e) => format!("guest {}: {e}", def.name),
+                }
+            }
             Ok(p) => match lifecycle::stop(&p, Duration::from_secs(30)) {
                 Ok(how) => format!("guest {}: {how}", def.name),
                 Err(e) => format!("guest {}: {e}", def.name),
@@ -298,6 +325,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
         state.network.profiles.insert(0, t.name.clone());
         state.network.lab_tuning = Some(t.clone());
     }
+    state.guests.lab = base.guests.clone();
     state.lab = state::LabState::opened(base, state.run.form.clone());
     let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<
         Result<(iolab_iscsi::ServerConfig, iolab_iscsi::target::Changes), String>,
@@ -322,7 +350,17 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
     loop {
         term.draw(|f| render::render(f, &state))?;
         tokio::select! {
-            _ = redraw.tick() => {}
+            _ = redraw.tick() => {
+                if state.tab == state::Tab::Guests {
+                    state.guests.serial = state
+                        .guests
+                        .guests
+                        .get(state.guests.cursor)
+                        .and_then(|g| crate::guest_cmd::paths(&g.def.name).ok())
+                        .map(|p| serial_tail(&p.serial(), SERIAL_LINES))
+                        .unwrap_or_default();
+                }
+            }
             _ = sigterm.recv() => break,
             Some(ev) = async { match matrix_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 on_matrix_event(&mut state, &mut notebook, ev);

@@ -156,6 +156,8 @@ pub struct GuestRow {
 pub enum GuestConfirm {
     Start(usize),
     Stop(usize),
+    /// Delete the lab's guest at this index (of `GuestsView::lab`).
+    Delete(usize),
 }
 
 /// The Guests screen.
@@ -164,18 +166,87 @@ pub struct GuestsView {
     pub guests: Vec<GuestRow>,
     pub cursor: usize,
     pub confirm: Option<GuestConfirm>,
+    /// The lab's own guests, as defined and edited here.
+    pub lab: Vec<iolab_lab_core::guest::GuestDef>,
+    /// The guest form, while it is open.
+    pub form: Option<super::editor::Form>,
+    /// The last lines of the selected guest's serial console.
+    pub serial: Vec<String>,
 }
 
 impl GuestsView {
-    fn on_key(&mut self, code: KeyCode) -> Action {
+    /// The index in `lab` of the guest at the cursor, when it is the lab's.
+    pub fn lab_index(&self, lab_name: &str) -> Option<usize> {
+        let row = self.guests.get(self.cursor)?;
+        if row.profile != lab_name {
+            return None;
+        }
+        self.lab.iter().position(|g| g.name == row.def.name)
+    }
+
+    /// Whether this screen takes the key.
+    fn wants(&self, code: KeyCode) -> bool {
+        self.confirm.is_some()
+            || self.form.is_some()
+            || matches!(
+                code,
+                KeyCode::Char('j' | 'k' | 's' | 'x' | 'g' | 'a' | 'e' | 'd')
+                    | KeyCode::Up
+                    | KeyCode::Down
+            )
+    }
+
+    fn on_key(&mut self, code: KeyCode, lab_name: &str) -> Action {
+        if let Some(form) = self.form.as_mut() {
+            match form.on_key(code) {
+                Some(false) => self.form = None,
+                Some(true) => match form.apply_guest(&self.lab) {
+                    Ok(def) => {
+                        match form.kind {
+                            super::editor::FormKind::Guest(Some(i)) if i < self.lab.len() => {
+                                self.lab[i] = def
+                            }
+                            _ => self.lab.push(def),
+                        }
+                        self.form = None;
+                        return Action::ScanGuests;
+                    }
+                    Err(e) => form.error = Some(e),
+                },
+                None => {}
+            }
+            return Action::None;
+        }
         if let Some(c) = self.confirm.take() {
             return match (code, c) {
                 (KeyCode::Char('y'), GuestConfirm::Start(i)) => Action::StartGuest(i),
                 (KeyCode::Char('y'), GuestConfirm::Stop(i)) => Action::StopGuest(i),
+                (KeyCode::Char('y'), GuestConfirm::Delete(i)) if i < self.lab.len() => {
+                    self.lab.remove(i);
+                    Action::ScanGuests
+                }
                 _ => Action::None,
             };
         }
         match code {
+            KeyCode::Char('a') => {
+                self.form = Some(super::editor::Form::guest(None, None, &self.lab));
+            }
+            KeyCode::Char('e') => {
+                if let Some(i) = self.lab_index(lab_name) {
+                    self.form = Some(super::editor::Form::guest(
+                        Some(i),
+                        self.lab.get(i),
+                        &self.lab,
+                    ));
+                }
+            }
+            KeyCode::Char('d') => {
+                let running = self.guests.get(self.cursor).is_some_and(|g| g.running);
+                if let Some(i) = self.lab_index(lab_name).filter(|_| !running) {
+                    self.confirm = Some(GuestConfirm::Delete(i));
+                }
+            }
             KeyCode::Down | KeyCode::Char('j') if self.cursor + 1 < self.guests.len() => {
                 self.cursor += 1;
             }
@@ -552,14 +623,16 @@ pub struct ConsoleState {
 impl ConsoleState {
     /// The lab as it stands now, as a profile under the lab's name.
     pub fn current_lab(&self) -> Profile {
-        iolab_lab_core::run::lab_profile(
+        let mut p = iolab_lab_core::run::lab_profile(
             &self.lab.base,
             &self.lab.name,
             self.editor.config.as_ref(),
             &self.target_urls,
             &self.run.form,
             &self.lab.opened_form,
-        )
+        );
+        p.guests = self.guests.lab.clone();
+        p
     }
 
     /// Whether the lab differs from what was opened or last saved.
@@ -635,14 +708,9 @@ impl ConsoleState {
         {
             return self.devices.on_key(code);
         }
-        if self.tab == Tab::Guests
-            && (self.guests.confirm.is_some()
-                || matches!(
-                    code,
-                    KeyCode::Char('j' | 'k' | 's' | 'x' | 'g') | KeyCode::Up | KeyCode::Down
-                ))
-        {
-            return self.guests.on_key(code);
+        if self.tab == Tab::Guests && self.guests.wants(code) {
+            let lab = self.lab.name.clone();
+            return self.guests.on_key(code, &lab);
         }
         if self.tab == Tab::Run
             && let Some(form) = self.run.edit.as_mut()
@@ -899,6 +967,104 @@ mod tests {
         assert!(s.lab.save.is_none());
         assert!(!s.unsaved());
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    #[test]
+    fn guests_are_defined_edited_and_deleted_in_the_lab() {
+        let mut s = ConsoleState {
+            tab: Tab::Guests,
+            ..Default::default()
+        };
+        assert_eq!(s.on_key(KeyCode::Char('a')), Action::None);
+        assert_eq!(s.guests.form.as_ref().unwrap().fields[0].value, "guest1");
+        assert_eq!(s.on_key(KeyCode::Enter), Action::ScanGuests);
+        let g = &s.guests.lab[0];
+        assert!(g.micro.is_some(), "a new guest is a micro-guest");
+        assert!(g.kernel.as_deref().unwrap().ends_with("image/vmlinuz"));
+        assert!(
+            g.append
+                .contains("iolab.name=guest1 iolab.ip=10.0.2.15/24 iolab.gw=10.0.2.2")
+        );
+        assert!(s.unsaved());
+        assert_eq!(s.current_lab().guests, s.guests.lab);
+        // The scan lists it under the lab's name; e edits it.
+        let row = |def: iolab_lab_core::guest::GuestDef, profile: &str| GuestRow {
+            profile: profile.into(),
+            def,
+            state: "stopped".into(),
+            running: false,
+            command: String::new(),
+            warning: None,
+            pci_seen: Vec::new(),
+        };
+        s.guests.guests = vec![row(s.guests.lab[0].clone(), "lab")];
+        s.on_key(KeyCode::Char('e'));
+        let form = s.guests.form.as_mut().unwrap();
+        assert_eq!(form.title(), "Change guest");
+        form.fields[2].value = "32".into();
+        s.on_key(KeyCode::Enter);
+        let err = s.guests.form.as_ref().unwrap().error.clone().unwrap();
+        assert!(err.contains("memory_mib 32 is below 64"), "{err}");
+        s.guests.form.as_mut().unwrap().fields[2].value = "512".into();
+        assert_eq!(s.on_key(KeyCode::Enter), Action::ScanGuests);
+        assert_eq!((s.guests.lab.len(), s.guests.lab[0].memory_mib), (1, 512));
+        // Another profile's guest is not the lab's to change.
+        s.guests.guests = vec![row(s.guests.lab[0].clone(), "seed-lio-kvm")];
+        s.on_key(KeyCode::Char('e'));
+        assert!(s.guests.form.is_none());
+        s.guests.guests = vec![row(s.guests.lab[0].clone(), "lab")];
+        s.on_key(KeyCode::Char('d'));
+        assert_eq!(s.guests.confirm, Some(GuestConfirm::Delete(0)));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::ScanGuests);
+        assert!(s.guests.lab.is_empty());
+        assert!(!s.unsaved());
+    }
+
+    #[test]
+    fn guest_form_refuses_what_cannot_boot() {
+        use super::super::editor::Form;
+        let set = |f: &mut Form, label: &str, v: &str| {
+            f.fields
+                .iter_mut()
+                .find(|x| x.label == label)
+                .unwrap()
+                .value = v.into();
+        };
+        for (label, value, kind, why) in [
+            ("kind", "kernel", "kernel", "a kernel guest needs a kernel"),
+            ("kind", "disk", "disk", "a disk guest needs an image"),
+            ("NIC", "tap", "micro", "a tap NIC needs its interface name"),
+            ("NIC option", "nonsense", "micro", "forward 'nonsense'"),
+            ("vCPUs", "0", "micro", "vcpus 0 is outside"),
+        ] {
+            let mut f = Form::guest(None, None, &[]);
+            set(&mut f, "kind", kind);
+            set(&mut f, label, value);
+            let e = f.apply_guest(&[]).unwrap_err();
+            assert!(e.contains(why), "{label}={value}: {e}");
+        }
+        let mut f = Form::guest(None, None, &[]);
+        set(&mut f, "kind", "disk");
+        set(&mut f, "disk", "/var/lib/images/lenny.img");
+        set(&mut f, "NIC option", "13260=3260");
+        let g = f.apply_guest(&[]).unwrap();
+        assert_eq!(g.disk.as_deref(), Some("/var/lib/images/lenny.img"));
+        assert!(g.micro.is_none() && g.kernel.is_none());
+        // The same name twice is refused.
+        let e = Form::guest(None, None, &[]).apply_guest(&[iolab_lab_core::guest::GuestDef {
+            name: "guest2".into(),
+            ..g.clone()
+        }]);
+        assert!(e.is_ok(), "guest1 is free: {e:?}");
+        let mut f = Form::guest(None, None, &[]);
+        set(&mut f, "name", "guest2");
+        let e = f
+            .apply_guest(&[iolab_lab_core::guest::GuestDef {
+                name: "guest2".into(),
+                ..g
+            }])
+            .unwrap_err();
+        assert!(e.contains("already"), "{e}");
     }
 
     #[test]

@@ -203,6 +203,7 @@ mod tests {
             extra_args: Vec::new(),
             nics: Vec::new(),
             accel: Accel::Auto,
+            micro: None,
         }
     }
 

@@ -313,6 +313,77 @@ pub fn kernel_args(name: &str, ip: &str, gateway: Option<&str>, args: &[String])
     s
 }
 
+/// Where the lab's micro-guest image lives (`iolab guest image`'s default).
+pub fn default_image() -> Result<Image, GuestError> {
+    let out = super::lifecycle::state_dir("image")?;
+    Ok(Image {
+        kernel: out.join("vmlinuz"),
+        initrd: out.join("initrd.cpio"),
+    })
+}
+
+/// A micro-guest of the lab: the default image, its address on qemu's user
+/// network (or `micro.ip` on a tap) and the iolab command it runs.
+pub fn micro_guest(
+    name: &str,
+    memory_mib: u32,
+    vcpus: u32,
+    micro: super::Micro,
+    nics: Vec<super::Nic>,
+    accel: super::Accel,
+) -> Result<super::GuestDef, GuestError> {
+    let img = default_image()?;
+    let user = matches!(nics.first(), Some(super::Nic::User { .. }));
+    Ok(super::GuestDef {
+        name: name.into(),
+        memory_mib,
+        vcpus,
+        pci: Vec::new(),
+        disk: None,
+        kernel: Some(img.kernel.display().to_string()),
+        initrd: Some(img.initrd.display().to_string()),
+        append: kernel_args(name, &micro.ip, user.then_some("10.0.2.2"), &micro.command),
+        extra_args: Vec::new(),
+        nics,
+        accel,
+        micro: Some(micro),
+    })
+}
+
+/// Builds the micro-guest image a guest boots when it is missing (the
+/// kernel from /boot or `$IOLAB_KERNEL_DIR`, busybox, this iolab binary).
+/// Returns whether it built one.
+pub fn ensure_micro_image(def: &super::GuestDef) -> Result<bool, GuestError> {
+    if def.micro.is_none() {
+        return Ok(false);
+    }
+    let (Some(k), Some(i)) = (&def.kernel, &def.initrd) else {
+        return Ok(false);
+    };
+    if Path::new(k).is_file() && Path::new(i).is_file() {
+        return Ok(false);
+    }
+    let kernel = find_kernel()?;
+    let modules = modules_for(&kernel)?;
+    let iolab = std::env::current_exe().map_err(|cause| GuestError::File {
+        what: "iolab binary",
+        path: PathBuf::from("/proc/self/exe"),
+        cause,
+    })?;
+    let out = Path::new(k)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    build(&ImageSpec {
+        kernel,
+        modules,
+        busybox: PathBuf::from("/bin/busybox"),
+        iolab,
+        out,
+    })?;
+    Ok(true)
+}
+
 /// Builds the initramfs and copies the kernel into `spec.out`.
 pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
     for (what, p) in [

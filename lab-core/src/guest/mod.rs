@@ -56,6 +56,23 @@ pub struct GuestDef {
     pub nics: Vec<Nic>,
     #[serde(default)]
     pub accel: Accel,
+    /// The lab micro-guest (a stock kernel and an initramfs with busybox and
+    /// iolab, `iolab guest image`): what it was defined with. Its kernel and
+    /// initrd are built when missing, so it starts on a fresh machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro: Option<Micro>,
+}
+
+/// A micro-guest's own settings: its address and the iolab command it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Micro {
+    /// Its address (CIDR) on its first NIC; qemu's user network has 10.0.2.15/24.
+    pub ip: String,
+    /// The iolab command line it runs (`bench iscsi://10.0.2.2:3260/IQN/0 ...`);
+    /// empty: a shell on the serial console.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 /// An emulated NIC and where its traffic goes.

@@ -10,11 +10,29 @@ use super::{boxed_table, header, selectable};
 use crate::console::state::{GuestConfirm, GuestsView};
 
 pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
-    let [list, detail] = Layout::vertical([
+    let [list, detail, serial] = Layout::vertical([
         Constraint::Length((v.guests.len() as u16 + 3).clamp(4, 12)),
         Constraint::Min(6),
+        Constraint::Length(10),
     ])
     .areas(area);
+    let name = v
+        .guests
+        .get(v.cursor)
+        .map(|g| g.def.name.as_str())
+        .unwrap_or("");
+    let mut console: Vec<Line> = v.serial.iter().map(|l| Line::from(l.clone())).collect();
+    if console.is_empty() {
+        console.push(Line::from("(nothing on its serial console yet)"));
+    }
+    f.render_widget(
+        Paragraph::new(console).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title(format!("serial console of {name}")),
+        ),
+        serial,
+    );
     let rows = v.guests.iter().enumerate().map(|(i, g)| {
         let nics: Vec<String> = g
             .def
@@ -69,7 +87,7 @@ pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
                 "nics",
                 "state",
             ]),
-            "Guests (s start, x stop, g refresh)".into(),
+            "Guests (a add, e edit, d delete, s start, x stop, g refresh)".into(),
         ),
         list,
     );
@@ -92,7 +110,9 @@ pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
             )));
         }
     } else {
-        lines.push(Line::from("No guests: profiles define them ([[guests]])."));
+        lines.push(Line::from(
+            "No guests: a adds one (a micro-guest starts on a fresh machine); profiles define them too ([[guests]]).",
+        ));
     }
     f.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(
@@ -102,10 +122,14 @@ pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
         ),
         detail,
     );
+    if let Some(form) = &v.form {
+        super::target::render_form(f, form, false, area);
+    }
     if let Some(c) = v.confirm {
         let (i, text) = match c {
             GuestConfirm::Start(i) => (i, "Start this guest? It runs:"),
             GuestConfirm::Stop(i) => (i, "Power this guest down (then quit qemu after 30 s)?"),
+            GuestConfirm::Delete(_) => (v.cursor, "Delete this guest from the lab?"),
         };
         let mut l = vec![Line::from(text)];
         if let (GuestConfirm::Start(_), Some(g)) = (c, v.guests.get(i)) {
@@ -175,12 +199,14 @@ mod tests {
             guests,
             cursor: 0,
             confirm: None,
+            serial: vec!["IOLAB-NET-UP 10.0.2.15/24".into(), "IOLAB-IDLE".into()],
+            ..Default::default()
         }
     }
 
     #[test]
     fn snapshot_guests_screen() {
-        let mut t = Terminal::new(TestBackend::new(120, 22)).unwrap();
+        let mut t = Terminal::new(TestBackend::new(120, 32)).unwrap();
         let v = view();
         t.draw(|f| render(f, &v, f.area())).unwrap();
         let text = format!("{:?}", t.backend());
@@ -202,6 +228,18 @@ mod tests {
         t.draw(|f| render(f, &v, f.area())).unwrap();
         let text = format!("{:?}", t.backend());
         assert!(text.contains("Start this guest? It runs:"), "{text}");
+        insta::assert_snapshot!(t.backend());
+    }
+
+    #[test]
+    fn snapshot_guest_form_for_a_micro_guest() {
+        let mut t = Terminal::new(TestBackend::new(120, 32)).unwrap();
+        let mut v = view();
+        let mut form = crate::console::editor::Form::guest(None, None, &[]);
+        form.fields[4].value =
+            "bench iscsi://10.0.2.2:3260/iqn.2026-11.io.iolab:target0/0 --time 10s".into();
+        v.form = Some(form);
+        t.draw(|f| render(f, &v, f.area())).unwrap();
         insta::assert_snapshot!(t.backend());
     }
 }
