@@ -29,6 +29,9 @@ pub struct RunForm {
     pub verify: bool,
     /// Use only the first this many bytes of the LUN (0: all of it).
     pub range_bytes: u64,
+    /// The initiator name to log in as (None: iolab's default), for targets
+    /// whose ACLs name their initiators.
+    pub initiator: Option<String>,
 }
 
 impl Default for RunForm {
@@ -44,6 +47,7 @@ impl Default for RunForm {
             url: None,
             verify: false,
             range_bytes: 0,
+            initiator: None,
         }
     }
 }
@@ -66,6 +70,7 @@ impl RunForm {
             url: p.initiator.url.clone(),
             verify: w.verify,
             range_bytes: w.range_bytes().unwrap_or(0),
+            initiator: p.initiator.name.clone(),
         }
     }
 
@@ -79,6 +84,7 @@ impl RunForm {
             target: None,
             initiator: InitiatorSettings {
                 url: Some(url.into()),
+                name: self.initiator.clone(),
                 sessions: self.sessions,
                 ..InitiatorSettings::default()
             },
@@ -160,6 +166,7 @@ pub fn lab_profile(
     w.verify = form.verify;
     w.range = (form.range_bytes > 0).then(|| crate::units::size_text(form.range_bytes));
     p.initiator.sessions = form.sessions;
+    p.initiator.name = form.initiator.clone();
     // A URL of the lab's own target is a LUN of it (whatever credentials it
     // carries: those come from the target's ACLs); another is a target elsewhere.
     let own = |u: &str| {
@@ -188,9 +195,9 @@ pub fn lab_profile(
 }
 
 /// `url` ready to log in with: a URL of the lab's own target (`cfg`) gets
-/// the CHAP credentials the default initiator must use there (its ACL's,
-/// else the target's), unless it carries its own.
-pub fn login_url(url: &str, cfg: Option<&ServerConfig>) -> String {
+/// the CHAP credentials `initiator` (None: the default initiator) must use
+/// there (its ACL's, else the target's), unless it carries its own.
+pub fn login_url(url: &str, cfg: Option<&ServerConfig>, initiator: Option<&str>) -> String {
     let (Ok(mut u), Some(cfg)) = (IscsiUrl::parse(url, false), cfg) else {
         return url.to_string();
     };
@@ -204,8 +211,8 @@ pub fn login_url(url: &str, cfg: Option<&ServerConfig>) -> String {
     else {
         return url.to_string();
     };
-    let initiator = InitiatorOptions::default().initiator_name;
-    let (chap, mutual) = crate::profile::chap_for_initiator(t, &initiator);
+    let default = InitiatorOptions::default().initiator_name;
+    let (chap, mutual) = crate::profile::chap_for_initiator(t, initiator.unwrap_or(&default));
     if chap.is_none() {
         return url.to_string();
     }
@@ -239,9 +246,11 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
     tokio::spawn(async move {
         let r = async {
             let url = IscsiUrl::parse(&url, false)?;
+            let d = InitiatorOptions::default();
             let opts = InitiatorOptions {
                 connections: form.connections,
-                ..InitiatorOptions::default()
+                initiator_name: form.initiator.clone().unwrap_or(d.initiator_name.clone()),
+                ..d
             };
             let mut sessions = Vec::new();
             for _ in 0..form.sessions.max(1) {
@@ -331,22 +340,22 @@ mod tests {
         use iolab_iscsi::target::Acl;
         let mut cfg = ServerConfig::default_lab("127.0.0.1:3260".parse().unwrap(), 1 << 20);
         let own = "iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0";
-        assert_eq!(login_url(own, Some(&cfg)), own, "no CHAP asked");
+        assert_eq!(login_url(own, Some(&cfg), None), own, "no CHAP asked");
         cfg.targets[0].acls.push(Acl {
             initiator: InitiatorOptions::default().initiator_name,
             chap: ChapCredentials::parse("alice:secret12345"),
             mutual_chap: ChapCredentials::parse("tgt:othersecret12"),
         });
-        let u = IscsiUrl::parse(&login_url(own, Some(&cfg)), false).unwrap();
+        let u = IscsiUrl::parse(&login_url(own, Some(&cfg), None), false).unwrap();
         assert_eq!(u.chap.unwrap().secret, "secret12345");
         assert_eq!(u.mutual.unwrap().user, "tgt");
         assert_eq!((u.lun, u.port), (0, 3260));
         // Credentials typed in the URL win; other targets are left alone.
         let typed = "iscsi://bob%pw123456789012@127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0";
-        assert_eq!(login_url(typed, Some(&cfg)), typed);
+        assert_eq!(login_url(typed, Some(&cfg), None), typed);
         let other = "iscsi://127.0.0.1:3260/iqn.2003-01.org.example:other/0";
-        assert_eq!(login_url(other, Some(&cfg)), other);
-        assert_eq!(login_url(own, None), own);
+        assert_eq!(login_url(other, Some(&cfg), None), other);
+        assert_eq!(login_url(own, None, None), own);
     }
 
     #[test]
@@ -364,6 +373,7 @@ mod tests {
             url: Some(url.clone()),
             verify: true,
             range_bytes: 32 << 20,
+            initiator: None,
         };
         let mut target = p.target.clone().unwrap();
         target.targets[0].add_lun(iolab_storage::BackstoreSpec::Ramdisk { size: 64 << 20 });

@@ -570,6 +570,40 @@ fn console_measures_tgtd_and_istgt_from_the_initiator_side() {
         t.keys(&["Enter"]);
         t.wait_for(&format!("target {url}"), Duration::from_secs(5));
     };
+    // The Sessions screen: discover each peer's portal and log in, two
+    // connections asked; istgt grants both, tgtd one.
+    t.keys(&["8"]);
+    t.wait_for("Discovery and login", Duration::from_secs(5));
+    let log_in = |port: u16, target: &str, sessions: usize| {
+        t.keys(&["e"]);
+        t.keys(&vec!["BSpace"; 40]);
+        t.keys(&["-l", &format!("127.0.0.1:{port}")]);
+        t.keys(&["Down", "Down", "Down", "Down"]);
+        t.keys(&vec!["BSpace"; 4]);
+        t.keys(&["2", "Enter", "d"]);
+        t.wait_for(&format!("{target} "), Duration::from_secs(10));
+        t.keys(&["l"]);
+        t.wait_for(
+            &format!("Sessions of the embedded initiator ({sessions})"),
+            Duration::from_secs(20),
+        )
+    };
+    let s = log_in(istgt.port, "iqn.2026-11.test.istgt:disk1", 1);
+    assert!(s.contains("MaxConnections 2"), "istgt grants MC/S:\n{s}");
+    assert!(s.contains("CID 0:") && s.contains("CID 1:"), "{s}");
+    let s = log_in(tgtd.port, &tgtd.iqn, 2);
+    assert!(
+        s.contains("MaxConnections 1"),
+        "tgtd grants one connection:\n{s}"
+    );
+    assert!(s.contains("CID 0:") && !s.contains("CID 1:"), "{s}");
+    // Their LUNs are offered in the Run form: the embedded target's first.
+    t.keys(&["3", "e"]);
+    t.wait_for("outstanding I/Os", Duration::from_secs(5));
+    t.keys(&["Right", "Right"]);
+    t.wait_for(&istgt.url(), Duration::from_secs(5));
+    t.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_millis(300));
     t.keys(&["3"]);
 
     // tgtd: one connection (it grants no MC/S), counted by our initiator.

@@ -768,6 +768,8 @@ impl Form {
             url,
             verify: self.value("verify") == "yes",
             range_bytes,
+            initiator: Some(self.value("initiator").to_string())
+                .filter(|n| !n.is_empty() && *n != iolab_iscsi::initiator::DEFAULT_INITIATOR),
         })
     }
 

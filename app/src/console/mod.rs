@@ -4,6 +4,7 @@
 mod editor;
 mod notebook;
 mod render;
+mod sessions;
 mod state;
 mod tuning;
 
@@ -231,6 +232,37 @@ fn show_target(state: &mut ConsoleState, t: &iolab_lab_core::lab::LabTarget) {
     state.editor.bound = state.portals.clone();
 }
 
+/// What the Sessions screen's background work reports.
+enum SessionsEvent {
+    Discovered(Result<Vec<iolab_iscsi::initiator::DiscoveredTarget>, String>),
+    LoggedIn(Result<(Arc<iolab_iscsi::initiator::Session>, sessions::SessionRow), String>),
+    LoggedOut(String),
+}
+
+/// Logs in to `url` and reads what the Sessions screen shows of the session.
+async fn log_in(
+    url: iolab_iscsi::initiator::IscsiUrl,
+    opts: iolab_iscsi::initiator::InitiatorOptions,
+) -> Result<(Arc<iolab_iscsi::initiator::Session>, sessions::SessionRow), String> {
+    let s = iolab_iscsi::initiator::Session::connect(&url, &opts)
+        .await
+        .map_err(|e| format!("login to {url}: {e}"))?;
+    // Unit attentions of a fresh login first, as a SCSI host clears them.
+    let _ = s.test_unit_ready().await;
+    let luns = s.report_luns().await.map_err(|e| format!("{url}: {e}"))?;
+    // LUN 0 may be a controller (tgt's) with no capacity.
+    let capacity = s.capacity().await.ok();
+    let row = sessions::SessionRow {
+        url: url.to_string(),
+        target: url.target.clone().unwrap_or_default(),
+        luns,
+        capacity,
+        facts: s.facts(),
+        initiator: opts.initiator_name.clone(),
+    };
+    Ok((Arc::new(s), row))
+}
+
 /// What a matrix run in the background reports.
 enum MatrixEvent {
     Runner(iolab_lab_core::profile_run::RunnerEvent),
@@ -327,6 +359,11 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
     }
     state.guests.lab = base.guests.clone();
     state.lab = state::LabState::opened(base, state.run.form.clone());
+    let (sessions_tx, mut sessions_rx) = tokio::sync::mpsc::unbounded_channel::<SessionsEvent>();
+    let mut initiator_sessions: Vec<Arc<iolab_iscsi::initiator::Session>> = Vec::new();
+    if let Some(p) = state.portals.first() {
+        state.sessions = sessions::SessionsView::new(p);
+    }
     let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<
         Result<(iolab_iscsi::ServerConfig, iolab_iscsi::target::Changes), String>,
     >();
@@ -380,6 +417,27 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                     let snap = state.snapshot.clone();
                     state.run.observe(&snap);
                     state.editor.sessions = snap.sessions.iter().map(|s| (s.info.target.clone(), 1)).collect();
+                }
+            }
+            Some(ev) = sessions_rx.recv() => {
+                let v = &mut state.sessions;
+                v.busy = None;
+                match ev {
+                    SessionsEvent::Discovered(Ok(t)) => {
+                        v.error = None;
+                        v.target_cursor = v.target_cursor.min(t.len().saturating_sub(1));
+                        state.status = format!("{} target(s) offered", t.len());
+                        v.discovered = t;
+                    }
+                    SessionsEvent::LoggedIn(Ok((s, row))) => {
+                        v.error = None;
+                        state.status = format!("logged in to {} (TSIH {}, {} connection(s))", row.target, row.facts.tsih, row.facts.connections.len());
+                        initiator_sessions.push(s);
+                        v.sessions.push(row);
+                        v.session_cursor = v.sessions.len() - 1;
+                    }
+                    SessionsEvent::Discovered(Err(e)) | SessionsEvent::LoggedIn(Err(e)) => v.error = Some(e),
+                    SessionsEvent::LoggedOut(m) => state.status = m,
                 }
             }
             Some(r) = applied_rx.recv() => match r {
@@ -441,7 +499,16 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                                 state.run.sampled.clear();
                                 state.run.phase = state::RunPhase::Connecting;
                                 run_started_ms = iolab_profiles::time::now_ms();
-                                let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref());
+                                let mut form = state.run.form.clone();
+                                let login = match (state.sessions.credentials_for(&url), iolab_iscsi::initiator::IscsiUrl::parse(&url, false)) {
+                                    // A LUN of a session logged in on the Sessions screen: its credentials and name.
+                                    (Some((chap, mutual, name)), Ok(mut u)) if u.chap.is_none() => {
+                                        (u.chap, u.mutual) = (chap, mutual);
+                                        form.initiator = form.initiator.or(Some(name));
+                                        u.with_secrets()
+                                    }
+                                    _ => iolab_lab_core::run::login_url(&url, state.editor.config.as_ref(), form.initiator.as_deref()),
+                                };
                                 state.run.measured_by = if state.target_urls.contains(&url) {
                                     state::MeasuredBy::Target
                                 } else {
@@ -449,7 +516,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                                 };
                                 initiator_sampler = Sampler::new();
                                 state.run.initiator = Default::default();
-                                run_events = Some(iolab_lab_core::run::spawn_run(login, state.run.form.clone()));
+                                run_events = Some(iolab_lab_core::run::spawn_run(login, form));
                                 state.status = format!("run started against {url}");
                             }
                             None => state.status = "no embedded target to run against".into(),
@@ -512,7 +579,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         }
                         Action::StartMatrix => match state.run.url(&state.target_urls) {
                             Some(url) => {
-                                let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref());
+                                let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref(), state.run.form.initiator.as_deref());
                                 let p = state.run.form.matrix_profile(&login);
                                 state.run.matrix = Some(state::MatrixView {
                                     cells: p
@@ -559,6 +626,55 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                                     }
                                     Err(e) => if let Some(f) = state.lab.save.as_mut() { f.error = Some(e) },
                                 }
+                            }
+                        }
+                        Action::Discover => {
+                            let v = &mut state.sessions;
+                            match (v.portal_url(), v.options()) {
+                                (Ok(url), Ok(opts)) => {
+                                    v.busy = Some(format!("discovering {url}..."));
+                                    let tx = sessions_tx.clone();
+                                    tokio::spawn(async move {
+                                        let r = iolab_iscsi::initiator::discover(&url, &opts).await.map_err(|e| format!("discovery on {url}: {e}"));
+                                        let _ = tx.send(SessionsEvent::Discovered(r));
+                                    });
+                                }
+                                (Err(e), _) | (_, Err(e)) => v.error = Some(e),
+                            }
+                        }
+                        Action::Login(i) => {
+                            let v = &mut state.sessions;
+                            let url = v.discovered.get(i).map(|t| v.login_url(t));
+                            match (url, v.options()) {
+                                (Some(Ok(url)), Ok(opts)) => {
+                                    v.busy = Some(format!("logging in to {url}..."));
+                                    let tx = sessions_tx.clone();
+                                    tokio::spawn(async move {
+                                        let _ = tx.send(SessionsEvent::LoggedIn(log_in(url, opts).await));
+                                    });
+                                }
+                                (Some(Err(e)), _) | (_, Err(e)) => v.error = Some(e),
+                                (None, _) => {}
+                            }
+                        }
+                        Action::Logout(i) => {
+                            if i < initiator_sessions.len() {
+                                let s = initiator_sessions.remove(i);
+                                let row = state.sessions.sessions.remove(i);
+                                let v = &mut state.sessions;
+                                v.session_cursor = v.session_cursor.min(v.sessions.len().saturating_sub(1));
+                                let tx = sessions_tx.clone();
+                                tokio::spawn(async move {
+                                    let msg = match Arc::try_unwrap(s) {
+                                        Ok(s) => match s.logout().await {
+                                            Ok(()) => format!("logged out of {}", row.target),
+                                            Err(e) => format!("logout of {}: {e}", row.target),
+                                        },
+                                        // A run still uses it: it ends with the run.
+                                        Err(_) => format!("{}: the session ends when its last user lets go", row.target),
+                                    };
+                                    let _ = tx.send(SessionsEvent::LoggedOut(msg));
+                                });
                             }
                         }
                         Action::None => {}

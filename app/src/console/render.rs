@@ -15,6 +15,7 @@ mod devices;
 mod guests;
 mod network;
 mod profiles;
+mod sessions;
 mod target;
 
 pub fn render(f: &mut Frame, s: &ConsoleState) {
@@ -39,6 +40,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState) {
         Tab::Network => network::render(f, &s.network, &s.snapshot.host, body),
         Tab::Devices => devices::render(f, &s.devices, body),
         Tab::Guests => guests::render(f, &s.guests, body),
+        Tab::Sessions => sessions::render(f, &s.sessions, body),
     }
     let lab = format!(
         "lab {}{}",
@@ -441,7 +443,7 @@ fn digest(on: bool) -> &'static str {
 
 fn help(f: &mut Frame, area: Rect) {
     let w = 52.min(area.width);
-    let h = 18.min(area.height);
+    let h = 19.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -450,7 +452,7 @@ fn help(f: &mut Frame, area: Rect) {
     };
     f.render_widget(Clear, r);
     let text = vec![
-        Line::from("1-7 / Tab    switch screen"),
+        Line::from("1-8 / Tab    switch screen"),
         Line::from("Target: Up/Down, a add (portal/LUN/ACL), A ACL,"),
         Line::from("        T target, e edit, d delete"),
         Line::from("Run: e edit all, m mode, c connections, t time,"),
@@ -459,7 +461,8 @@ fn help(f: &mut Frame, area: Rect) {
         Line::from("          Enter load profile into Run"),
         Line::from("Network: p profile, Space MTU, a apply, u revert"),
         Line::from("Devices: Up/Down, b bind to vfio-pci, u give back"),
-        Line::from("Guests: Up/Down, s start, x stop, g refresh"),
+        Line::from("Guests: a add, e edit, d delete, s start, x stop"),
+        Line::from("Sessions: e settings, d discover, l log in, o out"),
         Line::from("click a tab  switch screen"),
         Line::from("?            this help (Esc closes)"),
         Line::from("S            save the lab as a profile"),

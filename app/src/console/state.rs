@@ -22,10 +22,11 @@ pub enum Tab {
     Network,
     Devices,
     Guests,
+    Sessions,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Target,
         Tab::Connections,
         Tab::Run,
@@ -33,6 +34,7 @@ impl Tab {
         Tab::Network,
         Tab::Devices,
         Tab::Guests,
+        Tab::Sessions,
     ];
     pub fn title(self) -> &'static str {
         match self {
@@ -43,6 +45,7 @@ impl Tab {
             Tab::Network => "5 Network",
             Tab::Devices => "6 Devices",
             Tab::Guests => "7 Guests",
+            Tab::Sessions => "8 Sessions",
         }
     }
 }
@@ -85,6 +88,12 @@ pub enum Action {
     ApplyTarget,
     /// Store `lab.pending_save` in the notebook.
     SaveLab,
+    /// SendTargets on the Sessions screen's portal.
+    Discover,
+    /// Log in to this discovered target.
+    Login(usize),
+    /// Log this session of the embedded initiator out.
+    Logout(usize),
 }
 
 /// The lab as a whole: the profile it was opened from (or the embedded
@@ -618,6 +627,7 @@ pub struct ConsoleState {
     pub guests: GuestsView,
     pub editor: super::editor::TargetEditor,
     pub lab: LabState,
+    pub sessions: super::sessions::SessionsView,
 }
 
 impl ConsoleState {
@@ -707,6 +717,9 @@ impl ConsoleState {
                 ))
         {
             return self.devices.on_key(code);
+        }
+        if self.tab == Tab::Sessions && self.sessions.wants(code) {
+            return self.sessions.on_key(code);
         }
         if self.tab == Tab::Guests && self.guests.wants(code) {
             let lab = self.lab.name.clone();
@@ -813,10 +826,10 @@ impl ConsoleState {
                 };
             }
             KeyCode::Char('e') if self.tab == Tab::Run && !self.run.busy() => {
-                self.run.edit = Some(super::editor::Form::workload(
-                    &self.run.form,
-                    &self.target_urls,
-                ));
+                // The embedded target's LUNs, then those of the initiator's sessions.
+                let mut urls = self.target_urls.clone();
+                urls.extend(self.sessions.lun_urls());
+                self.run.edit = Some(super::editor::Form::workload(&self.run.form, &urls));
             }
             KeyCode::Char('c') if self.tab == Tab::Run && !self.run.busy() => {
                 self.run.form.connections = self.run.form.connections % 4 + 1;

@@ -206,6 +206,31 @@ impl Session {
         Ok((last + 1, bs))
     }
 
+    /// REPORT LUNS (sent to this session's LUN, as any LUN answers it): the
+    /// LUN numbers the target shows this initiator.
+    pub async fn report_luns(&self) -> Result<Vec<u64>, IscsiError> {
+        const ALLOC: u32 = 16 * 1024;
+        let mut cdb = [0u8; 12];
+        cdb[0] = 0xa0;
+        cdb[6..10].copy_from_slice(&ALLOC.to_be_bytes());
+        let r = self.command(&cdb, Bytes::new(), ALLOC).await?;
+        check("REPORT LUNS", &r)?;
+        let listed = r
+            .data
+            .get(0..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| IscsiError::Protocol("short REPORT LUNS data".into()))?;
+        let end = (8 + listed).min(r.data.len());
+        Ok(r.data[8.min(end)..end]
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                iolab_storage::scsi::decode_lun(b)
+            })
+            .collect())
+    }
+
     /// TEST UNIT READY, retried past unit attentions (as a SCSI host does after login).
     pub async fn test_unit_ready(&self) -> Result<(), IscsiError> {
         for _ in 0..8 {

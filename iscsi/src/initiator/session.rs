@@ -197,7 +197,7 @@ impl Shared {
 }
 
 /// Negotiated facts of a running session, for display.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionFacts {
     pub tsih: u16,
     pub target_portal_group: Option<u16>,
