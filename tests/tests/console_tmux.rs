@@ -579,7 +579,7 @@ fn console_measures_tgtd_and_istgt_from_the_initiator_side() {
         t.keys(&vec!["BSpace"; 40]);
         t.keys(&["-l", &format!("127.0.0.1:{port}")]);
         t.keys(&["Down", "Down", "Down", "Down"]);
-        t.keys(&vec!["BSpace"; 4]);
+        t.keys(&["BSpace"; 4]);
         t.keys(&["2", "Enter", "d"]);
         t.wait_for(&format!("{target} "), Duration::from_secs(10));
         t.keys(&["l"]);
