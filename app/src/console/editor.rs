@@ -59,6 +59,8 @@ pub enum FormKind {
     Save,
     /// A guest of the lab: new, or the lab's guest at this index.
     Guest(Option<usize>),
+    /// Targets from a saveconfig.json, targets.conf or iolab TOML file.
+    Import,
 }
 
 /// One field of a form: free text, or one of fixed choices.
@@ -259,6 +261,11 @@ impl Form {
                     ),
                 ]
             }
+            FormKind::Import => vec![Field::text(
+                "file",
+                "",
+                "targetcli's saveconfig.json, tgt's targets.conf or iolab's TOML: its targets replace these",
+            )],
             FormKind::Workload | FormKind::Save | FormKind::Guest(_) => Vec::new(),
         };
         Form {
@@ -279,6 +286,7 @@ impl Form {
             FormKind::Workload => "Workload".into(),
             FormKind::Save => "Save the lab as a profile".into(),
             FormKind::Guest(i) => format!("{} guest", verb(i.is_none())),
+            FormKind::Import => "Import targets".into(),
         }
     }
 
@@ -420,6 +428,16 @@ impl Form {
                     Some(i) => target.acls[i] = acl,
                     None => target.acls.push(acl),
                 }
+            }
+            FormKind::Import => {
+                let path = self.value("file");
+                if path.is_empty() {
+                    return Err("file: which file?".into());
+                }
+                let imported = iolab_lab_core::target_file::load(std::path::Path::new(path), None)
+                    .map_err(|e| e.to_string())?;
+                // The portals stay as they are: the file's targets are served on them.
+                new.targets = imported.config.targets;
             }
             FormKind::Workload | FormKind::Save | FormKind::Guest(_) => {
                 return Err("not a form of the target's configuration".into());
@@ -830,6 +848,8 @@ pub struct TargetEditor {
     pub confirm: Option<Confirm>,
     /// Why the last change was not made, shown until the next key.
     pub notice: Option<String>,
+    /// What an import in flight could not represent, shown once it applied.
+    pub import_notes: Vec<String>,
     /// The configuration handed to the target and not yet answered.
     pub proposed: Option<ServerConfig>,
     /// Sessions logged in per target IQN (from the statistics snapshot).
@@ -848,7 +868,7 @@ impl TargetEditor {
             || self.notice.is_some()
             || matches!(
                 code,
-                KeyCode::Char('j' | 'k' | 'a' | 'A' | 'T' | 'e' | 'd')
+                KeyCode::Char('j' | 'k' | 'a' | 'A' | 'T' | 'e' | 'd' | 'i')
                     | KeyCode::Up
                     | KeyCode::Down
                     | KeyCode::Enter
@@ -880,6 +900,12 @@ impl TargetEditor {
                 Some(true) => match form.apply(&cfg) {
                     Ok(new) => {
                         form.error = None;
+                        if form.kind == FormKind::Import {
+                            let path = std::path::Path::new(form.value("file"));
+                            self.import_notes = iolab_lab_core::target_file::load(path, None)
+                                .map(|i| i.notes)
+                                .unwrap_or_default();
+                        }
                         self.proposed = Some(new);
                         return EditorAction::Apply;
                     }
@@ -927,6 +953,7 @@ impl TargetEditor {
                 }
             }
             KeyCode::Char('T') => self.form = Some(Form::new(FormKind::Target(None), &cfg)),
+            KeyCode::Char('i') => self.form = Some(Form::new(FormKind::Import, &cfg)),
             KeyCode::Char('e') | KeyCode::Enter => {
                 let kind = match sel {
                     Some(Node::Portal(i)) => Some(FormKind::Portal(Some(i))),
@@ -963,9 +990,16 @@ impl TargetEditor {
                 self.form = None;
                 self.cursor = self.cursor.min(rows(&cfg).len().saturating_sub(1));
                 self.config = Some(cfg);
+                let notes = std::mem::take(&mut self.import_notes);
+                if !notes.is_empty() {
+                    self.notice = Some(format!("imported; not represented: {}", notes.join("; ")));
+                }
             }
             Err(e) => match self.form.as_mut() {
-                Some(f) => f.error = Some(e),
+                Some(f) => {
+                    self.import_notes.clear();
+                    f.error = Some(e)
+                }
                 None => self.notice = Some(format!("not changed: {e}")),
             },
         }
@@ -1234,6 +1268,51 @@ mod tests {
         let edited = form.apply(&new).unwrap();
         assert_eq!(edited.targets[0].acls.len(), 1);
         assert!(edited.targets[0].acls[0].mutual_chap.is_none());
+    }
+
+    #[test]
+    fn import_replaces_the_targets_keeps_the_portals_and_lists_what_did_not_fit() {
+        let dir = std::env::temp_dir().join(format!("iolab-editor-import-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("targets.conf");
+        std::fs::write(
+            &file,
+            "<target iqn.2026-12.org.example:t>\n backing-store /srv/a.img\n initiator-address 10.0.0.9\n</target>\n",
+        )
+        .unwrap();
+        let mut e = editor();
+        e.on_key(KeyCode::Char('i'));
+        assert_eq!(e.form.as_ref().unwrap().title(), "Import targets");
+        assert_eq!(
+            e.on_key(KeyCode::Enter),
+            EditorAction::None,
+            "no file named"
+        );
+        typed(&mut e, file.to_str().unwrap());
+        assert_eq!(e.on_key(KeyCode::Enter), EditorAction::Apply);
+        let new = e.proposed.clone().unwrap();
+        assert_eq!(
+            new.listen,
+            e.config.as_ref().unwrap().listen,
+            "portals stay"
+        );
+        assert_eq!(new.targets.len(), 1);
+        assert_eq!(new.targets[0].iqn, "iqn.2026-12.org.example:t");
+        e.applied(Ok(new));
+        let notice = e.notice.clone().unwrap();
+        assert!(
+            notice.starts_with("imported; not represented:")
+                && notice.contains("initiator-address 10.0.0.9"),
+            "{notice}"
+        );
+        // A file that is not there says so in the form.
+        e.on_key(KeyCode::Char('x'));
+        e.on_key(KeyCode::Char('i'));
+        typed(&mut e, "/nonexistent/saveconfig.json");
+        e.on_key(KeyCode::Enter);
+        let err = e.form.as_ref().unwrap().error.clone().unwrap();
+        assert!(err.contains("/nonexistent/saveconfig.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

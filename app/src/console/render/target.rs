@@ -75,12 +75,17 @@ pub fn render(f: &mut Frame, s: &ConsoleState, area: Rect) {
     } else if let Some(q) = e.confirm.as_ref().map(|c| c.question.as_str()) {
         popup(f, area, "Delete", q);
     } else if let Some(n) = &e.notice {
-        popup(f, area, "Not changed", n);
+        let title = if n.starts_with("imported") {
+            "Imported"
+        } else {
+            "Not changed"
+        };
+        popup(f, area, title, n);
     }
 }
 
 fn render_tree(f: &mut Frame, e: &TargetEditor, area: Rect) {
-    let title = "Target configuration   a add  A add ACL  T add target  e edit  d delete";
+    let title = "Target configuration   a add  A add ACL  T add target  e edit  d delete  i import";
     let block = Block::new().borders(Borders::ALL).title(title);
     let Some(cfg) = &e.config else {
         f.render_widget(
