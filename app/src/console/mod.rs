@@ -561,18 +561,41 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                             Ok(plan) => state.devices.confirm = Some(state::DeviceConfirm::Bind(bdf, plan.lines())),
                             Err(e) => state.status = e.to_string(),
                         },
-                        Action::Bind(bdf) => {
+                        Action::Bind(bdf) | Action::Give(bdf, _) => {
                             let r = match (iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()), notebook.store_mut()) {
                                 (Ok(plan), Some(store)) => crate::pci_cmd::bind_recorded(&pci_root, &iolab_pci::RealKernel, store, &plan).map(|l| l.join("; ")).map_err(|e| format!("{e:#}")),
                                 (Err(e), _) => Err(e.to_string()),
                                 (_, None) => Err("the notebook (which records the driver first) is unavailable: nothing bound".into()),
                             };
-                            state.status = r.unwrap_or_else(|e| e);
+                            state.status = match (r, action) {
+                                (Ok(done), Action::Give(_, g)) => {
+                                    state.gave(bdf, g);
+                                    let name = state.guests.lab.get(g).map(|d| d.name.clone()).unwrap_or_default();
+                                    scan_guests(&notebook, &state.current_lab(), &rows_tx);
+                                    format!("{done}; {bdf} is passed through to guest {name} (save the lab to keep it)")
+                                }
+                                (Ok(done), _) => done,
+                                (Err(e), _) => e,
+                            };
                             scan_devices(&mut state.devices, &pci_root, &notebook);
                         }
+                        Action::PlanGive(bdf) => match (state.give_target(), iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default())) {
+                            (None, _) => state.status = "the lab has no guest to give it to: define one on the Guests screen (7, a)".into(),
+                            (Some(g), Ok(plan)) => {
+                                let name = state.guests.lab[g].name.clone();
+                                state.devices.confirm = Some(state::DeviceConfirm::Give(bdf, g, name, plan.lines()));
+                            }
+                            (_, Err(e)) => state.status = e.to_string(),
+                        },
                         Action::Reattach(bdf) => {
                             state.status = match notebook.store_mut() {
-                                Some(store) => crate::pci_cmd::reattach_one(&pci_root, &iolab_pci::RealKernel, store, bdf).unwrap_or_else(|e| format!("{e:#}")),
+                                Some(store) => match crate::pci_cmd::reattach_one(&pci_root, &iolab_pci::RealKernel, store, bdf) {
+                                    Ok(done) => {
+                                        state.taken_back(bdf);
+                                        done
+                                    }
+                                    Err(e) => format!("{e:#}"),
+                                },
                                 None => "the notebook is unavailable".into(),
                             };
                             scan_devices(&mut state.devices, &pci_root, &notebook);

@@ -74,6 +74,10 @@ pub enum Action {
     PlanBind(iolab_pci::Bdf),
     /// Bind it (confirmed).
     Bind(iolab_pci::Bdf),
+    /// Plan giving it to a guest of the lab (and ask).
+    PlanGive(iolab_pci::Bdf),
+    /// Bind it and add it to the lab's guest at this index (confirmed).
+    Give(iolab_pci::Bdf, usize),
     /// Give it back to its driver (confirmed).
     Reattach(iolab_pci::Bdf),
     /// Run the seed's matrix (modes x 1-4 connections) with the form's settings.
@@ -279,6 +283,8 @@ pub enum DeviceConfirm {
     /// Bind, with the writes it will make.
     Bind(iolab_pci::Bdf, Vec<String>),
     Reattach(iolab_pci::Bdf),
+    /// Bind and add to the lab's guest at this index (named), with the writes.
+    Give(iolab_pci::Bdf, usize, String, Vec<String>),
 }
 
 /// The Devices screen: PCI functions, the selected one's details, and what iolab bound.
@@ -303,6 +309,7 @@ impl DevicesView {
             return match (code, c) {
                 (KeyCode::Char('y'), DeviceConfirm::Bind(b, _)) => Action::Bind(b),
                 (KeyCode::Char('y'), DeviceConfirm::Reattach(b)) => Action::Reattach(b),
+                (KeyCode::Char('y'), DeviceConfirm::Give(b, g, _, _)) => Action::Give(b, g),
                 _ => Action::None,
             };
         }
@@ -312,6 +319,7 @@ impl DevicesView {
             }
             KeyCode::Up | KeyCode::Char('k') => self.cursor = self.cursor.saturating_sub(1),
             KeyCode::Char('b') => return self.selected().map_or(Action::None, Action::PlanBind),
+            KeyCode::Char('G') => return self.selected().map_or(Action::None, Action::PlanGive),
             KeyCode::Char('u') => {
                 if let Some(b) = self.selected().filter(|b| self.bound.contains(b)) {
                     self.confirm = Some(DeviceConfirm::Reattach(b));
@@ -650,6 +658,32 @@ impl ConsoleState {
         self.current_lab() != self.lab.base
     }
 
+    /// The lab's guest a function goes to: the one selected on the Guests
+    /// screen when it is the lab's, else the lab's first.
+    pub fn give_target(&self) -> Option<usize> {
+        self.guests
+            .lab_index(&self.lab.name)
+            .or((!self.guests.lab.is_empty()).then_some(0))
+    }
+
+    /// After `bdf` was bound: it is in guest `g`'s passthrough list (once).
+    pub fn gave(&mut self, bdf: iolab_pci::Bdf, g: usize) {
+        let b = bdf.to_string();
+        if let Some(guest) = self.guests.lab.get_mut(g)
+            && !guest.pci.contains(&b)
+        {
+            guest.pci.push(b);
+        }
+    }
+
+    /// After `bdf` went back to its driver: no lab guest passes it through.
+    pub fn taken_back(&mut self, bdf: iolab_pci::Bdf) {
+        let b = bdf.to_string();
+        for g in &mut self.guests.lab {
+            g.pci.retain(|x| *x != b);
+        }
+    }
+
     /// After the notebook stored `p`: it is the lab's new base.
     pub fn saved(&mut self, p: Profile) {
         self.lab = LabState::opened(p, self.run.form.clone());
@@ -713,7 +747,7 @@ impl ConsoleState {
             && (self.devices.confirm.is_some()
                 || matches!(
                     code,
-                    KeyCode::Char('j' | 'k' | 'b' | 'u') | KeyCode::Up | KeyCode::Down
+                    KeyCode::Char('j' | 'k' | 'b' | 'u' | 'G') | KeyCode::Up | KeyCode::Down
                 ))
         {
             return self.devices.on_key(code);
@@ -1031,6 +1065,61 @@ mod tests {
         assert_eq!(s.on_key(KeyCode::Char('y')), Action::ScanGuests);
         assert!(s.guests.lab.is_empty());
         assert!(!s.unsaved());
+    }
+
+    #[test]
+    fn a_device_is_given_to_a_lab_guest_and_taken_back() {
+        let t = iolab_pci::fake::FakeTree::new("give");
+        t.x520("0000:06:00.0", 12, Some("ixgbe"));
+        let mut s = ConsoleState::default();
+        s.on_key(KeyCode::Char('6'));
+        s.devices.devices = iolab_pci::enumerate(&t.sysfs()).unwrap();
+        let bdf = s.devices.devices[0].address;
+        assert_eq!(s.on_key(KeyCode::Char('G')), Action::PlanGive(bdf));
+        assert_eq!(s.give_target(), None, "the lab has no guest yet");
+        // Two lab guests; the one selected on the Guests screen gets it.
+        s.tab = Tab::Guests;
+        s.on_key(KeyCode::Char('a'));
+        s.on_key(KeyCode::Enter);
+        s.on_key(KeyCode::Char('a'));
+        s.on_key(KeyCode::Enter);
+        assert_eq!(s.guests.lab.len(), 2);
+        assert_eq!(s.give_target(), Some(0));
+        let row = |def: iolab_lab_core::guest::GuestDef| GuestRow {
+            profile: "lab".into(),
+            def,
+            state: "stopped".into(),
+            running: false,
+            command: String::new(),
+            warning: None,
+            pci_seen: Vec::new(),
+        };
+        s.guests.guests = s.guests.lab.iter().cloned().map(row).collect();
+        s.guests.cursor = 1;
+        assert_eq!(s.give_target(), Some(1));
+        s.tab = Tab::Devices;
+        s.devices.confirm = Some(DeviceConfirm::Give(bdf, 1, "guest2".into(), vec![]));
+        assert_eq!(s.on_key(KeyCode::Char('y')), Action::Give(bdf, 1));
+        s.gave(bdf, 1);
+        s.gave(bdf, 1);
+        assert_eq!(
+            s.guests.lab[1].pci,
+            vec!["0000:06:00.0".to_string()],
+            "once"
+        );
+        assert!(s.guests.lab[0].pci.is_empty());
+        assert_eq!(
+            s.current_lab().guests[1].pci,
+            s.guests.lab[1].pci,
+            "saved with the lab"
+        );
+        // Editing the guest keeps what it was given.
+        s.tab = Tab::Guests;
+        s.on_key(KeyCode::Char('e'));
+        s.on_key(KeyCode::Enter);
+        assert_eq!(s.guests.lab[1].pci, vec!["0000:06:00.0".to_string()]);
+        s.taken_back(bdf);
+        assert!(s.guests.lab.iter().all(|g| g.pci.is_empty()));
     }
 
     #[test]

@@ -103,8 +103,15 @@ fn confirm(f: &mut Frame, c: &DeviceConfirm, area: Rect) {
             l
         }
         DeviceConfirm::Reattach(b) => vec![Line::from(format!(
-            "Give {b} back to the driver it had before?"
+            "Give {b} back to the driver it had before? (A lab guest that had it no longer passes it through.)"
         ))],
+        DeviceConfirm::Give(b, _, guest, writes) => {
+            let mut l = vec![Line::from(format!(
+                "Give {b} to guest {guest}: move it to vfio-pci and pass it through? iolab will:"
+            ))];
+            l.extend(writes.iter().map(|w| Line::from(format!("  {w}"))));
+            l
+        }
     };
     lines.push(Line::from(""));
     lines.push(Line::from("y: yes   any other key: no"));
