@@ -11,7 +11,7 @@ use iolab_lab_core::profile_run::cell_of;
 use iolab_lab_core::workload::{self, Mode, Pattern, Progress, Report, Workload};
 use iolab_storage::backstore::parse_size;
 
-use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, MatrixArgs, ModeArg, PatternArg};
+use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, MatrixArgs};
 
 fn options(a: &InitiatorArgs) -> anyhow::Result<InitiatorOptions> {
     if !(1..=8).contains(&a.connections) {
@@ -89,8 +89,8 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         sessions.push(s);
     }
     let granted = sessions[0].connection_count();
-    let mode = mode_of(a.mode);
-    let pattern = pattern_of(a.pattern);
+    let mode = crate::cli::mode_of(a.mode);
+    let pattern = crate::cli::pattern_of(a.pattern);
     let device = url.to_string();
     let flag = match mode {
         Mode::Read => "-r",
@@ -224,7 +224,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         cells: vec![cell_of(&plan, granted, &profile, block_bytes, &report)],
         series: Vec::new(),
     };
-    crate::notebook_cmd::store_run(db, &run);
+    crate::runner::store_run(db, &run);
     match Arc::try_unwrap(sessions) {
         Ok(list) => {
             for s in list {
@@ -348,21 +348,6 @@ fn print_report(device: &str, r: &Report, sessions: &[Session]) {
     );
 }
 
-pub fn pattern_of(p: PatternArg) -> Pattern {
-    match p {
-        PatternArg::Seq => Pattern::Seq,
-        PatternArg::Random => Pattern::Random,
-    }
-}
-
-pub fn mode_of(m: ModeArg) -> Mode {
-    match m {
-        ModeArg::Read => Mode::Read,
-        ModeArg::Write => Mode::Write,
-        ModeArg::Rw => Mode::Rw,
-    }
-}
-
 /// The initiator part of a profile, from the command line.
 fn settings(a: &InitiatorArgs, url: Option<&str>) -> InitiatorSettings {
     InitiatorSettings {
@@ -433,7 +418,12 @@ pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Resu
         name: "matrix",
         url: &a.url,
         initiator: &a.initiator,
-        modes: a.shape.modes.iter().map(|m| mode_of(*m)).collect(),
+        modes: a
+            .shape
+            .modes
+            .iter()
+            .map(|m| crate::cli::mode_of(*m))
+            .collect(),
         conns: a.conns.clone(),
         sessions: 1,
         bs: &a.shape.bs,
@@ -448,8 +438,8 @@ pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Resu
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
-    let run = crate::notebook_cmd::execute(&p, &p.to_toml()).await?;
-    let id = crate::notebook_cmd::store_run(db, &run);
+    let run = crate::runner::execute(&p, &p.to_toml()).await?;
+    let id = crate::runner::store_run(db, &run);
     print!("{}", crate::table::cells(&run.cells));
     if let Some(id) = id {
         println!("stored as run {id}");

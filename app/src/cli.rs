@@ -545,3 +545,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
     pub stats: Option<std::time::Duration>,
 }
+
+/// The workload pattern a `--pattern` names.
+pub fn pattern_of(p: PatternArg) -> iolab_lab_core::workload::Pattern {
+    match p {
+        PatternArg::Seq => iolab_lab_core::workload::Pattern::Seq,
+        PatternArg::Random => iolab_lab_core::workload::Pattern::Random,
+    }
+}
+
+/// The workload mode a `--mode` names.
+pub fn mode_of(m: ModeArg) -> iolab_lab_core::workload::Mode {
+    match m {
+        ModeArg::Read => iolab_lab_core::workload::Mode::Read,
+        ModeArg::Write => iolab_lab_core::workload::Mode::Write,
+        ModeArg::Rw => iolab_lab_core::workload::Mode::Rw,
+    }
+}

@@ -12,29 +12,15 @@ use iolab_lab_core::guest::command::{
 use iolab_lab_core::guest::image::{self, ImageSpec};
 use iolab_lab_core::guest::lifecycle::{self, GuestState, QEMU};
 use iolab_lab_core::guest::{Accel, GuestDef, Nic};
-use iolab_lab_core::profile::{self, Profile};
 
 use crate::cli::{AccelArg, BootArgs, GuestCmd, GuestRef};
-use crate::notebook_cmd::open_store;
+use iolab_lab_core::notebook::open as open_store;
 
 /// Every (profile, guest) the built-ins and the notebook define.
-pub fn guests_in(store: Option<&iolab_profiles::Store>) -> Vec<(String, GuestDef)> {
-    let mut out = Vec::new();
-    for (name, text) in profile::builtins() {
-        if let Ok(p) = Profile::parse(text, name) {
-            out.extend(p.guests.into_iter().map(|g| (name.to_string(), g)));
-        }
-    }
-    for sp in store.and_then(|s| s.profiles().ok()).unwrap_or_default() {
-        if let Ok(p) = Profile::parse(&sp.body, &sp.name) {
-            out.extend(p.guests.into_iter().map(|g| (sp.name.clone(), g)));
-        }
-    }
-    out
-}
-
 fn all_guests(db: Option<&Path>) -> anyhow::Result<Vec<(String, GuestDef)>> {
-    Ok(guests_in(open_store(db).ok().as_ref()))
+    Ok(iolab_lab_core::notebook::guests_in(
+        open_store(db).ok().as_ref(),
+    ))
 }
 
 fn find(db: Option<&Path>, r: &GuestRef) -> anyhow::Result<(String, GuestDef)> {
@@ -53,17 +39,6 @@ pub fn paths(name: &str) -> anyhow::Result<GuestPaths> {
     Ok(GuestPaths::new(lifecycle::state_dir(name)?))
 }
 
-pub fn state_word(s: &GuestState) -> String {
-    match s {
-        GuestState::Running { status, pid } => format!(
-            "{status}{}",
-            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-        ),
-        GuestState::Unresponsive { pid } => format!("not answering on QMP (pid {pid})"),
-        GuestState::Stopped => "stopped".into(),
-    }
-}
-
 pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
     match cmd {
         GuestCmd::List => {
@@ -79,7 +54,7 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
                     p,
                     g.memory_mib,
                     g.vcpus,
-                    st.map(|s| state_word(&s)).unwrap_or_else(|e| e.to_string())
+                    st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
                 );
             }
         }
@@ -91,7 +66,7 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
                 "guest {} (profile {p}): {} MiB, {} vCPUs",
                 g.name, g.memory_mib, g.vcpus
             );
-            println!("state: {}", state_word(&lifecycle::status(&ps)));
+            println!("state: {}", lifecycle::status(&ps));
             for bdf in &g.pci {
                 println!(
                     "passthrough {bdf} (the seed wrote `{}`; qemu now takes `-device vfio-pci,host={bdf}`)",

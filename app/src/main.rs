@@ -9,9 +9,11 @@ mod guest_cmd;
 mod logging;
 mod notebook_cmd;
 mod pci_cmd;
+mod runner;
 mod table;
 mod target_cmd;
 mod tune_cmd;
+mod tune_steps;
 
 use clap::Parser;
 

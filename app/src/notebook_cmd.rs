@@ -5,37 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use iolab_lab_core::profile::{self, PROFILE_FORMAT, Profile};
-use iolab_lab_core::profile_run::{self, RunnerEvent, mode_name};
 use iolab_lab_core::tuning;
 use iolab_profiles::{Run, Store};
 
 use crate::cli::{ExportFormat, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
+use crate::runner::execute;
 use crate::table;
-
-/// Opens the notebook at `--db` or the XDG default.
-pub fn open_store(db: Option<&Path>) -> anyhow::Result<Store> {
-    let path = match db {
-        Some(p) => p.to_path_buf(),
-        None => iolab_profiles::default_path()?,
-    };
-    Ok(Store::open(&path)?)
-}
-
-/// A profile by name (built-in, then saved) or by file path: its text and parsed form.
-pub fn load_profile(store: &Store, name: &str) -> anyhow::Result<(String, Profile)> {
-    let (text, origin) = if let Some(t) = profile::builtin(name) {
-        (t.to_string(), format!("built-in profile {name}"))
-    } else if let Some(p) = store.profile(name)? {
-        (p.body, format!("profile {name}"))
-    } else if Path::new(name).is_file() {
-        let text = std::fs::read_to_string(name).with_context(|| format!("reading {name}"))?;
-        (text, name.to_string())
-    } else {
-        bail!("no profile named '{name}' (see `iolab profile list`), and no such file either");
-    };
-    let p = Profile::parse(&text, &origin)?;
-    Ok((text, p))
-}
+use iolab_lab_core::notebook::{load_profile, open as open_store};
 
 fn write_out(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     match output {
@@ -203,14 +179,14 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
                 .shape
                 .modes
                 .iter()
-                .map(|m| crate::bench_cmd::mode_of(*m))
+                .map(|m| crate::cli::mode_of(*m))
                 .collect(),
             connections: a.conns.clone(),
             luns: None,
             block_size: a.shape.bs.clone(),
             threads: a.shape.threads,
             time: a.time.clone(),
-            pattern: crate::bench_cmd::pattern_of(a.pattern),
+            pattern: crate::cli::pattern_of(a.pattern),
             verify: a.verify,
             range: None,
         },
@@ -276,19 +252,6 @@ pub fn runs_cmd(db: Option<&Path>, cmd: RunsCmd) -> anyhow::Result<()> {
 }
 
 /// Stores a run; a bench or matrix still succeeds when the notebook cannot be written.
-pub fn store_run(db: Option<&Path>, run: &Run) -> Option<i64> {
-    match open_store(db).and_then(|mut s| Ok((s.add_run(run)?, s.path().to_path_buf()))) {
-        Ok((id, path)) => {
-            eprintln!("stored as run {id} in {}", path.display());
-            Some(id)
-        }
-        Err(e) => {
-            eprintln!("iolab: warning: the run was not stored: {e:#}");
-            None
-        }
-    }
-}
-
 pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
     let mut store = open_store(db)?;
     let (body, p) = load_profile(&store, &a.profile)?;
@@ -300,9 +263,9 @@ pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
             let mtus = iolab_lab_core::tuning::plan::mtu_targets(t, &a.ifaces, None)
                 .map_err(|e| anyhow::anyhow!(e))?;
             let plan = tuning::plan(&host, t, &mtus);
-            eprint!("{}", crate::tune_cmd::render_plan(&plan, netns));
+            eprint!("{}", crate::tune_steps::render_plan(&plan, netns));
             let scope = tuning::scope(netns);
-            crate::tune_cmd::apply_plan(&mut store, &host, &plan, &scope, netns)?;
+            crate::tune_steps::apply_plan(&mut store, &host, &plan, &scope, netns)?;
             Some(host)
         }
         _ => None,
@@ -311,7 +274,7 @@ pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
     if let Some(host) = &tuned {
         if a.keep_tuning {
             eprintln!("tuning kept (--keep-tuning): `iolab tune revert` puts the host back");
-        } else if let Err(e) = crate::tune_cmd::revert(&mut store, host, netns) {
+        } else if let Err(e) = crate::tune_steps::revert(&mut store, host, netns) {
             eprintln!("iolab: warning: {e:#}");
         }
     }
@@ -324,32 +287,6 @@ pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
     print!("{}\n{}", table::header(&run), table::cells(&run.cells));
     println!("stored as run {id} in {}", store.path().display());
     Ok(())
-}
-
-/// Runs a profile's matrix with progress on standard error.
-pub async fn execute(p: &Profile, body: &str) -> anyhow::Result<Run> {
-    let run = profile_run::run_profile(p, body, |e| match e {
-        RunnerEvent::TargetStarted(addr) => eprintln!("target listening on {addr}"),
-        RunnerEvent::CellStarted {
-            index,
-            total,
-            plan,
-            granted,
-        } => eprintln!(
-            "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
-            index + 1,
-            mode_name(plan.mode),
-            plan.lun
-        ),
-        RunnerEvent::CellDone { cell, .. } => eprintln!(
-            "  {:.2} MB/s, {:.1} IOPS",
-            cell.total_mbps(),
-            cell.total_iops()
-        ),
-        RunnerEvent::Heartbeat { .. } => {}
-    })
-    .await?;
-    Ok(run)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ pub mod error;
 pub mod guest;
 pub mod host;
 pub mod lab;
+pub mod notebook;
+pub mod passthrough;
 pub mod profile;
 pub mod profile_run;
 pub mod run;

@@ -108,6 +108,89 @@ pub struct PciDevice {
 }
 
 impl PciDevice {
+    /// One line: address, class, name, ids, driver, IOMMU group, NUMA node.
+    pub fn line(&self) -> String {
+        let d = self;
+        format!(
+            "{} {} [{:04x}]: {} [{:04x}:{:04x}] driver={} group={} numa={}",
+            d.address,
+            d.class_label(),
+            d.class >> 8,
+            d.name(),
+            d.vendor_id,
+            d.device_id,
+            d.driver.as_deref().unwrap_or("-"),
+            d.group_text(),
+            d.numa_text(),
+        )
+    }
+
+    /// The line and everything else known of it, one fact a line.
+    pub fn details(&self) -> String {
+        let d = self;
+        let mut out = format!("{}\n", d.line());
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        if let Some(s) = d.subsystem {
+            out += &format!("  subsystem: {s}\n");
+        }
+        if let (Some(sv), Some(sd)) = (d.subsystem_vendor_id, d.subsystem_device_id) {
+            out += &format!("  subsystem ids: {sv:04x}:{sd:04x}\n");
+        }
+        if let Some(r) = d.revision {
+            out += &format!("  revision: {r:02x}\n");
+        }
+        out += &format!(
+            "  driver_override: {}\n  endpoint: {}\n",
+            opt(&d.driver_override),
+            if d.is_endpoint() {
+                "yes"
+            } else {
+                "no (bridge)"
+            }
+        );
+        if let Some(l) = &d.link {
+            out += &format!(
+                "  link: {} x{} (max {} x{})\n",
+                opt(&l.current_speed),
+                opt(&l.current_width),
+                opt(&l.max_speed),
+                opt(&l.max_width)
+            );
+        }
+        if let Some(s) = &d.sriov {
+            out += &format!("  SR-IOV: {} of {} VFs\n", s.num_vfs, s.total_vfs);
+        }
+        if !d.group_peers.is_empty() {
+            let peers: Vec<String> = d.group_peers.iter().map(|b| b.to_string()).collect();
+            out += &format!("  IOMMU group peers: {}\n", peers.join(", "));
+        }
+        for n in &d.net {
+            out += &format!(
+                "  interface {}: mac {}, mtu {}{}\n",
+                n.name,
+                opt(&n.mac),
+                n.mtu.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                if n.default_route {
+                    ", default route"
+                } else {
+                    ""
+                }
+            );
+        }
+        for b in &d.block {
+            out += &format!(
+                "  disk {}{}\n",
+                b.name,
+                if b.mounts.is_empty() {
+                    String::new()
+                } else {
+                    format!(": mounted on {}", b.mounts.join(", "))
+                }
+            );
+        }
+        out
+    }
+
     pub fn base_class(&self) -> u8 {
         (self.class >> 16) as u8
     }

@@ -73,7 +73,7 @@ fn scan_devices(
     v.cursor = v.cursor.min(v.devices.len().saturating_sub(1));
     v.bound = notebook
         .store()
-        .map(crate::pci_cmd::bound_by_iolab)
+        .map(iolab_lab_core::passthrough::bound_by_iolab)
         .unwrap_or_default();
 }
 
@@ -92,7 +92,7 @@ fn scan_guests(
         .map(|g| (lab.name.clone(), g.clone()))
         .collect();
     defs.extend(
-        crate::guest_cmd::guests_in(notebook.store())
+        iolab_lab_core::notebook::guests_in(notebook.store())
             .into_iter()
             .filter(|(p, _)| *p != lab.name),
     );
@@ -107,7 +107,7 @@ fn guest_rows(defs: Vec<(String, iolab_lab_core::guest::GuestDef)>) -> Vec<state
     use iolab_lab_core::guest::lifecycle::{self, GuestState, QEMU};
     defs.into_iter()
         .map(|(profile, def)| {
-            let paths = crate::guest_cmd::paths(&def.name).ok();
+            let paths = iolab_lab_core::guest::lifecycle::paths(&def.name).ok();
             let st = paths.as_ref().map(lifecycle::status);
             let (accel, warning) = resolve_accel(def.accel);
             let command = paths
@@ -135,9 +135,7 @@ fn guest_rows(defs: Vec<(String, iolab_lab_core::guest::GuestDef)>) -> Vec<state
             };
             state::GuestRow {
                 profile,
-                state: st
-                    .map(|s| crate::guest_cmd::state_word(&s))
-                    .unwrap_or_else(|| "-".into()),
+                state: st.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 running,
                 command,
                 warning,
@@ -190,8 +188,8 @@ fn guest_op(
     );
     tokio::task::spawn_blocking(move || {
         use iolab_lab_core::guest::lifecycle::{self, QEMU};
-        let msg = match crate::guest_cmd::paths(&def.name) {
-            Err(e) => format!("guest {}: {e:#}", def.name),
+        let msg = match iolab_lab_core::guest::lifecycle::paths(&def.name) {
+            Err(e) => format!("guest {}: {e}", def.name),
             Ok(p) if start => {
                 // A micro-guest's image is built the first time it is needed.
                 let r = iolab_lab_core::guest::image::ensure_micro_image(&def)
@@ -393,7 +391,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         .guests
                         .guests
                         .get(state.guests.cursor)
-                        .and_then(|g| crate::guest_cmd::paths(&g.def.name).ok())
+                        .and_then(|g| iolab_lab_core::guest::lifecycle::paths(&g.def.name).ok())
                         .map(|p| serial_tail(&p.serial(), SERIAL_LINES))
                         .unwrap_or_default();
                 }
@@ -563,7 +561,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         },
                         Action::Bind(bdf) | Action::Give(bdf, _) => {
                             let r = match (iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()), notebook.store_mut()) {
-                                (Ok(plan), Some(store)) => crate::pci_cmd::bind_recorded(&pci_root, &iolab_pci::RealKernel, store, &plan).map(|l| l.join("; ")).map_err(|e| format!("{e:#}")),
+                                (Ok(plan), Some(store)) => iolab_lab_core::passthrough::bind_recorded(&pci_root, &iolab_pci::RealKernel, store, &plan).map(|l| l.join("; ")).map_err(|e| e.to_string()),
                                 (Err(e), _) => Err(e.to_string()),
                                 (_, None) => Err("the notebook (which records the driver first) is unavailable: nothing bound".into()),
                             };
@@ -589,12 +587,12 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         },
                         Action::Reattach(bdf) => {
                             state.status = match notebook.store_mut() {
-                                Some(store) => match crate::pci_cmd::reattach_one(&pci_root, &iolab_pci::RealKernel, store, bdf) {
+                                Some(store) => match iolab_lab_core::passthrough::reattach_one(&pci_root, &iolab_pci::RealKernel, store, bdf) {
                                     Ok(done) => {
                                         state.taken_back(bdf);
                                         done
                                     }
-                                    Err(e) => format!("{e:#}"),
+                                    Err(e) => e.to_string(),
                                 },
                                 None => "the notebook is unavailable".into(),
                             };

@@ -15,7 +15,7 @@ pub struct Notebook {
 impl Notebook {
     /// Opens the notebook; when it cannot be opened the console still runs and says why.
     pub fn open(db: Option<&Path>, view: &mut NotebookView) -> Notebook {
-        match crate::notebook_cmd::open_store(db) {
+        match iolab_lab_core::notebook::open(db) {
             Ok(store) => {
                 view.location = store.path().display().to_string();
                 let mut n = Notebook { store: Some(store) };
@@ -78,9 +78,9 @@ impl Notebook {
     /// A listed profile, parsed.
     pub fn profile(&self, name: &str) -> Result<Profile, String> {
         match &self.store {
-            Some(s) => crate::notebook_cmd::load_profile(s, name)
+            Some(s) => iolab_lab_core::notebook::load_profile(s, name)
                 .map(|(_, p)| p)
-                .map_err(|e| format!("{e:#}")),
+                .map_err(|e| e.to_string()),
             None => profile::builtin(name)
                 .ok_or_else(|| format!("no built-in profile {name}"))
                 .and_then(|t| Profile::parse(t, name).map_err(|e| e.to_string())),

@@ -17,7 +17,9 @@ pub fn profile_names() -> Vec<String> {
 /// A profile the screen offers, resolved as `iolab tune` does.
 fn profile(name: &str, store: Option<&Store>, scope: &str) -> Result<TuningProfile, String> {
     match store {
-        Some(s) => crate::tune_cmd::resolve(s, name, scope).map_err(|e| format!("{e:#}")),
+        Some(s) => {
+            iolab_lab_core::notebook::resolve_tuning(s, name, scope).map_err(|e| e.to_string())
+        }
         None => tprofile::builtin(name).ok_or_else(|| "the notebook is unavailable".into()),
     }
 }

@@ -25,6 +25,11 @@ pub fn state_dir(name: &str) -> Result<PathBuf, GuestError> {
     Ok(base.join("iolab/guests").join(name))
 }
 
+/// The files of guest `name` (in its [`state_dir`]).
+pub fn paths(name: &str) -> Result<GuestPaths, GuestError> {
+    Ok(GuestPaths::new(state_dir(name)?))
+}
+
 /// What a guest is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestState {
@@ -34,6 +39,23 @@ pub enum GuestState {
     Unresponsive { pid: u32 },
     /// Not running (never started, stopped, or exited).
     Stopped,
+}
+
+impl std::fmt::Display for GuestState {
+    /// As `iolab guest list` and the Guests screen say it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestState::Running { status, pid } => {
+                write!(f, "{status}")?;
+                match pid {
+                    Some(p) => write!(f, " (pid {p})"),
+                    None => Ok(()),
+                }
+            }
+            GuestState::Unresponsive { pid } => write!(f, "not answering on QMP (pid {pid})"),
+            GuestState::Stopped => write!(f, "stopped"),
+        }
+    }
 }
 
 fn pid_alive(pid: u32) -> bool {

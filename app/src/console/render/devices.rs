@@ -77,7 +77,7 @@ pub fn render(f: &mut Frame, v: &DevicesView, area: Rect) {
         .devices
         .get(v.cursor)
         .map(|d| {
-            let mut t = crate::pci_cmd::show(d);
+            let mut t = d.details();
             if let Some(why) = d.host_use() {
                 t += &format!("  in use by the host: {why}\n");
             }

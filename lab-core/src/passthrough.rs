@@ -1,0 +1,162 @@
+//! Giving PCI functions to vfio-pci and back with the original drivers
+//! recorded in the notebook first, so `reattach --all` puts them back even
+//! after a crash: shared by `iolab pci` and the console's Devices screen.
+
+use iolab_pci::{Bdf, BindPlan, Kernel, PciError, Sysfs};
+use iolab_profiles::{Original, Store, StoreError};
+
+/// Why a bind or reattach did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PassthroughError {
+    #[error(transparent)]
+    Pci(#[from] PciError),
+    #[error("the notebook: {0}")]
+    Store(#[from] StoreError),
+    #[error("{bdf} was not bound by iolab (nothing recorded in {notebook})")]
+    NotBound { bdf: Bdf, notebook: String },
+}
+
+/// The notebook scope of a function's recorded binding.
+pub fn scope(bdf: Bdf) -> String {
+    format!("pci:{bdf}")
+}
+
+/// The recorded keys.
+pub const DRIVER: &str = "driver";
+pub const OVERRIDE: &str = "driver_override";
+
+/// Functions iolab bound and has not given back.
+pub fn bound_by_iolab(store: &Store) -> Vec<Bdf> {
+    store
+        .original_scopes()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.strip_prefix("pci:")?.parse().ok())
+        .collect()
+}
+
+/// Records each function's driver, then binds; forgets the records of a
+/// failed bind. Returns one line per function bound.
+pub fn bind_recorded(
+    sys: &Sysfs,
+    kernel: &dyn Kernel,
+    store: &mut Store,
+    plan: &BindPlan,
+) -> Result<Vec<String>, PassthroughError> {
+    for d in &plan.devices {
+        store.save_originals(
+            &scope(d.bdf),
+            &[
+                Original {
+                    key: DRIVER.into(),
+                    value: d.original_driver.clone().unwrap_or_default(),
+                },
+                Original {
+                    key: OVERRIDE.into(),
+                    value: d.original_override.clone().unwrap_or_default(),
+                },
+            ],
+        )?;
+    }
+    if let Err(e) = iolab_pci::bind(sys, kernel, plan) {
+        for d in &plan.devices {
+            if d.original_driver.as_deref() != Some(iolab_pci::bind::VFIO_PCI) {
+                let _ = store.forget_originals(&scope(d.bdf), &[DRIVER.into(), OVERRIDE.into()]);
+            }
+        }
+        return Err(e.into());
+    }
+    Ok(plan
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "{} is on vfio-pci (was {}); `iolab pci reattach {}` gives it back",
+                d.bdf,
+                d.original_driver.as_deref().unwrap_or("unbound"),
+                d.bdf
+            )
+        })
+        .collect())
+}
+
+/// Gives `bdf` back to the driver recorded when iolab bound it; says where it went.
+pub fn reattach_one(
+    sys: &Sysfs,
+    kernel: &dyn Kernel,
+    store: &mut Store,
+    bdf: Bdf,
+) -> Result<String, PassthroughError> {
+    let recorded = store.originals(&scope(bdf))?;
+    if recorded.is_empty() {
+        return Err(PassthroughError::NotBound {
+            bdf,
+            notebook: store.path().display().to_string(),
+        });
+    }
+    let driver = recorded
+        .iter()
+        .find(|o| o.key == DRIVER)
+        .map(|o| o.value.clone())
+        .filter(|d| !d.is_empty());
+    let plan = iolab_pci::plan_reattach(sys, bdf, driver.as_deref())?;
+    iolab_pci::reattach(sys, kernel, &plan)?;
+    let keys: Vec<String> = recorded.into_iter().map(|o| o.key).collect();
+    store.forget_originals(&scope(bdf), &keys)?;
+    Ok(format!(
+        "{bdf} is back on {}",
+        driver.as_deref().unwrap_or("no driver (it had none)")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iolab_pci::BindOptions;
+    use iolab_pci::fake::{FakeKernel, FakeTree};
+
+    #[test]
+    fn the_original_driver_survives_a_crash_in_the_notebook() {
+        let t = FakeTree::new("notebook");
+        t.x520("0000:07:00.0", 13, Some("ixgbe")).driver("vfio-pci");
+        let before = t.snapshot();
+        let sys = t.sysfs();
+        let db = t.root.join("lab.db");
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        {
+            let mut k = FakeKernel::new(&t);
+            k.native.insert(bdf, "ixgbe".into());
+            let mut store = Store::open(&db).unwrap();
+            let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+            let lines = bind_recorded(&sys, &k, &mut store, &plan).unwrap();
+            assert!(lines[0].contains("was ixgbe"), "{lines:?}");
+            // The process "crashes" here: only the notebook remembers.
+        }
+        let mut store = Store::open(&db).unwrap();
+        assert_eq!(bound_by_iolab(&store), [bdf]);
+        let mut k = FakeKernel::new(&t);
+        k.native.insert(bdf, "ixgbe".into());
+        let msg = reattach_one(&sys, &k, &mut store, bdf).unwrap();
+        assert_eq!(msg, "0000:07:00.0 is back on ixgbe");
+        assert!(bound_by_iolab(&store).is_empty());
+        std::fs::remove_file(&db).unwrap();
+        for f in ["lab.db-wal", "lab.db-shm"] {
+            let _ = std::fs::remove_file(t.root.join(f));
+        }
+        assert_eq!(t.snapshot(), before);
+    }
+
+    #[test]
+    fn a_failed_bind_leaves_no_record() {
+        let t = FakeTree::new("norecord");
+        t.x520("0000:07:00.0", 13, Some("ixgbe")).driver("vfio-pci");
+        let sys = t.sysfs();
+        let mut k = FakeKernel::new(&t);
+        k.fail_at = Some(1);
+        let mut store = Store::open(&t.root.join("lab.db")).unwrap();
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+        assert!(bind_recorded(&sys, &k, &mut store, &plan).is_err());
+        assert!(bound_by_iolab(&store).is_empty());
+    }
+}
