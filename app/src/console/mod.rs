@@ -1,6 +1,7 @@
 //! The interactive console: terminal set-up and restore, the event loop, and
 //! the pure render functions over a state snapshot.
 
+mod apply;
 mod editor;
 mod notebook;
 mod render;
@@ -55,26 +56,6 @@ fn setup() -> anyhow::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)
     }));
     let term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     Ok((term, guard))
-}
-
-/// Re-reads the PCI functions and which of them iolab bound.
-fn scan_devices(
-    v: &mut state::DevicesView,
-    root: &iolab_pci::Sysfs,
-    notebook: &notebook::Notebook,
-) {
-    match iolab_pci::enumerate(root) {
-        Ok(d) => {
-            v.devices = d;
-            v.error = None;
-        }
-        Err(e) => v.error = Some(format!("cannot list PCI devices: {e}")),
-    }
-    v.cursor = v.cursor.min(v.devices.len().saturating_sub(1));
-    v.bound = notebook
-        .store()
-        .map(iolab_lab_core::passthrough::bound_by_iolab)
-        .unwrap_or_default();
 }
 
 /// Re-reads the guests of the profiles and, on a blocking thread (a hung qemu's
@@ -321,16 +302,20 @@ fn on_matrix_event(state: &mut ConsoleState, notebook: &mut notebook::Notebook, 
 pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow::Result<()> {
     let mut lab = Lab::default();
     let mut state = ConsoleState::default();
-    let mut notebook = notebook::Notebook::open(db, &mut state.notebook);
+    let notebook = notebook::Notebook::open(db, &mut state.notebook);
     let base = match profile {
         Some(name) => notebook.profile(name).map_err(|e| anyhow::anyhow!(e))?,
         None => state::default_lab_profile(),
     };
+    let deps = apply::Deps {
+        notebook,
+        pci_root: iolab_pci::Sysfs::default(),
+        pci_kernel: Box::new(iolab_pci::RealKernel),
+        tune_host: Box::new(iolab_lab_core::tuning::Namespace::current()),
+        tune_scope: iolab_lab_core::tuning::scope(None),
+    };
     let mut run_started_ms = 0i64;
-    let tune_host = iolab_lab_core::tuning::Namespace::current();
-    let tune_scope = iolab_lab_core::tuning::scope(None);
     state.network.profiles = tuning::profile_names();
-    let pci_root = iolab_pci::Sysfs::default();
     let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<state::GuestRow>>();
     let mut matrix_events: Option<tokio::sync::mpsc::UnboundedReceiver<MatrixEvent>> = None;
@@ -382,8 +367,10 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
     let mut run_events: Option<
         tokio::sync::mpsc::UnboundedReceiver<iolab_lab_core::run::RunEvent>,
     > = None;
+    let mut console = apply::Console { state, deps };
     loop {
-        term.draw(|f| render::render(f, &state))?;
+        let apply::Console { state, deps } = &mut console;
+        term.draw(|f| render::render(f, state))?;
         tokio::select! {
             _ = redraw.tick() => {
                 if state.tab == state::Tab::Guests {
@@ -398,7 +385,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
             }
             _ = sigterm.recv() => break,
             Some(ev) = async { match matrix_events.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                on_matrix_event(&mut state, &mut notebook, ev);
+                on_matrix_event(state, &mut deps.notebook, ev);
             }
             Some(rows) = rows_rx.recv() => {
                 let g = &mut state.guests;
@@ -407,7 +394,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
             }
             Some(msg) = bg_rx.recv() => {
                 state.status = msg;
-                scan_guests(&notebook, &state.current_lab(), &rows_tx);
+                scan_guests(&deps.notebook, &state.current_lab(), &rows_tx);
             }
             changed = snapshots.changed() => {
                 if changed.is_ok() {
@@ -448,7 +435,7 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                     state.editor.applied(Ok(cfg.clone()));
                     if let Some(t) = lab.target.as_mut() {
                         t.config = cfg;
-                        show_target(&mut state, t);
+                        show_target(state, t);
                     }
                 }
                 Err(e) => {
@@ -464,12 +451,12 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                 if let (iolab_lab_core::run::RunEvent::Done(report), Some(url)) = (&ev, state.run.url(&state.target_urls)) {
                     let per_session = granted / state.run.form.sessions.max(1) as usize;
                     let record = state.run.form.record(&url, run_started_ms, per_session.max(1), report);
-                    match notebook.add_run(&record) {
+                    match deps.notebook.add_run(&record) {
                         Ok(id) => {
                             state.status = format!("run stored as #{id}");
-                            notebook.refresh(&mut state.notebook);
+                            deps.notebook.refresh(&mut state.notebook);
                             state.notebook.selected = state.notebook.runs.len().saturating_sub(1);
-                            state.notebook.shown = notebook.run(id).ok();
+                            state.notebook.shown = deps.notebook.run(id).ok();
                         }
                         Err(e) => state.status = format!("run not stored: {e}"),
                     }
@@ -490,6 +477,14 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                         Event::Mouse(m) => state.on_mouse(m),
                         _ => Action::None,
                     };
+                    match apply::apply(state, deps, action) {
+                        apply::Applied::NotMine => {}
+                        apply::Applied::Done => continue,
+                        apply::Applied::RescanGuests => {
+                            scan_guests(&deps.notebook, &state.current_lab(), &rows_tx);
+                            continue;
+                        }
+                    }
                     match action {
                         Action::Quit => break,
                         Action::StartRun => match state.run.url(&state.target_urls) {
@@ -519,85 +514,6 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                             }
                             None => state.status = "no embedded target to run against".into(),
                         },
-                        Action::ShowRun(id) => match notebook.run(id) {
-                            Ok(r) => state.notebook.shown = Some(r),
-                            Err(e) => state.status = format!("run #{id}: {e}"),
-                        },
-                        Action::SetBaseline(id) => match notebook.run(id) {
-                            Ok(r) => {
-                                state.status = format!("run #{id} is the baseline (A)");
-                                state.notebook.baseline = Some(r);
-                            }
-                            Err(e) => state.status = format!("run #{id}: {e}"),
-                        },
-                        Action::LoadProfile(i) => {
-                            let name = state.notebook.profiles[i].name.clone();
-                            match notebook.profile(&name) {
-                                Ok(p) => {
-                                    state.run.form = iolab_lab_core::run::RunForm::from_profile(&p);
-                                    state.tab = state::Tab::Run;
-                                    state.status = format!("Run form filled from profile {name} (against the embedded target)");
-                                }
-                                Err(e) => state.status = e,
-                            }
-                        }
-                        Action::PlanTuning => {
-                            if let Err(e) = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope) {
-                                state.status = e;
-                            }
-                        }
-                        Action::ApplyTuning => {
-                            state.status = tuning::apply(&state.network, &tune_host, notebook.store_mut(), &tune_scope);
-                            let _ = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope);
-                        }
-                        Action::RevertTuning => {
-                            state.status = tuning::revert(&tune_host, notebook.store_mut(), &tune_scope);
-                            let _ = tuning::refresh(&mut state.network, &tune_host, notebook.store(), &tune_scope);
-                        }
-                        Action::ScanDevices => scan_devices(&mut state.devices, &pci_root, &notebook),
-                        Action::PlanBind(bdf) => match iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()) {
-                            Ok(plan) => state.devices.confirm = Some(state::DeviceConfirm::Bind(bdf, plan.lines())),
-                            Err(e) => state.status = e.to_string(),
-                        },
-                        Action::Bind(bdf) | Action::Give(bdf, _) => {
-                            let r = match (iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default()), notebook.store_mut()) {
-                                (Ok(plan), Some(store)) => iolab_lab_core::passthrough::bind_recorded(&pci_root, &iolab_pci::RealKernel, store, &plan).map(|l| l.join("; ")).map_err(|e| e.to_string()),
-                                (Err(e), _) => Err(e.to_string()),
-                                (_, None) => Err("the notebook (which records the driver first) is unavailable: nothing bound".into()),
-                            };
-                            state.status = match (r, action) {
-                                (Ok(done), Action::Give(_, g)) => {
-                                    state.gave(bdf, g);
-                                    let name = state.guests.lab.get(g).map(|d| d.name.clone()).unwrap_or_default();
-                                    scan_guests(&notebook, &state.current_lab(), &rows_tx);
-                                    format!("{done}; {bdf} is passed through to guest {name} (save the lab to keep it)")
-                                }
-                                (Ok(done), _) => done,
-                                (Err(e), _) => e,
-                            };
-                            scan_devices(&mut state.devices, &pci_root, &notebook);
-                        }
-                        Action::PlanGive(bdf) => match (state.give_target(), iolab_pci::plan_bind(&pci_root, bdf, iolab_pci::BindOptions::default())) {
-                            (None, _) => state.status = "the lab has no guest to give it to: define one on the Guests screen (7, a)".into(),
-                            (Some(g), Ok(plan)) => {
-                                let name = state.guests.lab[g].name.clone();
-                                state.devices.confirm = Some(state::DeviceConfirm::Give(bdf, g, name, plan.lines()));
-                            }
-                            (_, Err(e)) => state.status = e.to_string(),
-                        },
-                        Action::Reattach(bdf) => {
-                            state.status = match notebook.store_mut() {
-                                Some(store) => match iolab_lab_core::passthrough::reattach_one(&pci_root, &iolab_pci::RealKernel, store, bdf) {
-                                    Ok(done) => {
-                                        state.taken_back(bdf);
-                                        done
-                                    }
-                                    Err(e) => e.to_string(),
-                                },
-                                None => "the notebook is unavailable".into(),
-                            };
-                            scan_devices(&mut state.devices, &pci_root, &notebook);
-                        }
                         Action::StartMatrix => match state.run.url(&state.target_urls) {
                             Some(url) => {
                                 let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref(), state.run.form.initiator.as_deref());
@@ -616,9 +532,9 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                             }
                             None => state.status = "no embedded target to run against".into(),
                         },
-                        Action::ScanGuests => scan_guests(&notebook, &state.current_lab(), &rows_tx),
-                        Action::StartGuest(i) => guest_op(&mut state, i, true, &bg_tx),
-                        Action::StopGuest(i) => guest_op(&mut state, i, false, &bg_tx),
+                        Action::ScanGuests => scan_guests(&deps.notebook, &state.current_lab(), &rows_tx),
+                        Action::StartGuest(i) => guest_op(state, i, true, &bg_tx),
+                        Action::StopGuest(i) => guest_op(state, i, false, &bg_tx),
                         Action::ApplyTarget => match (state.editor.proposed.clone(), lab.target.as_ref()) {
                             (Some(cfg), Some(t)) => {
                                 let target = t.target.clone();
@@ -630,25 +546,6 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                             }
                             _ => state.editor.applied(Err("the embedded target is not running".into())),
                         },
-                        Action::SaveLab => {
-                            if let Some((p, replace)) = state.lab.pending_save.take() {
-                                let r = match notebook.store_mut() {
-                                    Some(store) => store.put_profile(&p.name, p.format, &p.to_toml(), replace).map_err(|e| match e {
-                                        iolab_profiles::StoreError::ProfileExists(n) => format!("a profile named '{n}' is saved already: set replace to yes to overwrite it"),
-                                        e => e.to_string(),
-                                    }),
-                                    None => Err("the notebook is unavailable".into()),
-                                };
-                                match r {
-                                    Ok(()) => {
-                                        state.status = format!("lab saved as profile {} (iolab --profile {} reopens it)", p.name, p.name);
-                                        state.saved(p);
-                                        notebook.refresh(&mut state.notebook);
-                                    }
-                                    Err(e) => if let Some(f) = state.lab.save.as_mut() { f.error = Some(e) },
-                                }
-                            }
-                        }
                         Action::Discover => {
                             let v = &mut state.sessions;
                             match (v.portal_url(), v.options()) {
@@ -698,7 +595,12 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
                                 });
                             }
                         }
-                        Action::None => {}
+                        // The synchronous ones, done by apply::apply above.
+                        Action::ShowRun(_) | Action::SetBaseline(_) | Action::LoadProfile(_)
+                        | Action::PlanTuning | Action::ApplyTuning | Action::RevertTuning
+                        | Action::ScanDevices | Action::PlanBind(_) | Action::Bind(_)
+                        | Action::PlanGive(_) | Action::Give(..) | Action::Reattach(_)
+                        | Action::SaveLab | Action::None => {}
                     }
                 }
                 Some(Ok(_)) => {}
