@@ -320,6 +320,23 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
     );
     assert!(t.screen().contains("[unsaved]"));
 
+    // The Sessions screen logs in to the running target with that CHAP and
+    // two connections, and sees LUN 1.
+    t.keys(&["8", "e", "Down", "Down"]);
+    t.keys(&["-l", "alice:secret12345"]);
+    t.keys(&["Down", "Down", "BSpace", "2", "Enter", "d"]);
+    t.wait_for("Targets the portal offers (1)", Duration::from_secs(10));
+    t.keys(&["l"]);
+    let s = t.wait_for(
+        "Sessions of the embedded initiator (1)",
+        Duration::from_secs(20),
+    );
+    assert!(
+        s.contains("[0, 1]") && s.contains("CID 1:"),
+        "LUNs 0 and 1 over 2 connections:\n{s}"
+    );
+    assert!(s.contains("MaxConnections 2"), "{s}");
+
     // The Run form: LUN 1, write, 64 KiB x 16, 5 s, 2 connections, verify.
     t.keys(&["3", "e"]);
     t.wait_for("outstanding I/Os", Duration::from_secs(5));
@@ -581,6 +598,7 @@ fn console_measures_tgtd_and_istgt_from_the_initiator_side() {
         t.keys(&["Down", "Down", "Down", "Down"]);
         t.keys(&["BSpace"; 4]);
         t.keys(&["2", "Enter", "d"]);
+        // The target's name shows only once this portal answered.
         t.wait_for(&format!("{target} "), Duration::from_secs(10));
         t.keys(&["l"]);
         t.wait_for(
