@@ -445,6 +445,34 @@ mod tests {
     }
 
     #[test]
+    fn the_tuning_chosen_and_the_interfaces_marked_are_the_labs() {
+        use crossterm::event::KeyCode;
+        let tree = FakeTree::new("apply-choice");
+        let mut c = console(&tree, &tree.root);
+        c.state.network.profiles = vec!["network-throughput".into(), "seed".into()];
+        c.state.tab = Tab::Network;
+        act(&mut c, Action::PlanTuning);
+        assert!(
+            c.state.current_lab().tuning.is_none(),
+            "looking is not choosing"
+        );
+        assert!(!c.state.unsaved());
+        let a = c.state.on_key(KeyCode::Char('p'));
+        act(&mut c, a);
+        let a = c.state.on_key(KeyCode::Char(' '));
+        act(&mut c, a);
+        assert_eq!(c.state.network.marked(), vec!["veth-a".to_string()]);
+        let t = c.state.current_lab().tuning.expect("the lab's tuning");
+        assert_eq!(t.name, "seed");
+        assert_eq!(
+            t.interfaces.get("veth-a"),
+            t.mtu.as_ref(),
+            "its MTU on the marked interface"
+        );
+        assert!(c.state.unsaved());
+    }
+
+    #[test]
     fn the_lab_is_saved_loaded_and_its_runs_shown() {
         let tree = FakeTree::new("apply-notebook");
         let mut c = console(&tree, &tree.root);

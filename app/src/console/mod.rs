@@ -337,8 +337,10 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
     }
     state.run.form = lab_form(&base, &state.target_urls);
     if let Some(t) = &base.tuning {
+        state.network.profiles.retain(|n| *n != t.name);
         state.network.profiles.insert(0, t.name.clone());
         state.network.lab_tuning = Some(t.clone());
+        state.network.premarked = t.interfaces.keys().cloned().collect();
     }
     state.guests.lab = base.guests.clone();
     state.lab = state::LabState::opened(base, state.run.form.clone());

@@ -355,6 +355,13 @@ pub struct NetworkView {
     pub confirm: Option<Confirm>,
     /// The tuning of the lab's own profile, offered first.
     pub lab_tuning: Option<iolab_lab_core::tuning::TuningProfile>,
+    /// The tuning profile planned now, as resolved.
+    pub chosen: Option<iolab_lab_core::tuning::TuningProfile>,
+    /// A person chose a profile or marked interfaces here: the lab's
+    /// tuning is what this screen says, when the lab is saved.
+    pub picked: bool,
+    /// Interfaces to mark once they are read (the lab's tuning's).
+    pub premarked: Vec<String>,
 }
 
 impl NetworkView {
@@ -382,6 +389,7 @@ impl NetworkView {
         match code {
             KeyCode::Char('p') if !self.profiles.is_empty() => {
                 self.selected = (self.selected + 1) % self.profiles.len();
+                self.picked = true;
                 Action::PlanTuning
             }
             KeyCode::Down | KeyCode::Char('j') => {
@@ -397,6 +405,7 @@ impl NetworkView {
             KeyCode::Char(' ') => match self.ifaces.get_mut(self.cursor) {
                 Some(i) => {
                     i.2 = !i.2;
+                    self.picked = true;
                     Action::PlanTuning
                 }
                 None => Action::None,
@@ -650,6 +659,19 @@ impl ConsoleState {
             &self.lab.opened_form,
         );
         p.guests = self.guests.lab.clone();
+        if let (true, Some(t)) = (self.network.picked, &self.network.chosen) {
+            // The tuning chosen on the Network screen, its MTU on the marked interfaces.
+            let mut t = t.clone();
+            if let Some(mtu) = t.mtu {
+                t.interfaces = self
+                    .network
+                    .marked()
+                    .into_iter()
+                    .map(|i| (i, mtu))
+                    .collect();
+            }
+            p.tuning = Some(t);
+        }
         p
     }
 

@@ -31,7 +31,11 @@ pub fn refresh(
     store: Option<&Store>,
     scope: &str,
 ) -> Result<(), String> {
-    let marked = view.marked();
+    let marked = if view.ifaces.is_empty() {
+        view.premarked.clone()
+    } else {
+        view.marked()
+    };
     view.ifaces = host
         .interfaces()
         .into_iter()
@@ -55,6 +59,7 @@ pub fn refresh(
         None => p.interfaces.iter().map(|(i, m)| (i.clone(), *m)).collect(),
     };
     view.plan = Some(tuning::plan(host, &p, &mtus));
+    view.chosen = Some(p);
     Ok(())
 }
 

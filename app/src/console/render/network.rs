@@ -258,6 +258,9 @@ mod tests {
             recorded: 0,
             confirm: None,
             lab_tuning: None,
+            chosen: None,
+            picked: false,
+            premarked: Vec::new(),
         }
     }
 
