@@ -308,3 +308,39 @@ mod tests {
         insta::assert_snapshot!(draw(&s).backend());
     }
 }
+
+#[cfg(test)]
+mod form_snapshots {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use crate::console::editor::{Form, FormKind};
+    use crate::console::state::{ConsoleState, Tab};
+
+    /// Each remaining form of the editor over the Target screen.
+    #[test]
+    fn snapshot_portal_target_acl_and_import_forms() {
+        let editor = crate::console::render::tests::lab_editor();
+        let cfg = editor.config.clone().unwrap();
+        let mut screens = String::new();
+        for kind in [
+            FormKind::Portal(Some(0)),
+            FormKind::Target(Some(0)),
+            FormKind::Acl(0, Some(0)),
+            FormKind::Import,
+        ] {
+            let s = ConsoleState {
+                tab: Tab::Target,
+                editor: crate::console::editor::TargetEditor {
+                    form: Some(Form::new(kind, &cfg)),
+                    ..editor.clone()
+                },
+                ..Default::default()
+            };
+            let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
+            t.draw(|f| crate::console::render::render(f, &s)).unwrap();
+            screens.push_str(&format!("{:?}\n", t.backend()));
+        }
+        insta::assert_snapshot!(screens);
+    }
+}
