@@ -243,6 +243,9 @@ fn console_network_screen_applies_and_reverts_tuning_in_a_namespace() {
     t.keys(&["y"]);
     t.wait_for("value(s) put back", Duration::from_secs(5));
     assert_eq!(iolab_tests::netns::NetnsPair::snapshot(&n.a), before);
+    // Marking an interface chose the lab's tuning: q asks before dropping it.
+    t.keys(&["q"]);
+    t.wait_for("q quits without saving", Duration::from_secs(5));
     t.keys(&["q"]);
     t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
 }
