@@ -494,6 +494,9 @@ fn parse_format(s: &str) -> Result<iolab_lab_core::target_file::Format, String> 
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Serve the engine's counters for Prometheus on ADDR:PORT (`/metrics`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Portal to listen on (repeatable). Port 0 picks a free port; a wildcard
     /// (0.0.0.0, [::]) is named by the address each initiator reached.
     /// `=ADDR:PORT` after it is the address to advertise instead (behind a NAT).

@@ -194,6 +194,19 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         eprintln!("iolab: warning: {w}");
     }
     let target = Target::start(cfg).await?;
+    let _metrics = match a.metrics {
+        Some(addr) => {
+            let reg = target.registry().clone();
+            let source: std::sync::Arc<dyn iolab_lab_core::sampler::SessionSource> =
+                std::sync::Arc::new(move || reg.sessions().iter().map(|s| s.info()).collect());
+            let (bound, task) = iolab_lab_core::metrics::serve(addr, source)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            println!("metrics http://{bound}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
     for url in target.lun_urls() {
         println!("lun {url}");
     }

@@ -82,6 +82,17 @@ pub struct LatencySnapshot {
 }
 
 impl LatencySnapshot {
+    /// How many took at most `ns` (whole buckets: a bucket counts when its
+    /// upper bound is within `ns`), for cumulative histogram buckets.
+    pub fn count_at_most(&self, ns: u64) -> u64 {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bucket_upper(*i) <= ns)
+            .map(|(_, c)| *c)
+            .sum()
+    }
+
     pub fn merge(&mut self, other: &LatencySnapshot) {
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);

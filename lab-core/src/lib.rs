@@ -5,6 +5,7 @@ pub mod error;
 pub mod guest;
 pub mod host;
 pub mod lab;
+pub mod metrics;
 pub mod notebook;
 pub mod passthrough;
 pub mod profile;

@@ -1,0 +1,162 @@
+//! The target's counters for Prometheus: `iolab target serve --metrics`
+//! serves `/metrics`; `promtool check metrics` accepts it, and Debian's
+//! real `prometheus`, scraping it every second while `qemu-img bench`
+//! reads, answers `rate(iolab_connection_read_bytes_total[20s])` within 10%
+//! of what the engine counted over the same 20 s.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use iolab_tests::{Proc, TempDir, free_port, require_peer, serve};
+
+/// The body of `GET path` on a loopback port (HTTP/1.0, the whole answer).
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    match out.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") =>
+        {
+            body.to_string()
+        }
+        _ => panic!("GET {path}: {out}"),
+    }
+}
+
+/// Bytes read over every connection, from one scrape of `/metrics`, and when.
+fn engine_read_bytes(port: u16) -> (f64, f64) {
+    let body = http_get(port, "/metrics");
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let total = body
+        .lines()
+        .filter(|l| l.starts_with("iolab_connection_read_bytes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    (total, t)
+}
+
+#[test]
+fn prometheus_scrapes_the_target_during_a_qemu_img_bench() {
+    if !require_peer("prometheus") || !require_peer("promtool") || !require_peer("qemu-img") {
+        return;
+    }
+    let dir = TempDir::new("metrics");
+    let mport = free_port();
+    let (mut target, urls) = serve(&[
+        "--ramdisk",
+        "256M",
+        "--metrics",
+        &format!("127.0.0.1:{mport}"),
+    ]);
+
+    // The exposition is valid by Prometheus's own linter.
+    let body = http_get(mport, "/metrics");
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pport = free_port();
+    let conf = dir.0.join("prometheus.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: iolab\n    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Proc::new(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", conf.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus"),
+    );
+
+    // Reads for longer than the test needs; killed at the end.
+    let _bench = Proc::new(
+        Command::new("qemu-img")
+            .args([
+                "bench",
+                "-f",
+                "raw",
+                "-c",
+                "100000000",
+                "-d",
+                "16",
+                "-s",
+                "65536",
+            ])
+            .arg(&urls[0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-img bench"),
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let (b1, t1) = engine_read_bytes(mport);
+    std::thread::sleep(Duration::from_secs(20));
+    let (b2, t2) = engine_read_bytes(mport);
+    let engine = (b2 - b1) / (t2 - t1);
+    assert!(engine > 0.0, "the bench moved nothing");
+
+    // Prometheus's view of the same 20 s (it ingests within a second or two).
+    std::thread::sleep(Duration::from_secs(3));
+    let query = format!(
+        "/api/v1/query?query=sum(rate(iolab_connection_read_bytes_total%5B20s%5D))&time={t2:.3}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let prom = loop {
+        let ans = http_get(pport, &query);
+        // {"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[T,"V"]}]}}
+        let v = ans
+            .split("\"value\":[")
+            .nth(1)
+            .and_then(|r| r.split('"').nth(1))
+            .and_then(|v| v.parse::<f64>().ok());
+        match v {
+            Some(v) => break v,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(1)),
+            None => panic!("prometheus has no rate: {ans}"),
+        }
+    };
+    let off = (prom - engine).abs() / engine;
+    eprintln!(
+        "prometheus {prom:.0} B/s, engine {engine:.0} B/s, {:.2}% apart",
+        off * 100.0
+    );
+    assert!(
+        off < 0.10,
+        "prometheus says {prom:.0} B/s, the engine counted {engine:.0} B/s: {:.1}% apart",
+        off * 100.0
+    );
+    target.kill();
+}
