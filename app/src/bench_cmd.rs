@@ -126,6 +126,20 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         range_bytes,
     };
     let sessions = Arc::new(sessions);
+    // The initiator's own counters for Prometheus, while the run lasts.
+    let _metrics = match a.metrics {
+        Some(addr) => {
+            let (list, name) = (sessions.clone(), opts.initiator_name.clone());
+            let source: Arc<dyn iolab_lab_core::sampler::SessionSource> =
+                Arc::new(move || list.iter().map(|s| s.info(&name)).collect());
+            let (bound, task) = iolab_lab_core::metrics::serve(addr, source)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            eprintln!("metrics http://{bound}/metrics (the initiator's counters)");
+            Some(task)
+        }
+        None => None,
+    };
     let mut last = Progress::default();
     let report = workload::run(sessions.clone(), w, a.heartbeat, |p: Progress| {
         let dt = (p.elapsed - last.elapsed).as_secs_f64();

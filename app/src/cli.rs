@@ -12,6 +12,9 @@ pub struct Cli {
     /// More log detail (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Console: serve the embedded target's counters for Prometheus on ADDR:PORT (`/metrics`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The lab notebook (SQLite) [default: $XDG_DATA_HOME/iolab/iolab.db].
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
@@ -429,6 +432,9 @@ pub enum PatternArg {
 pub struct BenchArgs {
     /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun
     pub url: String,
+    /// Serve the initiator's counters for Prometheus on ADDR:PORT (`/metrics`) during the run.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     #[arg(long, value_enum, default_value = "read")]
     pub mode: ModeArg,
     /// I/O size (disktest -b).

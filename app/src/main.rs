@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
     let console_mode = matches!(args.command, None | Some(cli::Command::Console { .. }));
     let db = args.db.clone();
     let lab_profile = args.profile.clone();
+    let metrics = args.metrics;
     logging::init(console_mode, args.verbose);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads(&args.command) {
@@ -36,9 +37,14 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match args.command {
-            None => console::run(db.as_deref(), lab_profile.as_deref()).await,
+            None => console::run(db.as_deref(), lab_profile.as_deref(), metrics).await,
             Some(cli::Command::Console { profile }) => {
-                console::run(db.as_deref(), profile.as_deref().or(lab_profile.as_deref())).await
+                console::run(
+                    db.as_deref(),
+                    profile.as_deref().or(lab_profile.as_deref()),
+                    metrics,
+                )
+                .await
             }
             Some(cli::Command::Target(cli::TargetCmd::Serve(a))) => target_cmd::serve(*a).await,
             Some(cli::Command::Target(c)) => target_cmd::convert(c),

@@ -160,3 +160,82 @@ fn prometheus_scrapes_the_target_during_a_qemu_img_bench() {
     );
     target.kill();
 }
+
+#[test]
+fn bench_serves_the_initiators_counters_while_it_runs() {
+    if !require_peer("promtool") {
+        return;
+    }
+    let (mut target, urls) = serve(&["--ramdisk", "64M"]);
+    let mport = free_port();
+    let mut bench = Proc::new(
+        iolab_tests::iolab()
+            .args([
+                "bench",
+                &urls[0],
+                "--mode",
+                "read",
+                "--time",
+                "6s",
+                "--connections",
+                "2",
+            ])
+            .args(["--metrics", &format!("127.0.0.1:{mport}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iolab bench"),
+    );
+    // Wait for the endpoint, then for bytes on both connections.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", mport)).is_ok();
+        if ok {
+            let b = http_get(mport, "/metrics");
+            let moving = b
+                .lines()
+                .filter(|l| l.starts_with("iolab_connection_read_bytes_total{"))
+                .filter(|l| {
+                    l.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                        > 0.0
+                })
+                .count();
+            if moving == 2 {
+                break b;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bench's metrics never showed 2 connections reading"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let port = iolab_tests::portal_of(&urls[0]);
+    assert!(
+        body.contains(&format!("peer=\"{port}\"")),
+        "the peer is the target:\n{body}"
+    );
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bench.child.wait().unwrap().success());
+    target.kill();
+}

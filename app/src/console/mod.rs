@@ -299,7 +299,11 @@ fn on_matrix_event(state: &mut ConsoleState, notebook: &mut notebook::Notebook, 
 
 /// Runs the console until `q`: on the lab of `profile` (a built-in or saved
 /// profile's name, or a profile file), or on the embedded default lab.
-pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow::Result<()> {
+pub async fn run(
+    db: Option<&std::path::Path>,
+    profile: Option<&str>,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let mut lab = Lab::default();
     let mut state = ConsoleState::default();
     let notebook = notebook::Notebook::open(db, &mut state.notebook);
@@ -358,6 +362,16 @@ pub async fn run(db: Option<&std::path::Path>, profile: Option<&str>) -> anyhow:
             Some(r) => r.sessions().iter().map(|s| s.info()).collect(),
             None => Vec::new(),
         });
+    let _metrics = match metrics {
+        Some(addr) => {
+            let (bound, task) = iolab_lab_core::metrics::serve(addr, source.clone())
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            state.status = format!("{}; metrics http://{bound}/metrics", state.status);
+            Some(task)
+        }
+        None => None,
+    };
     let mut snapshots = Sampler::spawn(source, DEFAULT_HZ);
     // Rates of a run's connections as its initiator counts them.
     let mut initiator_sampler = Sampler::new();
