@@ -432,12 +432,7 @@ pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Resu
         name: "matrix",
         url: &a.url,
         initiator: &a.initiator,
-        modes: a
-            .shape
-            .modes
-            .iter()
-            .map(|m| crate::cli::mode_of(*m))
-            .collect(),
+        modes: crate::cli::modes_of(&a.shape.modes),
         conns: a.conns.clone(),
         sessions: 1,
         bs: &a.shape.bs,

@@ -571,3 +571,8 @@ pub fn mode_of(m: ModeArg) -> iolab_lab_core::workload::Mode {
         ModeArg::Rw => iolab_lab_core::workload::Mode::Rw,
     }
 }
+
+/// The workload modes `--modes` names, in order.
+pub fn modes_of(m: &[ModeArg]) -> Vec<iolab_lab_core::workload::Mode> {
+    m.iter().map(|m| mode_of(*m)).collect()
+}

@@ -175,12 +175,7 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
             ..InitiatorSettings::default()
         },
         workload: WorkloadMatrix {
-            modes: a
-                .shape
-                .modes
-                .iter()
-                .map(|m| crate::cli::mode_of(*m))
-                .collect(),
+            modes: crate::cli::modes_of(&a.shape.modes),
             connections: a.conns.clone(),
             luns: None,
             block_size: a.shape.bs.clone(),

@@ -51,7 +51,7 @@ pub struct Totals {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub seconds: f64,
     pub read: Totals,

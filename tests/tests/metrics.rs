@@ -27,6 +27,29 @@ fn http_get(port: u16, path: &str) -> String {
     }
 }
 
+/// `promtool check metrics` (Prometheus's own linter) accepts the exposition.
+fn promtool_accepts(body: &str) {
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Bytes read over every connection, from one scrape of `/metrics`, and when.
 fn engine_read_bytes(port: u16) -> (f64, f64) {
     let body = http_get(port, "/metrics");
@@ -58,25 +81,7 @@ fn prometheus_scrapes_the_target_during_a_qemu_img_bench() {
 
     // The exposition is valid by Prometheus's own linter.
     let body = http_get(mport, "/metrics");
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    lint.stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = lint.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_accepts(&body);
 
     let pport = free_port();
     let conf = dir.0.join("prometheus.yml");
@@ -218,24 +223,7 @@ fn bench_serves_the_initiators_counters_while_it_runs() {
         body.contains(&format!("peer=\"{port}\"")),
         "the peer is the target:\n{body}"
     );
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    lint.stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = lint.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_accepts(&body);
     assert!(bench.child.wait().unwrap().success());
     target.kill();
 }

@@ -57,6 +57,16 @@ pub fn scan_devices(
         .unwrap_or_default();
 }
 
+/// Plans the Network screen's tuning again after the host changed.
+fn replan(state: &mut ConsoleState, deps: &Deps<'_>) {
+    let _ = tuning::refresh(
+        &mut state.network,
+        deps.tune_host.as_ref(),
+        deps.notebook.store(),
+        &deps.tune_scope,
+    );
+}
+
 /// Carries out `action` when it is one of the synchronous kind.
 pub fn apply(state: &mut ConsoleState, deps: &mut Deps<'_>, action: Action) -> Applied {
     let mut rescan = false;
@@ -102,12 +112,7 @@ pub fn apply(state: &mut ConsoleState, deps: &mut Deps<'_>, action: Action) -> A
                 deps.notebook.store_mut(),
                 &deps.tune_scope,
             );
-            let _ = tuning::refresh(
-                &mut state.network,
-                deps.tune_host.as_ref(),
-                deps.notebook.store(),
-                &deps.tune_scope,
-            );
+            replan(state, deps);
         }
         Action::RevertTuning => {
             state.status = tuning::revert(
@@ -115,12 +120,7 @@ pub fn apply(state: &mut ConsoleState, deps: &mut Deps<'_>, action: Action) -> A
                 deps.notebook.store_mut(),
                 &deps.tune_scope,
             );
-            let _ = tuning::refresh(
-                &mut state.network,
-                deps.tune_host.as_ref(),
-                deps.notebook.store(),
-                &deps.tune_scope,
-            );
+            replan(state, deps);
         }
         Action::ScanDevices => scan_devices(&mut state.devices, &deps.pci_root, &deps.notebook),
         Action::PlanBind(bdf) => {
@@ -511,13 +511,7 @@ mod tests {
         // A stored run is shown and made the baseline; a missing one says so.
         let report = iolab_lab_core::workload::Report {
             seconds: 1.0,
-            read: Default::default(),
-            write: Default::default(),
-            latency: Default::default(),
-            errors: 0,
-            first_error: None,
-            mismatches: 0,
-            first_mismatch_lba: None,
+            ..Default::default()
         };
         let run = c.state.run.form.record(
             "iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0",

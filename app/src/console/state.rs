@@ -979,6 +979,12 @@ mod tests {
         assert_eq!(fresh.on_key(KeyCode::Char('q')), Action::Quit);
     }
 
+    /// Why the Save form refused, as it shows it.
+    fn save_error(s: &ConsoleState) -> String {
+        let form = s.lab.save.as_ref().expect("the Save form is open");
+        form.error.clone().unwrap_or_default()
+    }
+
     #[test]
     fn save_names_the_lab_and_makes_it_clean() {
         let mut s = ConsoleState {
@@ -996,31 +1002,13 @@ mod tests {
         // A bad name and a built-in's name are refused in the form.
         s.on_key(KeyCode::Char('?'));
         assert_eq!(s.on_key(KeyCode::Enter), Action::None);
-        assert!(
-            s.lab
-                .save
-                .as_ref()
-                .unwrap()
-                .error
-                .as_ref()
-                .unwrap()
-                .contains("must be 1-64")
-        );
+        assert!(save_error(&s).contains("must be 1-64"));
         s.on_key(KeyCode::Backspace);
         for c in "quick".chars() {
             s.on_key(KeyCode::Char(c));
         }
         assert_eq!(s.on_key(KeyCode::Enter), Action::None);
-        assert!(
-            s.lab
-                .save
-                .as_ref()
-                .unwrap()
-                .error
-                .as_ref()
-                .unwrap()
-                .contains("built-in")
-        );
+        assert!(save_error(&s).contains("built-in"));
         for _ in 0..5 {
             s.on_key(KeyCode::Backspace);
         }
@@ -1036,6 +1024,19 @@ mod tests {
         assert!(s.lab.save.is_none());
         assert!(!s.unsaved());
         assert_eq!(s.on_key(KeyCode::Char('q')), Action::Quit);
+    }
+
+    /// A row of the Guests table for `def` of `profile`.
+    fn lab_row(def: iolab_lab_core::guest::GuestDef, profile: &str, running: bool) -> GuestRow {
+        GuestRow {
+            profile: profile.into(),
+            def,
+            state: if running { "running" } else { "stopped" }.into(),
+            running,
+            command: String::new(),
+            warning: None,
+            pci_seen: Vec::new(),
+        }
     }
 
     #[test]
@@ -1057,15 +1058,7 @@ mod tests {
         assert!(s.unsaved());
         assert_eq!(s.current_lab().guests, s.guests.lab);
         // The scan lists it under the lab's name; e edits it.
-        let row = |def: iolab_lab_core::guest::GuestDef, profile: &str| GuestRow {
-            profile: profile.into(),
-            def,
-            state: "stopped".into(),
-            running: false,
-            command: String::new(),
-            warning: None,
-            pci_seen: Vec::new(),
-        };
+        let row = |def, profile: &str| lab_row(def, profile, false);
         s.guests.guests = vec![row(s.guests.lab[0].clone(), "lab")];
         s.on_key(KeyCode::Char('e'));
         let form = s.guests.form.as_mut().unwrap();
@@ -1107,15 +1100,7 @@ mod tests {
         s.on_key(KeyCode::Enter);
         assert_eq!(s.guests.lab.len(), 2);
         assert_eq!(s.give_target(), Some(0));
-        let row = |def: iolab_lab_core::guest::GuestDef| GuestRow {
-            profile: "lab".into(),
-            def,
-            state: "stopped".into(),
-            running: false,
-            command: String::new(),
-            warning: None,
-            pci_seen: Vec::new(),
-        };
+        let row = |def| lab_row(def, "lab", false);
         s.guests.guests = s.guests.lab.iter().cloned().map(row).collect();
         s.guests.cursor = 1;
         assert_eq!(s.give_target(), Some(1));
@@ -1239,13 +1224,7 @@ mod tests {
         assert_eq!(run.sampled_total(), 200_000_000);
         run.on_event(RunEvent::Done(iolab_lab_core::workload::Report {
             seconds: 1.0,
-            read: Default::default(),
-            write: Default::default(),
-            latency: Default::default(),
-            errors: 0,
-            first_error: None,
-            mismatches: 0,
-            first_mismatch_lba: None,
+            ..Default::default()
         }));
         assert!(
             run.live(&target_side).iter().all(|c| c.read_mbps == 0.0),

@@ -263,6 +263,30 @@ impl ServerConfig {
     }
 }
 
+/// Sets a target preference from an iSCSI key as other tools' files write
+/// it (`MaxConnections 4`, `ImmediateData Yes`, `HeaderDigest CRC32C,None`).
+/// Returns whether the key was one of these with a value that reads.
+pub fn set_iscsi_key(n: &mut Preferences, key: &str, value: &str) -> bool {
+    let num = value.trim().parse::<u32>().ok();
+    let yes = value.trim().eq_ignore_ascii_case("yes");
+    let list = || value.split(',').map(|s| s.trim().to_string()).collect();
+    match (key, num) {
+        ("MaxConnections", Some(x)) => n.max_connections = x.clamp(1, 8),
+        ("MaxRecvDataSegmentLength", Some(x)) => n.max_recv_data_segment = x,
+        ("MaxBurstLength", Some(x)) => n.max_burst = x,
+        ("FirstBurstLength", Some(x)) => n.first_burst = x,
+        ("MaxOutstandingR2T", Some(x)) => n.max_outstanding_r2t = x,
+        ("DefaultTime2Wait", Some(x)) => n.default_time2wait = x,
+        ("DefaultTime2Retain", Some(x)) => n.default_time2retain = x,
+        ("ImmediateData", _) => n.immediate_data = yes,
+        ("InitialR2T", _) => n.initial_r2t = yes,
+        ("HeaderDigest", _) => n.header_digest = list(),
+        ("DataDigest", _) => n.data_digest = list(),
+        _ => return false,
+    }
+    true
+}
+
 /// iSCSI names (RFC 7143 4.2.7): `iqn.` with a date and reversed domain, `eui.` or `naa.` hex.
 pub fn valid_iscsi_name(name: &str) -> bool {
     let hex = |s: &str, lens: &[usize]| {

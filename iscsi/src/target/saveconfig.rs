@@ -521,24 +521,8 @@ fn parameters(iqn: &str, p: &Map<String, Value>, tc: &mut TargetConfig, notes: &
             continue;
         };
         let num = v.parse::<u32>().ok();
-        let yes = v.eq_ignore_ascii_case("yes");
-        let digests = || {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        };
         match (k.as_str(), num) {
-            ("MaxConnections", Some(x)) => n.max_connections = x.clamp(1, 8),
-            ("MaxRecvDataSegmentLength", Some(x)) => n.max_recv_data_segment = x,
-            ("MaxBurstLength", Some(x)) => n.max_burst = x,
-            ("FirstBurstLength", Some(x)) => n.first_burst = x,
-            ("MaxOutstandingR2T", Some(x)) => n.max_outstanding_r2t = x,
-            ("DefaultTime2Wait", Some(x)) => n.default_time2wait = x,
-            ("DefaultTime2Retain", Some(x)) => n.default_time2retain = x,
-            ("ImmediateData", _) => n.immediate_data = yes,
-            ("InitialR2T", _) => n.initial_r2t = yes,
-            ("HeaderDigest", _) => n.header_digest = digests(),
-            ("DataDigest", _) => n.data_digest = digests(),
+            (k, _) if super::config::set_iscsi_key(n, k, &v) => {}
             ("TargetAlias", _) => tc.alias = Some(v.clone()),
             ("ErrorRecoveryLevel", Some(0)) => {}
             ("ErrorRecoveryLevel", _) => {

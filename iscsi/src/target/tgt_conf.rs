@@ -183,25 +183,12 @@ fn target(b: Block, notes: &mut Vec<String>) -> TargetConfig {
     for (k, v) in &b.options {
         let n = &mut tc.negotiation;
         let num = v.parse::<u32>().ok();
-        let yes = v.eq_ignore_ascii_case("yes");
         match (k.as_str(), num) {
             ("initiator-name", _) => names.push(v.clone()),
             ("initiator-address", _) => addresses.push(v.clone()),
             ("incominguser", _) => incoming.extend(chap(v)),
             ("outgoinguser", _) => tc.mutual_chap = chap(v),
-            ("MaxConnections", Some(x)) => n.max_connections = x.clamp(1, 8),
-            ("MaxRecvDataSegmentLength", Some(x)) => n.max_recv_data_segment = x,
-            ("MaxBurstLength", Some(x)) => n.max_burst = x,
-            ("FirstBurstLength", Some(x)) => n.first_burst = x,
-            ("MaxOutstandingR2T", Some(x)) => n.max_outstanding_r2t = x,
-            ("DefaultTime2Wait", Some(x)) => n.default_time2wait = x,
-            ("DefaultTime2Retain", Some(x)) => n.default_time2retain = x,
-            ("ImmediateData", _) => n.immediate_data = yes,
-            ("InitialR2T", _) => n.initial_r2t = yes,
-            ("HeaderDigest", _) => {
-                n.header_digest = v.split(',').map(|s| s.trim().into()).collect()
-            }
-            ("DataDigest", _) => n.data_digest = v.split(',').map(|s| s.trim().into()).collect(),
+            (k, _) if super::config::set_iscsi_key(n, k, v) => {}
             ("TargetAlias", _) => tc.alias = Some(v.clone()),
             ("QueueDepth" | "MaxQueueCmd", Some(x)) => tc.queue_depth = x.clamp(1, 1024),
             ("driver", _) if v == "iscsi" => {}
@@ -258,6 +245,28 @@ fn target(b: Block, notes: &mut Vec<String>) -> TargetConfig {
     tc.luns = luns(&iqn, &b.stores, &lun_defaults, notes);
     tc
 }
+
+/// tgt's LUN-level directives, at the target level (every LUN) or in a LUN block.
+const LUN_DIRECTIVES: [&str; 18] = [
+    "readonly",
+    "removable",
+    "vendor_id",
+    "product_id",
+    "product_rev",
+    "scsi_sn",
+    "block-size",
+    "write-cache",
+    "scsi_id",
+    "lbppbe",
+    "device-type",
+    "sense_format",
+    "params",
+    "mode_page",
+    "optimal_xfer_gran",
+    "optimal_xfer_len",
+    "la_lba",
+    "path",
+];
 
 fn luns(
     iqn: &str,
@@ -331,26 +340,7 @@ fn luns(
             attributes: Default::default(),
         };
         let a = &mut lc.attributes;
-        for key in [
-            "readonly",
-            "removable",
-            "vendor_id",
-            "product_id",
-            "product_rev",
-            "scsi_sn",
-            "block-size",
-            "write-cache",
-            "scsi_id",
-            "lbppbe",
-            "device-type",
-            "sense_format",
-            "params",
-            "mode_page",
-            "optimal_xfer_gran",
-            "optimal_xfer_len",
-            "la_lba",
-            "path",
-        ] {
+        for key in LUN_DIRECTIVES {
             let Some(v) = get(s, key) else { continue };
             match key {
                 "readonly" => a.read_only = v == "1" || v.eq_ignore_ascii_case("yes") || v == "on",
@@ -375,30 +365,9 @@ fn luns(
             }
         }
         for (k, v) in &s.options {
-            let known = [
-                "lun",
-                "bs-type",
-                "readonly",
-                "removable",
-                "vendor_id",
-                "product_id",
-                "product_rev",
-                "scsi_sn",
-                "block-size",
-                "write-cache",
-                "scsi_id",
-                "lbppbe",
-                "device-type",
-                "sense_format",
-                "params",
-                "mode_page",
-                "optimal_xfer_gran",
-                "optimal_xfer_len",
-                "la_lba",
-                "path",
-                "allow-in-use",
-            ];
-            if !known.contains(&k.as_str()) {
+            let known = LUN_DIRECTIVES.contains(&k.as_str())
+                || matches!(k.as_str(), "lun" | "bs-type" | "allow-in-use");
+            if !known {
                 notes.push(format!(
                     "{iqn}: LUN {lun}: '{k} {v}' is not represented in iolab (ignored)"
                 ));
