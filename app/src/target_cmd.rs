@@ -199,7 +199,11 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let reg = target.registry().clone();
             let source: std::sync::Arc<dyn iolab_lab_core::sampler::SessionSource> =
                 std::sync::Arc::new(move || reg.sessions().iter().map(|s| s.info()).collect());
-            let (bound, task) = iolab_lab_core::metrics::serve(addr, source)
+            let r = target.registry().clone();
+            let extra: iolab_lab_core::metrics::Extra = std::sync::Arc::new(move || {
+                iolab_lab_core::metrics::logins(&r.logins) + &iolab_lab_core::metrics::host()
+            });
+            let (bound, task) = iolab_lab_core::metrics::serve(addr, source, extra)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?;
             println!("metrics http://{bound}/metrics");

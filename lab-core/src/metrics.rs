@@ -220,6 +220,52 @@ fn histogram(out: &mut String, name: &str, labels: &str, l: &LatencySnapshot) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", l.count);
 }
 
+/// A target's logins and logouts since it started.
+pub fn logins(c: &iolab_iscsi::target::LoginCounters) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    family(
+        &mut out,
+        "iolab_logins_total",
+        "counter",
+        "Logins completed, by session type.",
+    );
+    let _ = writeln!(
+        out,
+        "iolab_logins_total{{type=\"normal\"}} {}",
+        c.normal.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "iolab_logins_total{{type=\"discovery\"}} {}",
+        c.discovery.load(Relaxed)
+    );
+    family(
+        &mut out,
+        "iolab_login_failures_total",
+        "counter",
+        "Logins refused or abandoned.",
+    );
+    let _ = writeln!(
+        out,
+        "iolab_login_failures_total {}",
+        c.failures.load(Relaxed)
+    );
+    family(
+        &mut out,
+        "iolab_logouts_total",
+        "counter",
+        "Logout Requests answered.",
+    );
+    let _ = writeln!(out, "iolab_logouts_total {}", c.logouts.load(Relaxed));
+    out
+}
+
+/// What every exporter adds: the host's CPU.
+pub fn host() -> String {
+    host_cpu(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
 /// The host's CPU time per CPU and mode, from `/proc/stat` (USER_HZ ticks).
 pub fn host_cpu(stat: &str) -> String {
     const MODES: [&str; 8] = [
@@ -256,11 +302,15 @@ pub fn host_cpu(stat: &str) -> String {
     out
 }
 
-/// Serves `/metrics` on `addr` from `source` until the task is dropped;
-/// returns the bound address once listening.
+/// Serves `/metrics` on `addr` from `source` (and `extra`) until the task
+/// is aborted; returns the bound address once listening.
+/// Families beyond the sessions' (host CPU, logins), rendered per scrape.
+pub type Extra = Arc<dyn Fn() -> String + Send + Sync>;
+
 pub async fn serve(
     addr: SocketAddr,
     source: Arc<dyn SessionSource>,
+    extra: Extra,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let l = TcpListener::bind(addr).await?;
     let bound = l.local_addr()?;
@@ -271,7 +321,7 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let (source, exporter) = (source.clone(), exporter.clone());
+            let (source, exporter, extra) = (source.clone(), exporter.clone(), extra.clone());
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(10), async {
                     // The request head, at most 8 KiB.
@@ -287,8 +337,7 @@ pub async fn serve(
                     let path = head.split_whitespace().nth(1).unwrap_or("");
                     let get = head.starts_with("GET ");
                     let (status, ctype, body) = if get && (path == "/metrics" || path.starts_with("/metrics?")) {
-                        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-                        let text = exporter.render(&source.sessions(), Instant::now(), &host_cpu(&stat));
+                        let text = exporter.render(&source.sessions(), Instant::now(), &extra());
                         ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
                     } else {
                         ("404 Not Found", "text/plain; charset=utf-8", "only /metrics is here\n".to_string())

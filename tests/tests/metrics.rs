@@ -227,3 +227,41 @@ fn bench_serves_the_initiators_counters_while_it_runs() {
     assert!(bench.child.wait().unwrap().success());
     target.kill();
 }
+
+#[test]
+fn logins_logouts_and_refusals_are_counted() {
+    if !require_peer("iscsi-ls") || !require_peer("promtool") {
+        return;
+    }
+    let mport = free_port();
+    let (mut target, urls) = serve(&[
+        "--ramdisk",
+        "16M",
+        "--metrics",
+        &format!("127.0.0.1:{mport}"),
+    ]);
+    let portal = iolab_tests::portal_of(&urls[0]);
+    // A discovery session and a normal one (iscsi-ls lists the LUNs), each logged out.
+    let (ok, out) = iolab_tests::run(
+        Command::new("iscsi-ls").args(["-s", &format!("iscsi://{portal}")]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "{out}");
+    // A login to a target that does not exist is refused.
+    let mut raw = iolab_tests::raw::RawConn::connect(&portal);
+    let r = raw.login("iqn.2026-12.org.example:nothing-here", &[]);
+    assert_ne!(r.bhs[36], 0, "refused");
+    std::thread::sleep(Duration::from_millis(200));
+    let body = http_get(mport, "/metrics");
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+    };
+    assert_eq!(value("iolab_logins_total{type=\"discovery\"}"), 1.0);
+    assert_eq!(value("iolab_logins_total{type=\"normal\"}"), 1.0);
+    assert_eq!(value("iolab_login_failures_total"), 1.0);
+    assert!(value("iolab_logouts_total") >= 1.0, "{body}");
+    promtool_accepts(&body);
+    target.kill();
+}

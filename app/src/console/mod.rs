@@ -364,7 +364,15 @@ pub async fn run(
         });
     let _metrics = match metrics {
         Some(addr) => {
-            let (bound, task) = iolab_lab_core::metrics::serve(addr, source.clone())
+            let r = lab.target.as_ref().map(|t| t.target.registry().clone());
+            let extra: iolab_lab_core::metrics::Extra = Arc::new(move || {
+                let logins = r
+                    .as_ref()
+                    .map(|r| iolab_lab_core::metrics::logins(&r.logins))
+                    .unwrap_or_default();
+                logins + &iolab_lab_core::metrics::host()
+            });
+            let (bound, task) = iolab_lab_core::metrics::serve(addr, source.clone(), extra)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?;
             state.status = format!("{}; metrics http://{bound}/metrics", state.status);

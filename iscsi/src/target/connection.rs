@@ -86,6 +86,7 @@ pub(super) async fn serve(
                 return Err(IscsiError::Protocol("digest during login".into()));
             }
             Ok(Ok(Some(Err(h)))) => {
+                reg.logins.failures.fetch_add(1, Relaxed);
                 let p = login.refuse(&h.bhs, LoginStatus::INITIATOR_ERROR);
                 let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
                 tx.close().await;
@@ -105,6 +106,7 @@ pub(super) async fn serve(
                 send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await?
             }
             Step::Fail(p, status) => {
+                reg.logins.failures.fetch_add(1, Relaxed);
                 let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
                 tx.close().await;
                 return Err(IscsiError::Login(status));
@@ -114,6 +116,11 @@ pub(super) async fn serve(
     };
     let stat_sn = login.stat_sn;
     let params = result.params.clone();
+    let counter = match result.session_type {
+        SessionType::Discovery => &reg.logins.discovery,
+        _ => &reg.logins.normal,
+    };
+    counter.fetch_add(1, Relaxed);
 
     if result.session_type == SessionType::Discovery {
         send(
@@ -1163,6 +1170,7 @@ impl Conn {
     }
 
     async fn logout(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        self.reg.logins.logouts.fetch_add(1, Relaxed);
         let b = &pdu.bhs;
         if !b.immediate() {
             self.session.accept_cmd_sn(b.cmd_sn(), false);
@@ -1353,6 +1361,7 @@ impl Discovery {
                 }
                 Some(Opcode::NopOut) => {}
                 Some(Opcode::LogoutRequest) => {
+                    self.reg.logins.logouts.fetch_add(1, Relaxed);
                     let mut r = Bhs::new(Opcode::LogoutResponse);
                     r.set_flags(0x80).set_itt(b.itt());
                     let w = self.window();

@@ -12,7 +12,7 @@ pub mod tgt_conf;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use iolab_storage::scsi::{LogicalUnit, NexusId};
@@ -135,8 +135,22 @@ fn fnv(s: &str) -> u32 {
     })
 }
 
+/// Logins and logouts since the target started, for monitoring.
+#[derive(Debug, Default)]
+pub struct LoginCounters {
+    /// Normal sessions' connections logged in.
+    pub normal: AtomicU64,
+    /// Discovery sessions logged in.
+    pub discovery: AtomicU64,
+    /// Logins refused (with a Login Response status) or abandoned.
+    pub failures: AtomicU64,
+    /// Logout Requests answered.
+    pub logouts: AtomicU64,
+}
+
 /// Sessions and targets shared by every connection of a server.
 pub struct Registry {
+    pub logins: LoginCounters,
     targets: RwLock<Vec<Arc<TargetNode>>>,
     portals: Mutex<Vec<BoundPortal>>,
     sessions: Mutex<HashMap<u16, Arc<Session>>>,
@@ -152,6 +166,7 @@ impl Registry {
             .map(|t| TargetNode::open(t).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Registry {
+            logins: LoginCounters::default(),
             targets: RwLock::new(targets),
             portals: Mutex::new(Vec::new()),
             sessions: Mutex::new(HashMap::new()),
