@@ -35,10 +35,6 @@ fn find(db: Option<&Path>, r: &GuestRef) -> anyhow::Result<(String, GuestDef)> {
         })
 }
 
-pub fn paths(name: &str) -> anyhow::Result<GuestPaths> {
-    Ok(GuestPaths::new(lifecycle::state_dir(name)?))
-}
-
 pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
     match cmd {
         GuestCmd::List => {
@@ -47,7 +43,7 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
                 "guest", "profile", "MiB", "vcpus"
             );
             for (p, g) in all_guests(db)? {
-                let st = paths(&g.name).map(|ps| lifecycle::status(&ps));
+                let st = lifecycle::paths(&g.name).map(|ps| lifecycle::status(&ps));
                 println!(
                     "{:<20} {:<16} {:>7} {:>5}  {}",
                     g.name,
@@ -60,7 +56,7 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
         }
         GuestCmd::Show(r) => {
             let (p, g) = find(db, &r)?;
-            let ps = paths(&g.name)?;
+            let ps = lifecycle::paths(&g.name)?;
             let (accel, warning) = resolve_accel(g.accel);
             println!(
                 "guest {} (profile {p}): {} MiB, {} vCPUs",
@@ -91,7 +87,7 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
         }
         GuestCmd::Start(r) => {
             let (_, g) = find(db, &r)?;
-            let ps = paths(&g.name)?;
+            let ps = lifecycle::paths(&g.name)?;
             let (accel, warning) = resolve_accel(g.accel);
             println!("{}", shell_line(QEMU, &qemu_args(&g, &ps, accel)));
             if let Some(w) = warning {
@@ -106,11 +102,11 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
             );
         }
         GuestCmd::Stop { name, grace } => {
-            let how = lifecycle::stop(&paths(&name)?, grace)?;
+            let how = lifecycle::stop(&lifecycle::paths(&name)?, grace)?;
             println!("guest {name}: {how}");
         }
         GuestCmd::Console { name } => {
-            let ps = paths(&name)?;
+            let ps = lifecycle::paths(&name)?;
             let text = std::fs::read_to_string(ps.serial()).with_context(|| {
                 format!("no serial log for guest {name} ({})", ps.serial().display())
             })?;

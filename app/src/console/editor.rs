@@ -315,9 +315,12 @@ impl Form {
     }
 
     /// The whole configuration as it will be with this form's values, or
-    /// why not (checked as the target would: names, numbers, duplicates).
-    pub fn apply(&self, cfg: &ServerConfig) -> Result<ServerConfig, String> {
+    /// why not (checked as the target would: names, numbers, duplicates);
+    /// with it, what an imported file held that iolab cannot represent
+    /// (nothing for the other forms).
+    pub fn apply(&self, cfg: &ServerConfig) -> Result<(ServerConfig, Vec<String>), String> {
         let mut new = cfg.clone();
+        let mut notes = Vec::new();
         match self.kind {
             FormKind::Portal(i) => {
                 let p: Portal = self.value("address").parse()?;
@@ -438,13 +441,14 @@ impl Form {
                     .map_err(|e| e.to_string())?;
                 // The portals stay as they are: the file's targets are served on them.
                 new.targets = imported.config.targets;
+                notes = imported.notes;
             }
             FormKind::Workload | FormKind::Save | FormKind::Guest(_) => {
                 return Err("not a form of the target's configuration".into());
             }
         }
         new.validate()?;
-        Ok(new)
+        Ok((new, notes))
     }
 
     /// The Run screen's workload form, `urls` offered for the target.
@@ -841,8 +845,6 @@ pub enum EditorAction {
 pub struct TargetEditor {
     /// The configuration in force on the running target (None: no target).
     pub config: Option<ServerConfig>,
-    /// Where each portal is bound, in `listen` order (a port 0 resolved).
-    pub bound: Vec<String>,
     pub cursor: usize,
     pub form: Option<Form>,
     pub confirm: Option<Confirm>,
@@ -852,8 +854,8 @@ pub struct TargetEditor {
     pub import_notes: Vec<String>,
     /// The configuration handed to the target and not yet answered.
     pub proposed: Option<ServerConfig>,
-    /// Sessions logged in per target IQN (from the statistics snapshot).
-    pub sessions: Vec<(String, usize)>,
+    /// The target IQN of each session logged in (from the statistics snapshot).
+    pub sessions: Vec<String>,
 }
 
 impl TargetEditor {
@@ -875,15 +877,9 @@ impl TargetEditor {
             )
     }
 
-    fn sessions_of(&self, cfg: &ServerConfig, t: usize) -> usize {
-        let Some(iqn) = cfg.targets.get(t).map(|t| &t.iqn) else {
-            return 0;
-        };
-        self.sessions
-            .iter()
-            .filter(|(i, _)| i == iqn)
-            .map(|(_, n)| n)
-            .sum()
+    /// How many sessions are logged in to the target named `iqn`.
+    pub fn sessions_on(&self, iqn: &str) -> usize {
+        self.sessions.iter().filter(|i| *i == iqn).count()
     }
 
     pub fn on_key(&mut self, code: KeyCode) -> EditorAction {
@@ -898,14 +894,9 @@ impl TargetEditor {
             match form.on_key(code) {
                 Some(false) => self.form = None,
                 Some(true) => match form.apply(&cfg) {
-                    Ok(new) => {
+                    Ok((new, notes)) => {
                         form.error = None;
-                        if form.kind == FormKind::Import {
-                            let path = std::path::Path::new(form.value("file"));
-                            self.import_notes = iolab_lab_core::target_file::load(path, None)
-                                .map(|i| i.notes)
-                                .unwrap_or_default();
-                        }
+                        self.import_notes = notes;
                         self.proposed = Some(new);
                         return EditorAction::Apply;
                     }
@@ -967,7 +958,8 @@ impl TargetEditor {
             KeyCode::Char('d') => {
                 if let Some(node) = sel.filter(|n| *n != Node::Portals) {
                     let what = describe(&cfg, node);
-                    let users = target_of(Some(node)).map_or(0, |t| self.sessions_of(&cfg, t));
+                    let users =
+                        target_of(Some(node)).map_or(0, |t| self.sessions_on(&cfg.targets[t].iqn));
                     let question = match (node, users) {
                         (Node::Portal(_), _) | (_, 0) => format!("delete {what}? y/n"),
                         (_, n) => format!(
@@ -1265,7 +1257,7 @@ mod tests {
         // Editing it keeps one ACL.
         let mut form = Form::new(FormKind::Acl(0, Some(0)), &new);
         form.fields[2].value.clear();
-        let edited = form.apply(&new).unwrap();
+        let (edited, _) = form.apply(&new).unwrap();
         assert_eq!(edited.targets[0].acls.len(), 1);
         assert!(edited.targets[0].acls[0].mutual_chap.is_none());
     }
@@ -1318,7 +1310,7 @@ mod tests {
     #[test]
     fn deleting_asks_first_and_says_who_is_logged_in() {
         let mut e = editor();
-        e.sessions = vec![("iqn.2026-11.io.iolab:target0".into(), 1); 2];
+        e.sessions = vec!["iqn.2026-11.io.iolab:target0".into(); 2];
         keys(
             &mut e,
             &[

@@ -208,7 +208,6 @@ fn lab_form(p: &iolab_lab_core::profile::Profile, urls: &[String]) -> iolab_lab_
 fn show_target(state: &mut ConsoleState, t: &iolab_lab_core::lab::LabTarget) {
     state.target_urls = t.urls();
     state.portals = t.local_addrs().iter().map(|a| a.to_string()).collect();
-    state.editor.bound = state.portals.clone();
 }
 
 /// What the Sessions screen's background work reports.
@@ -425,7 +424,7 @@ pub async fn run(
                     state.snapshot = snapshots.borrow_and_update().clone();
                     let snap = state.snapshot.clone();
                     state.run.observe(&snap);
-                    state.editor.sessions = snap.sessions.iter().map(|s| (s.info.target.clone(), 1)).collect();
+                    state.editor.sessions = snap.sessions.iter().map(|s| s.info.target.clone()).collect();
                 }
             }
             Some(ev) = sessions_rx.recv() => {

@@ -671,9 +671,8 @@ pub(super) mod tests {
         });
         crate::console::editor::TargetEditor {
             config: Some(cfg),
-            bound: vec!["127.0.0.1:3260".into()],
             cursor: 4,
-            sessions: vec![("iqn.2026-11.io.iolab:target0".into(), 1)],
+            sessions: vec!["iqn.2026-11.io.iolab:target0".into()],
             ..Default::default()
         }
     }

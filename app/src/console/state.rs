@@ -581,12 +581,17 @@ impl RunView {
         };
     }
 
+    /// The target session handles of the run's sessions (none before it logs in).
+    fn tsihs(&self) -> &[u16] {
+        match &self.phase {
+            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs,
+            _ => &[],
+        }
+    }
+
     /// The run's connections, from the side that measures them.
     pub fn live<'a>(&'a self, target: &'a LabSnapshot) -> Vec<&'a iolab_lab_core::ConnSample> {
-        let tsihs = match &self.phase {
-            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.as_slice(),
-            _ => &[],
-        };
+        let tsihs = self.tsihs();
         match self.measured_by {
             MeasuredBy::Target => target
                 .connections
@@ -600,10 +605,7 @@ impl RunView {
 
     /// The run's sessions' throughput history, from the side that measures them.
     pub fn history(&self, target: &LabSnapshot) -> Vec<u64> {
-        let tsihs = match &self.phase {
-            RunPhase::Running { tsihs, .. } | RunPhase::Done { tsihs, .. } => tsihs.clone(),
-            _ => Vec::new(),
-        };
+        let tsihs = self.tsihs();
         let sessions = match self.measured_by {
             MeasuredBy::Target => &target.sessions,
             MeasuredBy::Initiator => &self.initiator.sessions,

@@ -21,7 +21,7 @@ pub fn render(f: &mut Frame, s: &ConsoleState, area: Rect) {
         Constraint::Length(3 + s.snapshot.sessions.len().clamp(1, 8) as u16),
     ])
     .areas(area);
-    render_tree(f, e, tree);
+    render_tree(f, e, &s.portals, tree);
     let mut lines: Vec<Line> = s
         .target_urls
         .iter()
@@ -84,7 +84,9 @@ pub fn render(f: &mut Frame, s: &ConsoleState, area: Rect) {
     }
 }
 
-fn render_tree(f: &mut Frame, e: &TargetEditor, area: Rect) {
+/// The configuration tree; `bound` is where each portal listens, in
+/// `listen` order (a port 0 resolved).
+fn render_tree(f: &mut Frame, e: &TargetEditor, bound: &[String], area: Rect) {
     let title = "Target configuration   a add  A add ACL  T add target  e edit  d delete  i import";
     let block = Block::new().borders(Borders::ALL).title(title);
     let Some(cfg) = &e.config else {
@@ -107,8 +109,7 @@ fn render_tree(f: &mut Frame, e: &TargetEditor, area: Rect) {
                 )],
                 Node::Portal(p) => {
                     let mut v = vec![Span::raw(format!("  {}", cfg.listen[p]))];
-                    if let Some(b) = e
-                        .bound
+                    if let Some(b) = bound
                         .get(p)
                         .filter(|b| **b != cfg.listen[p].bind.to_string())
                     {
@@ -118,12 +119,7 @@ fn render_tree(f: &mut Frame, e: &TargetEditor, area: Rect) {
                 }
                 Node::Target(t) => {
                     let tc = &cfg.targets[t];
-                    let sessions: usize = e
-                        .sessions
-                        .iter()
-                        .filter(|(iqn, _)| *iqn == tc.iqn)
-                        .map(|(_, n)| n)
-                        .sum();
+                    let sessions = e.sessions_on(&tc.iqn);
                     let mut facts = vec![format!("tpgt {}", tc.tpgt)];
                     facts.push(if tc.demo_mode {
                         "demo mode".into()
