@@ -121,6 +121,28 @@ impl LatencySnapshot {
         self.max_ns
     }
 
+    /// What was recorded after `earlier` (a snapshot of the same histogram):
+    /// the latencies of one interval. The interval's maximum is not known;
+    /// the upper bound of its highest non-empty bucket stands in for it.
+    pub fn since(&self, earlier: &LatencySnapshot) -> LatencySnapshot {
+        let buckets: Vec<u64> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
+            .collect();
+        let max_ns = buckets
+            .iter()
+            .rposition(|n| *n > 0)
+            .map_or(0, |i| bucket_upper(i).min(self.max_ns));
+        LatencySnapshot {
+            buckets,
+            count: self.count.saturating_sub(earlier.count),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            max_ns,
+        }
+    }
+
     pub fn mean_ns(&self) -> u64 {
         self.sum_ns.checked_div(self.count).unwrap_or(0)
     }
@@ -224,5 +246,27 @@ mod tests {
         for v in [0u64, 1, 5, 100, 12345, 1 << 40] {
             assert!(bucket_upper(bucket_of(v)) >= v);
         }
+    }
+
+    #[test]
+    fn an_interval_has_only_its_own_latencies() {
+        let h = LatencyHistogram::default();
+        for _ in 0..100 {
+            h.record(Duration::from_millis(10));
+        }
+        let before = h.snapshot();
+        for _ in 0..100 {
+            h.record(Duration::from_micros(50));
+        }
+        let d = h.snapshot().since(&before);
+        assert_eq!(d.count, 100);
+        assert_eq!(d.sum_ns, 100 * 50_000);
+        let p99 = d.percentile(0.99);
+        assert!((50_000..60_000).contains(&p99), "p99 {p99} ns");
+        assert!(
+            d.max_ns < 60_000,
+            "the interval's max is not the 10 ms of before"
+        );
+        assert_eq!(h.snapshot().since(&h.snapshot()).percentile(0.5), 0);
     }
 }

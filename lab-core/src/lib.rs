@@ -1,6 +1,7 @@
 //! The lab model and its orchestration, with no terminal code: the console
 //! and the command line drive the same operations through this crate.
 
+pub mod chart;
 pub mod error;
 pub mod guest;
 pub mod host;

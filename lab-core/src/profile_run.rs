@@ -15,6 +15,7 @@ use iolab_profiles::{Cell, Run, SeriesPoint};
 use crate::error::LabError;
 use crate::profile::{CellPlan, Profile};
 use crate::sampler::DEFAULT_INTERVAL;
+use crate::series::Recorder;
 use crate::workload::{self, Mode, Progress, Report, Workload};
 
 /// What a profile run reports while it goes.
@@ -119,7 +120,7 @@ async fn run_cells(
             granted,
         });
         let sessions = Arc::new(sessions);
-        let mut sampler = ConnSeries::new(index as u32, &sessions);
+        let mut sampler = Recorder::new(index as u32, &sessions);
         let load = Workload {
             mode: plan.mode,
             block_bytes,
@@ -164,7 +165,7 @@ async fn run_cells(
             cell: cell.clone(),
         });
         cells.push(cell);
-        series.extend(sampler.points);
+        series.extend(sampler.into_points());
     }
     Ok((cells, series))
 }
@@ -189,61 +190,5 @@ pub fn cell_of(plan: &CellPlan, granted: usize, p: &Profile, block_bytes: u32, r
         p99_us: us(r.latency.percentile(0.99)),
         p999_us: us(r.latency.percentile(0.999)),
         max_us: us(r.latency.max_ns),
-    }
-}
-
-/// Per-connection byte counts between samples.
-struct ConnSeries {
-    cell: u32,
-    /// (session, cid) → (read, write) bytes at the previous sample.
-    last: Vec<((u32, u16), (u64, u64))>,
-    seq: u32,
-    points: Vec<SeriesPoint>,
-}
-
-impl ConnSeries {
-    fn new(cell: u32, sessions: &[Session]) -> Self {
-        let mut s = ConnSeries {
-            cell,
-            last: Vec::new(),
-            seq: 0,
-            points: Vec::new(),
-        };
-        s.take(sessions, None);
-        s
-    }
-
-    fn sample(&mut self, sessions: &[Session], at: Duration) {
-        self.take(sessions, Some(at));
-    }
-
-    fn take(&mut self, sessions: &[Session], at: Option<Duration>) {
-        for (si, s) in sessions.iter().enumerate() {
-            for (cid, st) in s.connection_stats() {
-                let key = (si as u32, cid);
-                let now = (st.read_bytes, st.write_bytes);
-                let prev = match self.last.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => std::mem::replace(v, now),
-                    None => {
-                        self.last.push((key, now));
-                        (0, 0)
-                    }
-                };
-                if let Some(at) = at {
-                    self.points.push(SeriesPoint {
-                        cell: self.cell,
-                        session: key.0,
-                        cid: u32::from(cid),
-                        seq: self.seq,
-                        t_ms: at.as_millis() as u64,
-                        read_bytes: now.0.saturating_sub(prev.0),
-                        write_bytes: now.1.saturating_sub(prev.1),
-                    });
-                }
-            }
-        }
-        if at.is_some() {
-            self.seq += 1;
-        }
     }
 }

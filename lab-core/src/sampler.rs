@@ -10,14 +10,12 @@ use iolab_iscsi::SessionInfo;
 use iolab_iscsi::stats::ConnStatsSnapshot;
 use tokio::sync::watch;
 
-use crate::series::Series;
+use crate::chart::Point;
 
 /// Default sampling rate.
 pub const DEFAULT_HZ: f64 = 4.0;
 /// [`DEFAULT_HZ`] as an interval.
 pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-/// Samples kept per series (five minutes at 4 Hz).
-pub const SERIES_LEN: usize = 1200;
 
 /// One connection as of the last sample.
 #[derive(Debug, Clone)]
@@ -31,7 +29,8 @@ pub struct ConnSample {
     pub read_mbps: f64,
     pub write_mbps: f64,
     pub iops: f64,
-    pub history: Series,
+    /// The last interval's figures, for charts (`chart::History`).
+    pub point: Point,
 }
 
 /// One session as of the last sample.
@@ -39,13 +38,14 @@ pub struct ConnSample {
 pub struct SessionSample {
     pub info: SessionInfo,
     pub total_mbps: f64,
-    pub history: Series,
 }
 
 /// What the console draws: the lab's live state at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct LabSnapshot {
     pub seq: u64,
+    /// Seconds since the sampler's first sample.
+    pub t: f64,
     pub host: crate::host::HostSample,
     pub sessions: Vec<SessionSample>,
     pub connections: Vec<ConnSample>,
@@ -65,8 +65,8 @@ impl<F: Fn() -> Vec<SessionInfo> + Send + Sync + 'static> SessionSource for F {
 
 /// Keeps the series and turns counters into rates.
 pub struct Sampler {
-    prev: HashMap<(u16, u16), (ConnStatsSnapshot, Series)>,
-    sessions: HashMap<u16, Series>,
+    prev: HashMap<(u16, u16), ConnStatsSnapshot>,
+    first: Option<Instant>,
     last: Option<Instant>,
     seq: u64,
 }
@@ -89,7 +89,7 @@ impl Sampler {
     pub fn new() -> Self {
         Sampler {
             prev: HashMap::new(),
-            sessions: HashMap::new(),
+            first: None,
             last: None,
             seq: 0,
         }
@@ -103,8 +103,12 @@ impl Sampler {
             .unwrap_or(0.0);
         self.last = Some(now);
         self.seq += 1;
+        let t = now
+            .duration_since(*self.first.get_or_insert(now))
+            .as_secs_f64();
         let mut snap = LabSnapshot {
             seq: self.seq,
+            t,
             ..Default::default()
         };
         let mut live = HashMap::new();
@@ -112,10 +116,7 @@ impl Sampler {
             let mut session_mbps = 0.0;
             for c in &info.connections {
                 let key = (info.tsih, c.cid);
-                let (prev, mut hist) = self
-                    .prev
-                    .remove(&key)
-                    .unwrap_or_else(|| (c.stats.clone(), Series::new(SERIES_LEN)));
+                let prev = self.prev.remove(&key).unwrap_or_else(|| c.stats.clone());
                 let rd = mb(c.stats.read_bytes.saturating_sub(prev.read_bytes), secs);
                 let wr = mb(c.stats.write_bytes.saturating_sub(prev.write_bytes), secs);
                 let iops = if secs > 0.0 {
@@ -123,7 +124,7 @@ impl Sampler {
                 } else {
                     0.0
                 };
-                hist.push(rd + wr);
+                let lat = c.stats.latency.since(&prev.latency);
                 session_mbps += rd + wr;
                 snap.connections.push(ConnSample {
                     tsih: info.tsih,
@@ -134,26 +135,25 @@ impl Sampler {
                     read_mbps: rd,
                     write_mbps: wr,
                     iops,
-                    history: hist.clone(),
+                    point: Point {
+                        t,
+                        read_mbps: rd,
+                        write_mbps: wr,
+                        iops,
+                        p50_us: lat.percentile(0.5) as f64 / 1e3,
+                        p99_us: lat.percentile(0.99) as f64 / 1e3,
+                        in_flight: c.stats.in_flight as f64,
+                    },
                 });
-                live.insert(key, (c.stats.clone(), hist));
+                live.insert(key, c.stats.clone());
             }
-            let mut sh = self
-                .sessions
-                .remove(&info.tsih)
-                .unwrap_or_else(|| Series::new(SERIES_LEN));
-            sh.push(session_mbps);
             snap.total_mbps += session_mbps;
             snap.sessions.push(SessionSample {
-                info: info.clone(),
+                info,
                 total_mbps: session_mbps,
-                history: sh.clone(),
             });
-            self.sessions.insert(info.tsih, sh);
         }
         self.prev = live;
-        self.sessions
-            .retain(|t, _| snap.sessions.iter().any(|s| s.info.tsih == *t));
         snap
     }
 
@@ -230,6 +230,8 @@ mod tests {
         assert!((snap.connections[0].read_mbps - 100.0).abs() < 1e-6);
         assert!((snap.total_mbps - 100.0).abs() < 1e-6);
         assert!((snap.connections[0].iops - 100_000.0).abs() < 1e-3);
-        assert_eq!(snap.sessions[0].history.len(), 2);
+        assert!((snap.t - 0.5).abs() < 1e-9);
+        assert_eq!(snap.connections[0].point.t, snap.t);
+        assert!((snap.connections[0].point.read_mbps - 100.0).abs() < 1e-6);
     }
 }

@@ -1,56 +1,74 @@
-//! Bounded time series: a ring buffer of samples per connection or session.
+//! The per-connection series a run stores: byte counts between samples of
+//! the initiator's sessions, at the statistics bus's rate.
 
-use std::collections::VecDeque;
+use std::time::Duration;
 
-/// A fixed-capacity ring of values; the oldest falls out when full.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    cap: usize,
-    values: VecDeque<f64>,
+use iolab_iscsi::initiator::Session;
+use iolab_profiles::SeriesPoint;
+
+/// Per-connection byte counts between samples, as the notebook stores them
+/// (`SeriesPoint`s at the statistics bus's rate).
+pub struct Recorder {
+    cell: u32,
+    /// (session, cid) → (read, write) bytes at the previous sample.
+    last: Vec<((u32, u16), (u64, u64))>,
+    seq: u32,
+    points: Vec<SeriesPoint>,
 }
 
-impl Series {
-    pub fn new(cap: usize) -> Self {
-        Series {
-            cap: cap.max(1),
-            values: VecDeque::with_capacity(cap.max(1)),
+impl Recorder {
+    pub fn new(cell: u32, sessions: &[Session]) -> Self {
+        let mut s = Recorder {
+            cell,
+            last: Vec::new(),
+            seq: 0,
+            points: Vec::new(),
+        };
+        s.take(sessions, None);
+        s
+    }
+
+    pub fn sample(&mut self, sessions: &[Session], at: Duration) {
+        self.take(sessions, Some(at));
+    }
+
+    fn take(&mut self, sessions: &[Session], at: Option<Duration>) {
+        for (si, s) in sessions.iter().enumerate() {
+            for (cid, st) in s.connection_stats() {
+                let key = (si as u32, cid);
+                let now = (st.read_bytes, st.write_bytes);
+                let prev = match self.last.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => std::mem::replace(v, now),
+                    None => {
+                        self.last.push((key, now));
+                        (0, 0)
+                    }
+                };
+                if let Some(at) = at {
+                    self.points.push(SeriesPoint {
+                        cell: self.cell,
+                        session: key.0,
+                        cid: u32::from(cid),
+                        seq: self.seq,
+                        t_ms: at.as_millis() as u64,
+                        read_bytes: now.0.saturating_sub(prev.0),
+                        write_bytes: now.1.saturating_sub(prev.1),
+                    });
+                }
+            }
         }
-    }
-    pub fn push(&mut self, v: f64) {
-        if self.values.len() == self.cap {
-            self.values.pop_front();
+        if at.is_some() {
+            self.seq += 1;
         }
-        self.values.push_back(v);
-    }
-    pub fn last(&self) -> Option<f64> {
-        self.values.back().copied()
-    }
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-    pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
-        self.values.iter().copied()
-    }
-    pub fn max(&self) -> f64 {
-        self.values.iter().copied().fold(0.0, f64::max)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_drops_oldest() {
-        let mut s = Series::new(3);
-        for v in 1..=5 {
-            s.push(v as f64);
-        }
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![3.0, 4.0, 5.0]);
-        assert_eq!(s.max(), 5.0);
-        assert_eq!(s.last(), Some(5.0));
+impl Recorder {
+    /// The points taken so far.
+    pub fn points(&self) -> &[SeriesPoint] {
+        &self.points
+    }
+    pub fn into_points(self) -> Vec<SeriesPoint> {
+        self.points
     }
 }

@@ -421,9 +421,8 @@ pub async fn run(
             }
             changed = snapshots.changed() => {
                 if changed.is_ok() {
-                    state.snapshot = snapshots.borrow_and_update().clone();
-                    let snap = state.snapshot.clone();
-                    state.run.observe(&snap);
+                    let snap = snapshots.borrow_and_update().clone();
+                    state.on_snapshot(snap.clone());
                     state.editor.sessions = snap.sessions.iter().map(|s| s.info.target.clone()).collect();
                 }
             }
@@ -513,6 +512,7 @@ pub async fn run(
                         Action::StartRun => match state.run.url(&state.target_urls) {
                             Some(url) => {
                                 state.run.sampled.clear();
+                                state.run.history.clear();
                                 state.run.phase = state::RunPhase::Connecting;
                                 run_started_ms = iolab_profiles::time::now_ms();
                                 let mut form = state.run.form.clone();

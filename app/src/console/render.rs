@@ -6,11 +6,12 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Tabs};
 
+use iolab_lab_core::chart::ChartSettings;
 use iolab_lab_core::workload::Mode;
-use ratatui::widgets::Sparkline;
 
 use super::state::{ConsoleState, RunPhase, Tab};
 
+mod chart;
 mod devices;
 mod guests;
 mod network;
@@ -89,7 +90,30 @@ pub(super) fn header(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
 
+/// A chart's title: what it plots, over which window, and the keys that change them.
+fn chart_title(what: &str, c: ChartSettings) -> String {
+    format!("{what}: {}, last {}", c.metric.name(), c.window.name())
+}
+
+/// The Connections screen: the table of every connection, then their chart.
 fn connections(f: &mut Frame, s: &ConsoleState, area: Rect) {
+    let rows = s.snapshot.connections.len() as u16 + 3;
+    let [table, plot] = Layout::vertical([
+        Constraint::Length(rows.clamp(4, area.height / 2)),
+        Constraint::Min(6),
+    ])
+    .areas(area);
+    connection_table(f, s, table);
+    chart::render(
+        f,
+        &s.live.plot(s.chart),
+        &chart_title("Connections", s.chart),
+        s.chart.metric.unit(),
+        plot,
+    );
+}
+
+fn connection_table(f: &mut Frame, s: &ConsoleState, area: Rect) {
     let mut params = std::collections::HashMap::new();
     for ss in &s.snapshot.sessions {
         for c in &ss.info.connections {
@@ -284,11 +308,14 @@ fn matrix(f: &mut Frame, m: &super::state::MatrixView, area: Rect) {
 /// The Run screen: the workload form, live per-connection throughput of the
 /// run's connections, a chart of the total, and the engine's totals at the end.
 fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
-    let host_rows = (s.snapshot.host.cpu.len() as u16 + 4).clamp(6, 14);
+    let table_rows = match &s.run.matrix {
+        Some(m) => m.cells.len() as u16 + 3,
+        None => s.run.live(&s.snapshot).len() as u16 + 3,
+    };
     let [form, conns, chart, totals] = Layout::vertical([
         Constraint::Length(5),
-        Constraint::Min(5),
-        Constraint::Length(host_rows),
+        Constraint::Length(table_rows.clamp(4, 16)),
+        Constraint::Min(8),
         Constraint::Length(5),
     ])
     .areas(area);
@@ -320,7 +347,7 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
             fm.connections
         )),
         Line::from(
-            "e edit all   m mode   c connections   t time   r / Enter start   M the seed's matrix (3 modes x 1-4 connections)",
+            "e edit all   m mode   c connections   t time   r / Enter start   M the seed's matrix   v chart metric   w window",
         ),
     ];
     f.render_widget(
@@ -333,18 +360,14 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
     } else {
         live_connections(f, s, conns);
     }
-    let history = s.run.history(&s.snapshot);
     let [chart, host_area] =
-        Layout::horizontal([Constraint::Min(30), Constraint::Length(46)]).areas(chart);
+        Layout::horizontal([Constraint::Min(30), Constraint::Percentage(35)]).areas(chart);
     host(f, s, host_area);
-    let width = chart.width.saturating_sub(2) as usize;
-    let tail = &history[history.len().saturating_sub(width)..];
-    f.render_widget(
-        Sparkline::default().data(tail).block(
-            Block::new()
-                .borders(Borders::ALL)
-                .title(format!("MB/s ({}, 4 Hz)", side(s))),
-        ),
+    chart::render(
+        f,
+        &s.run.history.plot(s.chart),
+        &chart_title(&format!("Run, {}", side(s)), s.chart),
+        s.chart.metric.unit(),
         chart,
     );
 
@@ -401,40 +424,30 @@ fn run(f: &mut Frame, s: &ConsoleState, area: Rect) {
     );
 }
 
-/// CPU per core, memory and loopback traffic: what the run costs the host.
+/// CPU per core and the busiest interface's traffic over the chart's window:
+/// what the run costs the host.
 fn host(f: &mut Frame, s: &ConsoleState, area: Rect) {
     let h = &s.snapshot.host;
-    let mut lines: Vec<Line> = h
-        .cpu
-        .iter()
-        .enumerate()
-        .map(|(i, pct)| {
-            let filled = ((pct / 100.0) * 20.0).round().clamp(0.0, 20.0) as usize;
-            Line::from(format!(
-                "cpu{i:<2} [{}{}] {pct:5.1}%",
-                "#".repeat(filled),
-                " ".repeat(20 - filled)
-            ))
-        })
-        .collect();
-    if h.mem_total > 0 {
-        lines.push(Line::from(format!(
-            "mem   {:.1} / {:.1} GiB",
+    let [cpu, nic] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let mem = if h.mem_total > 0 {
+        format!(
+            " — mem {:.1}/{:.1} GiB",
             h.mem_used as f64 / (1u64 << 30) as f64,
             h.mem_total as f64 / (1u64 << 30) as f64
-        )));
-    }
-    if let Some(lo) = h.ifaces.iter().find(|i| i.name == "lo") {
-        lines.push(Line::from(format!(
-            "lo    rx {:.0} MB/s  tx {:.0} MB/s",
-            lo.rx_per_s / 1e6,
-            lo.tx_per_s / 1e6
-        )));
-    }
-    f.render_widget(
-        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title("Host")),
-        area,
+        )
+    } else {
+        String::new()
+    };
+    let w = s.chart.window;
+    chart::render(
+        f,
+        &s.live.cpu_plot(w),
+        &format!("CPU % per core{mem}"),
+        "%",
+        cpu,
     );
+    chart::render(f, &s.live.nic_plot(w), "NIC MB/s", "MB/s", nic);
 }
 
 fn digest(on: bool) -> &'static str {
@@ -443,7 +456,7 @@ fn digest(on: bool) -> &'static str {
 
 fn help(f: &mut Frame, area: Rect) {
     let w = 52.min(area.width);
-    let h = 19.min(area.height);
+    let h = 20.min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -457,8 +470,9 @@ fn help(f: &mut Frame, area: Rect) {
         Line::from("        T target, e edit, d delete"),
         Line::from("Run: e edit all, m mode, c connections, t time,"),
         Line::from("     r start, M matrix"),
+        Line::from("Run, Connections: v chart metric, w window"),
         Line::from("Profiles: Up/Down run, a baseline, p profile,"),
-        Line::from("          Enter load profile into Run"),
+        Line::from("          Enter load profile into Run, c chart"),
         Line::from("Network: p profile, Space MTU, a apply, u revert"),
         Line::from("Devices: Up/Down, b bind to vfio-pci, u give back"),
         Line::from("Guests: a add, e edit, d delete, s start, x stop"),
@@ -568,13 +582,10 @@ pub(super) mod tests {
         );
         assert!(text.contains("sampled by the console: 2147483648 B"));
         assert!(text.contains("PASSED"));
-        assert!(
-            text.contains("cpu0  [##########          ]  50.0%"),
-            "{text}"
-        );
-        assert!(text.contains("cpu1  [####################] 100.0%"));
-        assert!(text.contains("mem   3.0 / 24.0 GiB"));
-        assert!(text.contains("lo    rx 2000 MB/s  tx 2000 MB/s"));
+        assert!(text.contains("CPU % per core — mem 3.0/24.0 GiB"), "{text}");
+        assert!(text.contains("NIC MB/s"), "{text}");
+        // Nothing sampled yet: the charts say so rather than draw empty axes.
+        assert!(text.contains("no samples yet"), "{text}");
     }
 
     /// A populated lab: one session with two connections, a finished run, host figures.
@@ -612,25 +623,42 @@ pub(super) mod tests {
         };
         let mut sampler = Sampler::new();
         let t0 = Instant::now();
-        sampler.sample(vec![info(0)], t0);
-        let mut snap = sampler.sample(vec![info(500_000_000)], t0 + Duration::from_millis(250));
-        snap.host = iolab_lab_core::host::HostSample {
-            cpu: vec![75.0, 40.0],
-            mem_used: 2 << 30,
-            mem_total: 24 << 30,
-            ifaces: vec![iolab_lab_core::host::IfaceRate {
-                name: "lo".into(),
-                rx_per_s: 4e9,
-                tx_per_s: 4e9,
-            }],
-        };
         let mut s = ConsoleState {
             target_urls: vec!["iscsi://127.0.0.1:3260/iqn.2026-11.io.iolab:target0/0".into()],
             portals: vec!["127.0.0.1:3260".into()],
             status: "embedded target ready".into(),
-            snapshot: std::sync::Arc::new(snap),
             ..Default::default()
         };
+        s.run.phase = RunPhase::Running {
+            started: t0,
+            tsihs: vec![1],
+            connections: 2,
+            progress: Default::default(),
+        };
+        // 30 s at 4 Hz: connection 0 ramps up to ~1 GB/s, connection 1 holds ~500 MB/s.
+        let (mut c0, mut c1) = (0u64, 0u64);
+        for i in 0..=120u64 {
+            let mut info = info(0);
+            c0 += 2_000_000 * i.min(60) + 40_000_000;
+            c1 += 125_000_000 + (i % 8) * 4_000_000;
+            for (c, bytes) in info.connections.iter_mut().zip([c0, c1]) {
+                c.stats.read_bytes = bytes;
+                c.stats.commands = bytes / 262_144;
+            }
+            let mut snap = sampler.sample(vec![info], t0 + Duration::from_millis(250 * i));
+            snap.host = iolab_lab_core::host::HostSample {
+                cpu: vec![40.0 + (i % 20) as f32 * 2.0, 30.0 + (i % 10) as f32],
+                mem_used: 2 << 30,
+                mem_total: 24 << 30,
+                ifaces: vec![iolab_lab_core::host::IfaceRate {
+                    name: "lo".into(),
+                    rx_per_s: 1e9 + i as f64 * 1e7,
+                    tx_per_s: 1e9 + i as f64 * 1e7,
+                }],
+            };
+            s.on_snapshot(std::sync::Arc::new(snap));
+        }
+        // The run is over: its chart stays until the next run.
         s.run.phase = RunPhase::Done {
             tsihs: vec![1],
             report: iolab_lab_core::workload::Report {
@@ -731,6 +759,49 @@ pub(super) mod tests {
         let s = ConsoleState {
             tab: Tab::Run,
             ..populated()
+        };
+        insta::assert_snapshot!(draw(&s).backend());
+    }
+
+    #[test]
+    fn a_finished_runs_chart_stays_until_the_next_run() {
+        let mut s = ConsoleState {
+            tab: Tab::Run,
+            ..populated()
+        };
+        let before = s.run.history.plot(s.chart);
+        assert_eq!(before.lines.len(), 3, "two connections and the total");
+        // The target keeps sampling (idle now): the run's chart does not move.
+        let mut later = (*s.snapshot).clone();
+        for k in 1..=8 {
+            later.seq += 1;
+            later.t += 0.25;
+            later.connections.clear();
+            s.on_snapshot(std::sync::Arc::new(later.clone()));
+            assert_eq!(s.run.history.plot(s.chart), before, "after {k} samples");
+        }
+        // Other metrics and windows come from the same history.
+        s.on_key(crossterm::event::KeyCode::Char('v'));
+        assert_eq!(s.chart.metric, iolab_lab_core::chart::Metric::ReadMbps);
+        s.on_key(crossterm::event::KeyCode::Char('w'));
+        assert_eq!(s.chart.window, iolab_lab_core::chart::Window::M2);
+        let text = format!("{:?}", draw(&s).backend());
+        assert!(text.contains("MB/s read, last 2 min"), "{text}");
+        assert!(
+            text.contains("1/0 127.0.0.1:50000"),
+            "legend names the connection: {text}"
+        );
+    }
+
+    #[test]
+    fn snapshot_connections_chart_of_iops_over_two_minutes() {
+        let mut s = ConsoleState {
+            tab: Tab::Connections,
+            ..populated()
+        };
+        s.chart = ChartSettings {
+            metric: iolab_lab_core::chart::Metric::Iops,
+            window: iolab_lab_core::chart::Window::M2,
         };
         insta::assert_snapshot!(draw(&s).backend());
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crossterm::event::{KeyCode, MouseEvent, MouseEventKind};
 use iolab_lab_core::LabSnapshot;
+use iolab_lab_core::chart::{ChartSettings, History};
 use iolab_lab_core::profile::Profile;
 use iolab_lab_core::run::{RunEvent, RunForm};
 use iolab_lab_core::workload::{Mode, Progress, Report};
@@ -444,6 +445,8 @@ pub struct NotebookView {
     pub profile: usize,
     pub shown: Option<Run>,
     pub baseline: Option<Run>,
+    /// The shown run's per-connection chart instead of its cells.
+    pub chart: bool,
 }
 
 impl NotebookView {
@@ -494,6 +497,9 @@ pub struct RunView {
     pub matrix: Option<MatrixView>,
     /// The workload form, while it is open.
     pub edit: Option<super::editor::Form>,
+    /// The run's connections over time, from the side that measures them;
+    /// kept after the run until the next one starts.
+    pub history: History,
 }
 
 /// One cell of a matrix run as the Run screen's table shows it.
@@ -603,22 +609,16 @@ impl RunView {
         }
     }
 
-    /// The run's sessions' throughput history, from the side that measures them.
-    pub fn history(&self, target: &LabSnapshot) -> Vec<u64> {
-        let tsihs = self.tsihs();
-        let sessions = match self.measured_by {
-            MeasuredBy::Target => &target.sessions,
-            MeasuredBy::Initiator => &self.initiator.sessions,
-        };
-        sessions
-            .iter()
-            .filter(|x| tsihs.contains(&x.info.tsih))
-            .flat_map(|x| x.history.iter().map(|v| v as u64).collect::<Vec<_>>())
-            .collect()
-    }
-
     /// Records the run's connections from a statistics snapshot.
     pub fn observe(&mut self, snap: &LabSnapshot) {
+        if matches!(self.phase, RunPhase::Running { .. }) {
+            let tsihs = self.tsihs().to_vec();
+            let side = match self.measured_by {
+                MeasuredBy::Target => snap,
+                MeasuredBy::Initiator => &*self.initiator,
+            };
+            self.history.observe(side, |c| tsihs.contains(&c.tsih));
+        }
         let seen: Vec<(u16, u16, u64)> = self
             .live(snap)
             .iter()
@@ -639,6 +639,10 @@ pub struct ConsoleState {
     pub target_urls: Vec<String>,
     pub portals: Vec<String>,
     pub snapshot: Arc<LabSnapshot>,
+    /// Every connection of the embedded target over time (Connections screen).
+    pub live: History,
+    /// What the Connections and Run charts plot, over which window.
+    pub chart: ChartSettings,
     pub run: RunView,
     pub notebook: NotebookView,
     pub network: NetworkView,
@@ -650,6 +654,16 @@ pub struct ConsoleState {
 }
 
 impl ConsoleState {
+    /// A new statistics snapshot of the embedded target: the Connections
+    /// chart's history and the run's connections take it.
+    pub fn on_snapshot(&mut self, snap: Arc<LabSnapshot>) {
+        self.live.observe(&snap, |_| true);
+        self.live
+            .forget_older_than(iolab_lab_core::chart::Window::M10);
+        self.run.observe(&snap);
+        self.snapshot = snap;
+    }
+
     /// The lab as it stands now, as a profile under the lab's name.
     pub fn current_lab(&self) -> Profile {
         let mut p = iolab_lab_core::run::lab_profile(
@@ -868,6 +882,15 @@ impl ConsoleState {
                     && self.notebook.profile < self.notebook.profiles.len() =>
             {
                 return Action::LoadProfile(self.notebook.profile);
+            }
+            KeyCode::Char('v') if matches!(self.tab, Tab::Run | Tab::Connections) => {
+                self.chart.metric = self.chart.metric.next();
+            }
+            KeyCode::Char('w') if matches!(self.tab, Tab::Run | Tab::Connections) => {
+                self.chart.window = self.chart.window.next();
+            }
+            KeyCode::Char('c') if self.tab == Tab::Profiles => {
+                self.notebook.chart = !self.notebook.chart;
             }
             KeyCode::Char('M') if self.tab == Tab::Run => {
                 if self.run.busy() {

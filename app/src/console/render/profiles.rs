@@ -17,6 +17,22 @@ pub fn render(f: &mut Frame, n: &NotebookView, area: Rect) {
         Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
     profiles(f, n, left);
     runs(f, n, right);
+    if let (true, Some(run)) = (n.chart, &n.shown) {
+        let plot = iolab_lab_core::chart::stored_plot(run, iolab_lab_core::chart::Metric::Mbps);
+        let title = if run.series.is_empty() {
+            format!(
+                "Run #{} has no per-connection series (c: cells)",
+                run.id.unwrap_or(0)
+            )
+        } else {
+            format!(
+                "Run #{} per connection, cell after cell: MB/s read+write (c: cells)",
+                run.id.unwrap_or(0)
+            )
+        };
+        super::chart::render(f, &plot, &title, "MB/s", bottom);
+        return;
+    }
     let [table, chart] =
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(bottom);
     let rows = match (&n.baseline, &n.shown) {
@@ -254,7 +270,39 @@ mod tests {
             profile: 1,
             shown: Some(run(2, 1.25)),
             baseline: Some(run(1, 1.0)),
+            chart: false,
         }
+    }
+
+    #[test]
+    fn snapshot_a_stored_run_opened_later_as_a_chart() {
+        use iolab_profiles::SeriesPoint;
+        let mut n = view();
+        n.chart = true;
+        let shown = n.shown.as_mut().unwrap();
+        // Two cells: one connection at ~400 MB/s, then two at ~300 each, 4 Hz.
+        for (cell, cids) in [(0u32, 1u32), (1, 2)] {
+            for cid in 0..cids {
+                for seq in 0..40u32 {
+                    let wobble = ((seq * 7 + cid * 3) % 5) as u64 * 2_000_000;
+                    shown.series.push(SeriesPoint {
+                        cell,
+                        session: 0,
+                        cid,
+                        seq,
+                        t_ms: (seq as u64 + 1) * 250,
+                        read_bytes: if cell == 0 { 100_000_000 } else { 75_000_000 } + wobble,
+                        write_bytes: 0,
+                    });
+                }
+            }
+        }
+        let mut t = Terminal::new(TestBackend::new(110, 26)).unwrap();
+        t.draw(|f| render(f, &n, f.area())).unwrap();
+        let text = format!("{:?}", t.backend());
+        assert!(text.contains("session 0 cid 1"), "{text}");
+        assert!(text.contains("Run #2 per connection"), "{text}");
+        insta::assert_snapshot!(t.backend());
     }
 
     #[test]
