@@ -141,6 +141,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         }
         None => None,
     };
+    let recording = iolab_lab_core::series::Recording::start(sessions.clone(), 0);
     let mut last = Progress::default();
     let report = workload::run(sessions.clone(), w, a.heartbeat, |p: Progress| {
         let dt = (p.elapsed - last.elapsed).as_secs_f64();
@@ -170,8 +171,9 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         }
         last = p;
     })
-    .await
-    .with_context(|| format!("benchmark on {url}"))?;
+    .await;
+    let series = recording.finish().await;
+    let report = report.with_context(|| format!("benchmark on {url}"))?;
     print_report(&device, &report, &sessions);
     if a.json {
         let per_conn: Vec<_> = sessions
@@ -237,7 +239,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         ended_ms: iolab_profiles::time::now_ms(),
         host: iolab_lab_core::host::facts(url.host_ip()),
         cells: vec![cell_of(&plan, granted, &profile, block_bytes, &report)],
-        series: Vec::new(),
+        series,
     };
     crate::runner::store_run(db, &run);
     match Arc::try_unwrap(sessions) {

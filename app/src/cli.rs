@@ -312,6 +312,42 @@ pub enum RunsCmd {
     },
     /// Store a run exported as JSON (from another machine, say) under a new id.
     Import { file: PathBuf },
+    /// Draw a run as a picture (SVG or PNG, by the output's extension): its
+    /// per-connection throughput over time, its cells as grouped bars, or
+    /// with --vs two runs' cells side by side.
+    Chart {
+        id: i64,
+        /// Compare with this run: its cells beside ID's.
+        #[arg(long, value_name = "ID2")]
+        vs: Option<i64>,
+        /// What to draw of one run (default: series when the run has them).
+        #[arg(long, value_enum)]
+        kind: Option<ChartKind>,
+        /// FILE.svg or FILE.png.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Picture size in pixels, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1200x700", value_parser = parse_pixels)]
+        size: (u32, u32),
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChartKind {
+    /// Per-connection MB/s over time, cell after cell.
+    Series,
+    /// Each cell's read and write MB/s as grouped bars.
+    Cells,
+}
+
+fn parse_pixels(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: expected WIDTHxHEIGHT, e.g. 1200x700");
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(200..=8000).contains(&w) || !(150..=8000).contains(&h) {
+        return Err(format!("{s}: each side must be 200..=8000 (height 150..)"));
+    }
+    Ok((w, h))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

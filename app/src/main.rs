@@ -9,6 +9,7 @@ mod guest_cmd;
 mod logging;
 mod notebook_cmd;
 mod pci_cmd;
+mod picture;
 mod runner;
 mod table;
 mod target_cmd;

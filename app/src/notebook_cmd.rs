@@ -8,9 +8,9 @@ use iolab_lab_core::profile::{self, PROFILE_FORMAT, Profile};
 use iolab_lab_core::tuning;
 use iolab_profiles::{Run, Store};
 
-use crate::cli::{ExportFormat, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
+use crate::cli::{ChartKind, ExportFormat, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
 use crate::runner::execute;
-use crate::table;
+use crate::{picture, table};
 use iolab_lab_core::notebook::{load_profile, open as open_store};
 
 fn write_out(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
@@ -233,6 +233,31 @@ pub fn runs_cmd(db: Option<&Path>, cmd: RunsCmd) -> anyhow::Result<()> {
                 ExportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
             };
             write_out(output.as_ref(), &text)?;
+        }
+        RunsCmd::Chart {
+            id,
+            vs,
+            kind,
+            output,
+            size,
+        } => {
+            let a = store.run(id)?;
+            let b = vs.map(|v| store.run(v)).transpose()?;
+            let kind = kind.unwrap_or(if a.series.is_empty() {
+                ChartKind::Cells
+            } else {
+                ChartKind::Series
+            });
+            let what = match (&b, kind) {
+                (Some(b), _) => picture::Picture::Versus(&a, b),
+                (None, ChartKind::Series) if a.series.is_empty() => {
+                    bail!("run {id} has no per-connection series: try --kind cells")
+                }
+                (None, ChartKind::Series) => picture::Picture::Series(&a),
+                (None, ChartKind::Cells) => picture::Picture::Cells(&a),
+            };
+            picture::write(&what, &output, size)?;
+            println!("wrote {}", output.display());
         }
         RunsCmd::Import { file } => {
             let text = std::fs::read_to_string(&file)

@@ -115,7 +115,14 @@ impl RunForm {
     }
 
     /// The run record of a finished console run.
-    pub fn record(&self, url: &str, started_ms: i64, granted: usize, report: &Report) -> Run {
+    pub fn record(
+        &self,
+        url: &str,
+        started_ms: i64,
+        granted: usize,
+        report: &Report,
+        series: Vec<iolab_profiles::SeriesPoint>,
+    ) -> Run {
         let p = self.profile(url);
         let parsed = IscsiUrl::parse(url, false).ok();
         let plan = CellPlan {
@@ -132,7 +139,7 @@ impl RunForm {
             ended_ms: iolab_profiles::time::now_ms(),
             host: crate::host::facts(peer),
             cells: vec![cell_of(&plan, granted, &p, self.block_bytes, report)],
-            series: Vec::new(),
+            series,
         }
     }
 }
@@ -233,6 +240,9 @@ pub enum RunEvent {
     /// The run's sessions as the initiator counts them (every 250 ms), for
     /// per-connection rates when the target is not ours to ask.
     Sample(Vec<iolab_iscsi::SessionInfo>),
+    /// The run's per-connection series at 4 Hz, as the notebook stores
+    /// them; sent right before `Done`.
+    Series(Vec<iolab_profiles::SeriesPoint>),
     Done(Report),
     Failed(String),
 }
@@ -286,10 +296,12 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
                     }
                 })
             };
+            let recording = crate::series::Recording::start(sessions.clone(), 0);
             let report = workload::run(sessions.clone(), w, Duration::from_millis(500), move |p| {
                 let _ = ptx.send(RunEvent::Progress(p));
             })
             .await;
+            let _ = tx.send(RunEvent::Series(recording.finish().await));
             // One last sample of the final counters, then the sampler lets go of the sessions.
             let _ = stop_tx.send(true);
             let _ = sampler.await;

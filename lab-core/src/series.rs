@@ -72,3 +72,55 @@ impl Recorder {
         self.points
     }
 }
+
+/// A [`Recorder`] sampling a run's sessions at the statistics bus's rate in
+/// a task of its own, for runs whose progress callback comes less often.
+pub struct Recording {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Recorder>,
+    sessions: std::sync::Arc<Vec<Session>>,
+    start: std::time::Instant,
+}
+
+impl Recording {
+    /// Starts sampling `sessions` (cell `cell` of the run) now.
+    pub fn start(sessions: std::sync::Arc<Vec<Session>>, cell: u32) -> Recording {
+        let start = std::time::Instant::now();
+        let mut rec = Recorder::new(cell, &sessions);
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let list = sessions.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::sampler::DEFAULT_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => rec.sample(&list, start.elapsed()),
+                    _ = stopped.changed() => break,
+                }
+            }
+            rec
+        });
+        Recording {
+            stop,
+            task,
+            sessions,
+            start,
+        }
+    }
+
+    /// Stops sampling, takes a last sample of the final counters and hands
+    /// the points over; the task has let go of the sessions by then.
+    pub async fn finish(self) -> Vec<SeriesPoint> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(mut rec) => {
+                rec.sample(&self.sessions, self.start.elapsed());
+                rec.into_points()
+            }
+            Err(e) => {
+                tracing::warn!("series recorder ended early: {e}");
+                Vec::new()
+            }
+        }
+    }
+}

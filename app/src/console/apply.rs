@@ -518,10 +518,20 @@ mod tests {
             0,
             1,
             &report,
+            vec![iolab_profiles::SeriesPoint {
+                t_ms: 250,
+                read_bytes: 1 << 20,
+                ..Default::default()
+            }],
         );
         let id = c.deps.notebook.add_run(&run).unwrap();
         act(&mut c, Action::ShowRun(id));
         assert_eq!(c.state.notebook.shown.as_ref().and_then(|r| r.id), Some(id));
+        assert_eq!(
+            c.state.notebook.shown.as_ref().map(|r| r.series.len()),
+            Some(1),
+            "the run's series is stored with it"
+        );
         act(&mut c, Action::SetBaseline(id));
         assert!(c.state.notebook.baseline.is_some());
         act(&mut c, Action::ShowRun(id + 100));

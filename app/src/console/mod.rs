@@ -472,7 +472,8 @@ pub async fn run(
                 };
                 if let (iolab_lab_core::run::RunEvent::Done(report), Some(url)) = (&ev, state.run.url(&state.target_urls)) {
                     let per_session = granted / state.run.form.sessions.max(1) as usize;
-                    let record = state.run.form.record(&url, run_started_ms, per_session.max(1), report);
+                    let series = std::mem::take(&mut state.run.series);
+                    let record = state.run.form.record(&url, run_started_ms, per_session.max(1), report, series);
                     match deps.notebook.add_run(&record) {
                         Ok(id) => {
                             state.status = format!("run stored as #{id}");
@@ -513,6 +514,7 @@ pub async fn run(
                             Some(url) => {
                                 state.run.sampled.clear();
                                 state.run.history.clear();
+                                state.run.series.clear();
                                 state.run.phase = state::RunPhase::Connecting;
                                 run_started_ms = iolab_profiles::time::now_ms();
                                 let mut form = state.run.form.clone();

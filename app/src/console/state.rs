@@ -500,6 +500,8 @@ pub struct RunView {
     /// The run's connections over time, from the side that measures them;
     /// kept after the run until the next one starts.
     pub history: History,
+    /// The run's per-connection series for the notebook (sent before Done).
+    pub series: Vec<iolab_profiles::SeriesPoint>,
 }
 
 /// One cell of a matrix run as the Run screen's table shows it.
@@ -545,6 +547,10 @@ impl RunView {
     }
 
     pub fn on_event(&mut self, ev: RunEvent) {
+        if let RunEvent::Series(points) = ev {
+            self.series = points;
+            return;
+        }
         if matches!(ev, RunEvent::Done(_) | RunEvent::Failed(_)) {
             // The run is over: nothing moves now; the totals stay.
             let mut snap = (*self.initiator).clone();
@@ -583,7 +589,7 @@ impl RunView {
                 report,
             },
             (_, RunEvent::Failed(why)) => RunPhase::Failed(why),
-            (other, RunEvent::Progress(_) | RunEvent::Sample(_)) => other,
+            (other, RunEvent::Progress(_) | RunEvent::Sample(_) | RunEvent::Series(_)) => other,
         };
     }
 
