@@ -132,12 +132,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
             let (list, name) = (sessions.clone(), opts.initiator_name.clone());
             let source: Arc<dyn iolab_lab_core::sampler::SessionSource> =
                 Arc::new(move || list.iter().map(|s| s.info(&name)).collect());
-            let extra: iolab_lab_core::metrics::Extra = Arc::new(iolab_lab_core::metrics::host);
-            let (bound, task) = iolab_lab_core::metrics::serve(addr, source, extra)
-                .await
-                .with_context(|| format!("serving metrics on {addr}"))?;
-            eprintln!("metrics http://{bound}/metrics (the initiator's counters)");
-            Some(task)
+            Some(crate::runner::serve_initiator_metrics(addr, source).await?)
         }
         None => None,
     };

@@ -44,9 +44,12 @@ pub enum Command {
     /// Saved lab set-ups (profiles): list, show, save, copy, export, import, delete.
     #[command(subcommand)]
     Profile(ProfileCmd),
-    /// Stored runs: list, show, compare, export, import.
+    /// Stored runs: list, show, compare, export, import, chart.
     #[command(subcommand)]
     Runs(RunsCmd),
+    /// Per-connection figures every interval from a running engine's /metrics
+    /// (a table like iostat, or JSON lines), or a stored run's series.
+    Watch(WatchArgs),
     /// Run a profile: start what it needs, run its matrix, store the run and print the table.
     Run(RunArgs),
     /// Host tuning: sysctls and MTUs with plan, apply and exact revert.
@@ -332,6 +335,26 @@ pub enum RunsCmd {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// One JSON object per connection per interval (schema iolab.watch.v1).
+    #[arg(long)]
+    pub json: bool,
+    /// Time between two scrapes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// The /metrics of `target serve`, `bench`, `run` or the console started
+    /// with --metrics ADDR:PORT, e.g. http://127.0.0.1:9464/metrics.
+    #[arg(long, value_name = "URL", conflicts_with = "run")]
+    pub metrics_url: Option<String>,
+    /// Print this stored run's series (from the notebook, --db) instead.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+    /// Stop after this many intervals (default: until interrupted).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ChartKind {
     /// Per-connection MB/s over time, cell after cell.
@@ -372,6 +395,10 @@ pub struct RunArgs {
     /// Run without applying the profile's tuning.
     #[arg(long = "no-tuning")]
     pub no_tuning: bool,
+    /// Serve the initiator's counters (each cell's sessions) for Prometheus
+    /// on ADDR:PORT (`/metrics`) during the run.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ mod table;
 mod target_cmd;
 mod tune_cmd;
 mod tune_steps;
+mod watch_cmd;
 
 use clap::Parser;
 
@@ -54,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Matrix(a)) => bench_cmd::matrix(db.as_deref(), a).await,
             Some(cli::Command::Profile(c)) => notebook_cmd::profile_cmd(db.as_deref(), c),
             Some(cli::Command::Runs(c)) => notebook_cmd::runs_cmd(db.as_deref(), c),
+            Some(cli::Command::Watch(a)) => watch_cmd::watch(db.as_deref(), a).await,
             Some(cli::Command::Run(a)) => notebook_cmd::run_cmd(db.as_deref(), a).await,
             Some(cli::Command::Tune(c)) => tune_cmd::tune_cmd(db.as_deref(), c),
             Some(cli::Command::Pci(a)) => pci_cmd::pci_cmd(db.as_deref(), a),

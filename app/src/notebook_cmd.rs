@@ -9,7 +9,7 @@ use iolab_lab_core::tuning;
 use iolab_profiles::{Run, Store};
 
 use crate::cli::{ChartKind, ExportFormat, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
-use crate::runner::execute;
+use crate::runner::execute_live;
 use crate::{picture, table};
 use iolab_lab_core::notebook::{load_profile, open as open_store};
 
@@ -290,7 +290,27 @@ pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let result = execute(&p, &body).await;
+    let live = iolab_lab_core::profile_run::LiveSessions::default();
+    let _metrics = match a.metrics {
+        Some(addr) => {
+            match crate::runner::serve_initiator_metrics(addr, std::sync::Arc::new(live.clone()))
+                .await
+            {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    // Tuning is applied already: put it back before giving up.
+                    if let Some(host) = &tuned
+                        && let Err(r) = crate::tune_steps::revert(&mut store, host, netns)
+                    {
+                        eprintln!("iolab: warning: {r:#}");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let result = execute_live(&p, &body, &live).await;
     if let Some(host) = &tuned {
         if a.keep_tuning {
             eprintln!("tuning kept (--keep-tuning): `iolab tune revert` puts the host back");

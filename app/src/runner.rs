@@ -23,28 +23,57 @@ pub fn store_run(db: Option<&Path>, run: &Run) -> Option<i64> {
     }
 }
 
+/// Serves the initiator's counters of `source` (and the host's CPU) for
+/// Prometheus on `addr` while the returned task lives; says where on stderr.
+pub async fn serve_initiator_metrics(
+    addr: std::net::SocketAddr,
+    source: std::sync::Arc<dyn iolab_lab_core::sampler::SessionSource>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use anyhow::Context;
+    let extra: iolab_lab_core::metrics::Extra = std::sync::Arc::new(iolab_lab_core::metrics::host);
+    let (bound, task) = iolab_lab_core::metrics::serve(addr, source, extra)
+        .await
+        .with_context(|| format!("serving metrics on {addr}"))?;
+    eprintln!("metrics http://{bound}/metrics (the initiator's counters)");
+    Ok(task)
+}
+
 /// Runs a profile's matrix with progress on standard error.
 pub async fn execute(p: &Profile, body: &str) -> anyhow::Result<Run> {
-    let run = profile_run::run_profile(p, body, |e| match e {
-        RunnerEvent::TargetStarted(addr) => eprintln!("target listening on {addr}"),
-        RunnerEvent::CellStarted {
-            index,
-            total,
-            plan,
-            granted,
-        } => eprintln!(
-            "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
-            index + 1,
-            mode_name(plan.mode),
-            plan.lun
-        ),
-        RunnerEvent::CellDone { cell, .. } => eprintln!(
-            "  {:.2} MB/s, {:.1} IOPS",
-            cell.total_mbps(),
-            cell.total_iops()
-        ),
-        RunnerEvent::Heartbeat { .. } => {}
-    })
+    execute_live(p, body, &profile_run::LiveSessions::default()).await
+}
+
+/// [`execute`], each cell's sessions shown in `live` while it runs.
+pub async fn execute_live(
+    p: &Profile,
+    body: &str,
+    live: &profile_run::LiveSessions,
+) -> anyhow::Result<Run> {
+    let run = profile_run::run_profile_live(
+        p,
+        body,
+        |e| match e {
+            RunnerEvent::TargetStarted(addr) => eprintln!("target listening on {addr}"),
+            RunnerEvent::CellStarted {
+                index,
+                total,
+                plan,
+                granted,
+            } => eprintln!(
+                "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
+                index + 1,
+                mode_name(plan.mode),
+                plan.lun
+            ),
+            RunnerEvent::CellDone { cell, .. } => eprintln!(
+                "  {:.2} MB/s, {:.1} IOPS",
+                cell.total_mbps(),
+                cell.total_iops()
+            ),
+            RunnerEvent::Heartbeat { .. } => {}
+        },
+        live,
+    )
     .await?;
     Ok(run)
 }

@@ -17,6 +17,7 @@ pub mod series;
 pub mod target_file;
 pub mod tuning;
 pub mod units;
+pub mod watch;
 pub mod workload;
 
 pub use error::LabError;

@@ -48,11 +48,44 @@ pub fn mode_name(m: Mode) -> &'static str {
     }
 }
 
+/// The sessions of the cell running now, as the initiator counts them: a
+/// session source for a metrics exporter over a whole profile run.
+#[derive(Clone, Default)]
+pub struct LiveSessions(Arc<std::sync::Mutex<Option<CellSessions>>>);
+
+/// A cell's sessions and the initiator name they logged in with.
+type CellSessions = (Arc<Vec<Session>>, String);
+
+impl LiveSessions {
+    fn set(&self, v: Option<CellSessions>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+}
+
+impl crate::sampler::SessionSource for LiveSessions {
+    fn sessions(&self) -> Vec<iolab_iscsi::SessionInfo> {
+        match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((list, name)) => list.iter().map(|s| s.info(name)).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 /// Runs every cell of `profile` (whose text is `body`, kept in the record).
 pub async fn run_profile(
     profile: &Profile,
     body: &str,
+    on: impl FnMut(RunnerEvent),
+) -> Result<Run, LabError> {
+    run_profile_live(profile, body, on, &LiveSessions::default()).await
+}
+
+/// [`run_profile`], showing each cell's sessions in `live` while it runs.
+pub async fn run_profile_live(
+    profile: &Profile,
+    body: &str,
     mut on: impl FnMut(RunnerEvent),
+    live: &LiveSessions,
 ) -> Result<Run, LabError> {
     let problems = profile.problems();
     if !problems.is_empty() {
@@ -72,7 +105,7 @@ pub async fn run_profile(
     let addr = target
         .as_ref()
         .and_then(|t| t.local_addrs().first().copied());
-    let result = run_cells(profile, addr, &mut on).await;
+    let result = run_cells(profile, addr, &mut on, live).await;
     if let Some(t) = target {
         t.shutdown();
     }
@@ -94,6 +127,7 @@ async fn run_cells(
     profile: &Profile,
     addr: Option<SocketAddr>,
     on: &mut impl FnMut(RunnerEvent),
+    live: &LiveSessions,
 ) -> Result<(Vec<Cell>, Vec<SeriesPoint>), LabError> {
     let w = &profile.workload;
     let bad = |e: String| LabError::Profile(e);
@@ -120,6 +154,7 @@ async fn run_cells(
             granted,
         });
         let sessions = Arc::new(sessions);
+        live.set(Some((sessions.clone(), opts.initiator_name.clone())));
         let mut sampler = Recorder::new(index as u32, &sessions);
         let load = Workload {
             mode: plan.mode,
@@ -138,6 +173,7 @@ async fn run_cells(
         if let Ok(r) = &report {
             sampler.sample(&sessions, Duration::from_secs_f64(r.seconds));
         }
+        live.set(None);
         if let Ok(list) = Arc::try_unwrap(sessions) {
             for s in list {
                 let _ = s.logout().await;

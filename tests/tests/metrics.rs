@@ -166,6 +166,68 @@ fn prometheus_scrapes_the_target_during_a_qemu_img_bench() {
     target.kill();
 }
 
+/// `/metrics` on `mport` once it answers with `want` connections reading.
+fn wait_for_reading(mport: u16, want: usize, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", mport)).is_ok() {
+            let b = http_get(mport, "/metrics");
+            let moving = b
+                .lines()
+                .filter(|l| l.starts_with("iolab_connection_read_bytes_total{"))
+                .filter(|l| {
+                    l.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                        > 0.0
+                })
+                .count();
+            if moving == want {
+                return b;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}'s metrics never showed {want} connection(s) reading"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `iolab run PROFILE --metrics`: each cell's sessions, as the initiator
+/// counts them, while the profile runs (here the quick profile's first
+/// cell: verified writes, then reads, one connection).
+#[test]
+fn run_serves_each_cells_counters() {
+    if !require_peer("promtool") {
+        return;
+    }
+    let dir = TempDir::new("run-metrics");
+    let mport = free_port();
+    let mut run = Proc::new(
+        iolab_tests::iolab()
+            .args([
+                "--db",
+                dir.0.join("nb.db").to_str().unwrap(),
+                "run",
+                "quick",
+            ])
+            .args(["--metrics", &format!("127.0.0.1:{mport}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iolab run"),
+    );
+    let body = wait_for_reading(mport, 1, "iolab run quick");
+    assert!(
+        body.contains("initiator=\"iqn.2026-11.io.iolab:initiator\""),
+        "{body}"
+    );
+    promtool_accepts(&body);
+    assert!(run.child.wait().unwrap().success());
+}
+
 #[test]
 fn bench_serves_the_initiators_counters_while_it_runs() {
     if !require_peer("promtool") {
@@ -191,33 +253,7 @@ fn bench_serves_the_initiators_counters_while_it_runs() {
             .spawn()
             .expect("iolab bench"),
     );
-    // Wait for the endpoint, then for bytes on both connections.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", mport)).is_ok();
-        if ok {
-            let b = http_get(mport, "/metrics");
-            let moving = b
-                .lines()
-                .filter(|l| l.starts_with("iolab_connection_read_bytes_total{"))
-                .filter(|l| {
-                    l.rsplit(' ')
-                        .next()
-                        .and_then(|v| v.parse::<f64>().ok())
-                        .unwrap_or(0.0)
-                        > 0.0
-                })
-                .count();
-            if moving == 2 {
-                break b;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bench's metrics never showed 2 connections reading"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let body = wait_for_reading(mport, 2, "the bench");
     let port = iolab_tests::portal_of(&urls[0]);
     assert!(
         body.contains(&format!("peer=\"{port}\"")),
@@ -263,5 +299,79 @@ fn logins_logouts_and_refusals_are_counted() {
     assert_eq!(value("iolab_login_failures_total"), 1.0);
     assert!(value("iolab_logouts_total") >= 1.0, "{body}");
     promtool_accepts(&body);
+    target.kill();
+}
+
+/// `iolab watch --json` started before a bench and running past its end:
+/// its lines have the v1 schema, name both connections, and the bytes of
+/// all its intervals add up, per connection, to the engine's final
+/// counters (connections new to a scrape start from zero).
+#[test]
+fn watch_lines_add_up_to_what_the_engine_counted() {
+    let mport = free_port();
+    let (mut target, urls) = serve(&[
+        "--ramdisk",
+        "64M",
+        "--metrics",
+        &format!("127.0.0.1:{mport}"),
+    ]);
+    let url = format!("http://127.0.0.1:{mport}/metrics");
+    let watch = iolab_tests::iolab()
+        .args(["watch", "--json", "--interval", "500ms", "--count", "12"])
+        .args(["--metrics-url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("iolab watch");
+    std::thread::sleep(Duration::from_millis(700));
+    let (ok, out) = iolab_tests::run(
+        iolab_tests::iolab().args([
+            "bench",
+            &urls[0],
+            "--mode",
+            "write",
+            "--time",
+            "2",
+            "--connections",
+            "2",
+            "--bs",
+            "64K",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "bench: {out}");
+    let done = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "watch: {text}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut per_cid = std::collections::BTreeMap::<u64, u64>::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["schema"], "iolab.watch.v1", "{line}");
+        assert!(v["interval_s"].as_f64().unwrap() > 0.3, "{line}");
+        *per_cid.entry(v["cid"].as_u64().unwrap()).or_default() +=
+            v["write_bytes"].as_u64().unwrap();
+    }
+    assert_eq!(per_cid.len(), 2, "both connections:\n{text}");
+    // The engine's final counters, from one more scrape (ended connections
+    // stay in /metrics for a grace period).
+    let body = http_get(mport, "/metrics");
+    for (cid, watched) in &per_cid {
+        let counted: u64 = body
+            .lines()
+            .filter(|l| l.starts_with("iolab_connection_write_bytes_total{"))
+            .filter(|l| l.contains(&format!("cid=\"{cid}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(counted > 0);
+        assert_eq!(
+            *watched, counted,
+            "cid {cid}: watch summed {watched}, engine {counted}"
+        );
+    }
     target.kill();
 }
