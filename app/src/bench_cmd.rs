@@ -171,39 +171,9 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     let report = report.with_context(|| format!("benchmark on {url}"))?;
     print_report(&device, &report, &sessions);
     if a.json {
-        let per_conn: Vec<_> = sessions
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| {
-                s.connection_stats()
-                    .into_iter()
-                    .map(move |(cid, st)| (i, cid, st))
-            })
-            .map(|(i, cid, st)| {
-                serde_json_like(&[
-                    ("session", i.to_string()),
-                    ("cid", cid.to_string()),
-                    ("read_bytes", st.read_bytes.to_string()),
-                    ("write_bytes", st.write_bytes.to_string()),
-                    ("commands", st.commands.to_string()),
-                ])
-            })
-            .collect();
-        let l = &report.latency;
         println!(
-            "{{\"seconds\":{:.3},\"read_bytes\":{},\"read_transfers\":{},\"write_bytes\":{},\"write_transfers\":{},\"errors\":{},\"mismatches\":{},\"latency_us\":{{\"p50\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1}}},\"connections\":[{}]}}",
-            report.seconds,
-            report.read.bytes,
-            report.read.transfers,
-            report.write.bytes,
-            report.write.transfers,
-            report.errors,
-            report.mismatches,
-            l.percentile(0.5) as f64 / 1e3,
-            l.percentile(0.99) as f64 / 1e3,
-            l.percentile(0.999) as f64 / 1e3,
-            l.max_ns as f64 / 1e3,
-            per_conn.join(",")
+            "{}",
+            crate::json::line("iolab.bench.v1", &BenchJson::of(&report, &sessions))?
         );
     }
     let profile = Adhoc {
@@ -261,9 +231,71 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     Ok(())
 }
 
-fn serde_json_like(fields: &[(&str, String)]) -> String {
-    let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-    format!("{{{}}}", inner.join(","))
+/// `bench --json`: the run's totals, latency and per-connection counters.
+#[derive(serde::Serialize)]
+struct BenchJson {
+    seconds: f64,
+    read_bytes: u64,
+    read_transfers: u64,
+    write_bytes: u64,
+    write_transfers: u64,
+    errors: u64,
+    mismatches: u64,
+    latency_us: LatencyJson,
+    connections: Vec<ConnJson>,
+}
+
+#[derive(serde::Serialize)]
+struct LatencyJson {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+#[derive(serde::Serialize)]
+struct ConnJson {
+    session: usize,
+    cid: u16,
+    read_bytes: u64,
+    write_bytes: u64,
+    commands: u64,
+}
+
+impl BenchJson {
+    fn of(r: &Report, sessions: &[Session]) -> BenchJson {
+        let us = |ns: u64| ns as f64 / 1e3;
+        BenchJson {
+            seconds: r.seconds,
+            read_bytes: r.read.bytes,
+            read_transfers: r.read.transfers,
+            write_bytes: r.write.bytes,
+            write_transfers: r.write.transfers,
+            errors: r.errors,
+            mismatches: r.mismatches,
+            latency_us: LatencyJson {
+                p50: us(r.latency.percentile(0.5)),
+                p99: us(r.latency.percentile(0.99)),
+                p999: us(r.latency.percentile(0.999)),
+                max: us(r.latency.max_ns),
+            },
+            connections: sessions
+                .iter()
+                .enumerate()
+                .flat_map(|(session, s)| {
+                    s.connection_stats()
+                        .into_iter()
+                        .map(move |(cid, st)| ConnJson {
+                            session,
+                            cid,
+                            read_bytes: st.read_bytes,
+                            write_bytes: st.write_bytes,
+                            commands: st.commands,
+                        })
+                })
+                .collect(),
+        }
+    }
 }
 
 fn print_report(device: &str, r: &Report, sessions: &[Session]) {

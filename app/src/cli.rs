@@ -47,6 +47,13 @@ pub enum Command {
     /// Stored runs: list, show, compare, export, import, chart.
     #[command(subcommand)]
     Runs(RunsCmd),
+    /// Shell completions for bash, zsh or fish, on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout: `iolab man | man -l -`.
+    Man,
     /// Per-connection figures every interval from a running engine's /metrics
     /// (a table like iostat, or JSON lines), or a stored run's series.
     Watch(WatchArgs),
@@ -65,7 +72,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum GuestCmd {
     /// Guests defined in the profiles, with their state.
-    List,
+    List {
+        /// As JSON (schema iolab.guests.v1).
+        #[arg(long)]
+        json: bool,
+    },
     /// A guest's definition and the exact qemu command line it would run.
     Show(GuestRef),
     /// Start a guest in the background (it keeps running after iolab exits).
@@ -204,7 +215,7 @@ pub enum PciCmd {
 #[derive(Debug, Subcommand)]
 pub enum TuneCmd {
     /// Tuning profiles, the host's values of their keys, interface MTUs and recorded originals.
-    Show(TuneTarget),
+    Show(TuneShowArgs),
     /// What applying PROFILE would change, key by key, with what the kernel would refuse.
     Plan(TuneProfileArgs),
     /// Apply PROFILE, recording every value it changes first.
@@ -218,6 +229,15 @@ pub struct TuneTarget {
     /// A network namespace (`ip netns`) instead of the current one.
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneShowArgs {
+    #[command(flatten)]
+    pub target: TuneTarget,
+    /// As JSON (schema iolab.tune-show.v1).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -238,7 +258,11 @@ pub struct TuneProfileArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCmd {
     /// Built-in and saved profiles.
-    List,
+    List {
+        /// As JSON (schema iolab.profiles.v1).
+        #[arg(long)]
+        json: bool,
+    },
     /// A profile's TOML.
     Show { name: String },
     /// Save a profile made from these options.
@@ -300,7 +324,11 @@ pub struct SaveArgs {
 #[derive(Debug, Subcommand)]
 pub enum RunsCmd {
     /// Every stored run, oldest first.
-    List,
+    List {
+        /// As JSON (schema iolab.runs.v1).
+        #[arg(long)]
+        json: bool,
+    },
     /// One run: where and when, and its table.
     Show { id: i64 },
     /// Two runs' tables side by side with the change per cell.
@@ -563,6 +591,10 @@ fn parse_format(s: &str) -> Result<iolab_lab_core::target_file::Format, String> 
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Print JSON lines instead of text: the LUNs (schema iolab.lun.v1), the
+    /// metrics address, reconfiguration results and --stats lines.
+    #[arg(long)]
+    pub json: bool,
     /// Serve the engine's counters for Prometheus on ADDR:PORT (`/metrics`).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,

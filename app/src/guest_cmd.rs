@@ -37,20 +37,45 @@ fn find(db: Option<&Path>, r: &GuestRef) -> anyhow::Result<(String, GuestDef)> {
 
 pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
     match cmd {
-        GuestCmd::List => {
+        GuestCmd::List { json } => {
+            #[derive(serde::Serialize)]
+            struct Entry {
+                name: String,
+                profile: String,
+                memory_mib: u64,
+                vcpus: u32,
+                state: String,
+            }
+            let mut guests = Vec::new();
+            for (p, g) in all_guests(db)? {
+                let st = lifecycle::paths(&g.name).map(|ps| lifecycle::status(&ps));
+                guests.push(Entry {
+                    state: st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                    name: g.name,
+                    profile: p,
+                    memory_mib: g.memory_mib as u64,
+                    vcpus: g.vcpus as u32,
+                });
+            }
+            if json {
+                #[derive(serde::Serialize)]
+                struct Guests {
+                    guests: Vec<Entry>,
+                }
+                println!(
+                    "{}",
+                    crate::json::pretty("iolab.guests.v1", &Guests { guests })?
+                );
+                return Ok(());
+            }
             println!(
                 "{:<20} {:<16} {:>7} {:>5}  state",
                 "guest", "profile", "MiB", "vcpus"
             );
-            for (p, g) in all_guests(db)? {
-                let st = lifecycle::paths(&g.name).map(|ps| lifecycle::status(&ps));
+            for g in guests {
                 println!(
                     "{:<20} {:<16} {:>7} {:>5}  {}",
-                    g.name,
-                    p,
-                    g.memory_mib,
-                    g.vcpus,
-                    st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+                    g.name, g.profile, g.memory_mib, g.vcpus, g.state
                 );
             }
         }

@@ -6,6 +6,7 @@ mod bench_cmd;
 mod cli;
 mod console;
 mod guest_cmd;
+mod json;
 mod logging;
 mod notebook_cmd;
 mod pci_cmd;
@@ -56,6 +57,19 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Profile(c)) => notebook_cmd::profile_cmd(db.as_deref(), c),
             Some(cli::Command::Runs(c)) => notebook_cmd::runs_cmd(db.as_deref(), c),
             Some(cli::Command::Watch(a)) => watch_cmd::watch(db.as_deref(), a).await,
+            Some(cli::Command::Completions { shell }) => {
+                let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "iolab", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout(), &script)
+                    .map_err(anyhow::Error::from)
+            }
+            Some(cli::Command::Man) => {
+                let cmd = <cli::Cli as clap::CommandFactory>::command();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(anyhow::Error::from)
+            }
             Some(cli::Command::Run(a)) => notebook_cmd::run_cmd(db.as_deref(), a).await,
             Some(cli::Command::Tune(c)) => tune_cmd::tune_cmd(db.as_deref(), c),
             Some(cli::Command::Pci(a)) => pci_cmd::pci_cmd(db.as_deref(), a),

@@ -10,7 +10,7 @@ use iolab_profiles::{Run, Store};
 
 use crate::cli::{ChartKind, ExportFormat, ProfileCmd, RunArgs, RunsCmd, SaveArgs};
 use crate::runner::execute_live;
-use crate::{picture, table};
+use crate::{json, picture, table};
 use iolab_lab_core::notebook::{load_profile, open as open_store};
 
 fn write_out(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
@@ -79,20 +79,57 @@ fn store_profile(
 pub fn profile_cmd(db: Option<&Path>, cmd: ProfileCmd) -> anyhow::Result<()> {
     let mut store = open_store(db)?;
     match cmd {
-        ProfileCmd::List => {
-            println!("{:<24} {:<9} description", "name", "kind");
+        ProfileCmd::List { json } => {
+            #[derive(serde::Serialize)]
+            struct Entry {
+                name: String,
+                kind: &'static str,
+                description: String,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                error: Option<String>,
+            }
+            let mut all = Vec::new();
             for (name, text) in profile::builtins() {
-                let d = Profile::parse(text, name)
+                let description = Profile::parse(text, name)
                     .map(|p| p.description)
                     .unwrap_or_default();
-                println!("{name:<24} {:<9} {d}", "built-in");
+                all.push(Entry {
+                    name: name.to_string(),
+                    kind: "built-in",
+                    description,
+                    error: None,
+                });
             }
             for p in store.profiles()? {
-                let d = match Profile::parse(&p.body, &p.name) {
-                    Ok(q) => q.description,
-                    Err(e) => format!("(does not parse: {e})"),
+                let (description, error) = match Profile::parse(&p.body, &p.name) {
+                    Ok(q) => (q.description, None),
+                    Err(e) => (String::new(), Some(e.to_string())),
                 };
-                println!("{:<24} {:<9} {d}", p.name, "saved");
+                all.push(Entry {
+                    name: p.name,
+                    kind: "saved",
+                    description,
+                    error,
+                });
+            }
+            if json {
+                #[derive(serde::Serialize)]
+                struct Profiles {
+                    profiles: Vec<Entry>,
+                }
+                println!(
+                    "{}",
+                    json::pretty("iolab.profiles.v1", &Profiles { profiles: all })?
+                );
+            } else {
+                println!("{:<24} {:<9} description", "name", "kind");
+                for e in all {
+                    let d = match e.error {
+                        Some(err) => format!("(does not parse: {err})"),
+                        None => e.description,
+                    };
+                    println!("{:<24} {:<9} {d}", e.name, e.kind);
+                }
             }
         }
         ProfileCmd::Show { name } => {
@@ -197,12 +234,21 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
 pub fn runs_cmd(db: Option<&Path>, cmd: RunsCmd) -> anyhow::Result<()> {
     let mut store = open_store(db)?;
     match cmd {
-        RunsCmd::List => {
+        RunsCmd::List { json } => {
+            let runs = store.runs()?;
+            if json {
+                #[derive(serde::Serialize)]
+                struct Runs {
+                    runs: Vec<iolab_profiles::RunSummary>,
+                }
+                println!("{}", json::pretty("iolab.runs.v1", &Runs { runs })?);
+                return Ok(());
+            }
             println!(
                 "{:>5} {:<24} {:<19} {:>8} {:>5}  kernel",
                 "id", "profile", "started (UTC)", "seconds", "cells"
             );
-            for r in store.runs()? {
+            for r in runs {
                 println!(
                     "{:>5} {:<24} {:<19} {:>8.1} {:>5}  {}",
                     r.id,

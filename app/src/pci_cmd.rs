@@ -26,7 +26,14 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                 .filter(|d| want.is_none_or(|c| d.base_class() == c as u8))
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                #[derive(serde::Serialize)]
+                struct Devices {
+                    devices: Vec<PciDevice>,
+                }
+                println!(
+                    "{}",
+                    crate::json::pretty("iolab.pci-devices.v1", &Devices { devices: all })?
+                );
             } else {
                 for d in &all {
                     println!("{}", d.line());

@@ -141,11 +141,25 @@ pub fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(cfg)
 }
 
-/// One line per connection whose counters moved since the last call.
-pub fn stats_lines(
+/// One connection's counters, as `--stats` prints them.
+#[derive(serde::Serialize)]
+pub struct Stat {
+    pub tsih: u16,
+    pub cid: u16,
+    pub initiator: String,
+    pub peer: String,
+    pub mss: Option<u32>,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub commands: u64,
+    pub errors: u64,
+}
+
+/// The connections whose counters moved since the last call.
+pub fn stats(
     sessions: &[iolab_iscsi::SessionInfo],
     last: &mut std::collections::HashMap<(u16, u16), u64>,
-) -> Vec<String> {
+) -> Vec<Stat> {
     let mut out = Vec::new();
     for s in sessions {
         for c in &s.connections {
@@ -154,21 +168,44 @@ pub fn stats_lines(
             if last.insert((s.tsih, c.cid), moved) == Some(moved) {
                 continue;
             }
-            out.push(format!(
-                "stats tsih={} cid={} initiator={} peer={} mss={} read_bytes={} write_bytes={} commands={} errors={}",
-                s.tsih,
-                c.cid,
-                s.initiator,
-                c.peer,
-                c.mss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-                st.read_bytes,
-                st.write_bytes,
-                st.commands,
-                st.errors
-            ));
+            out.push(Stat {
+                tsih: s.tsih,
+                cid: c.cid,
+                initiator: s.initiator.clone(),
+                peer: c.peer.to_string(),
+                mss: c.mss,
+                read_bytes: st.read_bytes,
+                write_bytes: st.write_bytes,
+                commands: st.commands,
+                errors: st.errors,
+            });
         }
     }
     out
+}
+
+/// One line per connection whose counters moved since the last call.
+pub fn stats_lines(
+    sessions: &[iolab_iscsi::SessionInfo],
+    last: &mut std::collections::HashMap<(u16, u16), u64>,
+) -> Vec<String> {
+    stats(sessions, last)
+        .into_iter()
+        .map(|s| {
+            format!(
+                "stats tsih={} cid={} initiator={} peer={} mss={} read_bytes={} write_bytes={} commands={} errors={}",
+                s.tsih,
+                s.cid,
+                s.initiator,
+                s.peer,
+                s.mss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                s.read_bytes,
+                s.write_bytes,
+                s.commands,
+                s.errors
+            )
+        })
+        .collect()
 }
 
 /// Targets reachable from other hosts in demo mode without CHAP.
@@ -206,14 +243,17 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let (bound, task) = iolab_lab_core::metrics::serve(addr, source, extra)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?;
-            println!("metrics http://{bound}/metrics");
+            say(
+                &a,
+                &Said::Metrics {
+                    url: format!("http://{bound}/metrics"),
+                },
+            )?;
             Some(task)
         }
         None => None,
     };
-    for url in target.lun_urls() {
-        println!("lun {url}");
-    }
+    luns(&a, &target)?;
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -229,8 +269,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 let _ = std::io::stdout().flush();
             }
             _ = tick.tick(), if a.stats.is_some() => {
-                for line in stats_lines(&target.sessions(), &mut last) {
-                    println!("{line}");
+                if a.json {
+                    for s in stats(&target.sessions(), &mut last) {
+                        println!("{}", crate::json::line("iolab.stats.v1", &s)?);
+                    }
+                } else {
+                    for line in stats_lines(&target.sessions(), &mut last) {
+                        println!("{line}");
+                    }
                 }
                 let _ = std::io::stdout().flush();
             }
@@ -255,16 +301,85 @@ async fn reload(a: &ServeArgs, target: &Target) {
         }
         Err(e) => Err(e),
     };
-    match result {
-        Ok(changes) if changes.is_empty() => println!("reconfigured: nothing changed"),
-        Ok(changes) => {
-            println!("reconfigured: {}", changes.summary().join("; "));
-            for url in target.lun_urls() {
-                println!("lun {url}");
-            }
-        }
-        Err(e) => println!("reconfigure failed: {e:#}"),
+    let said = match result {
+        Ok(changes) if changes.is_empty() => say(
+            a,
+            &Said::Reconfigured {
+                changes: Vec::new(),
+            },
+        ),
+        Ok(changes) => say(
+            a,
+            &Said::Reconfigured {
+                changes: changes.summary(),
+            },
+        )
+        .and_then(|()| luns(a, target)),
+        Err(e) => say(
+            a,
+            &Said::ReconfigureFailed {
+                error: format!("{e:#}"),
+            },
+        ),
+    };
+    if let Err(e) = said {
+        eprintln!("iolab: {e:#}");
     }
+}
+
+/// What `target serve` tells its reader on stdout, as text or JSON lines.
+#[derive(serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Said {
+    Lun {
+        url: String,
+        target: String,
+        lun: u64,
+        portal: String,
+    },
+    Metrics {
+        url: String,
+    },
+    Reconfigured {
+        changes: Vec<String>,
+    },
+    ReconfigureFailed {
+        error: String,
+    },
+}
+
+fn say(a: &ServeArgs, s: &Said) -> anyhow::Result<()> {
+    if a.json {
+        println!("{}", crate::json::line("iolab.serve.v1", s)?);
+        return Ok(());
+    }
+    match s {
+        Said::Lun { url, .. } => println!("lun {url}"),
+        Said::Metrics { url } => println!("metrics {url}"),
+        Said::Reconfigured { changes } if changes.is_empty() => {
+            println!("reconfigured: nothing changed")
+        }
+        Said::Reconfigured { changes } => println!("reconfigured: {}", changes.join("; ")),
+        Said::ReconfigureFailed { error } => println!("reconfigure failed: {error}"),
+    }
+    Ok(())
+}
+
+/// One `lun` line (or JSON object) per LUN URL the target serves.
+fn luns(a: &ServeArgs, target: &Target) -> anyhow::Result<()> {
+    for url in target.lun_urls() {
+        let parsed = iolab_iscsi::initiator::IscsiUrl::parse(&url, false)?;
+        say(
+            a,
+            &Said::Lun {
+                target: parsed.target.clone().unwrap_or_default(),
+                lun: parsed.lun,
+                portal: parsed.portal(),
+                url,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

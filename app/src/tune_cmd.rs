@@ -36,32 +36,107 @@ pub fn tune_cmd(db: Option<&Path>, cmd: TuneCmd) -> anyhow::Result<()> {
     let mut store = open_store(db)?;
     match cmd {
         TuneCmd::Show(t) => {
-            let netns = t.netns.as_deref();
+            let netns = t.target.netns.as_deref();
             let host = namespace(netns)?;
             let scope = tuning::scope(netns);
-            println!("host values in {}:", where_(netns));
             let mut keys: Vec<String> = tprofile::builtins()
                 .iter()
                 .flat_map(|p| p.sysctls.keys().cloned())
                 .collect();
             keys.sort();
             keys.dedup();
-            for k in keys {
-                let v = match host.read(&k) {
-                    Ok(Some(v)) => normalized(&v),
-                    Ok(None) => "(not in this namespace)".into(),
-                    Err(e) => format!("({e})"),
+            // Each value, or why there is none.
+            let sysctls: Vec<(String, Result<String, String>)> = keys
+                .into_iter()
+                .map(|k| {
+                    let v = match host.read(&k) {
+                        Ok(Some(v)) => Ok(normalized(&v)),
+                        Ok(None) => Err("not in this namespace".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (k, v)
+                })
+                .collect();
+            let mtus: Vec<(String, Result<u32, String>)> = host
+                .interfaces()
+                .into_iter()
+                .map(|i| {
+                    let m = host.mtu(&i).map_err(|e| e.to_string());
+                    (i, m)
+                })
+                .collect();
+            let originals = store.originals(&scope)?;
+            if t.json {
+                #[derive(serde::Serialize)]
+                struct Value {
+                    key: String,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    value: Option<String>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    error: Option<String>,
+                }
+                #[derive(serde::Serialize)]
+                struct Mtu {
+                    interface: String,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    mtu: Option<u32>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    error: Option<String>,
+                }
+                #[derive(serde::Serialize)]
+                struct Show {
+                    netns: Option<String>,
+                    sysctls: Vec<Value>,
+                    mtus: Vec<Mtu>,
+                    /// What the lab changed here, as it was before.
+                    originals: Vec<Value>,
+                    profiles: Vec<String>,
+                }
+                let doc = Show {
+                    netns: netns.map(str::to_string),
+                    sysctls: sysctls
+                        .into_iter()
+                        .map(|(key, v)| Value {
+                            key,
+                            value: v.as_ref().ok().cloned(),
+                            error: v.err(),
+                        })
+                        .collect(),
+                    mtus: mtus
+                        .into_iter()
+                        .map(|(interface, m)| Mtu {
+                            interface,
+                            mtu: m.as_ref().ok().copied(),
+                            error: m.err(),
+                        })
+                        .collect(),
+                    originals: originals
+                        .into_iter()
+                        .map(|o| Value {
+                            key: o.key,
+                            value: Some(normalized(&o.value)),
+                            error: None,
+                        })
+                        .collect(),
+                    profiles: tprofile::builtins()
+                        .iter()
+                        .map(|p| p.name.clone())
+                        .collect(),
                 };
+                println!("{}", crate::json::pretty("iolab.tune-show.v1", &doc)?);
+                return Ok(());
+            }
+            println!("host values in {}:", where_(netns));
+            for (k, v) in sysctls {
+                let v = v.unwrap_or_else(|e| format!("({e})"));
                 println!("  {k:<34} {v}");
             }
-            for i in host.interfaces() {
-                let m = host
-                    .mtu(&i)
+            for (i, m) in mtus {
+                let m = m
                     .map(|m| m.to_string())
                     .unwrap_or_else(|e| format!("({e})"));
                 println!("  mtu:{i:<30} {m}");
             }
-            let originals = store.originals(&scope)?;
             if originals.is_empty() {
                 println!("nothing recorded: the lab has not changed this namespace");
             } else {

@@ -125,7 +125,7 @@ pub struct Run {
 }
 
 /// One line of the run list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
     pub id: i64,
     pub profile_name: String,

@@ -12,24 +12,24 @@ fn pci(args: &[&str]) -> (bool, String) {
     run(&mut c, Duration::from_secs(60))
 }
 
-/// Pulls `"key": value` pairs of each device object out of the JSON list.
+/// Address, vendor, device and whether it has a name, of each device of
+/// `pci list --json` (schema iolab.pci-devices.v1).
 fn json_devices(text: &str) -> Vec<(String, u64, u64, bool)> {
-    let mut out = Vec::new();
-    for obj in text.split("\n  {").skip(1) {
-        let field = |k: &str| {
-            obj.lines()
-                .find_map(|l| l.trim().strip_prefix(&format!("\"{k}\": ")))
-                .map(|v| v.trim_end_matches(',').trim_matches('"').to_string())
-                .unwrap_or_else(|| panic!("no {k} in {obj}"))
-        };
-        out.push((
-            field("address"),
-            field("vendor_id").parse().unwrap(),
-            field("device_id").parse().unwrap(),
-            field("device") != "null",
-        ));
-    }
-    out
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["schema"], "iolab.pci-devices.v1", "{text}");
+    v["devices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no devices in {text}"))
+        .iter()
+        .map(|d| {
+            (
+                d["address"].as_str().unwrap().to_string(),
+                d["vendor_id"].as_u64().unwrap(),
+                d["device_id"].as_u64().unwrap(),
+                !d["device"].is_null(),
+            )
+        })
+        .collect()
 }
 
 #[test]
