@@ -53,8 +53,8 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
                     state: st.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
                     name: g.name,
                     profile: p,
-                    memory_mib: g.memory_mib as u64,
-                    vcpus: g.vcpus as u32,
+                    memory_mib: u64::from(g.memory_mib),
+                    vcpus: g.vcpus,
                 });
             }
             if json {
