@@ -169,7 +169,8 @@ fn connection_table(f: &mut Frame, s: &ConsoleState, area: Rect) {
         .style(Style::new().add_modifier(Modifier::BOLD)),
     )
     .block(Block::new().borders(Borders::ALL).title(format!(
-        "Connections — total {:.1} MB/s",
+        "Connections ({}) — total {:.1} MB/s",
+        s.snapshot.connections.len(),
         s.snapshot.total_mbps
     )));
     f.render_widget(table, area);
