@@ -168,17 +168,24 @@ fn series<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Run) -> Drawn
         .x_desc("seconds (cells one after another)")
         .y_desc("MB/s")
         .draw()?;
+    let mut labelled = Vec::new();
     for (i, line) in plot.lines.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(
-                line.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(line.label.clone())
-            .legend(move |(x, y)| {
+        let color = if line.label == "total" {
+            BLACK
+        } else {
+            PALETTE[plot.color_of(i) % PALETTE.len()]
+        };
+        let drawn = chart.draw_series(LineSeries::new(
+            line.points.iter().copied(),
+            color.stroke_width(2),
+        ))?;
+        // One legend entry per connection, however many cells it ran in.
+        if !labelled.contains(&line.label) {
+            labelled.push(line.label.clone());
+            drawn.label(line.label.clone()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
             });
+        }
     }
     chart
         .configure_series_labels()

@@ -177,6 +177,30 @@ pub struct Plot {
     pub y_max: f64,
 }
 
+impl Plot {
+    /// The distinct line labels in order of appearance: a legend entry and
+    /// a colour each (a stored run draws a connection's cells as separate
+    /// lines under one label).
+    pub fn legend(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for l in &self.lines {
+            if !out.contains(&l.label.as_str()) {
+                out.push(&l.label);
+            }
+        }
+        out
+    }
+
+    /// The colour index of line `i`: its label's place in the legend.
+    pub fn color_of(&self, i: usize) -> usize {
+        let label = self.lines.get(i).map(|l| l.label.as_str());
+        self.legend()
+            .iter()
+            .position(|l| Some(*l) == label)
+            .unwrap_or(0)
+    }
+}
+
 /// Connection and host histories from successive snapshots.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
@@ -352,9 +376,10 @@ fn y_max(lines: &[Line]) -> f64 {
 }
 
 /// Per-connection MB/s lines of a stored run (its series at 4 Hz), cells
-/// one after another on the time axis.
+/// one after another on the time axis; each cell's part of a connection is
+/// a line of its own (no line joins two cells), under the connection's label.
 pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
-    let mut lines: BTreeMap<(u32, u32), Line> = BTreeMap::new();
+    let mut lines: BTreeMap<(u32, u32, u32), Line> = BTreeMap::new();
     // Where each cell starts on the run's time axis.
     let mut cell_end: BTreeMap<u32, f64> = BTreeMap::new();
     for p in &run.series {
@@ -368,11 +393,15 @@ pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
         at += len;
     }
     let mut prev_t: BTreeMap<(u32, u32, u32), u64> = BTreeMap::new();
+    // Each cell's sum over its connections, sample by sample.
+    let mut totals: BTreeMap<(u32, u32), (f64, f64)> = BTreeMap::new();
     for p in &run.series {
         let key = (p.cell, p.session, p.cid);
         let last = prev_t.insert(key, p.t_ms).unwrap_or(0);
         let secs = (p.t_ms.saturating_sub(last)) as f64 / 1000.0;
-        if secs <= 0.0 {
+        // The last sample of a cell can cover a few milliseconds of a
+        // queue draining: too short to be a rate worth drawing.
+        if secs < MIN_DRAWN_S {
             continue;
         }
         let point = Point {
@@ -381,21 +410,53 @@ pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
             ..Default::default()
         };
         let x = offset.get(&p.cell).copied().unwrap_or(0.0) + p.t_ms as f64 / 1000.0;
+        let y = metric.of(&point);
         lines
-            .entry((p.session, p.cid))
+            .entry(key)
             .or_insert_with(|| Line {
                 label: format!("session {} cid {}", p.session, p.cid),
                 points: Vec::new(),
             })
             .points
-            .push((x, metric.of(&point)));
+            .push((x, y));
+        let t = totals.entry((p.cell, p.seq)).or_insert((x, 0.0));
+        t.1 += y;
     }
-    let lines: Vec<Line> = lines.into_values().collect();
+    let mut lines: Vec<Line> = lines.into_values().collect();
+    if metric.adds_up() {
+        for cell in cell_end.keys() {
+            let conns = lines_of_cell(&run.series, *cell);
+            if conns > 1 {
+                lines.push(Line {
+                    label: "total".into(),
+                    points: totals
+                        .range((*cell, 0)..=(*cell, u32::MAX))
+                        .map(|(_, v)| *v)
+                        .collect(),
+                });
+            }
+        }
+    }
     Plot {
         y_max: y_max(&lines),
         lines,
         x: [0.0, at],
     }
+}
+
+/// Samples covering less than this are left out of stored-run charts.
+const MIN_DRAWN_S: f64 = 0.1;
+
+/// How many connections a cell of a stored series has.
+fn lines_of_cell(series: &[iolab_profiles::SeriesPoint], cell: u32) -> usize {
+    let mut seen: Vec<(u32, u32)> = series
+        .iter()
+        .filter(|p| p.cell == cell)
+        .map(|p| (p.session, p.cid))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
 }
 
 #[cfg(test)]
@@ -518,16 +579,25 @@ mod tests {
                 pt(0, 0, 500, 25_000_000),
                 pt(1, 0, 250, 50_000_000),
                 pt(1, 1, 250, 50_000_000),
+                // A cell's last sample of 20 ms is not drawn.
+                pt(1, 1, 270, 1_000),
             ],
             ..Default::default()
         };
         let p = stored_plot(&run, Metric::ReadMbps);
-        assert_eq!(p.lines.len(), 2);
-        assert_eq!(
-            p.lines[0].points,
-            vec![(0.25, 100.0), (0.5, 100.0), (0.75, 200.0)]
-        );
+        // Cell 0's cid 0, then cell 1's cid 0 and cid 1: no line across
+        // cells; cell 1 has two connections, so a total too.
+        assert_eq!(p.lines.len(), 4);
+        assert_eq!(p.lines[0].points, vec![(0.25, 100.0), (0.5, 100.0)]);
         assert_eq!(p.lines[1].points, vec![(0.75, 200.0)]);
-        assert_eq!(p.x, [0.0, 0.75]);
+        assert_eq!(p.lines[2].points, vec![(0.75, 200.0)]);
+        assert_eq!(p.lines[3].label, "total");
+        assert_eq!(p.lines[3].points, vec![(0.75, 400.0)]);
+        assert_eq!(
+            p.legend(),
+            vec!["session 0 cid 0", "session 0 cid 1", "total"]
+        );
+        assert_eq!((p.color_of(0), p.color_of(1), p.color_of(2)), (0, 0, 1));
+        assert_eq!(p.x, [0.0, 0.77]);
     }
 }

@@ -61,10 +61,10 @@ pub fn render(f: &mut Frame, plot: &Plot, title: &str, unit: &str, area: Rect) {
     }
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let legend_width = plot
-        .lines
+    let legend = plot.legend();
+    let legend_width = legend
         .iter()
-        .map(|l| l.label.chars().count() as u16 + 2)
+        .map(|l| l.chars().count() as u16 + 2)
         .max()
         .unwrap_or(0)
         .min(inner.width / 3);
@@ -78,7 +78,7 @@ pub fn render(f: &mut Frame, plot: &Plot, title: &str, unit: &str, area: Rect) {
             Dataset::default()
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
-                .style(Style::new().fg(color(i, &l.label)))
+                .style(Style::new().fg(color(plot.color_of(i), &l.label)))
                 .data(&l.points)
         })
         .collect();
@@ -103,14 +103,13 @@ pub fn render(f: &mut Frame, plot: &Plot, title: &str, unit: &str, area: Rect) {
         )
         .legend_position(None);
     f.render_widget(chart, plot_area);
-    let legend: Vec<Line> = plot
-        .lines
+    let legend: Vec<Line> = legend
         .iter()
         .enumerate()
         .map(|(i, l)| {
             Line::from(vec![
-                Span::styled("■ ", Style::new().fg(color(i, &l.label))),
-                Span::raw(l.label.clone()),
+                Span::styled("■ ", Style::new().fg(color(i, l))),
+                Span::raw(l.to_string()),
             ])
         })
         .collect();
