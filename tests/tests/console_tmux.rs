@@ -677,3 +677,62 @@ fn console_measures_tgtd_and_istgt_from_the_initiator_side() {
     }
     t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
 }
+
+/// The Run screen charts the run's connections while it runs (a legend line
+/// per connection and the total), `v` and `w` change what and how long it
+/// plots (latency percentiles among them, while the run goes), the chart
+/// stays when the run ends, and the Connections screen charts with the
+/// same settings.
+#[test]
+fn console_charts_a_runs_connections_and_keeps_the_chart() {
+    if !require_peer("tmux") {
+        return;
+    }
+    let state = TempDir::new("console-charts");
+    let t = console(
+        &format!(
+            "XDG_STATE_HOME={0} XDG_DATA_HOME={0} {1}",
+            state.0.display(),
+            iolab_bin().display()
+        ),
+        "40",
+    );
+    t.keys(&["3"]);
+    t.wait_for("Workload", Duration::from_secs(5));
+    t.keys(&["c"]);
+    t.wait_for("connections 2", Duration::from_secs(5));
+    t.keys(&["r"]);
+    let s = t.wait_for("■ total", Duration::from_secs(15));
+    assert!(
+        s.contains("Run, measured by the target: MB/s read+write, last 30 s"),
+        "{s}"
+    );
+    let legend = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("■ ") && l.contains("127.0.0.1:"))
+            .count()
+    };
+    assert_eq!(legend(&s), 2, "a legend line per connection:\n{s}");
+    // Latency p99 of each interval, while the run goes.
+    for _ in 0..5 {
+        t.keys(&["v"]);
+    }
+    let s = t.wait_for("latency p99 (µs), last 30 s", Duration::from_secs(5));
+    assert!(s.contains("µs"), "{s}");
+    t.keys(&["v"]);
+    t.wait_for("in flight, last 30 s", Duration::from_secs(5));
+    t.keys(&["v", "v"]);
+    t.wait_for("MB/s read, last 30 s", Duration::from_secs(5));
+    t.keys(&["w"]);
+    t.wait_for("MB/s read, last 2 min", Duration::from_secs(5));
+
+    let done = t.wait_for("sampled by the console:", Duration::from_secs(30));
+    assert_eq!(legend(&done), 2, "the finished run's chart stays:\n{done}");
+    assert!(!done.contains("no samples yet"), "{done}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(legend(&t.screen()), 2, "and stays:\n{}", t.screen());
+
+    t.keys(&["2"]);
+    let s = t.wait_for("Connections: MB/s read, last 2 min", Duration::from_secs(5));
+    assert!(s.contains("Connections ("), "{s}");
+}
