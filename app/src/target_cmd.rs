@@ -233,13 +233,10 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let target = Target::start(cfg).await?;
     let _metrics = match a.metrics {
         Some(addr) => {
-            let reg = target.registry().clone();
-            let source: std::sync::Arc<dyn iolab_lab_core::sampler::SessionSource> =
-                std::sync::Arc::new(move || reg.sessions().iter().map(|s| s.info()).collect());
+            let source = iolab_lab_core::metrics::registry_source(target.registry().clone());
             let r = target.registry().clone();
-            let extra: iolab_lab_core::metrics::Extra = std::sync::Arc::new(move || {
-                iolab_lab_core::metrics::logins(&r.logins) + &iolab_lab_core::metrics::host()
-            });
+            let extra: iolab_lab_core::metrics::Extra =
+                std::sync::Arc::new(move || iolab_lab_core::metrics::target_extra(&r));
             let (bound, task) = iolab_lab_core::metrics::serve(addr, source, extra)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?;

@@ -261,6 +261,82 @@ pub fn logins(c: &iolab_iscsi::target::LoginCounters) -> String {
     out
 }
 
+/// Per-LUN counters of every target of a registry, as LIO keeps per LUN:
+/// what each logical unit served, whichever session asked.
+pub fn luns(targets: &[Arc<iolab_iscsi::target::TargetNode>]) -> String {
+    type Get = fn(&iolab_storage::scsi::LuStatsSnapshot) -> u64;
+    let rows: Vec<(String, u64, iolab_storage::scsi::LuStatsSnapshot)> = targets
+        .iter()
+        .flat_map(|t| {
+            t.luns()
+                .iter()
+                .map(|(n, lu)| (t.iqn.clone(), *n, lu.stats()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let families: [(&str, &str, Get); 6] = [
+        (
+            "iolab_lun_read_bytes_total",
+            "Payload bytes read from a LUN.",
+            |s| s.read_bytes,
+        ),
+        (
+            "iolab_lun_write_bytes_total",
+            "Payload bytes written to a LUN.",
+            |s| s.write_bytes,
+        ),
+        (
+            "iolab_lun_read_commands_total",
+            "READ commands a LUN completed.",
+            |s| s.read_commands,
+        ),
+        (
+            "iolab_lun_write_commands_total",
+            "WRITE commands a LUN completed.",
+            |s| s.write_commands,
+        ),
+        (
+            "iolab_lun_commands_total",
+            "SCSI commands of every kind a LUN answered.",
+            |s| s.commands,
+        ),
+        (
+            "iolab_lun_errors_total",
+            "Commands a LUN ended with an error status.",
+            |s| s.errors,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, get) in families {
+        family(&mut out, name, "counter", help);
+        for (t, n, s) in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{target=\"{}\",lun=\"{n}\"}} {}",
+                label(t),
+                get(s)
+            );
+        }
+    }
+    out
+}
+
+/// A target's connections for its exporter: those logged in, and those that
+/// ended in the last minute with their final counters (so what moved after
+/// the last scrape still reaches Prometheus).
+pub fn registry_source(reg: Arc<iolab_iscsi::target::Registry>) -> Arc<dyn SessionSource> {
+    Arc::new(move || {
+        let mut all: Vec<SessionInfo> = reg.sessions().iter().map(|s| s.info()).collect();
+        all.extend(reg.ended_connections());
+        all
+    })
+}
+
+/// What a target's exporter adds to its connections: logins, LUNs, the host.
+pub fn target_extra(reg: &iolab_iscsi::target::Registry) -> String {
+    logins(&reg.logins) + &luns(&reg.targets()) + &host()
+}
+
 /// What every exporter adds: the host's CPU.
 pub fn host() -> String {
     host_cpu(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
@@ -415,5 +491,28 @@ mod tests {
             !text.contains("cpu=\"\""),
             "the total line is not a CPU: {text}"
         );
+    }
+
+    #[test]
+    fn luns_are_counted_per_target_and_lun() {
+        use iolab_iscsi::target::ServerConfig;
+        let cfg = ServerConfig::default_lab("127.0.0.1:0".parse().unwrap(), 1 << 20);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = rt.block_on(iolab_iscsi::Target::start(cfg)).unwrap();
+        let text = luns(&target.registry().targets());
+        assert!(
+            text.contains("# TYPE iolab_lun_read_bytes_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "iolab_lun_read_bytes_total{target=\"iqn.2026-11.io.iolab:target0\",lun=\"0\"} 0"
+            ),
+            "{text}"
+        );
+        target.shutdown();
     }
 }

@@ -48,26 +48,45 @@ pub fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// The sessions of the cell running now, as the initiator counts them: a
-/// session source for a metrics exporter over a whole profile run.
+/// The sessions of the cell running now, as the initiator counts them, and
+/// the final counters of earlier cells' sessions: a session source for a
+/// metrics exporter over a whole profile run.
 #[derive(Clone, Default)]
-pub struct LiveSessions(Arc<std::sync::Mutex<Option<CellSessions>>>);
+pub struct LiveSessions(Arc<std::sync::Mutex<Live>>);
 
 /// A cell's sessions and the initiator name they logged in with.
 type CellSessions = (Arc<Vec<Session>>, String);
 
+#[derive(Default)]
+struct Live {
+    now: Option<CellSessions>,
+    /// Sessions of finished cells as they ended (the last few).
+    ended: Vec<iolab_iscsi::SessionInfo>,
+}
+
+/// Finished cells' sessions kept for the exporter.
+const ENDED_KEPT: usize = 64;
+
 impl LiveSessions {
     fn set(&self, v: Option<CellSessions>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = v;
+        let mut live = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((list, name)) = live.now.take() {
+            live.ended.extend(list.iter().map(|s| s.info(&name)));
+            let extra = live.ended.len().saturating_sub(ENDED_KEPT);
+            live.ended.drain(..extra);
+        }
+        live.now = v;
     }
 }
 
 impl crate::sampler::SessionSource for LiveSessions {
     fn sessions(&self) -> Vec<iolab_iscsi::SessionInfo> {
-        match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((list, name)) => list.iter().map(|s| s.info(name)).collect(),
-            None => Vec::new(),
+        let live = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = live.ended.clone();
+        if let Some((list, name)) = &live.now {
+            all.extend(list.iter().map(|s| s.info(name)));
         }
+        all
     }
 }
 

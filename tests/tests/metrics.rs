@@ -373,5 +373,18 @@ fn watch_lines_add_up_to_what_the_engine_counted() {
             "cid {cid}: watch summed {watched}, engine {counted}"
         );
     }
+    // The LUN counted the same writes, whichever connection carried them.
+    let lun: u64 = body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "iolab_lun_write_bytes_total{target=\"iqn.2026-11.io.iolab:target0\",lun=\"0\"} ",
+            )?
+            .parse()
+            .ok()
+        })
+        .unwrap_or_else(|| panic!("no LUN 0 write counter in:\n{body}"));
+    assert_eq!(lun, per_cid.values().sum::<u64>(), "{body}");
+    assert!(body.contains("# TYPE iolab_lun_commands_total counter"));
     target.kill();
 }

@@ -364,14 +364,16 @@ pub async fn run(
     let _metrics = match metrics {
         Some(addr) => {
             let r = lab.target.as_ref().map(|t| t.target.registry().clone());
-            let extra: iolab_lab_core::metrics::Extra = Arc::new(move || {
-                let logins = r
-                    .as_ref()
-                    .map(|r| iolab_lab_core::metrics::logins(&r.logins))
-                    .unwrap_or_default();
-                logins + &iolab_lab_core::metrics::host()
+            // The exporter also sees connections that just ended (final counters).
+            let exported = match &r {
+                Some(r) => iolab_lab_core::metrics::registry_source(r.clone()),
+                None => source.clone(),
+            };
+            let extra: iolab_lab_core::metrics::Extra = Arc::new(move || match &r {
+                Some(r) => iolab_lab_core::metrics::target_extra(r),
+                None => iolab_lab_core::metrics::host(),
             });
-            let (bound, task) = iolab_lab_core::metrics::serve(addr, source.clone(), extra)
+            let (bound, task) = iolab_lab_core::metrics::serve(addr, exported, extra)
                 .await
                 .with_context(|| format!("serving metrics on {addr}"))?;
             state.status = format!("{}; metrics http://{bound}/metrics", state.status);

@@ -200,6 +200,7 @@ pub(super) async fn serve(
         alone_streak: 0,
     };
     let r = conn.run(rd, close_rx, deferred_rx).await;
+    reg.connection_ended(session.info_of(&stats));
     let last = session.remove_connection(&stats);
     if last {
         reg.end_session(&session);
@@ -841,7 +842,27 @@ impl Conn {
                     let multi = tokio::runtime::Handle::current().runtime_flavor()
                         == tokio::runtime::RuntimeFlavor::MultiThread;
                     let nexus = &self.session.nexus;
-                    if multi && lu.backstore().kind() != BackstoreKind::Ramdisk {
+                    // EXTENDED COPY may name any LU of the target, and moves
+                    // up to a few hundred MiB: off the reactor, whatever the
+                    // backstore.
+                    let copy = cdb.first() == Some(&scsi::opcode::op::EXTENDED_COPY);
+                    if copy {
+                        let peers: Vec<_> = self
+                            .session
+                            .target
+                            .luns()
+                            .values()
+                            .filter(|l| !Arc::ptr_eq(l, lu))
+                            .cloned()
+                            .collect();
+                        if multi {
+                            tokio::task::block_in_place(|| {
+                                lu.start_with(nexus, cdb, data_out, &peers)
+                            })
+                        } else {
+                            lu.start_with(nexus, cdb, data_out, &peers)
+                        }
+                    } else if multi && lu.backstore().kind() != BackstoreKind::Ramdisk {
                         tokio::task::block_in_place(|| lu.start(nexus, cdb, data_out))
                     } else {
                         lu.start(nexus, cdb, data_out)

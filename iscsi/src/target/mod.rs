@@ -155,7 +155,15 @@ pub struct Registry {
     portals: Mutex<Vec<BoundPortal>>,
     sessions: Mutex<HashMap<u16, Arc<Session>>>,
     next_tsih: AtomicU16,
+    /// Connections that ended, with their final counters, for a while
+    /// ([`Registry::ended_connections`]).
+    ended: Mutex<std::collections::VecDeque<(std::time::Instant, SessionInfo)>>,
 }
+
+/// How long [`Registry::ended_connections`] remembers a connection.
+pub const ENDED_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+/// At most this many ended connections are remembered.
+const ENDED_MAX: usize = 1024;
 
 impl Registry {
     pub fn new(cfg: &ServerConfig) -> Result<Self, IscsiError> {
@@ -171,6 +179,7 @@ impl Registry {
             portals: Mutex::new(Vec::new()),
             sessions: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
+            ended: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -221,6 +230,29 @@ impl Registry {
             .collect();
         v.sort_by_key(|s| s.tsih);
         v
+    }
+
+    /// Connections that ended in the last [`ENDED_KEPT`], each as a session
+    /// of that one connection with its final counters: what an exporter
+    /// needs so the bytes moved after its last look are not lost.
+    pub fn ended_connections(&self) -> Vec<SessionInfo> {
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        while ended
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > ENDED_KEPT)
+        {
+            ended.pop_front();
+        }
+        ended.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Remembers a connection that ended (see [`Registry::ended_connections`]).
+    pub(crate) fn connection_ended(&self, last: SessionInfo) {
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if ended.len() == ENDED_MAX {
+            ended.pop_front();
+        }
+        ended.push_back((std::time::Instant::now(), last));
     }
 
     /// Every I_T nexus currently logged in to a target.

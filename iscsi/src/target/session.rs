@@ -60,6 +60,19 @@ pub(super) struct ConnEntry {
     pub close: watch::Sender<bool>,
 }
 
+impl ConnEntry {
+    fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            cid: self.cid,
+            peer: self.peer,
+            local: self.local,
+            params: self.params.clone(),
+            mss: self.mss,
+            stats: self.stats.snapshot(),
+        }
+    }
+}
+
 pub struct Session {
     pub tsih: u16,
     pub isid: u64,
@@ -295,6 +308,24 @@ impl Session {
         self.conns().push(entry);
     }
 
+    /// This session with only the connection of `stats`, as it stands (its
+    /// final figures when it has ended; in flight counted as 0 then).
+    pub(super) fn info_of(&self, stats: &Arc<ConnStats>) -> SessionInfo {
+        SessionInfo {
+            connections: self
+                .conns()
+                .iter()
+                .filter(|c| Arc::ptr_eq(&c.stats, stats))
+                .map(|c| {
+                    let mut info = c.info();
+                    info.stats.in_flight = 0;
+                    info
+                })
+                .collect(),
+            ..self.header()
+        }
+    }
+
     /// Removes a connection; returns true when it was the last one.
     pub(super) fn remove_connection(&self, stats: &Arc<ConnStats>) -> bool {
         let mut conns = self.conns();
@@ -325,25 +356,22 @@ impl Session {
         self.conns().len()
     }
 
-    pub fn info(&self) -> SessionInfo {
+    /// The session's identity, without its connections.
+    fn header(&self) -> SessionInfo {
         SessionInfo {
             tsih: self.tsih,
             isid: self.isid,
             initiator: self.initiator_name.clone(),
             target: self.target.iqn.clone(),
             queue_depth: self.window_depth(),
-            connections: self
-                .conns()
-                .iter()
-                .map(|c| ConnectionInfo {
-                    cid: c.cid,
-                    peer: c.peer,
-                    local: c.local,
-                    params: c.params.clone(),
-                    mss: c.mss,
-                    stats: c.stats.snapshot(),
-                })
-                .collect(),
+            connections: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            connections: self.conns().iter().map(ConnEntry::info).collect(),
+            ..self.header()
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod vpd {
     pub const DEVICE_IDENTIFICATION: u8 = 0x83;
     pub const EXTENDED_INQUIRY: u8 = 0x86;
     pub const BLOCK_LIMITS: u8 = 0xB0;
+    pub const THIRD_PARTY_COPY: u8 = 0x8F;
     pub const BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
     pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
 }
@@ -25,6 +26,7 @@ const PAGES: &[u8] = &[
     vpd::BLOCK_LIMITS,
     vpd::BLOCK_DEVICE_CHARACTERISTICS,
     vpd::LOGICAL_BLOCK_PROVISIONING,
+    vpd::THIRD_PARTY_COPY,
 ];
 
 /// Version descriptors: SAM-5, iSCSI, SPC-4, SBC-3.
@@ -121,6 +123,7 @@ impl LogicalUnit {
                 }
                 d.extend_from_slice(&p);
             }
+            vpd::THIRD_PARTY_COPY => d.extend_from_slice(&super::xcopy::third_party_copy_page()),
             _ => return Err(Sense::invalid_cdb(2, None)),
         }
         let len = (d.len() - 4) as u16;
@@ -128,7 +131,7 @@ impl LogicalUnit {
         Ok(d)
     }
 
-    fn designators(&self) -> Vec<u8> {
+    pub(super) fn designators(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // NAA IEEE Registered (type 3, code set binary, association LU).
         out.extend_from_slice(&[0x01, 0x03, 0x00, 0x08]);

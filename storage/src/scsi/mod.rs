@@ -6,10 +6,11 @@ pub mod opcode;
 mod reservation;
 mod sanitize;
 pub mod sense;
+mod xcopy;
 
 use bytes::Bytes;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -181,6 +182,9 @@ struct LuState {
     medium_absent: bool,
     /// A SANITIZE in progress: media access is refused until it ends.
     sanitize: Option<Arc<SanitizeJob>>,
+    /// Finished EXTENDED COPY lists whose results are held for RECEIVE COPY
+    /// RESULTS, per I_T nexus, oldest first.
+    copies: std::collections::VecDeque<(NexusId, xcopy::CopyResult)>,
 }
 
 impl LuState {
@@ -198,6 +202,8 @@ impl LuState {
 /// A logical unit: the command emulation plus its backstore.
 pub struct LogicalUnit {
     cfg: LuConfig,
+    /// What this LU served, as LIO counts per LUN.
+    stats: LuStats,
     store: Box<dyn Backstore>,
     state: Mutex<LuState>,
     /// Mirrors `!state.quiet()` so the data path takes no lock when nothing special is set.
@@ -207,6 +213,80 @@ pub struct LogicalUnit {
 }
 
 type CmdResult = Result<ScsiResponse, Sense>;
+
+/// Counters of one logical unit, bumped with relaxed atomics as commands
+/// complete: payload read and written, commands by kind, errors.
+#[derive(Debug, Default)]
+pub struct LuStats {
+    read_bytes: AtomicU64,
+    write_bytes: AtomicU64,
+    read_commands: AtomicU64,
+    write_commands: AtomicU64,
+    commands: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A copy of an LU's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LuStatsSnapshot {
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub read_commands: u64,
+    pub write_commands: u64,
+    pub commands: u64,
+    pub errors: u64,
+}
+
+/// Whether a command moves blocks in (Some(false)) or out (Some(true)).
+fn reads_blocks(opcode: u8) -> Option<bool> {
+    match opcode {
+        op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16 => Some(true),
+        op::WRITE_6
+        | op::WRITE_10
+        | op::WRITE_12
+        | op::WRITE_16
+        | op::WRITE_VERIFY_10
+        | op::WRITE_VERIFY_12
+        | op::WRITE_VERIFY_16
+        | op::WRITE_ATOMIC_16 => Some(false),
+        _ => None,
+    }
+}
+
+impl LuStats {
+    fn count(&self, opcode: u8, data_out: usize, r: &ScsiResponse) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        if r.status != ScsiStatus::Good {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match reads_blocks(opcode) {
+            Some(true) => {
+                self.read_commands.fetch_add(1, Ordering::Relaxed);
+                self.read_bytes
+                    .fetch_add(r.data_len() as u64, Ordering::Relaxed);
+            }
+            Some(false) => {
+                self.write_commands.fetch_add(1, Ordering::Relaxed);
+                self.write_bytes
+                    .fetch_add(data_out as u64, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+
+    pub fn snapshot(&self) -> LuStatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LuStatsSnapshot {
+            read_bytes: l(&self.read_bytes),
+            write_bytes: l(&self.write_bytes),
+            read_commands: l(&self.read_commands),
+            write_commands: l(&self.write_commands),
+            commands: l(&self.commands),
+            errors: l(&self.errors),
+        }
+    }
+}
 
 fn be16(b: &[u8]) -> u64 {
     u16::from_be_bytes([b[0], b[1]]) as u64
@@ -309,6 +389,7 @@ impl LogicalUnit {
         }
         Ok(LogicalUnit {
             cfg,
+            stats: LuStats::default(),
             store,
             state: Mutex::new(LuState::default()),
             slow: AtomicBool::new(false),
@@ -318,6 +399,10 @@ impl LogicalUnit {
 
     pub fn config(&self) -> &LuConfig {
         &self.cfg
+    }
+    /// What this LU served so far.
+    pub fn stats(&self) -> LuStatsSnapshot {
+        self.stats.snapshot()
     }
     pub fn backstore(&self) -> &dyn Backstore {
         &*self.store
@@ -399,12 +484,25 @@ impl LogicalUnit {
         st.res.nexus_lost(nexus);
         st.prevent.remove(nexus);
         st.unit_attention.retain(|(x, _)| x != nexus);
+        st.copies.retain(|(x, _)| x != nexus);
         self.update(&st);
     }
 
     /// Executes one command and waits for it. `data_out` holds what the initiator sent.
     pub fn execute(self: &Arc<Self>, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
-        match self.start(nexus, cdb, data_out) {
+        self.execute_with(nexus, cdb, data_out, &[])
+    }
+
+    /// [`LogicalUnit::execute`] with the other logical units of the target,
+    /// which an EXTENDED COPY may name.
+    pub fn execute_with(
+        self: &Arc<Self>,
+        nexus: &Nexus,
+        cdb: &[u8],
+        data_out: &[u8],
+        peers: &[Arc<LogicalUnit>],
+    ) -> ScsiResponse {
+        match self.start_with(nexus, cdb, data_out, peers) {
             Completion::Now(r) => r,
             Completion::Later(job) => job.wait_response(self.descriptor_sense()),
         }
@@ -413,6 +511,17 @@ impl LogicalUnit {
     /// Starts one command: most complete at once; a SANITIZE without IMMED
     /// completes when its background job ends.
     pub fn start(self: &Arc<Self>, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> Completion {
+        self.start_with(nexus, cdb, data_out, &[])
+    }
+
+    /// [`LogicalUnit::start`] with the other logical units of the target.
+    pub fn start_with(
+        self: &Arc<Self>,
+        nexus: &Nexus,
+        cdb: &[u8],
+        data_out: &[u8],
+        peers: &[Arc<LogicalUnit>],
+    ) -> Completion {
         if cdb.is_empty() || cdb.len() < cdb_len(cdb[0]) {
             return Completion::Now(ScsiResponse::check(
                 &Sense::illegal(Asc::INVALID_OPCODE),
@@ -429,15 +538,23 @@ impl LogicalUnit {
                 }
             };
         }
-        Completion::Now(self.execute_now(nexus, cdb, data_out))
+        let r = self.execute_now(nexus, cdb, data_out, peers);
+        self.stats.count(opcode, data_out.len(), &r);
+        Completion::Now(r)
     }
 
-    fn execute_now(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> ScsiResponse {
+    fn execute_now(
+        &self,
+        nexus: &Nexus,
+        cdb: &[u8],
+        data_out: &[u8],
+        peers: &[Arc<LogicalUnit>],
+    ) -> ScsiResponse {
         let opcode = cdb[0];
         if let Some(r) = self.admission(nexus, opcode) {
             return r;
         }
-        match self.dispatch(nexus, cdb, data_out) {
+        match self.dispatch(nexus, cdb, data_out, peers) {
             Ok(r) => r,
             Err(sense) => ScsiResponse::check(&sense, self.descriptor_sense()),
         }
@@ -490,10 +607,32 @@ impl LogicalUnit {
         None
     }
 
-    fn dispatch(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> CmdResult {
+    fn dispatch(
+        &self,
+        nexus: &Nexus,
+        cdb: &[u8],
+        data_out: &[u8],
+        peers: &[Arc<LogicalUnit>],
+    ) -> CmdResult {
         let opcode = cdb[0];
         match opcode {
             op::TEST_UNIT_READY => Ok(ScsiResponse::good(Vec::new())),
+            op::EXTENDED_COPY => {
+                if let Some(done) = xcopy::extended_copy(self, peers, cdb, data_out)? {
+                    let mut st = self.lock();
+                    st.copies
+                        .retain(|(n, r)| !(n == &nexus.id && r.list_id == done.list_id));
+                    st.copies.push_back((nexus.id.clone(), done));
+                    if st.copies.len() > xcopy::limits::HELD_RESULTS {
+                        st.copies.pop_front();
+                    }
+                }
+                Ok(ScsiResponse::good(Vec::new()))
+            }
+            op::RECEIVE_COPY_RESULTS => {
+                let held: Vec<_> = self.lock().copies.iter().cloned().collect();
+                xcopy::receive_copy_results(cdb, &held, &nexus.id).map(ScsiResponse::good)
+            }
             op::READ_6 => {
                 let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
                 let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };

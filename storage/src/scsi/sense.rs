@@ -24,6 +24,7 @@ pub enum SenseKey {
     IllegalRequest = 0x5,
     UnitAttention = 0x6,
     DataProtect = 0x7,
+    CopyAborted = 0xA,
     AbortedCommand = 0xB,
     Miscompare = 0xE,
 }
@@ -113,6 +114,15 @@ impl Sense {
             }),
             ..Sense::illegal(Asc::INVALID_FIELD_IN_PARAMETER_LIST)
         }
+    }
+    /// Points at byte `byte` of the parameter data (sense-key specific).
+    pub fn with_param_field(mut self, byte: u16) -> Self {
+        self.field = Some(FieldPointer {
+            in_cdb: false,
+            byte,
+            bit: None,
+        });
+        self
     }
     pub fn with_information(mut self, info: u64) -> Self {
         self.information = Some(info);
