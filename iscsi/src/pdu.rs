@@ -484,12 +484,25 @@ pub async fn read_header<R: AsyncRead + Unpin>(
     let ahs_len = bhs.total_ahs_len();
     let mut ahs = vec![0u8; ahs_len];
     read_exact(r, &mut ahs).await?;
+    let mut digest = [0u8; 4];
     if limits.header_digest {
-        let mut d = [0u8; 4];
-        read_exact(r, &mut d).await?;
-        let mut c = crc32c::crc32c(&bhs.0);
-        c = crc32c::crc32c_append(c, &ahs);
-        if c != u32::from_le_bytes(d) {
+        read_exact(r, &mut digest).await?;
+    }
+    let dlen = check_header(&bhs, &ahs, digest, limits)?;
+    Ok(Some(Header { bhs, ahs, dlen }))
+}
+
+/// The checks of a header read whole: its digest (when negotiated) and its
+/// data segment length against the limit. Returns the data segment length.
+fn check_header(
+    bhs: &Bhs,
+    ahs: &[u8],
+    digest: [u8; 4],
+    limits: ReadLimits,
+) -> Result<usize, IscsiError> {
+    if limits.header_digest {
+        let c = crc32c::crc32c_append(crc32c::crc32c(&bhs.0), ahs);
+        if c != u32::from_le_bytes(digest) {
             return Err(IscsiError::HeaderDigest);
         }
     }
@@ -500,7 +513,57 @@ pub async fn read_header<R: AsyncRead + Unpin>(
             max: limits.max_data,
         });
     }
-    Ok(Some(Header { bhs, ahs, dlen }))
+    Ok(dlen)
+}
+
+/// One PDU from the front of `buf`, without I/O: the same checks as
+/// [`read_pdu`], for tests and fuzzing. `Ok(None)` while `buf` holds less
+/// than a whole PDU; otherwise the PDU and the bytes it took.
+pub fn decode(buf: &[u8], limits: ReadLimits) -> Result<Option<(ReadOutcome, usize)>, IscsiError> {
+    let Some(b) = buf.get(..BHS_LEN) else {
+        return Ok(None);
+    };
+    let mut bhs = Bhs::default();
+    bhs.0.copy_from_slice(b);
+    let mut at = BHS_LEN;
+    let Some(ahs) = buf.get(at..at + bhs.total_ahs_len()) else {
+        return Ok(None);
+    };
+    let ahs = ahs.to_vec();
+    at += ahs.len();
+    let mut digest = [0u8; 4];
+    if limits.header_digest {
+        let Some(d) = buf.get(at..at + 4) else {
+            return Ok(None);
+        };
+        digest.copy_from_slice(d);
+        at += 4;
+    }
+    let dlen = check_header(&bhs, &ahs, digest, limits)?;
+    let padded = dlen + pad_len(dlen);
+    let Some(segment) = buf.get(at..at + padded) else {
+        return Ok(None);
+    };
+    at += padded;
+    let mut digest_ok = true;
+    if limits.data_digest && dlen > 0 {
+        let Some(d) = buf.get(at..at + 4) else {
+            return Ok(None);
+        };
+        digest_ok = crc32c::crc32c(segment) == u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+        at += 4;
+    }
+    let pdu = Pdu {
+        bhs,
+        ahs,
+        data: segment[..dlen].to_vec(),
+    };
+    let outcome = if digest_ok {
+        ReadOutcome::Pdu(pdu)
+    } else {
+        ReadOutcome::DataDigestError(pdu)
+    };
+    Ok(Some((outcome, at)))
 }
 
 /// Reads the data segment of `h` into a pooled buffer.
@@ -724,5 +787,57 @@ mod tests {
     fn known_crc32c_vector() {
         // RFC 7143 B.4: 32 bytes of zeros.
         assert_eq!(crc32c(&[0u8; 32]), 0x8a9136aa);
+    }
+
+    #[test]
+    fn decode_takes_what_encode_wrote_and_waits_for_the_rest() {
+        for (hd, dd) in [(false, false), (true, true), (true, false)] {
+            let limits = ReadLimits {
+                max_data: 8192,
+                header_digest: hd,
+                data_digest: dd,
+            };
+            let mut bhs = Bhs::new(Opcode::ScsiCommand);
+            bhs.set_itt(7);
+            let mut pdu = Pdu::new(bhs, b"hello".to_vec());
+            pdu.ahs = vec![0, 5, 1, 0, 1, 2, 3, 4];
+            let wire = pdu.encode(hd, dd);
+            for cut in 0..wire.len() {
+                assert!(decode(&wire[..cut], limits).unwrap().is_none(), "cut {cut}");
+            }
+            let mut two = wire.clone();
+            two.extend_from_slice(&wire);
+            let Some((ReadOutcome::Pdu(back), used)) = decode(&two, limits).unwrap() else {
+                panic!("no PDU");
+            };
+            assert_eq!(used, wire.len());
+            assert_eq!((back.bhs.itt(), back.data.as_slice()), (7, &b"hello"[..]));
+            assert_eq!(back.ahs, pdu.ahs);
+            if dd {
+                let mut bad = wire.clone();
+                let last = bad.len() - 5;
+                bad[last] ^= 1;
+                assert!(matches!(
+                    decode(&bad, limits).unwrap(),
+                    Some((ReadOutcome::DataDigestError(_), _))
+                ));
+            }
+            if hd {
+                let mut bad = wire.clone();
+                bad[20] ^= 1;
+                assert!(matches!(decode(&bad, limits), Err(IscsiError::HeaderDigest)));
+            }
+        }
+        let mut big = Bhs::new(Opcode::DataOut);
+        big.set_data_segment_len(9000);
+        let limits = ReadLimits {
+            max_data: 8192,
+            header_digest: false,
+            data_digest: false,
+        };
+        assert!(matches!(
+            decode(&big.0, limits),
+            Err(IscsiError::DataSegmentTooLong { len: 9000, .. })
+        ));
     }
 }

@@ -66,9 +66,12 @@ pub fn hex_decode(v: &str) -> Option<Vec<u8>> {
     if h.is_empty() || h.len() % 2 != 0 {
         return None;
     }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+    // By bytes: slicing the text in twos would split a multi-byte character
+    // (a panic, found by fuzzing; the value comes from the peer).
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    h.as_bytes()
+        .chunks_exact(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
         .collect()
 }
 
@@ -99,6 +102,12 @@ mod tests {
             vec![0, 1, 0xfe]
         );
         assert!(hex_decode("0x1").is_none());
+        // Fuzz finding: a multi-byte character after 0x panicked the slicing.
+        assert!(hex_decode("0x19it6T").is_none());
+        assert!(hex_decode("0x€1").is_none());
+        assert!(hex_decode("0xa€").is_none());
+        assert!(hex_decode("0x+1").is_none());
+        assert_eq!(hex_decode("0XaB"), Some(vec![0xAB]));
         assert!(hex_decode("12").is_none());
         assert_eq!(parse_number("0x10"), Some(16));
     }

@@ -431,3 +431,40 @@ fn a_login_request_too_long_to_read_gets_a_login_response() {
     );
     assert!(c.closed_by_peer(), "the connection ends after the refusal");
 }
+
+/// Found by coverage-guided fuzzing (fuzz target `text`): a CHAP_R whose
+/// "0x..." value holds a multi-byte character made the hex decoder slice
+/// inside the character, and the panic took the login's connection down
+/// without an answer. Now it is an authentication failure like any wrong
+/// response.
+#[test]
+fn a_chap_response_that_is_not_hex_is_an_authentication_failure() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M", "--chap", "alice:secret12345"]);
+    let portal = portal_of(&urls[0]);
+    let mut c = RawConn::connect(&portal);
+    let step = |c: &mut RawConn, transit: bool, keys: &[(&str, &str)]| {
+        let (mut b, data) = c.login_pdu(keys);
+        // Security negotiation toward the operational stage.
+        b[1] = if transit { 0x80 } else { 0 } | 1;
+        c.send(&b, &data);
+        c.recv()
+    };
+    let r = step(
+        &mut c,
+        false,
+        &[
+            ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
+            ("TargetName", IQN),
+            ("SessionType", "Normal"),
+            ("AuthMethod", "CHAP"),
+        ],
+    )
+    .expect("AuthMethod answer");
+    assert_eq!(key(&r, "AuthMethod").as_deref(), Some("CHAP"), "{}", r.text());
+    let r = step(&mut c, false, &[("CHAP_A", "5")]).expect("a challenge");
+    assert!(key(&r, "CHAP_C").is_some(), "{}", r.text());
+    let r = step(&mut c, true, &[("CHAP_N", "alice"), ("CHAP_R", "0x€1")])
+        .expect("a Login Response, not a dropped connection");
+    assert_eq!(r.opcode(), 0x23);
+    assert_eq!((r.bhs[36], r.bhs[37]), (0x02, 0x01), "authentication failure");
+}

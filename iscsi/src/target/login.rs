@@ -621,4 +621,22 @@ mod tests {
         let (_, st) = challenge(&mut l, "1,2,3");
         assert_eq!(st, LoginStatus::AUTH_FAILURE, "no algorithm in common");
     }
+
+    /// Fuzz finding: a CHAP_R with a multi-byte character after "0x" made
+    /// the hex decoder slice inside the character and panic the connection.
+    #[test]
+    fn a_chap_response_that_is_not_hex_fails_the_login_without_a_panic() {
+        for bad in ["0x€1", "0xa€", "0x19it6T", "0x"] {
+            let mut l = TargetLogin::new(registry(true), 1000);
+            let (_, st) = challenge(&mut l, "5");
+            assert_eq!(st, LoginStatus::SUCCESS);
+            let s = l.step(&req(
+                Stage::Security,
+                Stage::Operational,
+                true,
+                &[("CHAP_N", "alice"), ("CHAP_R", bad)],
+            ));
+            assert_eq!(answer(&s).1, LoginStatus::AUTH_FAILURE, "{bad}");
+        }
+    }
 }
