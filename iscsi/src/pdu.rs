@@ -825,7 +825,10 @@ mod tests {
             if hd {
                 let mut bad = wire.clone();
                 bad[20] ^= 1;
-                assert!(matches!(decode(&bad, limits), Err(IscsiError::HeaderDigest)));
+                assert!(matches!(
+                    decode(&bad, limits),
+                    Err(IscsiError::HeaderDigest)
+                ));
             }
         }
         let mut big = Bhs::new(Opcode::DataOut);

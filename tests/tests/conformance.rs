@@ -133,7 +133,10 @@ fn suite(args: &[&str]) {
         );
     }
     for prefix in MUST_PASS {
-        let of: Vec<_> = verdicts.iter().filter(|(n, _)| n.starts_with(prefix)).collect();
+        let of: Vec<_> = verdicts
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .collect();
         assert!(!of.is_empty(), "no {prefix}* tests in the log");
         for (n, v) in of {
             assert_eq!(*v, "PASS", "{n}:\n{}", block(&log, n));

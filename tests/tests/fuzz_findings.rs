@@ -460,11 +460,94 @@ fn a_chap_response_that_is_not_hex_is_an_authentication_failure() {
         ],
     )
     .expect("AuthMethod answer");
-    assert_eq!(key(&r, "AuthMethod").as_deref(), Some("CHAP"), "{}", r.text());
+    assert_eq!(
+        key(&r, "AuthMethod").as_deref(),
+        Some("CHAP"),
+        "{}",
+        r.text()
+    );
     let r = step(&mut c, false, &[("CHAP_A", "5")]).expect("a challenge");
     assert!(key(&r, "CHAP_C").is_some(), "{}", r.text());
     let r = step(&mut c, true, &[("CHAP_N", "alice"), ("CHAP_R", "0x€1")])
         .expect("a Login Response, not a dropped connection");
     assert_eq!(r.opcode(), 0x23);
-    assert_eq!((r.bhs[36], r.bhs[37]), (0x02, 0x01), "authentication failure");
+    assert_eq!(
+        (r.bhs[36], r.bhs[37]),
+        (0x02, 0x01),
+        "authentication failure"
+    );
+}
+
+/// A LOGICAL UNIT RESET aborts every task of the LU, whichever I_T nexus
+/// sent it (SAM-5 6.4): a write of another session still waiting for its
+/// data is gone, and its data, when it comes, lands nowhere. Before, only
+/// the connection that received the reset dropped its pending writes, so
+/// session A's write went to the disk after session B's reset.
+#[test]
+fn a_lun_reset_aborts_the_writes_other_sessions_have_pending() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    // Session A: no immediate data, so the write waits for an R2T's data.
+    let (mut a, _) = login(&portal, &[("ImmediateData", "No"), ("InitialR2T", "Yes")]);
+    let data = vec![0x5Au8; 8 * 512];
+    let itt = a.scsi(&write10(100, 8), data.len() as u32, false, true, &[]);
+    let r2t = loop {
+        let p = a.recv().expect("an R2T");
+        if p.opcode() == 0x31 && p.word(16) == itt {
+            break p;
+        }
+    };
+    // Session B resets LUN 0.
+    let mut b = RawConn::connect(&portal);
+    b.isid_low = 0x77;
+    let r = b.login(IQN, &[]);
+    assert_eq!((r.bhs[36], r.bhs[37]), (0, 0), "{}", r.text());
+    let mut tmf = [0u8; 48];
+    tmf[0] = 0x42; // immediate Task Management Function Request
+    tmf[1] = 0x80 | 5; // LOGICAL UNIT RESET
+    tmf[16..20].copy_from_slice(&0x99u32.to_be_bytes());
+    tmf[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
+    tmf[24..28].copy_from_slice(&b.cmd_sn.to_be_bytes());
+    tmf[28..32].copy_from_slice(&b.exp_stat_sn.to_be_bytes());
+    b.send(&tmf, &[]);
+    let resp = b.recv().expect("TMF response");
+    assert_eq!((resp.opcode(), resp.bhs[2]), (0x22, 0), "function complete");
+    // A takes the reset's unit attention, then sends the solicited data of
+    // its aborted write: nothing is written, and no response comes for it.
+    let (st, key, asc, ascq) = a.test_unit_ready(0).expect("TUR");
+    assert_eq!(
+        (st, key, asc, ascq),
+        (2, 6, 0x29, 0x03),
+        "BUS DEVICE RESET attention"
+    );
+    let (ttt, offset, len) = (r2t.word(20), r2t.word(40), r2t.word(44));
+    a.data_out(
+        itt,
+        ttt,
+        0,
+        offset,
+        &data[offset as usize..(offset + len) as usize],
+        true,
+    );
+    let rd = a.scsi(&read10(100, 8), 8 * 512, true, false, &[]);
+    let mut saw_write_status = false;
+    let got = loop {
+        let p = a.recv().expect("read data");
+        if p.word(16) == itt && p.opcode() == 0x21 {
+            saw_write_status = true;
+            continue;
+        }
+        if p.word(16) == rd && p.opcode() == 0x25 {
+            break p.data;
+        }
+    };
+    assert!(!saw_write_status, "an aborted task gets no response");
+    assert!(
+        got.iter().all(|b| *b == 0),
+        "the aborted write reached the LU"
+    );
+    // A's session still writes (its pending-write memory was given back).
+    let itt = a.scsi(&write10(200, 8), data.len() as u32, false, true, &[]);
+    let (status, _) = answer_r2ts(&mut a, itt, &data);
+    assert_eq!(status, Some(0));
 }

@@ -190,6 +190,7 @@ pub(super) async fn serve(
         params,
         stats: stats.clone(),
         pending: HashMap::new(),
+        seen_resets: session.target.resets(),
         next_ttt: 1,
         text_cont: None,
         done: false,
@@ -298,6 +299,9 @@ struct WriteTask {
     /// Next DataSN of the unsolicited sequence.
     unsolicited_data_sn: u32,
     started: Instant,
+    /// The LU's reset count when the command arrived: a later reset (from
+    /// any session) aborted it.
+    lu_resets: u64,
     /// This task's share of the session's pending-write memory.
     _credit: super::session::WriteCredit,
 }
@@ -316,6 +320,8 @@ struct Conn {
     params: crate::negotiation::Params,
     stats: Arc<ConnStats>,
     pending: HashMap<u32, WriteTask>,
+    /// The target's reset count when `pending` was last checked against it.
+    seen_resets: u64,
     next_ttt: u32,
     text_cont: Option<(u32, Vec<u8>)>,
     done: bool,
@@ -541,7 +547,31 @@ impl Conn {
         self.session.target.lu(lun)
     }
 
+    /// Drops the pending writes that a LOGICAL UNIT RESET or target reset
+    /// received on another connection or session aborted (SAM-5: a reset
+    /// aborts every task of the LU, whichever I_T nexus it came from; an
+    /// aborted task gets no response). One atomic load when none happened.
+    fn drop_reset_tasks(&mut self) {
+        let now = self.session.target.resets();
+        if now == self.seen_resets {
+            return;
+        }
+        self.seen_resets = now;
+        let luns = self.session.target.luns();
+        let before = self.pending.len();
+        self.pending.retain(|_, t| {
+            luns.get(&t.lun)
+                .is_some_and(|lu| lu.resets() == t.lu_resets)
+        });
+        let gone = before - self.pending.len();
+        if gone > 0 {
+            tracing::debug!(gone, "pending writes aborted by a reset elsewhere");
+            self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
+        }
+    }
+
     async fn scsi_command(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        self.drop_reset_tasks();
         let b = &pdu.bhs;
         if !self.session.accept_cmd_sn(b.cmd_sn(), b.immediate()) {
             tracing::debug!(
@@ -651,6 +681,7 @@ impl Conn {
                     r2ts: Vec::new(),
                     unsolicited_data_sn: 0,
                     started,
+                    lu_resets: self.lu(lun).map_or(0, |l| l.resets()),
                     _credit: credit,
                 };
                 self.pending.insert(itt, task);
@@ -705,6 +736,7 @@ impl Conn {
     }
 
     async fn data_out(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        self.drop_reset_tasks();
         let b = &pdu.bhs;
         let itt = b.itt();
         let ttt = b.ttt();
@@ -1156,6 +1188,8 @@ impl Conn {
                     let gone = before - self.pending.len();
                     self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
                     lu.reset(&self.reg.nexuses_of(&target));
+                    target.note_reset();
+                    self.seen_resets = target.resets();
                     TmfResponse::Complete
                 }
                 None => TmfResponse::LunDoesNotExist,
@@ -1165,6 +1199,8 @@ impl Conn {
                 for lu in target.luns().values() {
                     lu.reset(&nexuses);
                 }
+                target.note_reset();
+                self.seen_resets = target.resets();
                 let gone = self.pending.len();
                 self.pending.clear();
                 self.stats.in_flight.fetch_sub(gone as u64, Relaxed);

@@ -40,6 +40,9 @@ pub struct TargetNode {
     pub iqn: String,
     cfg: RwLock<Arc<TargetConfig>>,
     luns: RwLock<Arc<BTreeMap<u64, Arc<LogicalUnit>>>>,
+    /// Resets of any of its LUs so far: connections compare it with what
+    /// they saw last and drop the writes a reset elsewhere aborted.
+    resets: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for TargetNode {
@@ -58,7 +61,19 @@ impl TargetNode {
             iqn: cfg.iqn.clone(),
             cfg: RwLock::new(Arc::new(cfg.clone())),
             luns: RwLock::new(Arc::new(luns)),
+            resets: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many LU or target resets this target has had.
+    pub(crate) fn resets(&self) -> u64 {
+        self.resets.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After resetting LUs of this target (see [`TargetNode::resets`]).
+    pub(crate) fn note_reset(&self) {
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The configuration in force (ACLs, CHAP, demo mode, queue depth, ...).

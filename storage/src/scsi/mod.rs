@@ -204,6 +204,9 @@ pub struct LogicalUnit {
     cfg: LuConfig,
     /// What this LU served, as LIO counts per LUN.
     stats: LuStats,
+    /// Resets (LU and target) so far: a task that began before one was
+    /// aborted by it, whichever session it came from.
+    resets: AtomicU64,
     store: Box<dyn Backstore>,
     state: Mutex<LuState>,
     /// Mirrors `!state.quiet()` so the data path takes no lock when nothing special is set.
@@ -390,6 +393,7 @@ impl LogicalUnit {
         Ok(LogicalUnit {
             cfg,
             stats: LuStats::default(),
+            resets: AtomicU64::new(0),
             store,
             state: Mutex::new(LuState::default()),
             slow: AtomicBool::new(false),
@@ -399,6 +403,10 @@ impl LogicalUnit {
 
     pub fn config(&self) -> &LuConfig {
         &self.cfg
+    }
+    /// How many resets this LU has had (see [`LogicalUnit::reset`]).
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Acquire)
     }
     /// What this LU served so far.
     pub fn stats(&self) -> LuStatsSnapshot {
@@ -466,6 +474,7 @@ impl LogicalUnit {
     /// PREVENT state go. Like LIO, no unit attention is queued for the reset
     /// itself (initiators such as libiscsi's test suite expect none).
     pub fn reset(&self, nexuses: &[NexusId]) {
+        self.resets.fetch_add(1, Ordering::AcqRel);
         let mut st = self.lock();
         st.res.release6_all();
         st.prevent.clear();
