@@ -1,6 +1,7 @@
 //! The iSCSI target engine: portals, target nodes with their LUNs, sessions
 //! (with multiple connections each) and the registry that ties them together.
 
+mod cmdsn;
 pub mod config;
 mod connection;
 pub mod login;

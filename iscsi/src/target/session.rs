@@ -1,7 +1,6 @@
 //! A session: its I_T nexus, the CmdSN window shared by all its connections
 //! (MC/S), and the connections themselves.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,27 +8,12 @@ use std::sync::{Arc, Mutex};
 use iolab_storage::scsi::Nexus;
 use tokio::sync::watch;
 
+use super::cmdsn::{CmdWindow, Delivery};
 use super::login::LoginResult;
 use super::{ConnectionInfo, SessionInfo, TargetNode};
 use crate::negotiation::Params;
-use crate::pdu::{LoginStatus, sn_le, sn_lt};
+use crate::pdu::LoginStatus;
 use crate::stats::ConnStats;
-
-/// The command sequence window (RFC 7143 4.2.2.1).
-#[derive(Debug)]
-struct Window {
-    exp: u32,
-    /// Non-immediate commands received ahead of `exp` (arrived over other connections).
-    ahead: BTreeSet<u32>,
-    /// CmdSNs the window moved past without receiving them (a gap given up
-    /// on): such a command that arrives late is still executed, never
-    /// silently dropped, since ExpCmdSN already told the initiator we had it.
-    skipped: BTreeSet<u32>,
-    depth: u32,
-}
-
-/// At most this many given-up CmdSNs are remembered (oldest forgotten first).
-const MAX_SKIPPED: usize = 1024;
 
 /// Write data a session may hold for commands still receiving Data-Out. A
 /// command beyond it gets TASK SET FULL, unless it is the only one pending
@@ -81,13 +65,13 @@ pub struct Session {
     pub nexus: Nexus,
     /// Session-wide parameters negotiated on the leading connection.
     pub params: Params,
-    window: Mutex<Window>,
+    window: Mutex<CmdWindow>,
     conns: Mutex<Vec<ConnEntry>>,
     /// CIDs whose login completed but whose connection has not registered yet.
     reserved: Mutex<Vec<u16>>,
     /// The next CmdSN to hand to the SCSI layer: commands are delivered in
     /// CmdSN order across all connections (RFC 7143 3.2.2.1).
-    next_delivery: Mutex<u32>,
+    next_delivery: Mutex<Delivery>,
     turn: tokio::sync::Notify,
     /// When a connection of this session last died while others lived on:
     /// CmdSN gaps after that are presumed lost with it and not waited for.
@@ -113,15 +97,10 @@ impl Session {
             nexus: Nexus::new(&r.initiator_name, r.isid),
             target,
             params: r.params.clone(),
-            window: Mutex::new(Window {
-                exp: r.cmd_sn,
-                ahead: BTreeSet::new(),
-                skipped: BTreeSet::new(),
-                depth,
-            }),
+            window: Mutex::new(CmdWindow::new(r.cmd_sn, depth)),
             conns: Mutex::new(Vec::new()),
             reserved: Mutex::new(Vec::new()),
-            next_delivery: Mutex::new(r.cmd_sn),
+            next_delivery: Mutex::new(Delivery::new(r.cmd_sn)),
             turn: tokio::sync::Notify::new(),
             lost_connection_at: Mutex::new(None),
             pending_write_bytes: Arc::new(AtomicU64::new(0)),
@@ -142,25 +121,19 @@ impl Session {
         })
     }
 
-    fn next(&self) -> std::sync::MutexGuard<'_, u32> {
+    fn next(&self) -> std::sync::MutexGuard<'_, Delivery> {
         self.next_delivery.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `cmd_sn` may be delivered now (what [`Session::wait_turn`]
-    /// returns at once for).
+    /// returns at once for). Beyond the MaxCmdSN this session has granted a
+    /// command will be ignored, so it does not wait for its turn. (The bound
+    /// is the window itself, not `next + depth`: ExpCmdSN moves on when a
+    /// command is accepted, just before it counts as delivered, so the
+    /// initiator may already use MaxCmdSN = next + depth.)
     pub fn is_turn(&self, cmd_sn: u32) -> bool {
-        let next = *self.next();
-        cmd_sn == next || sn_lt(cmd_sn, next) || self.beyond_window(cmd_sn)
-    }
-
-    /// Beyond the MaxCmdSN this session has granted: the command will be
-    /// ignored, so it does not wait for its turn. (The bound is the window
-    /// itself, not `next + depth`: ExpCmdSN moves on when a command is
-    /// accepted, just before it counts as delivered, so the initiator may
-    /// already use MaxCmdSN = next + depth.)
-    fn beyond_window(&self, cmd_sn: u32) -> bool {
         let (_, max) = self.window();
-        sn_lt(max, cmd_sn)
+        self.next().is_turn(cmd_sn, max)
     }
 
     /// Waits until every lower CmdSN has been delivered (or the gap wait ends).
@@ -170,9 +143,9 @@ impl Session {
         loop {
             let notified = self.turn.notified();
             {
-                let beyond = self.beyond_window(cmd_sn);
+                let (_, max) = self.window();
                 let mut next = self.next();
-                if cmd_sn == *next || sn_lt(cmd_sn, *next) || beyond {
+                if next.is_turn(cmd_sn, max) {
                     return;
                 }
                 let recently_lost = self
@@ -184,12 +157,12 @@ impl Session {
                     tracing::warn!(
                         tsih = self.tsih,
                         cmd_sn,
-                        waiting_for = *next,
+                        waiting_for = next.waiting_for(),
                         "CmdSN gap not filled: skipping it"
                     );
-                    *next = cmd_sn;
+                    next.skip_to(cmd_sn);
                     drop(next);
-                    self.skip_gap(cmd_sn);
+                    self.w().skip_to(cmd_sn);
                     return;
                 }
             }
@@ -197,87 +170,32 @@ impl Session {
         }
     }
 
-    /// Gives up on CmdSNs below `cmd_sn` that never arrived (a connection that
-    /// carried them died): the window moves on instead of closing for good.
-    fn skip_gap(&self, cmd_sn: u32) {
-        let mut w = self.w();
-        if sn_lt(w.exp, cmd_sn) {
-            let mut sn = w.exp;
-            while sn_lt(sn, cmd_sn) {
-                if !w.ahead.contains(&sn) {
-                    w.skipped.insert(sn);
-                }
-                sn = sn.wrapping_add(1);
-            }
-            while w.skipped.len() > MAX_SKIPPED {
-                w.skipped.pop_first();
-            }
-            w.exp = cmd_sn;
-            w.ahead.retain(|&x| !sn_lt(x, cmd_sn));
-            loop {
-                let e = w.exp;
-                if !w.ahead.remove(&e) {
-                    break;
-                }
-                w.exp = e.wrapping_add(1);
-            }
-        }
-    }
-
     /// Marks a CmdSN delivered and wakes commands waiting behind it.
     pub fn done_turn(&self, cmd_sn: u32) {
-        let mut next = self.next();
-        if *next == cmd_sn {
-            *next = next.wrapping_add(1);
-            drop(next);
+        let moved = self.next().done(cmd_sn);
+        if moved {
             self.turn.notify_waiters();
         }
     }
 
-    fn w(&self) -> std::sync::MutexGuard<'_, Window> {
+    fn w(&self) -> std::sync::MutexGuard<'_, CmdWindow> {
         self.window.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// (ExpCmdSN, MaxCmdSN).
     pub fn window(&self) -> (u32, u32) {
-        let w = self.w();
-        (w.exp, w.exp.wrapping_add(w.depth - 1))
+        self.w().bounds()
     }
 
     /// The session's command window (the target's queue depth when it logged in).
     pub fn window_depth(&self) -> u32 {
-        self.w().depth
+        self.w().depth()
     }
 
     /// Accepts a command's CmdSN. Returns false when it must be ignored
     /// (outside the window, or a duplicate).
     pub fn accept_cmd_sn(&self, cmd_sn: u32, immediate: bool) -> bool {
-        let mut w = self.w();
-        let max = w.exp.wrapping_add(w.depth - 1);
-        if immediate {
-            // Immediate commands carry CmdSN without advancing it; it must lie in the window.
-            return sn_le(w.exp, cmd_sn) && sn_le(cmd_sn, max) || cmd_sn == w.exp;
-        }
-        if sn_lt(cmd_sn, w.exp) && w.skipped.remove(&cmd_sn) {
-            // A command whose gap was given up on, arriving after all.
-            return true;
-        }
-        if sn_lt(cmd_sn, w.exp) || sn_lt(max, cmd_sn) || w.ahead.contains(&cmd_sn) {
-            return false;
-        }
-        if cmd_sn == w.exp {
-            w.exp = w.exp.wrapping_add(1);
-            loop {
-                let e = w.exp;
-                if !w.ahead.remove(&e) {
-                    break;
-                }
-                w.exp = e.wrapping_add(1);
-            }
-        } else {
-            w.ahead.insert(cmd_sn);
-        }
-        true
+        self.w().accept(cmd_sn, immediate)
     }
 
     fn conns(&self) -> std::sync::MutexGuard<'_, Vec<ConnEntry>> {
