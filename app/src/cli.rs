@@ -585,7 +585,9 @@ pub enum TargetCmd {
     },
 }
 
-fn parse_format(s: &str) -> Result<iolab_lab_core::target_file::Format, String> {
+fn parse_format(
+    s: &str,
+) -> Result<iolab_lab_core::target_file::Format, iolab_lab_core::target_file::UnknownFormat> {
     s.parse()
 }
 

@@ -7,4 +7,22 @@ pub enum LabError {
     Profile(String),
     #[error("the target is not running")]
     TargetNotRunning,
+    #[error("a workload needs at least one session")]
+    NoSession,
+    #[error("the I/O size {io} is not a multiple of the LUN's {block}-byte blocks")]
+    IoSize { io: u32, block: u32 },
+    #[error("the LUN ({lun_bytes} bytes) is smaller than one {io}-byte I/O")]
+    LunTooSmall { lun_bytes: u64, io: u32 },
+    #[error(
+        "{mode} on LUN {lun} with {connections} connection(s): {errors} I/O errors, {mismatches} verify mismatches{}",
+        .first.as_ref().map(|e| format!(", first: {e}")).unwrap_or_default()
+    )]
+    CellFailed {
+        mode: &'static str,
+        lun: u64,
+        connections: usize,
+        errors: u64,
+        mismatches: u64,
+        first: Option<String>,
+    },
 }

@@ -170,30 +170,42 @@ pub struct CellPlan {
     pub connections: u32,
 }
 
+/// A workload field that cannot be used, by field.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("block_size: {0}")]
+    BlockSizeText(iolab_storage::StorageError),
+    #[error("block_size {0} must be a multiple of 512 up to 16 MiB")]
+    BlockSize(String),
+    #[error("time: {0}")]
+    Time(crate::units::DurationError),
+    #[error("time must be more than zero")]
+    ZeroTime,
+    #[error("range: {0}")]
+    Range(iolab_storage::StorageError),
+}
+
 impl WorkloadMatrix {
-    pub fn block_bytes(&self) -> Result<u32, String> {
-        let b = parse_size(&self.block_size).map_err(|e| format!("block_size: {e}"))?;
+    pub fn block_bytes(&self) -> Result<u32, WorkloadError> {
+        let b = parse_size(&self.block_size).map_err(WorkloadError::BlockSizeText)?;
         if b == 0 || b % 512 != 0 || b > 16 << 20 {
-            return Err(format!(
-                "block_size {} must be a multiple of 512 up to 16 MiB",
-                self.block_size
-            ));
+            return Err(WorkloadError::BlockSize(self.block_size.clone()));
         }
         Ok(b as u32)
     }
 
-    pub fn duration(&self) -> Result<Duration, String> {
+    pub fn duration(&self) -> Result<Duration, WorkloadError> {
         match parse_duration(&self.time) {
             Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err("time must be more than zero".into()),
-            Err(e) => Err(format!("time: {e}")),
+            Ok(_) => Err(WorkloadError::ZeroTime),
+            Err(e) => Err(WorkloadError::Time(e)),
         }
     }
 
-    pub fn range_bytes(&self) -> Result<u64, String> {
+    pub fn range_bytes(&self) -> Result<u64, WorkloadError> {
         match &self.range {
             None => Ok(0),
-            Some(r) => parse_size(r).map_err(|e| format!("range: {e}")),
+            Some(r) => parse_size(r).map_err(WorkloadError::Range),
         }
     }
 
@@ -389,9 +401,9 @@ impl Profile {
                 w.threads
             ));
         }
-        out.extend(w.block_bytes().err());
-        out.extend(w.duration().err());
-        out.extend(w.range_bytes().err());
+        out.extend(w.block_bytes().err().map(|e| e.to_string()));
+        out.extend(w.duration().err().map(|e| e.to_string()));
+        out.extend(w.range_bytes().err().map(|e| e.to_string()));
         for g in &self.guests {
             out.extend(g.problems());
         }

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iolab_iscsi::Target;
 use iolab_iscsi::initiator::Session;
-use iolab_iscsi::{IscsiError, Target};
 use iolab_profiles::time::now_ms;
 use iolab_profiles::{Cell, Run, SeriesPoint};
 
@@ -149,7 +149,7 @@ async fn run_cells(
     live: &LiveSessions,
 ) -> Result<(Vec<Cell>, Vec<SeriesPoint>), LabError> {
     let w = &profile.workload;
-    let bad = |e: String| LabError::Profile(e);
+    let bad = |e: crate::profile::WorkloadError| LabError::Profile(e.to_string());
     let block_bytes = w.block_bytes().map_err(bad)?;
     let duration = w.duration().map_err(bad)?;
     let range_bytes = w.range_bytes().map_err(bad)?;
@@ -200,19 +200,14 @@ async fn run_cells(
         }
         let report = report?;
         if !report.passed() {
-            return Err(LabError::Iscsi(IscsiError::Config(format!(
-                "{} on LUN {} with {} connection(s): {} I/O errors, {} verify mismatches{}",
-                mode_name(plan.mode),
-                plan.lun,
-                granted,
-                report.errors,
-                report.mismatches,
-                report
-                    .first_error
-                    .as_ref()
-                    .map(|e| format!(", first: {e}"))
-                    .unwrap_or_default()
-            ))));
+            return Err(LabError::CellFailed {
+                mode: mode_name(plan.mode),
+                lun: plan.lun,
+                connections: granted,
+                errors: report.errors,
+                mismatches: report.mismatches,
+                first: report.first_error.clone(),
+            });
         }
         let cell = cell_of(plan, granted, profile, block_bytes, &report);
         on(RunnerEvent::CellDone {

@@ -318,7 +318,7 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
                     let _ = s.logout().await;
                 }
             }
-            Ok::<Report, iolab_iscsi::IscsiError>(report)
+            Ok::<Report, crate::LabError>(report)
         }
         .await;
         let _ = tx.send(match r {

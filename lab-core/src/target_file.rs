@@ -17,16 +17,19 @@ pub enum Format {
     TargetsConf,
 }
 
+/// A format name that is none of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format '{0}' (toml, saveconfig, targets.conf)")]
+pub struct UnknownFormat(pub String);
+
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s {
             "toml" | "iolab" => Ok(Format::Toml),
             "saveconfig" | "saveconfig.json" | "lio" | "targetcli" => Ok(Format::Saveconfig),
             "targets.conf" | "tgt" => Ok(Format::TargetsConf),
-            _ => Err(format!(
-                "unknown format '{s}' (toml, saveconfig, targets.conf)"
-            )),
+            _ => Err(UnknownFormat(s.to_string())),
         }
     }
 }

@@ -1,7 +1,18 @@
 //! Human-readable durations, as the command line and profiles write them.
 
+/// Why a duration did not parse; each names the text it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("'{0}' is not a duration (use 30s, 2m, 500ms)")]
+    NotADuration(String),
+    #[error("'{0}' has an unknown unit (use ms, s, m or h)")]
+    UnknownUnit(String),
+    #[error("'{0}' is out of range")]
+    OutOfRange(String),
+}
+
 /// Parses "30s", "2m", "500ms", "1h" or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -9,16 +20,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("'{s}' is not a duration (use 30s, 2m, 500ms)"))?;
+        .map_err(|_| DurationError::NotADuration(s.to_string()))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("'{s}' has an unknown unit (use ms, s, m or h)")),
+        _ => return Err(DurationError::UnknownUnit(s.to_string())),
     };
     if !(0.0..=86_400.0 * 7.0).contains(&secs) {
-        return Err(format!("'{s}' is out of range"));
+        return Err(DurationError::OutOfRange(s.to_string()));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }

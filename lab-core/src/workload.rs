@@ -2,13 +2,13 @@
 //! sessions, sequential or random, read / write / 50:50, with an optional
 //! self-checking pattern. No terminal code: callers format the report.
 
+use crate::LabError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iolab_iscsi::IscsiError;
 use iolab_iscsi::initiator::Session;
 use iolab_iscsi::stats::{LatencyHistogram, LatencySnapshot};
 use serde::{Deserialize, Serialize};
@@ -123,17 +123,15 @@ pub async fn run(
     w: Workload,
     heartbeat: Duration,
     mut tick: impl FnMut(Progress),
-) -> Result<Report, IscsiError> {
-    let first = sessions
-        .first()
-        .ok_or_else(|| IscsiError::Config("no session".into()))?;
+) -> Result<Report, LabError> {
+    let first = sessions.first().ok_or(LabError::NoSession)?;
     first.test_unit_ready().await?;
     let (blocks, bs) = first.capacity().await?;
     if w.block_bytes == 0 || !w.block_bytes.is_multiple_of(bs) {
-        return Err(IscsiError::Config(format!(
-            "the I/O size {} is not a multiple of the LUN's {bs}-byte blocks",
-            w.block_bytes
-        )));
+        return Err(LabError::IoSize {
+            io: w.block_bytes,
+            block: bs,
+        });
     }
     let per_io = (w.block_bytes / bs) as u64;
     let range_blocks = if w.range_bytes == 0 {
@@ -143,11 +141,10 @@ pub async fn run(
     };
     let slots = range_blocks / per_io;
     if slots == 0 {
-        return Err(IscsiError::Config(format!(
-            "the LUN ({} bytes) is smaller than one {}-byte I/O",
-            blocks * bs as u64,
-            w.block_bytes
-        )));
+        return Err(LabError::LunTooSmall {
+            lun_bytes: blocks * bs as u64,
+            io: w.block_bytes,
+        });
     }
     let counters = Arc::new(Counters::default());
     let latency = Arc::new(LatencyHistogram::default());

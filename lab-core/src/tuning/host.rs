@@ -181,15 +181,29 @@ impl NsThread {
 }
 
 /// Why a namespace could not be entered, in words a person acts on.
-pub fn netns_error(name: &str, e: &io::Error) -> String {
+/// Why a network namespace could not be entered.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("'{0}' is not a network namespace name")]
+    BadName(String),
+    #[error(
+        "there is no network namespace '{0}' (see `ip netns list`; create one with `ip netns add {0}`)"
+    )]
+    Missing(String),
+    #[error("entering network namespace '{0}' needs CAP_SYS_ADMIN: run as root")]
+    NotPermitted(String),
+    #[error("network namespace '{name}': {cause}")]
+    Other { name: String, cause: io::Error },
+}
+
+pub fn netns_error(name: &str, e: io::Error) -> NetnsError {
     match e.raw_os_error() {
-        Some(libc::ENOENT) => format!(
-            "there is no network namespace '{name}' (see `ip netns list`; create one with `ip netns add {name}`)"
-        ),
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            format!("entering network namespace '{name}' needs CAP_SYS_ADMIN: run as root")
-        }
-        _ => format!("network namespace '{name}': {e}"),
+        Some(libc::ENOENT) => NetnsError::Missing(name.to_string()),
+        Some(libc::EPERM) | Some(libc::EACCES) => NetnsError::NotPermitted(name.to_string()),
+        _ => NetnsError::Other {
+            name: name.to_string(),
+            cause: e,
+        },
     }
 }
 
@@ -211,12 +225,12 @@ impl Namespace {
         }
     }
 
-    pub fn named(name: &str) -> Result<Namespace, String> {
+    pub fn named(name: &str) -> Result<Namespace, NetnsError> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(format!("'{name}' is not a network namespace name"));
+            return Err(NetnsError::BadName(name.to_string()));
         }
         let path = Path::new("/run/netns").join(name);
-        let ns = NsThread::enter(&path).map_err(|e| netns_error(name, &e))?;
+        let ns = NsThread::enter(&path).map_err(|e| netns_error(name, e))?;
         // The initial namespace when this process may see it; otherwise the one
         // it was started in, which is the initial one on most hosts.
         let init = NsThread::enter(Path::new("/proc/1/ns/net"))
@@ -230,7 +244,7 @@ impl Namespace {
     }
 
     /// `--netns NAME` or the current namespace.
-    pub fn open(name: Option<&str>) -> Result<Namespace, String> {
+    pub fn open(name: Option<&str>) -> Result<Namespace, NetnsError> {
         match name {
             Some(n) => Namespace::named(n),
             None => Ok(Namespace::current()),
