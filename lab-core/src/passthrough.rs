@@ -66,18 +66,24 @@ pub fn bind_recorded(
         }
         return Err(e.into());
     }
-    Ok(plan
-        .devices
-        .iter()
-        .map(|d| {
-            format!(
-                "{} is on vfio-pci (was {}); `iolab pci reattach {}` gives it back",
-                d.bdf,
-                d.original_driver.as_deref().unwrap_or("unbound"),
-                d.bdf
-            )
-        })
-        .collect())
+    // What each goes back to: the driver recorded when iolab first bound
+    // it (a second bind finds it on vfio-pci already).
+    let mut lines = Vec::new();
+    for d in &plan.devices {
+        let back = store
+            .originals(&scope(d.bdf))?
+            .into_iter()
+            .find(|o| o.key == DRIVER)
+            .map(|o| o.value)
+            .filter(|v| !v.is_empty());
+        lines.push(format!(
+            "{} is on vfio-pci ({}); `iolab pci reattach {}` gives it back",
+            d.bdf,
+            back.map_or_else(|| "it had no driver".to_string(), |b| format!("was {b}")),
+            d.bdf
+        ));
+    }
+    Ok(lines)
 }
 
 /// Gives `bdf` back to the driver recorded when iolab bound it; says where it went.
@@ -103,10 +109,10 @@ pub fn reattach_one(
     iolab_pci::reattach(sys, kernel, &plan)?;
     let keys: Vec<String> = recorded.into_iter().map(|o| o.key).collect();
     store.forget_originals(&scope(bdf), &keys)?;
-    Ok(format!(
-        "{bdf} is back on {}",
-        driver.as_deref().unwrap_or("no driver (it had none)")
-    ))
+    Ok(match driver {
+        Some(d) => format!("{bdf} is back on {d}"),
+        None => format!("{bdf} is unbound again, as before iolab bound it"),
+    })
 }
 
 #[cfg(test)]
@@ -144,6 +150,75 @@ mod tests {
             let _ = std::fs::remove_file(t.root.join(f));
         }
         assert_eq!(t.snapshot(), before);
+    }
+
+    /// A function whose VFIO group a process holds open is not unbound (the
+    /// kernel would block the unbind, silently and beyond signals, until the
+    /// holder lets go): the refusal names the holder, nothing is written,
+    /// the record stays; once it lets go, the reattach goes through.
+    #[test]
+    fn a_held_function_is_refused_naming_the_holder_not_hung() {
+        let t = FakeTree::new("held");
+        t.x520("0000:07:00.0", 13, Some("ixgbe")).driver("vfio-pci");
+        let sys = t.sysfs();
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        let mut store = Store::open(&t.root.join("lab.db")).unwrap();
+        let mut k = FakeKernel::new(&t);
+        k.native.insert(bdf, "ixgbe".into());
+        let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+        bind_recorded(&sys, &k, &mut store, &plan).unwrap();
+        // A "guest" opens the group file.
+        let group = t.root.join("dev/vfio/13");
+        std::fs::create_dir_all(group.parent().unwrap()).unwrap();
+        std::fs::write(&group, b"").unwrap();
+        let holder = std::fs::File::open(&group).unwrap();
+        let k = FakeKernel::new(&t);
+        let err = reattach_one(&sys, &k, &mut store, bdf)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())) && err.contains("dev/vfio/13"),
+            "{err}"
+        );
+        assert!(k.writes().is_empty(), "nothing written: {:?}", k.writes());
+        assert_eq!(bound_by_iolab(&store), [bdf], "the record stays");
+        drop(holder);
+        let mut k = FakeKernel::new(&t);
+        k.native.insert(bdf, "ixgbe".into());
+        assert_eq!(
+            reattach_one(&sys, &k, &mut store, bdf).unwrap(),
+            "0000:07:00.0 is back on ixgbe"
+        );
+    }
+
+    #[test]
+    fn a_second_bind_says_the_driver_it_will_go_back_to() {
+        let t = FakeTree::new("rebind");
+        t.x520("0000:07:00.0", 13, Some("ixgbe")).driver("vfio-pci");
+        let sys = t.sysfs();
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        let mut store = Store::open(&t.root.join("lab.db")).unwrap();
+        let mut k = FakeKernel::new(&t);
+        k.native.insert(bdf, "ixgbe".into());
+        for _ in 0..2 {
+            let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+            let lines = bind_recorded(&sys, &k, &mut store, &plan).unwrap();
+            assert!(lines[0].contains("(was ixgbe)"), "{lines:?}");
+        }
+        // A function that had no driver goes back to none, and says so.
+        let t = FakeTree::new("nodriver");
+        t.x520("0000:08:00.0", 14, None).driver("vfio-pci");
+        let sys = t.sysfs();
+        let bdf: Bdf = "08:00.0".parse().unwrap();
+        let mut store = Store::open(&t.root.join("lab.db")).unwrap();
+        let k = FakeKernel::new(&t);
+        let plan = iolab_pci::plan_bind(&sys, bdf, BindOptions::default()).unwrap();
+        let lines = bind_recorded(&sys, &k, &mut store, &plan).unwrap();
+        assert!(lines[0].contains("(it had no driver)"), "{lines:?}");
+        assert_eq!(
+            reattach_one(&sys, &k, &mut store, bdf).unwrap(),
+            "0000:08:00.0 is unbound again, as before iolab bound it"
+        );
     }
 
     #[test]

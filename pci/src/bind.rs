@@ -4,7 +4,7 @@
 //! `driver_override`, unbind, `drivers_probe`, and verify the `driver` link.
 //! A failed step puts the device back as it was and says which file failed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::addr::Bdf;
 use crate::device::{PciDevice, device};
@@ -300,7 +300,33 @@ pub fn bind(sys: &Sysfs, k: &dyn Kernel, plan: &BindPlan) -> Result<(), PciError
     Ok(())
 }
 
-/// Carries out a reattach plan.
+/// Carries out a reattach plan. A function on vfio-pci whose group file
+/// (`/dev/vfio/<group>`) a process holds open is refused, naming the
+/// process: the kernel would otherwise block the unbind until it lets go,
+/// without a word and beyond the reach of signals.
 pub fn reattach(sys: &Sysfs, k: &dyn Kernel, plan: &DevicePlan) -> Result<(), PciError> {
+    reattach_with(sys, k, plan, Path::new("/proc"))
+}
+
+/// [`reattach`] with the processes of `proc_root`.
+pub fn reattach_with(
+    sys: &Sysfs,
+    k: &dyn Kernel,
+    plan: &DevicePlan,
+    proc_root: &Path,
+) -> Result<(), PciError> {
+    if plan.original_driver.as_deref() == Some(VFIO_PCI)
+        && let Some(group) = device(sys, plan.bdf)?.iommu_group
+    {
+        let path = sys.path(format!("dev/vfio/{group}"));
+        let holders = crate::holders::holders_of(proc_root, &path);
+        if !holders.is_empty() {
+            return Err(PciError::Held {
+                bdf: plan.bdf,
+                path,
+                holders,
+            });
+        }
+    }
     run_device(sys, k, plan)
 }

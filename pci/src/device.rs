@@ -56,6 +56,20 @@ pub struct Link {
     pub max_width: Option<String>,
 }
 
+impl Link {
+    /// Whether the kernel reports a real link: a function without one shows
+    /// "Unknown" speeds and widths of 0 or 255.
+    pub fn is_known(&self) -> bool {
+        let speed = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.starts_with("Unknown"));
+        let width = |w: &Option<String>| {
+            w.as_deref()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .is_some_and(|n| n > 0 && n < 255)
+        };
+        speed(&self.current_speed) || speed(&self.max_speed) || width(&self.current_width)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sriov {
     pub total_vfs: u32,
@@ -148,7 +162,7 @@ impl PciDevice {
                 "no (bridge)"
             }
         );
-        if let Some(l) = &d.link {
+        if let Some(l) = d.link.as_ref().filter(|l| l.is_known()) {
             out += &format!(
                 "  link: {} x{} (max {} x{})\n",
                 opt(&l.current_speed),
@@ -156,6 +170,10 @@ impl PciDevice {
                 opt(&l.max_speed),
                 opt(&l.max_width)
             );
+        } else if d.link.is_some() {
+            // sysfs has the files, but the function has no PCIe link of its
+            // own (an integrated or emulated device): "Unknown x0" says nothing.
+            out += "  link: none reported\n";
         }
         if let Some(s) = &d.sriov {
             out += &format!("  SR-IOV: {} of {} VFs\n", s.num_vfs, s.total_vfs);
@@ -211,7 +229,8 @@ impl PciDevice {
         match (self.vendor, self.device) {
             (Some(v), Some(d)) => format!("{v} {d}"),
             (Some(v), None) => format!("{v} Device {:04x}", self.device_id),
-            _ => format!("Device {:04x}:{:04x}", self.vendor_id, self.device_id),
+            // The ids follow in every line: no need to say them twice.
+            _ => "(not in pci.ids)".to_string(),
         }
     }
     /// The IOMMU group as text, `-` when there is none.
@@ -492,4 +511,27 @@ fn read_device(
         net,
         block,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_without_a_link_says_so() {
+        let none = Link {
+            current_speed: Some("Unknown".into()),
+            current_width: Some("0".into()),
+            max_speed: Some("Unknown".into()),
+            max_width: Some("255".into()),
+        };
+        assert!(!none.is_known());
+        let x8 = Link {
+            current_speed: Some("5.0 GT/s PCIe".into()),
+            current_width: Some("8".into()),
+            max_speed: Some("5.0 GT/s PCIe".into()),
+            max_width: Some("8".into()),
+        };
+        assert!(x8.is_known());
+    }
 }

@@ -16,7 +16,7 @@ pub enum PciError {
         cause: std::io::Error,
     },
     #[error(
-        "no IOMMU is active ({path} is empty or missing): enable VT-d/AMD-Vi in the firmware and boot with intel_iommu=on or amd_iommu=on"
+        "no IOMMU is active ({path} is empty or missing): on Intel, enable VT-d in the firmware and boot with intel_iommu=on; on AMD, enable the IOMMU (AMD-Vi) in the firmware, the kernel uses it then"
     )]
     NoIommu { path: PathBuf },
     #[error("{bdf} has no IOMMU group ({path} is missing): it cannot be assigned to a guest")]
@@ -37,6 +37,16 @@ pub enum PciError {
     GroupNotViable { group: u32, members: Vec<String> },
     #[error("{bdf} is in use by the host: {reason}; use --force to take it anyway")]
     InUse { bdf: Bdf, reason: String },
+    #[error(
+        "{bdf} is held through {} by {}: the kernel would block its unbind until that lets go; stop it first (`iolab guest stop NAME` for a guest iolab started)",
+        path.display(),
+        holders.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Held {
+        bdf: Bdf,
+        path: PathBuf,
+        holders: Vec<crate::holders::Holder>,
+    },
     #[error("{step} failed writing '{value}' to {path}: {cause}; {outcome}")]
     Step {
         step: String,

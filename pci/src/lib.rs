@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 #[doc(hidden)]
 pub mod fake;
+pub mod holders;
 pub mod sysfs;
 
 pub use addr::Bdf;
