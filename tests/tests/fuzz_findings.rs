@@ -551,3 +551,68 @@ fn a_lun_reset_aborts_the_writes_other_sessions_have_pending() {
     let (status, _) = answer_r2ts(&mut a, itt, &data);
     assert_eq!(status, Some(0));
 }
+
+/// A discovery session follows the CmdSN rules of any session (RFC 7143
+/// 4.2.2.1) with one window throughout: the login response already grants
+/// what full feature phase grants (it said MaxCmdSN = CmdSN, then 15 more),
+/// and a Text Request outside the window or repeated is ignored, not
+/// answered (it was answered whatever its CmdSN).
+#[test]
+fn a_discovery_session_keeps_its_cmdsn_window() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let mut c = RawConn::connect(&portal);
+    let (b, data) = c.login_pdu(&[
+        ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
+        ("SessionType", "Discovery"),
+    ]);
+    c.send(&b, &data);
+    let r = c.recv().expect("login response");
+    assert_eq!((r.bhs[36], r.bhs[37]), (0, 0), "{}", r.text());
+    let (exp, max) = (r.word(28), r.word(32));
+    assert_eq!(
+        max.wrapping_sub(exp),
+        15,
+        "login grants the session's window"
+    );
+    let send_targets = |c: &mut RawConn, cmd_sn: u32, itt: u32| {
+        let mut t = [0u8; 48];
+        t[0] = 0x04; // Text Request
+        t[1] = 0x80;
+        t[16..20].copy_from_slice(&itt.to_be_bytes());
+        t[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
+        t[24..28].copy_from_slice(&cmd_sn.to_be_bytes());
+        t[28..32].copy_from_slice(&c.exp_stat_sn.to_be_bytes());
+        c.send(&t, b"SendTargets=All\0");
+    };
+    // Beyond MaxCmdSN: ignored. Then the right one: answered, and nothing
+    // for the one before it.
+    send_targets(&mut c, exp.wrapping_add(100), 0x10);
+    send_targets(&mut c, exp, 0x11);
+    let r = c.recv().expect("a Text Response");
+    assert_eq!(
+        (r.opcode(), r.word(16)),
+        (0x24, 0x11),
+        "only the in-window request"
+    );
+    assert!(
+        r.text().contains("TargetName=iqn.2026-11.io.iolab:target0"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        (r.word(28), r.word(32)),
+        (exp.wrapping_add(1), exp.wrapping_add(16))
+    );
+    // The same CmdSN again: a duplicate, ignored; a ping still answers.
+    send_targets(&mut c, exp, 0x12);
+    c.cmd_sn = exp.wrapping_add(1); // an immediate ping carries the next CmdSN
+    assert!(c.ping(), "the session is alive");
+    send_targets(&mut c, exp.wrapping_add(1), 0x13);
+    let r = c.recv().expect("a Text Response");
+    assert_eq!(
+        (r.opcode(), r.word(16)),
+        (0x24, 0x13),
+        "not the duplicate's"
+    );
+}

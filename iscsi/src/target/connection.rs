@@ -135,7 +135,7 @@ pub(super) async fn serve(
             initiator: result.initiator_name.clone(),
             peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
             stat_sn,
-            exp_cmd_sn: result.cmd_sn,
+            window: super::cmdsn::CmdWindow::new(result.cmd_sn, DISCOVERY_DEPTH),
             text_cont: None,
         };
         return conn
@@ -1336,6 +1336,10 @@ async fn send_text(
     Ok((ttt, (!rest.is_empty()).then(|| rest.to_vec())))
 }
 
+/// The command window a discovery session grants (login response and
+/// after): SendTargets, pings and a logout need few at a time.
+pub(super) const DISCOVERY_DEPTH: u32 = 16;
+
 /// A discovery session: SendTargets, NOP and Logout only.
 struct Discovery {
     reg: Arc<Registry>,
@@ -1347,13 +1351,15 @@ struct Discovery {
     /// The initiator's MaxRecvDataSegmentLength: text answers are cut to it.
     peer_mrdsl: usize,
     stat_sn: u32,
-    exp_cmd_sn: u32,
+    /// The same CmdSN rules as a normal session's (outside the window or a
+    /// duplicate: ignored), with [`DISCOVERY_DEPTH`].
+    window: super::cmdsn::CmdWindow,
     text_cont: Option<(u32, Vec<u8>)>,
 }
 
 impl Discovery {
     fn window(&self) -> (u32, u32) {
-        (self.exp_cmd_sn, self.exp_cmd_sn.wrapping_add(15))
+        self.window.bounds()
     }
 
     async fn run(
@@ -1376,8 +1382,14 @@ impl Discovery {
                 None => return Ok(()),
             };
             let b = pdu.bhs.clone();
-            if !b.immediate() && b.cmd_sn() == self.exp_cmd_sn {
-                self.exp_cmd_sn = self.exp_cmd_sn.wrapping_add(1);
+            let carries_cmd_sn = matches!(
+                b.opcode(),
+                Some(Opcode::TextRequest | Opcode::LogoutRequest | Opcode::NopOut)
+            );
+            if carries_cmd_sn && !self.window.accept(b.cmd_sn(), b.immediate()) {
+                // RFC 7143 4.2.2.1: outside the window, or a duplicate.
+                tracing::debug!(cmd_sn = b.cmd_sn(), window = ?self.window(), "discovery: CmdSN ignored");
+                continue;
             }
             match b.opcode() {
                 Some(Opcode::TextRequest) => {

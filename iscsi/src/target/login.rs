@@ -142,7 +142,7 @@ impl TargetLogin {
             .target
             .as_ref()
             .map(|t| t.cfg().queue_depth)
-            .unwrap_or(1);
+            .unwrap_or(super::connection::DISCOVERY_DEPTH);
         let (exp, max) = self
             .registry
             .window_for_login(self.tsih, self.cmd_sn, depth);
