@@ -13,5 +13,5 @@ pub mod target;
 pub mod text;
 mod transport;
 
-pub use error::IscsiError;
+pub use error::{ConfigError, IscsiError, Lost, Violation, Waiting};
 pub use target::{ServerConfig, SessionInfo, Target, TargetConfig};

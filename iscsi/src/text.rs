@@ -1,6 +1,7 @@
 //! Text key=value pairs (RFC 7143 6.1): NUL-separated, UTF-8, order kept.
 
 use crate::error::IscsiError;
+use crate::error::Violation;
 
 /// Longest key name the RFC allows.
 pub const MAX_KEY_LEN: usize = 63;
@@ -14,16 +15,15 @@ pub fn parse(data: &[u8]) -> Result<Vec<(String, String)>, IscsiError> {
         if part.is_empty() {
             continue;
         }
-        let s = std::str::from_utf8(part)
-            .map_err(|_| IscsiError::Protocol("text key is not UTF-8".into()))?;
+        let s = std::str::from_utf8(part).map_err(|_| Violation::TextNotUtf8)?;
         let (k, v) = s
             .split_once('=')
-            .ok_or_else(|| IscsiError::Protocol(format!("text pair without '=': {s:.40}")))?;
+            .ok_or_else(|| Violation::TextWithoutEquals(s.chars().take(40).collect()))?;
         if k.is_empty() || k.len() > MAX_KEY_LEN {
-            return Err(IscsiError::Protocol(format!("invalid key name '{k:.70}'")));
+            return Err(Violation::TextKeyInvalid(k.chars().take(70).collect()).into());
         }
         if v.len() > MAX_VALUE_LEN {
-            return Err(IscsiError::Protocol(format!("value of {k} is too long")));
+            return Err(Violation::TextValueTooLong(k.to_string()).into());
         }
         out.push((k.to_owned(), v.to_owned()));
     }

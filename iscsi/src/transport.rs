@@ -171,7 +171,7 @@ pub(crate) struct Closed;
 
 impl From<Closed> for crate::error::IscsiError {
     fn from(_: Closed) -> Self {
-        crate::error::IscsiError::Protocol("connection writer closed".into())
+        crate::error::Violation::WriterClosed.into()
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::error::{Violation, Waiting};
 use crate::inbox::Inbox;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -81,19 +82,17 @@ impl Exchange<'_> {
         let resp = match read_pdu(self.rd, limits).await? {
             Some(ReadOutcome::Pdu(p)) => p,
             Some(ReadOutcome::DataDigestError(_)) => {
-                return Err(IscsiError::Protocol("digest error during login".into()));
+                return Err(Violation::DigestDuringLogin.into());
             }
             None => {
-                return Err(IscsiError::Protocol(
-                    "target closed the connection during login".into(),
-                ));
+                return Err(Violation::ClosedDuringLogin.into());
             }
         };
         if resp.bhs.opcode() != Some(Opcode::LoginResponse) {
-            return Err(IscsiError::Protocol(format!(
-                "expected a Login Response, got opcode {:#x}",
-                resp.bhs.opcode_raw()
-            )));
+            return Err(Violation::NotLoginResponse {
+                opcode: resp.bhs.opcode_raw(),
+            }
+            .into());
         }
         let status = LoginStatus(resp.bhs.0[36], resp.bhs.0[37]);
         if status != LoginStatus::SUCCESS {
@@ -150,11 +149,10 @@ pub async fn login(
     tokio::time::timeout(req.opts.login_timeout, login_inner(rd, wr, req))
         .await
         .map_err(|_| {
-            IscsiError::Timeout(format!(
-                "login to {} took longer than {:?}",
-                req.url.portal(),
-                req.opts.login_timeout
-            ))
+            IscsiError::Timeout(Waiting::LoginTook {
+                portal: req.url.portal(),
+                limit: req.opts.login_timeout,
+            })
         })?
 }
 
@@ -180,7 +178,7 @@ async fn login_inner(
             .url
             .target
             .as_deref()
-            .ok_or_else(|| IscsiError::Config("no target in the URL".into()))?;
+            .ok_or(IscsiError::Config(crate::error::ConfigError::NoTarget))?;
         declarations.push(pair("TargetName", t));
     }
     let mut params = Params {
@@ -216,17 +214,15 @@ async fn login_inner(
                 .filter(|v| *v <= 255);
             let challenge = get(&keys, "CHAP_C").and_then(text::hex_decode);
             let (Some(id), Some(challenge)) = (id, challenge) else {
-                return Err(IscsiError::Protocol(
-                    "the target sent no valid CHAP_I/CHAP_C".into(),
-                ));
+                return Err(Violation::NoChapChallenge.into());
             };
             // The target must pick one of those we offered.
             let Some(alg) = get(&keys, "CHAP_A").and_then(ChapAlgorithm::from_code) else {
-                return Err(IscsiError::Protocol(format!(
-                    "the target chose no CHAP algorithm we offered ({}): CHAP_A={}",
-                    ChapAlgorithm::offer(),
-                    get(&keys, "CHAP_A").unwrap_or("(none)")
-                )));
+                return Err(Violation::ChapAlgorithm {
+                    offered: ChapAlgorithm::offer(),
+                    chosen: get(&keys, "CHAP_A").unwrap_or("(none)").to_string(),
+                }
+                .into());
             };
             tracing::debug!(algorithm = alg.name(), "CHAP");
             let resp = alg.response(id as u8, creds.secret.as_bytes(), &challenge);
@@ -250,9 +246,7 @@ async fn login_inner(
                 verify_mutual(&keys, alg, id, &c, &m)?;
             }
         } else if method != "None" {
-            return Err(IscsiError::Protocol(format!(
-                "the target chose AuthMethod={method}"
-            )));
+            return Err(Violation::AuthMethod(method.to_string()).into());
         } else {
             last = x
                 .round(Stage::Security, Stage::Operational, true, &[])
@@ -266,9 +260,7 @@ async fn login_inner(
         {
             tries += 1;
             if tries > 4 {
-                return Err(IscsiError::Protocol(
-                    "the target never left the security stage".into(),
-                ));
+                return Err(Violation::StuckInSecurity.into());
             }
             last = x
                 .round(Stage::Security, Stage::Operational, true, &[])
@@ -318,9 +310,7 @@ async fn login_inner(
         }
         rounds += 1;
         if rounds > 4 {
-            return Err(IscsiError::Protocol(
-                "operational negotiation did not converge".into(),
-            ));
+            return Err(Violation::NegotiationLoop.into());
         }
         p = answers_for_target;
     }
@@ -356,9 +346,7 @@ fn verify_mutual(
     let r = get(keys, "CHAP_R").and_then(text::hex_decode);
     let expected = alg.response(id, m.secret.as_bytes(), challenge);
     if n != Some(m.user.as_str()) || !r.is_some_and(|r| chap::responses_match(&r, &expected)) {
-        return Err(IscsiError::Protocol(
-            "mutual CHAP failed: the target did not prove the expected secret".into(),
-        ));
+        return Err(Violation::MutualChap.into());
     }
     Ok(())
 }
@@ -368,8 +356,11 @@ pub async fn connect(url: &IscsiUrl, timeout: Duration) -> Result<TcpStream, Isc
     let addr = url.portal();
     let s = tokio::time::timeout(timeout, TcpStream::connect(&addr))
         .await
-        .map_err(|_| IscsiError::Timeout(format!("connecting to {addr}")))?
-        .map_err(|e| IscsiError::Connect(format!("cannot connect to {addr}: {e}")))?;
+        .map_err(|_| IscsiError::Timeout(Waiting::Connecting(addr.to_string())))?
+        .map_err(|cause| IscsiError::Connect {
+            addr: addr.to_string(),
+            cause,
+        })?;
     s.set_nodelay(true)?;
     Ok(s)
 }

@@ -126,14 +126,10 @@ pub async fn discover(
             let r = match read_pdu(&mut rd, limits).await? {
                 Some(ReadOutcome::Pdu(p)) if p.bhs.opcode() == Some(Opcode::TextResponse) => p,
                 Some(_) => {
-                    return Err(IscsiError::Protocol(
-                        "unexpected reply to SendTargets".into(),
-                    ));
+                    return Err(crate::error::Violation::UnexpectedSendTargetsReply.into());
                 }
                 None => {
-                    return Err(IscsiError::Protocol(
-                        "the target closed the discovery session".into(),
-                    ));
+                    return Err(crate::error::Violation::DiscoveryClosed.into());
                 }
             };
             exp_stat_sn = r.bhs.word24().wrapping_add(1);
@@ -158,7 +154,7 @@ pub async fn discover(
     };
     tokio::time::timeout(opts.io_timeout, fut)
         .await
-        .map_err(|_| IscsiError::Timeout("SendTargets".into()))??;
+        .map_err(|_| IscsiError::Timeout(crate::error::Waiting::SendTargets))??;
     let mut targets: Vec<DiscoveredTarget> = Vec::new();
     for (k, v) in text::parse(&all)? {
         match k.as_str() {
@@ -182,10 +178,16 @@ fn check(cmd: &str, r: &CommandResult) -> Result<(), IscsiError> {
         return Ok(());
     }
     Err(IscsiError::Protocol(match r.sense_code() {
-        Some((k, a, q)) => {
-            format!("{cmd}: CHECK CONDITION, sense key {k:#x}, ASC/ASCQ {a:#04x}/{q:#04x}")
-        }
-        None => format!("{cmd}: SCSI status {:#04x}", r.status),
+        Some((key, asc, ascq)) => crate::error::Violation::CheckCondition {
+            command: cmd.to_string(),
+            key,
+            asc,
+            ascq,
+        },
+        None => crate::error::Violation::ScsiStatus {
+            command: cmd.to_string(),
+            status: r.status,
+        },
     }))
 }
 
@@ -199,7 +201,7 @@ impl Session {
         let r = self.command(&cdb, Bytes::new(), 32).await?;
         check("READ CAPACITY(16)", &r)?;
         if r.data.len() < 12 {
-            return Err(IscsiError::Protocol("short READ CAPACITY(16) data".into()));
+            return Err(crate::error::Violation::ShortData("READ CAPACITY(16)").into());
         }
         let last = u64::from_be_bytes(r.data[0..8].try_into().unwrap_or_default());
         let bs = u32::from_be_bytes(r.data[8..12].try_into().unwrap_or_default());
@@ -219,7 +221,7 @@ impl Session {
             .data
             .get(0..4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| IscsiError::Protocol("short REPORT LUNS data".into()))?;
+            .ok_or(crate::error::Violation::ShortData("REPORT LUNS"))?;
         let end = (8 + listed).min(r.data.len());
         Ok(r.data[8.min(end)..end]
             .chunks_exact(8)
@@ -242,9 +244,7 @@ impl Session {
                 return check("TEST UNIT READY", &r);
             }
         }
-        Err(IscsiError::Protocol(
-            "TEST UNIT READY: unit attentions kept coming".into(),
-        ))
+        Err(crate::error::Violation::EndlessUnitAttention.into())
     }
 
     /// READ(16) of `blocks` blocks at `lba`.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::error::{Lost, Violation, Waiting};
 use crate::inbox::Inbox;
 use bytes::Bytes;
 use tokio::net::tcp::OwnedReadHalf;
@@ -109,10 +110,10 @@ impl Conn {
             p.drain().map(|(_, v)| v).collect()
         };
         for p in drained {
-            let _ = p.tx.send(Err(IscsiError::ConnectionLost(format!(
-                "connection {}: {why}",
-                self.cid
-            ))));
+            let _ = p.tx.send(Err(IscsiError::ConnectionLost(Lost::Connection {
+                cid: self.cid,
+                why: why.to_string(),
+            })));
         }
     }
 }
@@ -238,8 +239,8 @@ impl Session {
     /// Logs in (leading connection first, then up to `opts.connections` - 1 more).
     pub async fn connect(url: &IscsiUrl, opts: &InitiatorOptions) -> Result<Session, IscsiError> {
         if url.target.is_none() {
-            return Err(IscsiError::Config(format!(
-                "{url}: no target IQN and LUN in the URL"
+            return Err(IscsiError::Config(crate::error::ConfigError::NoTargetLun(
+                url.to_string(),
             )));
         }
         let isid = match opts.isid {
@@ -383,9 +384,7 @@ impl Session {
                 return Ok(conns[i].clone());
             }
         }
-        Err(IscsiError::ConnectionLost(
-            "every connection of the session is down".into(),
-        ))
+        Err(IscsiError::ConnectionLost(Lost::AllDown))
     }
 
     /// Sends one SCSI command and waits for its completion. A command whose
@@ -426,20 +425,18 @@ impl Session {
         expected_in: u32,
     ) -> Result<CommandResult, IscsiError> {
         if cdb.len() > 16 {
-            return Err(IscsiError::Config(
-                "CDBs longer than 16 bytes are not supported".into(),
-            ));
+            return Err(IscsiError::Config(crate::error::ConfigError::LongCdb));
         }
         let _permit = self
             .queue
             .acquire()
             .await
-            .map_err(|_| IscsiError::Protocol("session closed".into()))?;
+            .map_err(|_| Violation::SessionClosed)?;
         let _lun_permit = self
             .per_lun
             .acquire()
             .await
-            .map_err(|_| IscsiError::Protocol("session closed".into()))?;
+            .map_err(|_| Violation::SessionClosed)?;
         let conn = self.pick()?;
         let itt = self.shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
         let read = expected_in > 0;
@@ -572,19 +569,16 @@ impl Session {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&itt);
                 conn.stats.in_flight.fetch_sub(1, Relaxed);
-                return Err(IscsiError::Timeout(
-                    "the target's CmdSN window stayed closed".into(),
-                ));
+                return Err(IscsiError::Timeout(Waiting::CommandWindow));
             }
         }
         // The session's watchdog answers a command that takes longer than
         // the I/O timeout (no timer per command).
         let r = match rx.await {
             Ok(r) => r,
-            Err(_) => Err(IscsiError::ConnectionLost(format!(
-                "connection {} closed before the command completed",
-                conn.cid
-            ))),
+            Err(_) => Err(IscsiError::ConnectionLost(Lost::BeforeCompletion {
+                cid: conn.cid,
+            })),
         };
         conn.stats.in_flight.fetch_sub(1, Relaxed);
         conn.stats.latency.record(started.elapsed());
@@ -615,13 +609,11 @@ impl Session {
         let b = match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => {
-                return Err(IscsiError::ConnectionLost(
-                    "the connection ended before the LOGICAL UNIT RESET was answered".into(),
-                ));
+                return Err(IscsiError::ConnectionLost(Lost::BeforeLunReset));
             }
             Err(_) => {
                 self.shared.forget_control(itt);
-                return Err(IscsiError::Timeout("LOGICAL UNIT RESET response".into()));
+                return Err(IscsiError::Timeout(Waiting::LunReset));
             }
         };
         match b.0[2] {
@@ -712,10 +704,10 @@ async fn watchdog(
             for (itt, p) in overdue {
                 let tmf_itt = shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
                 task_mgmt(&conn, &shared, p.lun, TmfFunction::AbortTask, itt, tmf_itt);
-                let _ = p.tx.send(Err(IscsiError::Timeout(format!(
-                    "command {:#04x} got no response in {timeout:?}",
-                    p.opcode
-                ))));
+                let _ = p.tx.send(Err(IscsiError::Timeout(Waiting::Command {
+                    opcode: p.opcode,
+                    after: timeout,
+                })));
             }
         }
     }
@@ -879,7 +871,7 @@ async fn place_data_in(
         p.data_in = buf;
     }
     if !ok {
-        return Err(IscsiError::Protocol("data digest error".into()));
+        return Err(Violation::DataDigest.into());
     }
     Ok(true)
 }
@@ -914,7 +906,7 @@ async fn reader(
             match read_body(&mut rd, h, limits).await? {
                 ReadOutcome::Pdu(p) => p,
                 ReadOutcome::DataDigestError(_) => {
-                    return Err(IscsiError::Protocol("data digest error".into()));
+                    return Err(Violation::DataDigest.into());
                 }
             }
         };
@@ -937,9 +929,7 @@ async fn reader(
                     let off = b.buffer_offset() as usize;
                     let end = off + dlen;
                     if end > p.expected_in {
-                        return Err(IscsiError::Protocol(format!(
-                            "Data-In beyond the expected length (itt {itt:#x})"
-                        )));
+                        return Err(Violation::DataInBeyondLength { itt }.into());
                     }
                     // In-order Data-In (DataPDUInOrder=Yes) appends without zero-filling first.
                     if placed {
@@ -987,10 +977,8 @@ async fn reader(
                     let residual = residual_of(b);
                     let mut data = p.data_in;
                     if b.0[2] != 0 {
-                        let _ = p.tx.send(Err(IscsiError::Protocol(format!(
-                            "target failure response {:#x}",
-                            b.0[2]
-                        ))));
+                        let _ =
+                            p.tx.send(Err(Violation::TargetFailure { response: b.0[2] }.into()));
                         continue;
                     }
                     let got = (p.expected_in as i64 + residual.min(0)).max(0);
@@ -1017,9 +1005,7 @@ async fn reader(
                 let off = b.buffer_offset() as usize;
                 let len = b.word44() as usize;
                 if off + len > data.len() {
-                    return Err(IscsiError::Protocol(format!(
-                        "R2T beyond the data to write (itt {itt:#x})"
-                    )));
+                    return Err(Violation::R2tBeyondData { itt }.into());
                 }
                 let chunk = conn.params.peer_max_recv_data_segment.max(512) as usize;
                 let mut frames = Vec::with_capacity(len.div_ceil(chunk));
@@ -1059,10 +1045,8 @@ async fn reader(
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&rejected)
                     {
-                        let _ = p.tx.send(Err(IscsiError::Protocol(format!(
-                            "target rejected the PDU (reason {:#x})",
-                            b.0[2]
-                        ))));
+                        let _ =
+                            p.tx.send(Err(Violation::Rejected { reason: b.0[2] }.into()));
                     }
                 }
             }

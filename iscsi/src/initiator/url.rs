@@ -44,9 +44,10 @@ impl fmt::Display for IscsiUrl {
 }
 
 fn bad(url: &str, why: &str) -> IscsiError {
-    IscsiError::Connect(format!(
-        "bad iSCSI URL '{url}': {why} (expected iscsi://[user[%secret]@]host[:port]/target-iqn/lun)"
-    ))
+    IscsiError::BadUrl {
+        url: url.to_string(),
+        why: why.to_string(),
+    }
 }
 
 impl IscsiUrl {

@@ -80,10 +80,10 @@ pub(super) async fn serve(
             }
         };
         let pdu = match tokio::time::timeout(LOGIN_TIMEOUT, read).await {
-            Err(_) => return Err(IscsiError::Timeout("login".into())),
+            Err(_) => return Err(IscsiError::Timeout(crate::error::Waiting::Login)),
             Ok(Ok(Some(Ok(ReadOutcome::Pdu(p))))) => p,
             Ok(Ok(Some(Ok(ReadOutcome::DataDigestError(_))))) => {
-                return Err(IscsiError::Protocol("digest during login".into()));
+                return Err(crate::error::Violation::DigestDuringLogin.into());
             }
             Ok(Ok(Some(Err(h)))) => {
                 reg.logins.failures.fetch_add(1, Relaxed);
@@ -415,7 +415,7 @@ impl Conn {
                     if let Some((_, sent)) = self.ping {
                         if sent.elapsed() >= period {
                             tracing::info!(tsih = self.session.tsih, cid = self.cid, "NOP-In ping unanswered: closing the connection");
-                            return Err(IscsiError::Timeout("NOP-In ping".into()));
+                            return Err(IscsiError::Timeout(crate::error::Waiting::NopInPing));
                         }
                     } else if last_heard.elapsed() >= period {
                         self.send_ping().await?;
@@ -1377,7 +1377,7 @@ impl Discovery {
             let pdu = match read_pdu(rd, limits).await? {
                 Some(ReadOutcome::Pdu(p)) => p,
                 Some(ReadOutcome::DataDigestError(_)) => {
-                    return Err(IscsiError::Protocol("data digest error".into()));
+                    return Err(crate::error::Violation::DataDigest.into());
                 }
                 None => return Ok(()),
             };
@@ -1397,9 +1397,7 @@ impl Discovery {
                         match self.text_cont.take() {
                             Some((ttt, rest)) if ttt == b.ttt() => rest,
                             _ => {
-                                return Err(IscsiError::Protocol(
-                                    "text continuation with unknown TTT".into(),
-                                ));
+                                return Err(crate::error::Violation::UnknownTextContinuation.into());
                             }
                         }
                     } else {

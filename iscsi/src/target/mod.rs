@@ -183,7 +183,8 @@ const ENDED_MAX: usize = 1024;
 
 impl Registry {
     pub fn new(cfg: &ServerConfig) -> Result<Self, IscsiError> {
-        cfg.validate().map_err(IscsiError::Config)?;
+        cfg.validate()
+            .map_err(|e| IscsiError::Config(crate::error::ConfigError::Invalid(e)))?;
         let targets = cfg
             .targets
             .iter()
@@ -481,7 +482,8 @@ impl Target {
     /// an initiator no longer allowed, are closed. A LUN whose backstore
     /// or attributes change is a new logical unit (a RAMDISK starts empty).
     pub async fn reconfigure(&self, new: ServerConfig) -> Result<Changes, IscsiError> {
-        new.validate().map_err(IscsiError::Config)?;
+        new.validate()
+            .map_err(|e| IscsiError::Config(crate::error::ConfigError::Invalid(e)))?;
         let mut current = self.config.lock().await;
         let plan = reconfigure::Plan::new(&current, &new);
         // Fallible part: new LUs and targets, new portals.
@@ -565,9 +567,9 @@ async fn bind_portals(
     let mut out = Vec::new();
     for p in portals {
         let addr = p.bind;
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| IscsiError::Config(format!("cannot listen on {addr}: {e}")))?;
+        let l = TcpListener::bind(addr).await.map_err(|cause| {
+            IscsiError::Config(crate::error::ConfigError::Listen { addr, cause })
+        })?;
         let bound = l.local_addr()?;
         out.push((*p, l, bound));
     }

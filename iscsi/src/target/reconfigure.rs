@@ -148,7 +148,11 @@ impl Plan {
                     }
                     (b, _) => {
                         let lu = open_lun(t, l).map_err(|e| {
-                            IscsiError::Config(format!("{} LUN {}: {e}", t.iqn, l.lun))
+                            IscsiError::Config(crate::error::ConfigError::Lun {
+                                target: t.iqn.clone(),
+                                lun: l.lun,
+                                cause: Box::new(e),
+                            })
                         })?;
                         luns.insert(l.lun, lu);
                         if b.is_some() {
