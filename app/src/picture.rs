@@ -187,6 +187,13 @@ fn series<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Run) -> Drawn
             });
         }
     }
+    legend(&mut chart)
+}
+
+/// The legend, top right, over a lightened background.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Drawn<DB> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
@@ -248,13 +255,7 @@ fn bars<DB: DrawingBackend>(
             .label(name.to_string())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    Ok(())
+    legend(&mut chart)
 }
 
 #[cfg(test)]
