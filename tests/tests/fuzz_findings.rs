@@ -616,3 +616,35 @@ fn a_discovery_session_keeps_its_cmdsn_window() {
         "not the duplicate's"
     );
 }
+
+/// Found while moving the write transfer into a state machine: Data-Out
+/// with a hole in its R2T sequence (DataPDUInOrder=Yes) was taken, its
+/// bytes counted, and the final PDU closed the sequence; the task then
+/// waited for bytes no R2T would ever ask for again, so the command never
+/// answered. Now the sequence fails the task at once with a data phase
+/// error, as any Data-Out out of order does.
+#[test]
+fn a_data_out_sequence_with_a_hole_fails_instead_of_hanging() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let (mut a, _) = login(&portal, &[("ImmediateData", "No"), ("InitialR2T", "Yes")]);
+    let data = vec![0x33u8; 16 * 512];
+    let itt = a.scsi(&write10(300, 16), data.len() as u32, false, true, &[]);
+    let r2t = loop {
+        let p = a.recv().expect("an R2T");
+        if p.opcode() == 0x31 && p.word(16) == itt {
+            break p;
+        }
+    };
+    let (ttt, offset, len) = (r2t.word(20), r2t.word(40), r2t.word(44));
+    assert_eq!((offset, len), (0, 8192));
+    // The second half only, as the final PDU of the sequence.
+    a.data_out(itt, ttt, 0, 4096, &data[4096..8192], true);
+    let (status, sense) = a.wait_sense(itt).expect("an answer, not a hang");
+    assert_eq!(status, 2, "CHECK CONDITION");
+    assert_eq!(
+        (sense[2] & 0x0f, sense[12], sense[13]),
+        (0x0b, 0x4b, 0x00),
+        "data phase error"
+    );
+}

@@ -264,40 +264,14 @@ struct Deferred {
     started: Instant,
 }
 
-/// One outstanding R2T of a write task.
-#[derive(Debug, Clone, Copy)]
-struct R2tState {
-    ttt: u32,
-    offset: u32,
-    len: u32,
-    /// The DataSN the next Data-Out of this sequence must carry.
-    next_data_sn: u32,
-}
-
 /// A write command waiting for its Data-Out.
 struct WriteTask {
     lun: u64,
     lun_raw: [u8; 8],
     cdb: crate::pdu::Cdb,
-    /// What the initiator said it would send (Expected Data Transfer Length).
-    edtl: u32,
-    /// What the CDB can take (<= EDTL, <= the LU's size): the buffer's size.
-    /// Unsolicited data beyond it is read and dropped; R2Ts never ask for it.
-    want: u32,
     buf: Vec<u8>,
-    /// Bytes placed into `buf`.
-    received: u32,
-    /// Where the unsolicited data (immediate + unsolicited Data-Out) may end.
-    unsolicited_end: u32,
-    /// An unsolicited Data-Out sequence is still to come (the command had F=0):
-    /// R2Ts wait for its final PDU and start where it ended.
-    unsolicited_open: bool,
-    /// Next offset to solicit with an R2T.
-    next_r2t: u32,
-    r2tsn: u32,
-    r2ts: Vec<R2tState>,
-    /// Next DataSN of the unsolicited sequence.
-    unsolicited_data_sn: u32,
+    /// Where its data stands: unsolicited data, R2Ts, Data-Out order.
+    xfer: super::write_task::Transfer,
     started: Instant,
     /// The LU's reset count when the command arrived: a later reset (from
     /// any session) aborted it.
@@ -670,16 +644,14 @@ impl Conn {
                     lun,
                     lun_raw,
                     cdb,
-                    edtl,
-                    want,
                     buf,
-                    received: imm,
-                    unsolicited_end,
-                    unsolicited_open,
-                    next_r2t: imm,
-                    r2tsn: 0,
-                    r2ts: Vec::new(),
-                    unsolicited_data_sn: 0,
+                    xfer: super::write_task::Transfer::new(
+                        edtl,
+                        want,
+                        imm,
+                        unsolicited_open,
+                        unsolicited_end,
+                    ),
                     started,
                     lu_resets: self.lu(lun).map_or(0, |l| l.resets()),
                     _credit: credit,
@@ -709,28 +681,19 @@ impl Conn {
             let Some(t) = self.pending.get_mut(&itt) else {
                 return Ok(());
             };
-            if t.unsolicited_open || t.next_r2t >= t.want || t.r2ts.len() >= max_out {
+            let counter = &mut self.next_ttt;
+            let Some(r2t) = t.xfer.next_r2t(max_burst, max_out, || next_tag(counter)) else {
                 return Ok(());
-            }
-            let offset = t.next_r2t;
-            let len = (t.want - offset).min(max_burst);
-            let ttt = next_tag(&mut self.next_ttt);
-            t.next_r2t += len;
-            t.r2ts.push(R2tState {
-                ttt,
-                offset,
-                len,
-                next_data_sn: 0,
-            });
-            let r2tsn = t.r2tsn;
-            t.r2tsn += 1;
+            };
             let mut b = Bhs::new(Opcode::R2t);
             b.set_flags(0x80)
                 .set_lun_raw(lun_raw)
                 .set_itt(itt)
-                .set_word20(ttt);
+                .set_word20(r2t.ttt);
             self.stamp(&mut b, false);
-            b.set_word36(r2tsn).set_word40(offset).set_word44(len);
+            b.set_word36(r2t.r2tsn)
+                .set_word40(r2t.offset)
+                .set_word44(r2t.len);
             self.out(&b, Bytes::new()).await?;
         }
     }
@@ -758,80 +721,44 @@ impl Conn {
         // A Data-Out that does not fit its sequence (offset, length, DataSN, TTT)
         // fails its task; at ErrorRecoveryLevel 0 there is no within-command recovery.
         let final_pdu = b.final_bit();
-        let problem = match offset.checked_add(len).filter(|e| *e <= t.edtl) {
-            None => Some(format!(
-                "Data-Out beyond the expected length (offset {offset} + {len})"
-            )),
-            Some(end) if ttt == RESERVED_TAG => {
-                if !t.unsolicited_open
-                    || end > t.unsolicited_end
-                    || data_sn != t.unsolicited_data_sn
-                {
-                    Some(format!(
-                        "unsolicited Data-Out out of bounds or order (DataSN {data_sn})"
-                    ))
-                } else {
-                    t.unsolicited_data_sn += 1;
-                    if final_pdu {
-                        // The unsolicited data ended here: R2Ts ask for the rest.
-                        t.unsolicited_open = false;
-                        t.next_r2t = end.min(t.want).max(t.next_r2t);
-                    }
-                    None
-                }
-            }
-            Some(end) => match t.r2ts.iter_mut().find(|r| r.ttt == ttt) {
-                None => Some(format!("Data-Out for an unknown TTT {ttt:#x}")),
-                Some(r)
-                    if offset < r.offset || end > r.offset + r.len || data_sn != r.next_data_sn =>
-                {
-                    Some(format!(
-                        "Data-Out out of order (DataSN {data_sn}, expected {})",
-                        r.next_data_sn
-                    ))
-                }
-                Some(r) => {
-                    r.next_data_sn += 1;
-                    None
-                }
-            },
-        };
-        if let Some(why) = problem {
-            tracing::debug!(itt, "{why}: task failed");
-            self.stats.errors.fetch_add(1, Relaxed);
-            let Some(t) = self.pending.remove(&itt) else {
+        let range = match t.xfer.data_out(ttt, data_sn, offset, len, final_pdu) {
+            Ok(range) => range,
+            Err(why) => {
+                tracing::debug!(itt, "{why}: task failed");
+                self.stats.errors.fetch_add(1, Relaxed);
+                let Some(t) = self.pending.remove(&itt) else {
+                    return Ok(());
+                };
+                self.reject(b, RejectReason::ProtocolError).await?;
+                let sense =
+                    scsi::Sense::new(scsi::SenseKey::AbortedCommand, scsi::Asc::DATA_PHASE_ERROR);
+                let resp = ScsiResponse::check(&sense, false);
+                self.respond(itt, t.lun_raw, t.xfer.edtl(), false, None, resp)
+                    .await?;
+                self.stats.in_flight.fetch_sub(1, Relaxed);
                 return Ok(());
-            };
-            self.reject(b, RejectReason::ProtocolError).await?;
-            let sense =
-                scsi::Sense::new(scsi::SenseKey::AbortedCommand, scsi::Asc::DATA_PHASE_ERROR);
-            let resp = ScsiResponse::check(&sense, false);
-            self.respond(itt, t.lun_raw, t.edtl, false, None, resp)
-                .await?;
-            self.stats.in_flight.fetch_sub(1, Relaxed);
-            return Ok(());
-        }
-        // Only what the CDB takes is kept; unsolicited bytes beyond it are dropped.
-        let end = (offset + len).min(t.want);
-        if offset < end {
-            t.buf[offset as usize..end as usize]
-                .copy_from_slice(&pdu.data[..(end - offset) as usize]);
-            t.received += end - offset;
-        }
+            }
+        };
+        let n = range.len();
+        t.buf[range].copy_from_slice(&pdu.data[..n]);
         iolab_storage::pool::give(pdu.data);
         self.stats.write_bytes.fetch_add(len as u64, Relaxed);
-        if ttt != RESERVED_TAG && final_pdu {
-            t.r2ts.retain(|r| r.ttt != ttt);
-        }
         let lun_raw = t.lun_raw;
-        if t.received >= t.want && t.r2ts.is_empty() && !t.unsolicited_open && t.next_r2t >= t.want
-        {
+        if t.xfer.complete() {
             let Some(t) = self.pending.remove(&itt) else {
                 return Ok(());
             };
             let r = self
                 .execute(
-                    itt, t.lun, t.lun_raw, &t.cdb, t.edtl, false, true, &t.buf, t.started,
+                    itt,
+                    t.lun,
+                    t.lun_raw,
+                    &t.cdb,
+                    t.xfer.edtl(),
+                    false,
+                    true,
+                    &t.buf,
+                    t.started,
                 )
                 .await;
             iolab_storage::pool::give(t.buf);

@@ -10,6 +10,7 @@ mod reconfigure;
 pub mod saveconfig;
 mod session;
 pub mod tgt_conf;
+mod write_task;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
