@@ -404,6 +404,15 @@ impl LogicalUnit {
     pub fn config(&self) -> &LuConfig {
         &self.cfg
     }
+    /// Whether `nexus` may write this LU as far as its reservations go (an
+    /// EXTENDED COPY addressed to another LU of the target writing here).
+    fn admits_write(&self, nexus: &Nexus) -> bool {
+        if !self.slow.load(Ordering::Acquire) {
+            return true;
+        }
+        self.lock().res.check(nexus, Access::Write, false).is_ok()
+    }
+
     /// How many resets this LU has had (see [`LogicalUnit::reset`]).
     pub fn resets(&self) -> u64 {
         self.resets.load(Ordering::Acquire)
@@ -627,7 +636,14 @@ impl LogicalUnit {
         match opcode {
             op::TEST_UNIT_READY => Ok(ScsiResponse::good(Vec::new())),
             op::EXTENDED_COPY => {
-                if let Some(done) = xcopy::extended_copy(self, peers, cdb, data_out)? {
+                let may_write = |lu: &LogicalUnit| lu.admits_write(nexus);
+                let done = match xcopy::extended_copy(self, peers, cdb, data_out, &may_write)? {
+                    xcopy::Outcome::Copied(done) => done,
+                    xcopy::Outcome::ReservationConflict => {
+                        return Ok(ScsiResponse::status(ScsiStatus::ReservationConflict));
+                    }
+                };
+                if let Some(done) = done {
                     let mut st = self.lock();
                     st.copies
                         .retain(|(n, r)| !(n == &nexus.id && r.list_id == done.list_id));

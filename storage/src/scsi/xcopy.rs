@@ -96,22 +96,34 @@ fn names(lu: &LogicalUnit, d: &[u8]) -> bool {
     false
 }
 
-/// Runs an EXTENDED COPY (LID1) parameter list. `me` received the command;
-/// `peers` are the other logical units of its target (a CSCD may name any
-/// of them, or `me`).
+/// What an EXTENDED COPY came to, when it was not refused with sense data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Copied; the result when the list asked for it to be held.
+    Copied(Option<CopyResult>),
+    /// A destination LU is reserved against this initiator: nothing copied.
+    ReservationConflict,
+}
+
+/// Runs an EXTENDED COPY (LID1) parameter list. `me` received the command
+/// (its own admission, reservations included, already passed); `peers`
+/// are the other logical units of its target (a CSCD may name any of them,
+/// or `me`); `may_write` says whether the initiator may write another LU
+/// (its reservations).
 pub(super) fn extended_copy(
     me: &LogicalUnit,
     peers: &[Arc<LogicalUnit>],
     cdb: &[u8],
     param: &[u8],
-) -> Result<Option<CopyResult>, Sense> {
+    may_write: &dyn Fn(&LogicalUnit) -> bool,
+) -> Result<Outcome, Sense> {
     if cdb[1] & 0x1F != 0 {
         // LID4 and the other service actions of 83h are not offered.
         return Err(Sense::invalid_cdb(1, Some(4)));
     }
     let list_len = be32(&cdb[10..14]) as usize;
     if list_len == 0 {
-        return Ok(None);
+        return Ok(Outcome::Copied(None));
     }
     if list_len < HEADER_LEN || param.len() < list_len {
         return Err(Sense::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
@@ -230,6 +242,9 @@ pub(super) fn extended_copy(
         if dst.write_protected() {
             return Err(Sense::new(SenseKey::DataProtect, Asc::WRITE_PROTECTED));
         }
+        if !std::ptr::eq(*dst, me) && !may_write(dst) {
+            return Ok(Outcome::ReservationConflict);
+        }
         plan.push((*src, src_lba, *dst, dst_lba, bytes));
     }
 
@@ -260,7 +275,7 @@ pub(super) fn extended_copy(
         bytes: copied,
     };
     // LIST ID USAGE 00b and 01b: the copy manager holds the results.
-    Ok((usage < 2).then_some(result))
+    Ok(Outcome::Copied((usage < 2).then_some(result)))
 }
 
 /// RECEIVE COPY RESULTS (LID1 service actions).
@@ -471,6 +486,44 @@ mod tests {
             a.execute_with(&nexus(), &rcr, &[], &[]).status,
             ScsiStatus::CheckCondition
         );
+    }
+
+    #[test]
+    fn a_destination_reserved_by_another_initiator_is_not_written() {
+        let (a, b) = (lu(0x0600_1405_0000_0001), lu(0x0600_1405_0000_0002));
+        a.backstore().write_at(&[0xEE; 512], 0, false).unwrap();
+        // Another initiator reserves b (RESERVE(6)).
+        let other = Nexus::new("iqn.2026-12.org.example:other", 2);
+        let r = b.execute(&other, &[0x16, 0, 0, 0, 0, 0], &[]);
+        assert_eq!(r.status, ScsiStatus::Good);
+        let p = list(
+            1,
+            0,
+            &[0x0600_1405_0000_0001, 0x0600_1405_0000_0002],
+            &[(0, 1, 1, 0, 9)],
+        );
+        let (st, _) = xcopy(&a, std::slice::from_ref(&b), &p);
+        assert_eq!(st, ScsiStatus::ReservationConflict);
+        let mut got = vec![0u8; 512];
+        b.backstore().read_at(&mut got, 9 * 512).unwrap();
+        assert!(got.iter().all(|x| *x == 0), "nothing was copied");
+        // Within a itself the copy goes on.
+        let p = list(1, 0, &[0x0600_1405_0000_0001], &[(0, 0, 1, 0, 9)]);
+        assert_eq!(xcopy(&a, std::slice::from_ref(&b), &p).0, ScsiStatus::Good);
+        // The reserving initiator itself may copy into b.
+        let mut cdb = [0u8; 16];
+        cdb[0] = super::super::op::EXTENDED_COPY;
+        let p = list(
+            2,
+            0,
+            &[0x0600_1405_0000_0001, 0x0600_1405_0000_0002],
+            &[(0, 1, 1, 0, 9)],
+        );
+        cdb[10..14].copy_from_slice(&(p.len() as u32).to_be_bytes());
+        let r = a.execute_with(&other, &cdb, &p, std::slice::from_ref(&b));
+        assert_eq!(r.status, ScsiStatus::Good);
+        b.backstore().read_at(&mut got, 9 * 512).unwrap();
+        assert!(got.iter().all(|x| *x == 0xEE));
     }
 
     #[test]
