@@ -392,13 +392,10 @@ pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
         offset.insert(*cell, at);
         at += len;
     }
-    let mut prev_t: BTreeMap<(u32, u32, u32), u64> = BTreeMap::new();
     // Each cell's sum over its connections, sample by sample.
     let mut totals: BTreeMap<(u32, u32), (f64, f64)> = BTreeMap::new();
-    for p in &run.series {
+    for (p, secs) in crate::series::with_intervals(&run.series) {
         let key = (p.cell, p.session, p.cid);
-        let last = prev_t.insert(key, p.t_ms).unwrap_or(0);
-        let secs = (p.t_ms.saturating_sub(last)) as f64 / 1000.0;
         // The last sample of a cell can cover a few milliseconds of a
         // queue draining: too short to be a rate worth drawing.
         if secs < MIN_DRAWN_S {

@@ -281,30 +281,37 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
             let sessions = Arc::new(sessions);
             let ptx = tx.clone();
             let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+            // One task samples the sessions every 250 ms: the console's live
+            // figures (Sample) and the series the notebook stores.
             let sampler = {
                 let (sessions, tx) = (sessions.clone(), tx.clone());
                 let name = opts.initiator_name.clone();
                 tokio::spawn(async move {
+                    let start = std::time::Instant::now();
+                    let mut series = crate::series::Recorder::new(0, &sessions);
                     let mut tick = tokio::time::interval(SAMPLE_EVERY);
+                    tick.tick().await;
                     loop {
                         let infos = sessions.iter().map(|s| s.info(&name)).collect();
                         let _ = tx.send(RunEvent::Sample(infos));
                         tokio::select! {
-                            _ = tick.tick() => {}
+                            _ = tick.tick() => series.sample(&sessions, start.elapsed()),
                             _ = stop_rx.changed() => break,
                         }
                     }
+                    (series, start)
                 })
             };
-            let recording = crate::series::Recording::start(sessions.clone(), 0);
             let report = workload::run(sessions.clone(), w, Duration::from_millis(500), move |p| {
                 let _ = ptx.send(RunEvent::Progress(p));
             })
             .await;
-            let _ = tx.send(RunEvent::Series(recording.finish().await));
-            // One last sample of the final counters, then the sampler lets go of the sessions.
+            // The final counters, then the sampler lets go of the sessions.
             let _ = stop_tx.send(true);
-            let _ = sampler.await;
+            if let Ok((mut series, start)) = sampler.await {
+                series.sample(&sessions, start.elapsed());
+                let _ = tx.send(RunEvent::Series(series.into_points()));
+            }
             let infos = sessions
                 .iter()
                 .map(|s| s.info(&opts.initiator_name))
@@ -438,5 +445,51 @@ mod tests {
             "the lab still serves its own target"
         );
         assert!(saved.problems().is_empty(), "{:?}", saved.problems());
+    }
+
+    /// A console run's one sampling task gives both the live Samples and
+    /// the stored series, and the series adds up to what the run read.
+    #[test]
+    fn a_run_sends_its_series_and_live_samples() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cfg = ServerConfig::default_lab("127.0.0.1:0".parse().unwrap(), 16 << 20);
+            let target = iolab_iscsi::Target::start(cfg).await.unwrap();
+            let addr = target.local_addrs()[0];
+            let url = format!("iscsi://{addr}/iqn.2026-11.io.iolab:target0/0");
+            let form = RunForm {
+                seconds: 1,
+                block_bytes: 64 << 10,
+                threads: 4,
+                ..RunForm::default()
+            };
+            let mut rx = spawn_run(url, form);
+            let (mut samples, mut series, mut report) = (0, None, None);
+            while let Some(ev) = rx.recv().await {
+                match ev {
+                    RunEvent::Sample(_) => samples += 1,
+                    RunEvent::Series(points) => series = Some(points),
+                    RunEvent::Done(r) => report = Some(r),
+                    RunEvent::Failed(why) => panic!("{why}"),
+                    _ => {}
+                }
+            }
+            let (series, report) = (series.expect("series"), report.expect("done"));
+            assert!(samples >= 4, "{samples} live samples in a 1 s run");
+            assert!(series.len() >= 4, "{} points", series.len());
+            assert!(series.windows(2).all(|w| w[0].t_ms <= w[1].t_ms));
+            let read: u64 = series.iter().map(|p| p.read_bytes).sum();
+            // The series also counts the run's READ CAPACITY data.
+            assert!(
+                read >= report.read.bytes && read <= report.read.bytes + 64,
+                "series {read} vs run {}",
+                report.read.bytes
+            );
+            target.shutdown();
+        });
     }
 }

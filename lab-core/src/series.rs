@@ -1,6 +1,7 @@
 //! The per-connection series a run stores: byte counts between samples of
 //! the initiator's sessions, at the statistics bus's rate.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use iolab_iscsi::initiator::Session;
@@ -123,4 +124,20 @@ impl Recording {
             }
         }
     }
+}
+
+/// Each stored point with the seconds it covers: since the previous point
+/// of the same connection in the same cell (from the cell's start for the
+/// first). Points keep their order; each connection's must be in time order.
+pub fn with_intervals<'a>(
+    points: impl IntoIterator<Item = &'a SeriesPoint>,
+) -> Vec<(&'a SeriesPoint, f64)> {
+    let mut last: BTreeMap<(u32, u32, u32), u64> = BTreeMap::new();
+    points
+        .into_iter()
+        .map(|p| {
+            let prev = last.insert((p.cell, p.session, p.cid), p.t_ms).unwrap_or(0);
+            (p, p.t_ms.saturating_sub(prev) as f64 / 1000.0)
+        })
+        .collect()
 }

@@ -263,15 +263,12 @@ pub fn interval(before: &Scrape, now: &Scrape, secs: f64, t_ms: i64) -> Vec<Watc
 /// A stored run's series as watch lines (bytes per interval; no command
 /// counts or latencies are stored per interval).
 pub fn stored(run: &iolab_profiles::Run) -> Vec<WatchLine> {
-    let mut last: BTreeMap<(u32, u32, u32), u64> = BTreeMap::new();
     let mut points: Vec<&iolab_profiles::SeriesPoint> = run.series.iter().collect();
     // Sample by sample: every connection of a cell at one time together.
     points.sort_by_key(|p| (p.cell, p.seq, p.session, p.cid));
-    points
+    crate::series::with_intervals(points)
         .into_iter()
-        .map(|p| {
-            let prev = last.insert((p.cell, p.session, p.cid), p.t_ms).unwrap_or(0);
-            let secs = p.t_ms.saturating_sub(prev) as f64 / 1000.0;
+        .map(|(p, secs)| {
             let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
             WatchLine {
                 schema: SCHEMA.into(),
