@@ -22,7 +22,7 @@ pub async fn watch(db: Option<&std::path::Path>, a: WatchArgs) -> anyhow::Result
         }
         let lines = watch::stored(&run);
         // One block per sample: the connections of one cell at one time.
-        let blocks = lines.chunk_by(|a, b| a.t_ms == b.t_ms && a.peer == b.peer);
+        let blocks = lines.chunk_by(|a, b| a.t_ms == b.t_ms && a.conn.peer == b.conn.peer);
         let n = a.count.map_or(usize::MAX, |c| c as usize);
         for (i, block) in blocks.take(n).enumerate() {
             print(&mut out, block, a.json, i == 0)?;
@@ -109,9 +109,9 @@ fn print(
             out,
             "{:<13} {:>5} {:>4} {:<22} {:>10.1} {:>10.1} {:>9} {:>5} {:>8} {:>8}",
             when(l.t_ms),
-            l.tsih,
-            l.cid,
-            l.peer,
+            l.conn.tsih,
+            l.conn.cid,
+            l.conn.peer,
             l.read_mbps,
             l.write_mbps,
             opt(l.iops, 0),

@@ -38,12 +38,9 @@ pub struct WatchLine {
     /// milliseconds since the cell started).
     pub t_ms: i64,
     pub interval_s: f64,
-    pub target: String,
-    pub initiator: String,
-    pub isid: String,
-    pub tsih: u32,
-    pub cid: u32,
-    pub peer: String,
+    /// Which connection (its fields sit beside the others in the JSON).
+    #[serde(flatten)]
+    pub conn: ConnId,
     /// Payload bytes in the interval, and the same per second (10^6 B/s).
     pub read_bytes: u64,
     pub write_bytes: u64,
@@ -60,7 +57,7 @@ pub struct WatchLine {
 }
 
 /// What identifies a connection in the exposition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConnId {
     pub target: String,
     pub initiator: String,
@@ -241,12 +238,7 @@ pub fn interval(before: &Scrape, now: &Scrape, secs: f64, t_ms: i64) -> Vec<Watc
                 schema: SCHEMA.into(),
                 t_ms,
                 interval_s: secs,
-                target: id.target.clone(),
-                initiator: id.initiator.clone(),
-                isid: id.isid.clone(),
-                tsih: id.tsih,
-                cid: id.cid,
-                peer: id.peer.clone(),
+                conn: id.clone(),
                 read_bytes: rd,
                 write_bytes: wr,
                 read_mbps: per_s(rd) / 1e6,
@@ -274,12 +266,12 @@ pub fn stored(run: &iolab_profiles::Run) -> Vec<WatchLine> {
                 schema: SCHEMA.into(),
                 t_ms: p.t_ms as i64,
                 interval_s: secs,
-                target: String::new(),
-                initiator: String::new(),
-                isid: String::new(),
-                tsih: p.session,
-                cid: p.cid,
-                peer: format!("cell {}", p.cell),
+                conn: ConnId {
+                    tsih: p.session,
+                    cid: p.cid,
+                    peer: format!("cell {}", p.cell),
+                    ..ConnId::default()
+                },
                 read_bytes: p.read_bytes,
                 write_bytes: p.write_bytes,
                 read_mbps: per_s(p.read_bytes) / 1e6,
@@ -394,7 +386,10 @@ iolab_sessions{target="iqn.t"} 1
         let json = serde_json::to_string(l).unwrap();
         assert!(json.starts_with("{\"schema\":\"iolab.watch.v1\""), "{json}");
         let back: WatchLine = serde_json::from_str(&json).unwrap();
-        assert_eq!((back.tsih, back.cid, back.read_bytes), (1, 0, 50_000_000));
+        assert_eq!(
+            (back.conn.tsih, back.conn.cid, back.read_bytes),
+            (1, 0, 50_000_000)
+        );
         assert!((back.p99_us.unwrap() - l.p99_us.unwrap()).abs() < 1e-9);
     }
 
