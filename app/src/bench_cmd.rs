@@ -205,6 +205,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         host: iolab_lab_core::host::facts(url.host_ip()),
         cells: vec![cell_of(&plan, granted, &profile, block_bytes, &report)],
         series,
+        hosts: Vec::new(),
     };
     crate::runner::store_run(db, &run);
     match Arc::try_unwrap(sessions) {

@@ -292,6 +292,7 @@ mod tests {
                         t_ms: (seq as u64 + 1) * 250,
                         read_bytes: 100_000_000,
                         write_bytes: 0,
+                        ..SeriesPoint::default()
                     });
                 }
             }

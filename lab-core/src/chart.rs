@@ -379,10 +379,17 @@ fn y_max(lines: &[Line]) -> f64 {
 /// one after another on the time axis; each cell's part of a connection is
 /// a line of its own (no line joins two cells), under the connection's label.
 pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
+    // The initiator's counts: a run across hosts also stores the target's.
+    let series: Vec<iolab_profiles::SeriesPoint> = run
+        .series
+        .iter()
+        .filter(|p| p.by_initiator())
+        .cloned()
+        .collect();
     let mut lines: BTreeMap<(u32, u32, u32), Line> = BTreeMap::new();
     // Where each cell starts on the run's time axis.
     let mut cell_end: BTreeMap<u32, f64> = BTreeMap::new();
-    for p in &run.series {
+    for p in &series {
         let e = cell_end.entry(p.cell).or_insert(0.0);
         *e = e.max(p.t_ms as f64 / 1000.0);
     }
@@ -394,7 +401,7 @@ pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
     }
     // Each cell's sum over its connections, sample by sample.
     let mut totals: BTreeMap<(u32, u32), (f64, f64)> = BTreeMap::new();
-    for (p, secs) in crate::series::with_intervals(&run.series) {
+    for (p, secs) in crate::series::with_intervals(&series) {
         let key = (p.cell, p.session, p.cid);
         // The last sample of a cell can cover a few milliseconds of a
         // queue draining: too short to be a rate worth drawing.
@@ -422,7 +429,7 @@ pub fn stored_plot(run: &iolab_profiles::Run, metric: Metric) -> Plot {
     let mut lines: Vec<Line> = lines.into_values().collect();
     if metric.adds_up() {
         for cell in cell_end.keys() {
-            let conns = lines_of_cell(&run.series, *cell);
+            let conns = lines_of_cell(&series, *cell);
             if conns > 1 {
                 lines.push(Line {
                     label: "total".into(),
@@ -569,6 +576,7 @@ mod tests {
             t_ms,
             read_bytes,
             write_bytes: 0,
+            ..SeriesPoint::default()
         };
         let run = Run {
             series: vec![

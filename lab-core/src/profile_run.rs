@@ -139,6 +139,7 @@ pub async fn run_profile_live(
         host: crate::host::facts(peer),
         cells,
         series,
+        hosts: Vec::new(),
     })
 }
 

@@ -140,6 +140,7 @@ impl RunForm {
             host: crate::host::facts(peer),
             cells: vec![cell_of(&plan, granted, &p, self.block_bytes, report)],
             series,
+            hosts: Vec::new(),
         }
     }
 }

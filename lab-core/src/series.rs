@@ -11,51 +11,87 @@ use iolab_profiles::SeriesPoint;
 /// (`SeriesPoint`s at the statistics bus's rate).
 pub struct Recorder {
     cell: u32,
+    /// Where the counts come from (host and side), empty for this host's initiator.
+    host: String,
+    side: String,
     /// (session, cid) → (read, write) bytes at the previous sample.
     last: Vec<((u32, u16), (u64, u64))>,
     seq: u32,
     points: Vec<SeriesPoint>,
 }
 
+/// One connection's byte counters: (session, cid, read bytes, write bytes).
+pub type ConnCount = (u32, u16, u64, u64);
+
+/// The counters of an initiator's sessions, sessions numbered by position.
+pub fn initiator_counts(sessions: &[Session]) -> Vec<ConnCount> {
+    let mut out = Vec::new();
+    for (si, s) in sessions.iter().enumerate() {
+        for (cid, st) in s.connection_stats() {
+            out.push((si as u32, cid, st.read_bytes, st.write_bytes));
+        }
+    }
+    out
+}
+
 impl Recorder {
     pub fn new(cell: u32, sessions: &[Session]) -> Self {
+        Self::from_counts(cell, initiator_counts(sessions))
+    }
+
+    /// A recorder whose first counts are `counts` (what a cell starts from).
+    pub fn from_counts(cell: u32, counts: Vec<ConnCount>) -> Self {
         let mut s = Recorder {
             cell,
+            host: String::new(),
+            side: String::new(),
             last: Vec::new(),
             seq: 0,
             points: Vec::new(),
         };
-        s.take(sessions, None);
+        s.take(counts, None);
         s
     }
 
-    pub fn sample(&mut self, sessions: &[Session], at: Duration) {
-        self.take(sessions, Some(at));
+    /// Labels every point with the host and side that counted it.
+    pub fn labelled(mut self, host: &str, side: &str) -> Self {
+        self.host = host.to_string();
+        self.side = side.to_string();
+        self
     }
 
-    fn take(&mut self, sessions: &[Session], at: Option<Duration>) {
-        for (si, s) in sessions.iter().enumerate() {
-            for (cid, st) in s.connection_stats() {
-                let key = (si as u32, cid);
-                let now = (st.read_bytes, st.write_bytes);
-                let prev = match self.last.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => std::mem::replace(v, now),
-                    None => {
-                        self.last.push((key, now));
-                        (0, 0)
-                    }
-                };
-                if let Some(at) = at {
-                    self.points.push(SeriesPoint {
-                        cell: self.cell,
-                        session: key.0,
-                        cid: u32::from(cid),
-                        seq: self.seq,
-                        t_ms: at.as_millis() as u64,
-                        read_bytes: now.0.saturating_sub(prev.0),
-                        write_bytes: now.1.saturating_sub(prev.1),
-                    });
+    pub fn sample(&mut self, sessions: &[Session], at: Duration) {
+        self.take(initiator_counts(sessions), Some(at));
+    }
+
+    /// A sample of counters read elsewhere (a target's sessions, a remote agent).
+    pub fn sample_counts(&mut self, counts: Vec<ConnCount>, at: Duration) {
+        self.take(counts, Some(at));
+    }
+
+    fn take(&mut self, counts: Vec<ConnCount>, at: Option<Duration>) {
+        for (session, cid, read, write) in counts {
+            let key = (session, cid);
+            let now = (read, write);
+            let prev = match self.last.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => std::mem::replace(v, now),
+                None => {
+                    self.last.push((key, now));
+                    (0, 0)
                 }
+            };
+            if let Some(at) = at {
+                self.points.push(SeriesPoint {
+                    host: self.host.clone(),
+                    side: self.side.clone(),
+                    cell: self.cell,
+                    session: key.0,
+                    cid: u32::from(cid),
+                    seq: self.seq,
+                    t_ms: at.as_millis() as u64,
+                    read_bytes: now.0.saturating_sub(prev.0),
+                    write_bytes: now.1.saturating_sub(prev.1),
+                });
             }
         }
         if at.is_some() {

@@ -255,7 +255,8 @@ pub fn interval(before: &Scrape, now: &Scrape, secs: f64, t_ms: i64) -> Vec<Watc
 /// A stored run's series as watch lines (bytes per interval; no command
 /// counts or latencies are stored per interval).
 pub fn stored(run: &iolab_profiles::Run) -> Vec<WatchLine> {
-    let mut points: Vec<&iolab_profiles::SeriesPoint> = run.series.iter().collect();
+    let mut points: Vec<&iolab_profiles::SeriesPoint> =
+        run.series.iter().filter(|p| p.by_initiator()).collect();
     // Sample by sample: every connection of a cell at one time together.
     points.sort_by_key(|p| (p.cell, p.seq, p.session, p.cid));
     crate::series::with_intervals(points)

@@ -12,5 +12,7 @@ pub mod store;
 pub mod time;
 
 pub use error::StoreError;
-pub use run::{Cell, CellKey, CompareRow, HostFacts, Run, RunSummary, SeriesPoint, compare};
+pub use run::{
+    Cell, CellKey, CompareRow, HostFacts, Run, RunHost, RunSummary, SeriesPoint, compare,
+};
 pub use store::{Original, Store, StoredProfile, default_path};

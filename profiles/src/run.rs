@@ -96,6 +96,12 @@ pub struct CellKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesPoint {
+    /// The lab host that counted it (empty: the host that ran iolab).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// Which engine counted it there: "initiator" or "target" (empty: the initiator).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub side: String,
     pub cell: u32,
     pub session: u32,
     pub cid: u32,
@@ -104,6 +110,13 @@ pub struct SeriesPoint {
     pub t_ms: u64,
     pub read_bytes: u64,
     pub write_bytes: u64,
+}
+
+impl SeriesPoint {
+    /// Counted by the initiator that ran the workload (what a run's charts show).
+    pub fn by_initiator(&self) -> bool {
+        self.side.is_empty() || self.side == "initiator"
+    }
 }
 
 /// A stored run: the profile as used, where, when, and what it measured.
@@ -122,6 +135,26 @@ pub struct Run {
     pub cells: Vec<Cell>,
     #[serde(default)]
     pub series: Vec<SeriesPoint>,
+    /// Every lab host of a run that spans hosts (none for a run on this host alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<RunHost>,
+}
+
+/// One lab host of a run: its name in the profile, what it did, its facts
+/// and the settings in force while the run went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunHost {
+    pub name: String,
+    /// "target", "initiator", or both.
+    pub roles: Vec<String>,
+    pub facts: HostFacts,
+    /// The iolab that served it there (`iolab --version` of the agent).
+    #[serde(default)]
+    pub agent: String,
+    /// The lab interfaces' MTUs (`mtu:IFACE`) and the sysctls as applied, in order.
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
 }
 
 /// One line of the run list.

@@ -69,6 +69,39 @@ pub const MIGRATIONS: &[&str] = &[
         saved_ms INTEGER NOT NULL,
         PRIMARY KEY (scope, key)
     );",
+    // 4: runs that span hosts: each host's facts and settings, and series
+    // counted on either side (initiator or target) of any host.
+    "CREATE TABLE series_v4 (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        host TEXT NOT NULL DEFAULT '',
+        side TEXT NOT NULL DEFAULT '',
+        cell INTEGER NOT NULL,
+        session INTEGER NOT NULL,
+        cid INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        t_ms INTEGER NOT NULL,
+        read_bytes INTEGER NOT NULL,
+        write_bytes INTEGER NOT NULL,
+        PRIMARY KEY (run_id, host, side, cell, session, cid, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO series_v4 (run_id, cell, session, cid, seq, t_ms, read_bytes, write_bytes)
+        SELECT run_id, cell, session, cid, seq, t_ms, read_bytes, write_bytes FROM series;
+    DROP TABLE series;
+    ALTER TABLE series_v4 RENAME TO series;
+    CREATE TABLE run_hosts (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        kernel TEXT NOT NULL,
+        cpu_model TEXT NOT NULL,
+        cores INTEGER NOT NULL,
+        memory_bytes INTEGER NOT NULL,
+        interfaces TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        PRIMARY KEY (run_id, idx)
+    );",
 ];
 
 /// The schema version this build writes.

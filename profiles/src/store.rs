@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::StoreError;
-use crate::run::{Cell, HostFacts, Run, RunSummary, SeriesPoint};
+use crate::run::{Cell, HostFacts, Run, RunHost, RunSummary, SeriesPoint};
 use crate::schema;
 use crate::time::now_ms;
 
@@ -268,12 +268,14 @@ impl Store {
                 ])?;
             }
             let mut point = tx.prepare(
-                "INSERT INTO series (run_id, cell, session, cid, seq, t_ms, read_bytes, write_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO series (run_id, host, side, cell, session, cid, seq, t_ms, read_bytes, write_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for p in &run.series {
                 point.execute(params![
                     id,
+                    p.host,
+                    p.side,
                     p.cell,
                     p.session,
                     p.cid,
@@ -281,6 +283,27 @@ impl Store {
                     p.t_ms as i64,
                     p.read_bytes as i64,
                     p.write_bytes as i64,
+                ])?;
+            }
+            let mut host = tx.prepare(
+                "INSERT INTO run_hosts (run_id, idx, name, roles, agent, kernel, cpu_model, cores, memory_bytes, interfaces, settings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (i, h) in run.hosts.iter().enumerate() {
+                let settings: Vec<String> =
+                    h.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                host.execute(params![
+                    id,
+                    i as i64,
+                    h.name,
+                    h.roles.join(","),
+                    h.agent,
+                    h.facts.kernel,
+                    h.facts.cpu_model,
+                    h.facts.cores,
+                    h.facts.memory_bytes as i64,
+                    h.facts.interfaces.join("\n"),
+                    settings.join("\n"),
                 ])?;
             }
         }
@@ -334,6 +357,7 @@ impl Store {
                         },
                         cells: Vec::new(),
                         series: Vec::new(),
+                        hosts: Vec::new(),
                     })
                 },
             )
@@ -367,8 +391,8 @@ impl Store {
             })?
             .collect::<Result<_, _>>()?;
         let mut st = self.conn.prepare(
-            "SELECT cell, session, cid, seq, t_ms, read_bytes, write_bytes
-             FROM series WHERE run_id = ?1 ORDER BY cell, session, cid, seq",
+            "SELECT cell, session, cid, seq, t_ms, read_bytes, write_bytes, host, side
+             FROM series WHERE run_id = ?1 ORDER BY host, side, cell, session, cid, seq",
         )?;
         run.series = st
             .query_map([id], |r| {
@@ -380,6 +404,41 @@ impl Store {
                     t_ms: r.get::<_, i64>(4)? as u64,
                     read_bytes: r.get::<_, i64>(5)? as u64,
                     write_bytes: r.get::<_, i64>(6)? as u64,
+                    host: r.get(7)?,
+                    side: r.get(8)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut st = self.conn.prepare(
+            "SELECT name, roles, agent, kernel, cpu_model, cores, memory_bytes, interfaces, settings
+             FROM run_hosts WHERE run_id = ?1 ORDER BY idx",
+        )?;
+        let lines = |s: String| -> Vec<String> { s.lines().map(str::to_owned).collect() };
+        run.hosts = st
+            .query_map([id], |r| {
+                let roles: String = r.get(1)?;
+                Ok(RunHost {
+                    name: r.get(0)?,
+                    roles: roles
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    agent: r.get(2)?,
+                    facts: HostFacts {
+                        kernel: r.get(3)?,
+                        cpu_model: r.get(4)?,
+                        cores: r.get(5)?,
+                        memory_bytes: r.get::<_, i64>(6)? as u64,
+                        interfaces: lines(r.get(7)?),
+                    },
+                    settings: lines(r.get(8)?)
+                        .into_iter()
+                        .map(|l| match l.split_once('=') {
+                            Some((k, v)) => (k.to_string(), v.to_string()),
+                            None => (l, String::new()),
+                        })
+                        .collect(),
                 })
             })?
             .collect::<Result<_, _>>()?;

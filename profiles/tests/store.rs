@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use iolab_profiles::{Cell, HostFacts, Original, Run, SeriesPoint, Store, StoreError, schema};
+use iolab_profiles::{
+    Cell, HostFacts, Original, Run, RunHost, SeriesPoint, Store, StoreError, schema,
+};
 
 struct Dir(PathBuf);
 impl Dir {
@@ -27,7 +29,7 @@ impl Drop for Dir {
 }
 
 fn sample_run(name: &str) -> Run {
-    Run {
+    let mut run = Run {
         id: None,
         profile_name: name.into(),
         profile_body: "format = 1\nname = \"x\"\n".into(),
@@ -81,9 +83,45 @@ fn sample_run(name: &str) -> Run {
                 t_ms: 250 * u64::from(i),
                 read_bytes: u64::from(i) << 20,
                 write_bytes: 7,
+                // Half counted by a remote target, half by this host's initiator.
+                host: if i % 2 == 0 {
+                    "lab-a".into()
+                } else {
+                    String::new()
+                },
+                side: if i % 2 == 0 {
+                    "target".into()
+                } else {
+                    String::new()
+                },
             })
             .collect(),
-    }
+        hosts: vec![RunHost {
+            name: "lab-a".into(),
+            roles: vec!["target".into(), "initiator".into()],
+            facts: HostFacts {
+                kernel: "6.1.0-a".into(),
+                cpu_model: "A CPU".into(),
+                cores: 8,
+                memory_bytes: 3 << 30,
+                interfaces: vec!["va (veth)".into()],
+            },
+            agent: "iolab 0.1.0".into(),
+            settings: vec![
+                ("mtu:va".into(), "9000".into()),
+                (
+                    "net.ipv4.tcp_rmem".into(),
+                    "10000000\t10000000\t10000000".into(),
+                ),
+            ],
+        }],
+    };
+    // The order the store gives series back in.
+    run.series.sort_by(|a, b| {
+        (&a.host, &a.side, a.cell, a.session, a.cid, a.seq)
+            .cmp(&(&b.host, &b.side, b.cell, b.session, b.cid, b.seq))
+    });
+    run
 }
 
 #[test]
@@ -208,6 +246,39 @@ fn an_old_database_is_migrated_and_keeps_every_row() {
     assert_eq!(r.cells.len(), 1);
     assert_eq!(r.cells[0].read_mbps(), 1.0);
     assert_eq!(s.runs().unwrap().len(), 1);
+}
+
+#[test]
+fn series_of_a_version_3_database_survive_the_move_to_hosts() {
+    let d = Dir::new("migrate3");
+    let p = d.db();
+    {
+        let s = Store::open_at_version(&p, 3).unwrap();
+        s.execute_batch(
+            "INSERT INTO runs (profile_name, profile_body, started_ms, ended_ms, kernel, cpu_model, cores, memory_bytes)
+                 VALUES ('old', 'format = 1', 10, 20, '6.1', 'CPU', 2, 1024);
+             INSERT INTO series VALUES (1, 0, 0, 1, 0, 250, 100, 5), (1, 0, 0, 1, 1, 500, 200, 6);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&p).unwrap();
+    let r = s.run(1).unwrap();
+    let got: Vec<_> = r
+        .series
+        .iter()
+        .map(|p| {
+            (
+                p.host.as_str(),
+                p.cid,
+                p.seq,
+                p.t_ms,
+                p.read_bytes,
+                p.write_bytes,
+            )
+        })
+        .collect();
+    assert_eq!(got, [("", 1, 0, 250, 100, 5), ("", 1, 1, 500, 200, 6)]);
+    assert!(r.hosts.is_empty());
 }
 
 #[test]

@@ -293,6 +293,7 @@ mod tests {
                         t_ms: (seq as u64 + 1) * 250,
                         read_bytes: if cell == 0 { 100_000_000 } else { 75_000_000 } + wobble,
                         write_bytes: 0,
+                        ..SeriesPoint::default()
                     });
                 }
             }
