@@ -450,6 +450,8 @@ impl Adhoc<'_> {
                 range: self.range,
             },
             guests: Vec::new(),
+            hosts: Vec::new(),
+            roles: None,
         }
     }
 }

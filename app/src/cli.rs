@@ -67,6 +67,64 @@ pub enum Command {
     /// qemu guests: list, show, start, stop, console; build and boot the lab micro-guest.
     #[command(subcommand)]
     Guest(GuestCmd),
+    /// Serve a controller on standard input and output (started by iolab
+    /// over ssh on a lab host; not for people).
+    Agent,
+    /// A profile's lab hosts: check how each is reached, copy iolab there.
+    #[command(subcommand)]
+    Hosts(HostsCmd),
+    /// Labs on this machine: two network namespaces with sshd as two hosts.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCmd {
+    /// Reach every host of a profile over ssh and show its agent and facts.
+    Check {
+        /// A built-in or saved profile, or a profile TOML file.
+        profile: String,
+        /// Copy this iolab to a host that has none or another build.
+        #[arg(long)]
+        push: bool,
+    },
+    /// Copy this iolab binary to a profile's hosts (`~/.cache/iolab/bin` there).
+    Push {
+        profile: String,
+        /// Only this host (repeatable); all of them otherwise.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Two network namespaces joined by a veth pair, each with its own sshd.
+    #[command(subcommand)]
+    Netns(NetnsCmd),
+    /// Relay standard input and output to a TCP address (an ssh ProxyCommand).
+    #[command(hide = true)]
+    Relay { addr: std::net::SocketAddr },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetnsCmd {
+    /// Build the lab: namespaces iolab-NAME-a and -b, veth lab0 (10.77.0.1 and
+    /// .2), sshd in each, ssh configuration /run/iolab/netns-NAME/ssh_config.
+    Up {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Stop everything running in the lab's namespaces and delete them.
+    Down {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Whether the lab is up, and what runs in each namespace.
+    Status {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,6 +485,16 @@ pub struct RunArgs {
     /// on ADDR:PORT (`/metrics`) during the run.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Time per cell instead of the profile's (stored with the run's profile).
+    #[arg(long, value_name = "DURATION")]
+    pub time: Option<String>,
+    /// Only these LUNs of the profile's matrix (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "LUNS")]
+    pub luns: Vec<u64>,
+    /// Never copy this iolab to a lab host (across hosts: by default a host
+    /// with no iolab or another build gets this one).
+    #[arg(long = "no-push")]
+    pub no_push: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod bench_cmd;
 mod cli;
 mod console;
 mod guest_cmd;
+mod hosts_cmd;
 mod json;
 mod logging;
 mod notebook_cmd;
@@ -74,6 +75,13 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Tune(c)) => tune_cmd::tune_cmd(db.as_deref(), c),
             Some(cli::Command::Pci(a)) => pci_cmd::pci_cmd(db.as_deref(), a),
             Some(cli::Command::Guest(c)) => guest_cmd::guest_cmd(db.as_deref(), c),
+            Some(cli::Command::Hosts(c)) => hosts_cmd::hosts_cmd(db.as_deref(), c).await,
+            Some(cli::Command::Agent) => exit_now(hosts_cmd::agent(db.as_deref()).await),
+            Some(cli::Command::Lab(c)) => {
+                let relay = matches!(c, cli::LabCmd::Relay { .. });
+                let r = hosts_cmd::lab_cmd(c).await;
+                if relay { exit_now(r) } else { r }
+            }
         }
     });
     match result {
@@ -81,6 +89,21 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("iolab: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ends the process at once: a command that read standard input with
+/// tokio still has a blocking read pending, which a runtime shutdown would
+/// wait for.
+fn exit_now(r: anyhow::Result<()>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    match r {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("iolab: {e:#}");
+            std::process::exit(1)
         }
     }
 }

@@ -223,6 +223,8 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
             range: None,
         },
         guests: Vec::new(),
+        hosts: Vec::new(),
+        roles: None,
     };
     let problems = p.problems();
     if !problems.is_empty() {
@@ -320,7 +322,24 @@ pub fn runs_cmd(db: Option<&Path>, cmd: RunsCmd) -> anyhow::Result<()> {
 /// Stores a run; a bench or matrix still succeeds when the notebook cannot be written.
 pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
     let mut store = open_store(db)?;
-    let (body, p) = load_profile(&store, &a.profile)?;
+    let (mut body, mut p) = load_profile(&store, &a.profile)?;
+    if a.time.is_some() || !a.luns.is_empty() {
+        // The run stores the profile as it ran.
+        if let Some(t) = &a.time {
+            p.workload.time = t.clone();
+        }
+        if !a.luns.is_empty() {
+            p.workload.luns = Some(a.luns.clone());
+        }
+        let problems = p.problems();
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        body = p.to_toml();
+    }
+    if p.roles.is_some() {
+        return crate::hosts_cmd::run_across(db, &mut store, &p, &body, &a).await;
+    }
     let netns = a.netns.as_deref();
     let tuned = match (&p.tuning, a.no_tuning) {
         (Some(t), false) => {

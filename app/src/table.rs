@@ -35,13 +35,36 @@ pub fn cells(cells: &[Cell]) -> String {
 
 /// Where and when a run was measured.
 pub fn header(r: &Run) -> String {
-    let h = &r.host;
     let secs = (r.ended_ms - r.started_ms) as f64 / 1000.0;
-    format!(
-        "run {} of profile {}\nstarted {} UTC, {secs:.1} s\nhost: kernel {}, {} ({} cores), {:.1} GiB, via {}\n",
+    let mut out = format!(
+        "run {} of profile {}\nstarted {} UTC, {secs:.1} s\n",
         r.id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
         r.profile_name,
         iolab_profiles::time::utc_string(r.started_ms),
+    );
+    if r.hosts.is_empty() {
+        out += &format!("host: {}\n", facts(&r.host));
+    }
+    // A run across hosts: each host, what it did, and its settings as run.
+    for h in &r.hosts {
+        out += &format!(
+            "host {} ({}): {}\n",
+            h.name,
+            h.roles.join(" + "),
+            facts(&h.facts)
+        );
+        out += &format!("  agent {}\n", h.agent);
+        if !h.settings.is_empty() {
+            let s: Vec<String> = h.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out += &format!("  as run: {}\n", s.join(", "));
+        }
+    }
+    out
+}
+
+fn facts(h: &iolab_profiles::HostFacts) -> String {
+    format!(
+        "kernel {}, {} ({} cores), {:.1} GiB, via {}",
         h.kernel,
         h.cpu_model,
         h.cores,

@@ -5,6 +5,15 @@ pub enum LabError {
     Iscsi(#[from] iolab_iscsi::IscsiError),
     #[error("profile: {0}")]
     Profile(String),
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    /// A host of a lab across hosts failed or dropped mid-run.
+    #[error("{cause}{}", if .did.is_empty() { String::new() } else { format!("; on {host} this run had {}", .did.join(", ")) })]
+    HostFailed {
+        host: String,
+        did: Vec<String>,
+        cause: crate::agent::AgentError,
+    },
     #[error("the target is not running")]
     TargetNotRunning,
     #[error("a workload needs at least one session")]

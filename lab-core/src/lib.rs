@@ -1,12 +1,14 @@
 //! The lab model and its orchestration, with no terminal code: the console
 //! and the command line drive the same operations through this crate.
 
+pub mod agent;
 pub mod chart;
 pub mod error;
 pub mod guest;
 pub mod host;
 pub mod lab;
 pub mod metrics;
+pub mod netns_lab;
 pub mod notebook;
 pub mod passthrough;
 pub mod profile;

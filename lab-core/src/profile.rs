@@ -62,6 +62,53 @@ pub struct Profile {
     pub workload: WorkloadMatrix,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guests: Vec<GuestDef>,
+    /// The lab's hosts, for a lab that spans hosts (`[roles]` says which does what).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Roles>,
+}
+
+/// A lab host and how iolab reaches it: OpenSSH, or this host itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    /// `user@host` or an alias of the ssh configuration; "local" for this host.
+    pub ssh: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A private key file (`ssh -i`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// An ssh configuration file (`ssh -F`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_config: Option<String>,
+    /// iolab's path there (default: the copy `iolab hosts push` left, else `iolab` on PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iolab: Option<String>,
+    /// The host's lab interfaces: the tuning's MTU is set on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ifaces: Vec<String>,
+    /// The host's lab address: where initiators reach a target that listens on a wildcard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
+}
+
+impl HostSpec {
+    pub fn is_local(&self) -> bool {
+        self.ssh == "local"
+    }
+}
+
+/// Which host does what in a lab that spans hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// The host that serves `[target]`.
+    pub target: String,
+    /// The host whose initiator runs the workload.
+    pub initiator: String,
 }
 
 /// How the embedded initiator logs in.
@@ -163,7 +210,7 @@ fn seq() -> Pattern {
 }
 
 /// One cell of the matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellPlan {
     pub lun: u64,
     pub mode: Mode,
@@ -407,6 +454,50 @@ impl Profile {
         for g in &self.guests {
             out.extend(g.problems());
         }
+        out.extend(self.host_problems());
+        out
+    }
+
+    /// What is wrong with `[[hosts]]` and `[roles]`.
+    fn host_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !valid_name(&h.name) {
+                out.push(format!(
+                    "hosts: name '{}' must be 1-64 letters, digits, '-', '_' or '.'",
+                    h.name
+                ));
+            }
+            if self.hosts[..i].iter().any(|o| o.name == h.name) {
+                out.push(format!("hosts: '{}' is named twice", h.name));
+            }
+            if h.ssh.trim().is_empty()
+                || h.ssh.starts_with('-')
+                || h.ssh.contains(char::is_whitespace)
+            {
+                out.push(format!(
+                    "hosts.{}: ssh '{}' must be user@host, an ssh alias, or \"local\"",
+                    h.name, h.ssh
+                ));
+            }
+        }
+        let Some(r) = &self.roles else {
+            return out;
+        };
+        for (role, name) in [("target", &r.target), ("initiator", &r.initiator)] {
+            if !self.hosts.iter().any(|h| &h.name == name) {
+                out.push(format!("roles.{role}: no host named '{name}' in [[hosts]]"));
+            }
+        }
+        if self.target.is_none() {
+            out.push("roles: a lab across hosts needs a [target] for roles.target to serve".into());
+        }
+        if self.initiator.url.is_some() {
+            out.push(
+                "roles: initiator.url cannot be set: the initiator logs in to roles.target's target"
+                    .into(),
+            );
+        }
         out
     }
 
@@ -496,6 +587,10 @@ pub fn builtins() -> Vec<(&'static str, &'static str)> {
             "seed-lio-kvm",
             include_str!("../profiles/seed-lio-kvm.toml"),
         ),
+        (
+            "seed-two-hosts",
+            include_str!("../profiles/seed-two-hosts.toml"),
+        ),
     ]
 }
 
@@ -550,6 +645,46 @@ mod tests {
         assert!(!p.initiator.header_digest && !p.initiator.data_digest);
         let g: Vec<_> = p.guests.iter().map(|g| (g.memory_mib, g.vcpus)).collect();
         assert_eq!(g, [(3072, 8), (4096, 8)]);
+    }
+
+    #[test]
+    fn the_two_host_seed_puts_target_and_initiator_on_their_own_hosts() {
+        let p = Profile::parse(builtin("seed-two-hosts").unwrap(), "seed2").unwrap();
+        let seed = Profile::parse(builtin("seed-lio-kvm").unwrap(), "seed").unwrap();
+        assert_eq!(p.tuning, seed.tuning);
+        let r = p.roles.as_ref().unwrap();
+        assert_eq!(
+            (r.target.as_str(), r.initiator.as_str()),
+            ("lab-a", "lab-b")
+        );
+        assert!(p.hosts.iter().all(|h| h.ifaces == ["lab0"]));
+        assert_eq!(p.workload.cells(0).len(), 24);
+        assert_eq!(p.target.as_ref().unwrap().targets[0].queue_depth, 64);
+    }
+
+    #[test]
+    fn roles_must_name_hosts_and_exclude_an_initiator_url() {
+        let mut p = Profile::parse(builtin("seed-two-hosts").unwrap(), "seed2").unwrap();
+        p.roles.as_mut().unwrap().initiator = "lab-c".into();
+        p.initiator.url = Some("iscsi://10.0.0.1/iqn.2000-01.x:y/0".into());
+        p.hosts[1].ssh = "-oProxyCommand=evil".into();
+        let problems = p.problems();
+        assert!(
+            problems.iter().any(|e| e.contains("no host named 'lab-c'")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|e| e.contains("initiator.url cannot be set")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|e| e.contains("ssh '-oProxyCommand=evil'")),
+            "{problems:?}"
+        );
     }
 
     #[test]

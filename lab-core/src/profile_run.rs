@@ -149,76 +149,119 @@ async fn run_cells(
     on: &mut impl FnMut(RunnerEvent),
     live: &LiveSessions,
 ) -> Result<(Vec<Cell>, Vec<SeriesPoint>), LabError> {
+    let plans = profile.workload.cells(profile.default_lun());
+    let mut cells = Vec::new();
+    let mut series = Vec::new();
+    for (index, plan) in plans.iter().enumerate() {
+        let total = plans.len();
+        let done = run_cell(profile, plan, index, addr, live, |e| {
+            on(match e {
+                CellEvent::Started { granted } => RunnerEvent::CellStarted {
+                    index,
+                    total,
+                    plan: *plan,
+                    granted,
+                },
+                CellEvent::Progress { progress, .. } => RunnerEvent::Heartbeat { index, progress },
+            })
+        })
+        .await?;
+        on(RunnerEvent::CellDone {
+            index,
+            cell: done.cell.clone(),
+        });
+        cells.push(done.cell);
+        series.extend(done.series);
+    }
+    Ok((cells, series))
+}
+
+/// What one cell reports while it runs.
+pub enum CellEvent<'a> {
+    /// Logged in; the target granted this many connections per session.
+    Started { granted: usize },
+    /// A heartbeat at the statistics bus's rate, with the cell's sessions.
+    Progress {
+        progress: Progress,
+        sessions: &'a [Session],
+    },
+}
+
+/// One finished cell: its table row and the initiator's per-connection series.
+pub struct CellDone {
+    pub cell: Cell,
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Runs cell `index` (`plan`) of `profile`: logs in, runs the workload,
+/// samples every connection at the statistics bus's rate, logs out.
+pub async fn run_cell(
+    profile: &Profile,
+    plan: &CellPlan,
+    index: usize,
+    addr: Option<SocketAddr>,
+    live: &LiveSessions,
+    mut on: impl FnMut(CellEvent<'_>),
+) -> Result<CellDone, LabError> {
     let w = &profile.workload;
     let bad = |e: crate::profile::WorkloadError| LabError::Profile(e.to_string());
     let block_bytes = w.block_bytes().map_err(bad)?;
     let duration = w.duration().map_err(bad)?;
     let range_bytes = w.range_bytes().map_err(bad)?;
-    let plans = w.cells(profile.default_lun());
-    let mut cells = Vec::new();
-    let mut series = Vec::new();
-    for (index, plan) in plans.iter().enumerate() {
-        let url = profile
-            .lun_url(plan.lun, addr)
-            .ok_or_else(|| LabError::Profile("no target to run on".into()))?;
-        let opts = profile.initiator.options(plan.connections);
-        let mut sessions = Vec::new();
-        for _ in 0..profile.initiator.sessions {
-            sessions.push(Session::connect(&url, &opts).await?);
-        }
-        let granted = sessions[0].connection_count();
-        on(RunnerEvent::CellStarted {
-            index,
-            total: plans.len(),
-            plan: *plan,
-            granted,
-        });
-        let sessions = Arc::new(sessions);
-        live.set(Some((sessions.clone(), opts.initiator_name.clone())));
-        let mut sampler = Recorder::new(index as u32, &sessions);
-        let load = Workload {
-            mode: plan.mode,
-            block_bytes,
-            threads: w.threads,
-            duration,
-            pattern: w.pattern,
-            verify: w.verify,
-            range_bytes,
-        };
-        let report = workload::run(sessions.clone(), load, DEFAULT_INTERVAL, |p| {
-            sampler.sample(&sessions, p.elapsed);
-            on(RunnerEvent::Heartbeat { index, progress: p });
-        })
-        .await;
-        if let Ok(r) = &report {
-            sampler.sample(&sessions, Duration::from_secs_f64(r.seconds));
-        }
-        live.set(None);
-        if let Ok(list) = Arc::try_unwrap(sessions) {
-            for s in list {
-                let _ = s.logout().await;
-            }
-        }
-        let report = report?;
-        if !report.passed() {
-            return Err(LabError::CellFailed {
-                mode: mode_name(plan.mode),
-                lun: plan.lun,
-                connections: granted,
-                errors: report.errors,
-                mismatches: report.mismatches,
-                first: report.first_error.clone(),
-            });
-        }
-        let cell = cell_of(plan, granted, profile, block_bytes, &report);
-        on(RunnerEvent::CellDone {
-            index,
-            cell: cell.clone(),
-        });
-        cells.push(cell);
-        series.extend(sampler.into_points());
+    let url = profile
+        .lun_url(plan.lun, addr)
+        .ok_or_else(|| LabError::Profile("no target to run on".into()))?;
+    let opts = profile.initiator.options(plan.connections);
+    let mut sessions = Vec::new();
+    for _ in 0..profile.initiator.sessions {
+        sessions.push(Session::connect(&url, &opts).await?);
     }
-    Ok((cells, series))
+    let granted = sessions[0].connection_count();
+    on(CellEvent::Started { granted });
+    let sessions = Arc::new(sessions);
+    live.set(Some((sessions.clone(), opts.initiator_name.clone())));
+    let mut sampler = Recorder::new(index as u32, &sessions);
+    let load = Workload {
+        mode: plan.mode,
+        block_bytes,
+        threads: w.threads,
+        duration,
+        pattern: w.pattern,
+        verify: w.verify,
+        range_bytes,
+    };
+    let report = workload::run(sessions.clone(), load, DEFAULT_INTERVAL, |p| {
+        sampler.sample(&sessions, p.elapsed);
+        on(CellEvent::Progress {
+            progress: p,
+            sessions: &sessions,
+        });
+    })
+    .await;
+    if let Ok(r) = &report {
+        sampler.sample(&sessions, Duration::from_secs_f64(r.seconds));
+    }
+    live.set(None);
+    if let Ok(list) = Arc::try_unwrap(sessions) {
+        for s in list {
+            let _ = s.logout().await;
+        }
+    }
+    let report = report?;
+    if !report.passed() {
+        return Err(LabError::CellFailed {
+            mode: mode_name(plan.mode),
+            lun: plan.lun,
+            connections: granted,
+            errors: report.errors,
+            mismatches: report.mismatches,
+            first: report.first_error.clone(),
+        });
+    }
+    Ok(CellDone {
+        cell: cell_of(plan, granted, profile, block_bytes, &report),
+        series: sampler.into_points(),
+    })
 }
 
 /// A table cell from a workload report.

@@ -100,6 +100,8 @@ impl RunForm {
                 range: (self.range_bytes > 0).then(|| self.range_bytes.to_string()),
             },
             guests: Vec::new(),
+            hosts: Vec::new(),
+            roles: None,
         }
     }
 
