@@ -17,8 +17,14 @@ pub fn log_path() -> Option<PathBuf> {
 
 /// Installs the subscriber. Returns nothing to hold; kept as a unit for symmetry.
 pub fn init(console: bool, verbose: u8) {
+    init_with(console, verbose, "info")
+}
+
+/// [`init`] with `quiet` as the level when not verbose (the agent's
+/// stderr ends up in the controller's error messages: warnings only).
+pub fn init_with(console: bool, verbose: u8, quiet: &str) {
     let default = match verbose {
-        0 => "info",
+        0 => quiet,
         1 => "debug",
         _ => "trace",
     };
@@ -41,8 +47,10 @@ pub fn init(console: bool, verbose: u8) {
         }
         // Without a log file the console logs nothing rather than draw over the screen.
     } else {
+        use std::io::IsTerminal;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .try_init();
     }

@@ -27,7 +27,11 @@ fn main() -> std::process::ExitCode {
     let db = args.db.clone();
     let lab_profile = args.profile.clone();
     let metrics = args.metrics;
-    logging::init(console_mode, args.verbose);
+    if matches!(args.command, Some(cli::Command::Agent)) {
+        logging::init_with(false, args.verbose, "warn");
+    } else {
+        logging::init(console_mode, args.verbose);
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads(&args.command) {
         builder.worker_threads(n);

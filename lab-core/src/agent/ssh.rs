@@ -127,8 +127,9 @@ pub fn agent_command(spec: &HostSpec, db: Option<&Path>) -> std::io::Result<Comm
     Ok(c)
 }
 
-/// Copies this iolab binary to `spec` as `~/.cache/iolab/bin/iolab-BUILD`;
-/// returns that path as the remote shell writes it.
+/// Copies this iolab binary to `spec` as `~/.cache/iolab/bin/iolab-BUILD`
+/// (removing other builds' copies older than ten minutes); returns that
+/// path as the remote shell writes it.
 pub async fn push(spec: &HostSpec) -> Result<String, AgentError> {
     let build = build_id();
     let fail = |cause: String| AgentError::Refused {
@@ -142,7 +143,8 @@ pub async fn push(spec: &HostSpec) -> Result<String, AgentError> {
     let control = ensure_control_dir().map_err(|e| fail(e.to_string()))?;
     let dest = pushed_path(&build);
     let script = format!(
-        "set -e; mkdir -p \"$HOME/.cache/iolab/bin\"; t=\"$HOME/.cache/iolab/bin/.iolab-{build}.$$\"; cat > \"$t\"; chmod 755 \"$t\"; mv -f \"$t\" {dest}"
+        "set -e; d=\"$HOME/.cache/iolab/bin\"; mkdir -p \"$d\"; t=\"$d/.iolab-{build}.$$\"; cat > \"$t\"; chmod 755 \"$t\"; mv -f \"$t\" {dest}; \
+         find \"$d\" -maxdepth 1 -name 'iolab-*' ! -name 'iolab-{build}' -mmin +10 -exec rm -f {{}} + 2>/dev/null || true"
     );
     let mut child = Command::new("ssh")
         .args(ssh_options(spec, &control))
