@@ -470,6 +470,7 @@ mod tests {
 
     fn conn(tsih: u16, cid: u16, mbps: f64, t: f64) -> ConnSample {
         ConnSample {
+            host: String::new(),
             tsih,
             cid,
             peer: format!("127.0.0.1:{}", 50000 + cid),

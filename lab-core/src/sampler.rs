@@ -20,8 +20,11 @@ pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_mill
 /// One connection as of the last sample.
 #[derive(Debug, Clone)]
 pub struct ConnSample {
+    /// The lab host whose engine counted it (empty: this host).
+    pub host: String,
     pub tsih: u16,
     pub cid: u16,
+    /// The peer's address, after `host: ` when the connection is on another host.
     pub peer: String,
     pub mss: Option<u32>,
     pub totals: ConnStatsSnapshot,
@@ -55,6 +58,14 @@ pub struct LabSnapshot {
 /// A source of session snapshots (the embedded target, or a fake in tests).
 pub trait SessionSource: Send + Sync + 'static {
     fn sessions(&self) -> Vec<SessionInfo>;
+
+    /// The sessions, each with the lab host it runs on (empty: this host).
+    fn labelled_sessions(&self) -> Vec<(String, SessionInfo)> {
+        self.sessions()
+            .into_iter()
+            .map(|s| (String::new(), s))
+            .collect()
+    }
 }
 
 impl<F: Fn() -> Vec<SessionInfo> + Send + Sync + 'static> SessionSource for F {
@@ -97,6 +108,16 @@ impl Sampler {
 
     /// Turns one set of session infos taken at `now` into a snapshot.
     pub fn sample(&mut self, infos: Vec<SessionInfo>, now: Instant) -> LabSnapshot {
+        self.sample_labelled(infos.into_iter().map(|i| (String::new(), i)).collect(), now)
+    }
+
+    /// [`sample`](Self::sample) of sessions on lab hosts: each connection
+    /// is labelled with its host (in `host`, and before its peer).
+    pub fn sample_labelled(
+        &mut self,
+        infos: Vec<(String, SessionInfo)>,
+        now: Instant,
+    ) -> LabSnapshot {
         let secs = self
             .last
             .map(|t| now.duration_since(t).as_secs_f64())
@@ -112,7 +133,7 @@ impl Sampler {
             ..Default::default()
         };
         let mut live = HashMap::new();
-        for info in infos {
+        for (host, info) in infos {
             let mut session_mbps = 0.0;
             for c in &info.connections {
                 let key = (info.tsih, c.cid);
@@ -127,9 +148,14 @@ impl Sampler {
                 let lat = c.stats.latency.since(&prev.latency);
                 session_mbps += rd + wr;
                 snap.connections.push(ConnSample {
+                    peer: if host.is_empty() {
+                        c.peer.to_string()
+                    } else {
+                        format!("{host}: {}", c.peer)
+                    },
+                    host: host.clone(),
                     tsih: info.tsih,
                     cid: c.cid,
-                    peer: c.peer.to_string(),
                     mss: c.mss,
                     totals: c.stats.clone(),
                     read_mbps: rd,
@@ -181,7 +207,7 @@ impl Sampler {
                     .last
                     .map(|t| now.duration_since(t).as_secs_f64())
                     .unwrap_or(0.0);
-                let mut snap = sampler.sample(source.sessions(), now);
+                let mut snap = sampler.sample_labelled(source.labelled_sessions(), now);
                 snap.host = host.sample(secs);
                 if tx.send(Arc::new(snap)).is_err() {
                     break;
@@ -233,5 +259,24 @@ mod tests {
         assert!((snap.t - 0.5).abs() < 1e-9);
         assert_eq!(snap.connections[0].point.t, snap.t);
         assert!((snap.connections[0].point.read_mbps - 100.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn connections_on_a_lab_host_carry_its_name() {
+        let mut s = Sampler::new();
+        let t0 = Instant::now();
+        s.sample_labelled(vec![("lab-a".into(), info(0))], t0);
+        let snap = s.sample_labelled(
+            vec![("lab-a".into(), info(25_000_000))],
+            t0 + Duration::from_millis(250),
+        );
+        let c = &snap.connections[0];
+        assert_eq!(c.host, "lab-a");
+        assert_eq!(c.peer, "lab-a: 127.0.0.1:5000");
+        assert!((c.read_mbps - 100.0).abs() < 1e-6);
+        // This host's own connections stay unlabelled.
+        let snap = Sampler::new().sample(vec![info(0)], t0);
+        assert_eq!(snap.connections[0].peer, "127.0.0.1:5000");
+        assert!(snap.connections[0].host.is_empty());
     }
 }

@@ -5,6 +5,7 @@ pub mod nbd;
 pub mod netns;
 pub mod proxy;
 pub mod raw;
+pub mod tmux;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

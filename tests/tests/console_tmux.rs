@@ -5,46 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use iolab_tests::tmux::Tmux;
 use iolab_tests::{TempDir, iolab_bin, require_peer, unique};
-
-struct Tmux(String);
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").args(args).output().expect("tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn screen(&self) -> String {
-        self.cmd(&["capture-pane", "-p", "-t", &self.0])
-    }
-    fn keys(&self, keys: &[&str]) {
-        let mut a = vec!["send-keys", "-t", self.0.as_str()];
-        a.extend_from_slice(keys);
-        self.cmd(&a);
-    }
-    fn wait_for(&self, what: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let s = self.screen();
-            if s.contains(what) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "'{what}' never appeared; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .output();
-    }
-}
 
 /// A tmux session of 130 x `rows` running `shell_cmd`, once the console's target is up.
 fn console(shell_cmd: &str, rows: &str) -> Tmux {

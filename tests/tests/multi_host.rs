@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use iolab_tests::netns::NetnsPair;
+use iolab_tests::tmux::Tmux;
 use iolab_tests::{TempDir, iolab, require_peer, run};
 
 const LAB: &str = "lab";
@@ -116,6 +117,93 @@ fn export(db: &std::path::Path, id: &str) -> serde_json::Value {
     );
     assert!(ok, "{out}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// `iolab console` on a copy of seed-two-hosts (read at 2 connections, 6 s):
+/// `M` on the Run screen, then the Connections screen shows lab-a's target
+/// connections from lab-b with MSS 8960 and rates above zero.
+fn console_watches_the_remote_target(d: &TempDir, db: &std::path::Path) {
+    let file = d.0.join("seed-two-hosts-short.toml");
+    let (ok, out) = run(
+        iolab()
+            .arg("--db")
+            .arg(db)
+            .args(["profile", "export", "seed-two-hosts", "-o"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    let text = std::fs::read_to_string(&file).expect("exported profile");
+    let short = text
+        .replace("time = \"60s\"", "time = \"6s\"")
+        .replace("luns = [0, 1]", "luns = [0]")
+        .replace(
+            "modes = [\"read\", \"write\", \"rw\"]",
+            "modes = [\"read\"]",
+        )
+        .replace("connections = [1, 2, 3, 4]", "connections = [2]");
+    assert_ne!(short, text, "the exported profile changed shape: {text}");
+    std::fs::write(&file, short).expect("write profile");
+    let name = format!("iolab-multihost-{}", std::process::id());
+    let t = Tmux(name.clone());
+    t.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "150",
+        "-y",
+        "40",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    let line = format!(
+        "{} --db {} console {}; echo CONSOLE-EXITED $?",
+        iolab_tests::iolab_bin().display(),
+        db.display(),
+        file.display()
+    );
+    t.keys(&[&line, "Enter"]);
+    t.wait_for("spans hosts: target on lab-a", Duration::from_secs(30));
+    t.keys(&["3"]);
+    t.keys(&["M"]);
+    t.keys(&["2"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let rows = loop {
+        let screen = t.screen();
+        let rows: Vec<Vec<String>> = screen
+            .lines()
+            .filter(|l| l.contains("lab-a: 10.77.0.2:") && !l.contains('■'))
+            .map(|l| {
+                l.trim_matches(|c| c == '│' || c == ' ')
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect();
+        // Sess/CID, "lab-a:", peer, MSS, MRDSL, digests, Imm, read MB/s, ...
+        let moving = rows.len() == 2
+            && rows
+                .iter()
+                .all(|r| r.get(7).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) > 0.0);
+        if moving {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no two moving lab-a connections; screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for r in &rows {
+        assert_eq!(r.get(3).map(String::as_str), Some("8960"), "{r:?}");
+    }
+    t.keys(&["3"]);
+    t.wait_for("matrix stored as run", Duration::from_secs(90));
+    t.keys(&["q"]);
+    t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(30));
 }
 
 #[test]
@@ -248,6 +336,20 @@ fn seed_two_hosts_runs_over_ssh_and_a_dropped_host_leaves_nothing_behind() {
         compared += 1;
     }
     assert_eq!(compared, 60, "{sums:?}");
+
+    // The console on the same lab: its matrix runs across the hosts and the
+    // Connections screen shows the remote target's connections live.
+    if require_peer("tmux") {
+        console_watches_the_remote_target(&d, &db);
+        for (ns, b) in NS.iter().zip(&before) {
+            only_the_listener_runs(ns);
+            let diff = changed(b, &snapshot(ns));
+            assert!(
+                diff.is_empty(),
+                "{ns} kept changes after the console: {diff:#?}"
+            );
+        }
+    }
 
     // Cut the ssh session to the target's host mid-run.
     let mut child = iolab()

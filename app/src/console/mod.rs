@@ -247,6 +247,84 @@ enum MatrixEvent {
     Done(Result<iolab_profiles::Run, String>),
 }
 
+/// Sessions on other lab hosts, as their agents last reported them.
+type RemoteSessions = Arc<std::sync::Mutex<Vec<(String, iolab_iscsi::target::SessionInfo)>>>;
+
+/// What the Connections screen samples: the embedded target's sessions and
+/// those a lab across hosts reports from its target's host.
+struct ConsoleSource {
+    registry: Option<Arc<iolab_iscsi::target::Registry>>,
+    remote: RemoteSessions,
+}
+
+impl iolab_lab_core::sampler::SessionSource for ConsoleSource {
+    fn sessions(&self) -> Vec<iolab_iscsi::target::SessionInfo> {
+        self.labelled_sessions()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    fn labelled_sessions(&self) -> Vec<(String, iolab_iscsi::target::SessionInfo)> {
+        let mut out: Vec<_> = match &self.registry {
+            Some(r) => r
+                .sessions()
+                .iter()
+                .map(|s| (String::new(), s.info()))
+                .collect(),
+            None => Vec::new(),
+        };
+        out.extend(
+            self.remote
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        out
+    }
+}
+
+/// Runs a lab across hosts' matrix in the background: its target's
+/// sessions on the target's host go into `remote` as they are sampled.
+fn spawn_hosts_matrix(
+    p: iolab_lab_core::profile::Profile,
+    db: Option<std::path::PathBuf>,
+    remote: RemoteSessions,
+    notes: tokio::sync::mpsc::UnboundedSender<String>,
+) -> tokio::sync::mpsc::UnboundedReceiver<MatrixEvent> {
+    use iolab_lab_core::agent::{HostsEvent, HostsOptions, Side};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let body = p.to_toml();
+        let events = tx.clone();
+        let shown = remote.clone();
+        let opts = HostsOptions { db, push: true };
+        let r = iolab_lab_core::agent::run_across_hosts(&p, &body, &opts, move |e| match e {
+            HostsEvent::Note(m) => {
+                let _ = notes.send(m);
+            }
+            HostsEvent::Runner(r) => {
+                let _ = events.send(MatrixEvent::Runner(r));
+            }
+            HostsEvent::Sessions {
+                host,
+                side: Side::Target,
+                sessions,
+            } => {
+                *shown.lock().unwrap_or_else(|e| e.into_inner()) =
+                    sessions.into_iter().map(|s| (host.clone(), s)).collect();
+            }
+            HostsEvent::Sessions { .. } => {}
+        })
+        .await
+        .map_err(|e| e.to_string());
+        remote.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let _ = tx.send(MatrixEvent::Done(r));
+    });
+    rx
+}
+
 /// Runs a matrix profile in the background.
 fn spawn_matrix(
     p: iolab_lab_core::profile::Profile,
@@ -322,7 +400,14 @@ pub async fn run(
     let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<state::GuestRow>>();
     let mut matrix_events: Option<tokio::sync::mpsc::UnboundedReceiver<MatrixEvent>> = None;
-    if let Some(cfg) = base.target.clone() {
+    let spans_hosts = base.roles.clone();
+    if let Some(roles) = &spans_hosts {
+        // The target belongs on its host: the matrix (M) starts it there.
+        state.status = format!(
+            "lab {} spans hosts: target on {}, initiator on {}; M on the Run screen runs its matrix there (over ssh)",
+            base.name, roles.target, roles.initiator
+        );
+    } else if let Some(cfg) = base.target.clone() {
         match lab.start_target(cfg).await {
             Ok(t) => {
                 state.editor.config = Some(t.config.clone());
@@ -355,12 +440,11 @@ pub async fn run(
     let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<
         Result<(iolab_iscsi::ServerConfig, iolab_iscsi::target::Changes), String>,
     >();
-    let registry = lab.target.as_ref().map(|t| t.target.registry().clone());
-    let source: Arc<dyn iolab_lab_core::sampler::SessionSource> =
-        Arc::new(move || match &registry {
-            Some(r) => r.sessions().iter().map(|s| s.info()).collect(),
-            None => Vec::new(),
-        });
+    let remote: RemoteSessions = Arc::default();
+    let source: Arc<dyn iolab_lab_core::sampler::SessionSource> = Arc::new(ConsoleSource {
+        registry: lab.target.as_ref().map(|t| t.target.registry().clone()),
+        remote: remote.clone(),
+    });
     let _metrics = match metrics {
         Some(addr) => {
             let r = lab.target.as_ref().map(|t| t.target.registry().clone());
@@ -541,6 +625,21 @@ pub async fn run(
                             }
                             None => state.status = "no embedded target to run against".into(),
                         },
+                        Action::StartMatrix if spans_hosts.is_some() => {
+                            let p = state.current_lab();
+                            state.run.matrix = Some(state::MatrixView {
+                                cells: p
+                                    .workload
+                                    .cells(p.default_lun())
+                                    .iter()
+                                    .map(|c| state::MatrixCell { mode: c.mode, connections: c.connections, result: None })
+                                    .collect(),
+                                ..state::MatrixView::default()
+                            });
+                            let hosts = p.roles.as_ref().map(|r| format!("{} -> {}", r.initiator, r.target)).unwrap_or_default();
+                            matrix_events = Some(spawn_hosts_matrix(p, db.map(std::path::Path::to_path_buf), remote.clone(), bg_tx.clone()));
+                            state.status = format!("matrix started across hosts ({hosts})");
+                        }
                         Action::StartMatrix => match state.run.url(&state.target_urls) {
                             Some(url) => {
                                 let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref(), state.run.form.initiator.as_deref());

@@ -1,0 +1,45 @@
+//! The console in tmux: a session to type into and read back.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux session, killed on drop.
+pub struct Tmux(pub String);
+
+impl Tmux {
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    pub fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", &self.0])
+    }
+    pub fn keys(&self, keys: &[&str]) {
+        let mut a = vec!["send-keys", "-t", self.0.as_str()];
+        a.extend_from_slice(keys);
+        self.cmd(&a);
+    }
+    /// Waits for `what` on the screen; panics with the screen after `within`.
+    pub fn wait_for(&self, what: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "'{what}' never appeared; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
