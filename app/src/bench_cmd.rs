@@ -7,11 +7,12 @@ use iolab_iscsi::initiator::{self, InitiatorOptions, IscsiUrl, Session};
 use iolab_lab_core::profile::{
     CellPlan, InitiatorSettings, PROFILE_FORMAT, Profile, WorkloadMatrix,
 };
-use iolab_lab_core::profile_run::cell_of;
+use iolab_lab_core::profile_run::{cell_of, mode_name};
 use iolab_lab_core::workload::{self, Mode, Pattern, Progress, Report, Workload};
 use iolab_storage::backstore::parse_size;
 
-use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, MatrixArgs};
+use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, MatrixArgs, Via};
+use iolab_lab_core::kernel_initiator;
 
 fn options(a: &InitiatorArgs) -> anyhow::Result<InitiatorOptions> {
     if !(1..=8).contains(&a.connections) {
@@ -67,7 +68,152 @@ fn throughput(label: &str, bytes: u64, transfers: u64, secs: f64) -> String {
     )
 }
 
+/// The kernel's initiator's queue limits from the initiator options.
+fn kernel_queue(a: &InitiatorArgs) -> kernel_initiator::KernelQueue {
+    kernel_initiator::KernelQueue {
+        cmds_max: a.queue_depth,
+        queue_depth: a.cmd_per_lun,
+    }
+}
+
+/// Logs the kernel's initiator in to `url` (iscsiadm blocks: off the runtime).
+async fn kernel_login(
+    url: &IscsiUrl,
+    q: kernel_initiator::KernelQueue,
+) -> anyhow::Result<kernel_initiator::KernelDisk> {
+    let u = url.clone();
+    let disk = tokio::task::spawn_blocking(move || kernel_initiator::login(&u, q))
+        .await
+        .context("the login thread")??;
+    Ok(disk)
+}
+
+async fn kernel_logout(disk: kernel_initiator::KernelDisk) {
+    let _ = tokio::task::spawn_blocking(move || kernel_initiator::logout(&disk)).await;
+}
+
+/// disktest's heartbeat lines: each direction's rate since the last one.
+fn heartbeat(device: &str) -> impl FnMut(Progress) + '_ {
+    let mut last = Progress::default();
+    move |p: Progress| {
+        let dt = (p.elapsed - last.elapsed).as_secs_f64();
+        for (label, bytes, ios, bytes0, ios0) in [
+            (
+                "Heartbeat read",
+                p.read_bytes,
+                p.read_ios,
+                last.read_bytes,
+                last.read_ios,
+            ),
+            (
+                "Heartbeat write",
+                p.write_bytes,
+                p.write_ios,
+                last.write_bytes,
+                last.write_ios,
+            ),
+        ] {
+            if ios > 0 {
+                line(
+                    "STAT",
+                    device,
+                    &throughput(label, bytes - bytes0, ios - ios0, dt),
+                );
+            }
+        }
+        last = p;
+    }
+}
+
+/// The disktest start line's arguments.
+fn start_args(a: &BenchArgs, mode: Mode, pattern: Pattern, block_bytes: u32) -> String {
+    let flag = match mode {
+        Mode::Read => "-r",
+        Mode::Write => "-w",
+        Mode::Rw => "-wr",
+    };
+    let mix = match mode {
+        Mode::Read => "100:0",
+        Mode::Write => "0:100",
+        Mode::Rw => "50:50",
+    };
+    format!(
+        "Start args: -K{} -h{} -T{} {flag} -b{block_bytes} (-D {mix}) (-p {})",
+        a.threads,
+        a.heartbeat.as_secs(),
+        a.time.as_secs(),
+        if pattern == Pattern::Seq { "L" } else { "R" },
+    )
+}
+
+/// `iolab bench` on a block device or file (O_DIRECT), disktest's output.
+async fn bench_device(a: &BenchArgs, path: &std::path::Path, device: &str) -> anyhow::Result<()> {
+    let block_bytes = parse_size(&a.bs)? as u32;
+    if a.threads == 0 || a.threads > 4096 {
+        bail!("--threads must be 1..=4096");
+    }
+    let mode = crate::cli::mode_of(a.mode);
+    let pattern = crate::cli::pattern_of(a.pattern);
+    let volume = Arc::new(workload::Device::open(path)?);
+    line("START", device, &start_args(a, mode, pattern, block_bytes));
+    line("INFO", device, "Starting pass");
+    let w = Workload {
+        mode,
+        block_bytes,
+        threads: a.threads,
+        duration: a.time,
+        pattern,
+        verify: a.verify,
+        range_bytes: match &a.range {
+            Some(r) => parse_size(r)?,
+            None => 0,
+        },
+    };
+    let report = workload::run_on(volume, w, a.heartbeat, heartbeat(device))
+        .await
+        .with_context(|| format!("benchmark on {device}"))?;
+    print_report(device, &report, &[]);
+    if a.json {
+        println!(
+            "{}",
+            crate::json::line("iolab.bench.v1", &BenchJson::of(&report, &[]))?
+        );
+    }
+    verdict(&report)
+}
+
+/// A failed verify or I/O errors as the command's error.
+fn verdict(report: &Report) -> anyhow::Result<()> {
+    if !report.passed() {
+        if let Some(lba) = report.first_mismatch_lba {
+            bail!(
+                "verify failed: {} mismatching I/Os, first at LBA {lba}",
+                report.mismatches
+            );
+        }
+        bail!(
+            "{} I/O errors, first: {}",
+            report.errors,
+            report.first_error.clone().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result<()> {
+    if !a.url.starts_with("iscsi://") {
+        let path = std::path::PathBuf::from(&a.url);
+        let shown = path.display().to_string();
+        return bench_device(&a, &path, &shown).await;
+    }
+    if a.via == Via::OpenIscsi {
+        let url = IscsiUrl::parse(&a.url, false)?;
+        let disk = kernel_login(&url, kernel_queue(&a.initiator)).await?;
+        let shown = format!("{} (open-iscsi {})", disk.device.display(), url.portal());
+        let r = bench_device(&a, &disk.device, &shown).await;
+        kernel_logout(disk).await;
+        return r;
+    }
     let url = IscsiUrl::parse(&a.url, false)?;
     let opts = options(&a.initiator)?;
     let block_bytes = parse_size(&a.bs)? as u32;
@@ -92,25 +238,12 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     let mode = crate::cli::mode_of(a.mode);
     let pattern = crate::cli::pattern_of(a.pattern);
     let device = url.to_string();
-    let flag = match mode {
-        Mode::Read => "-r",
-        Mode::Write => "-w",
-        Mode::Rw => "-wr",
-    };
-    let mix = match mode {
-        Mode::Read => "100:0",
-        Mode::Write => "0:100",
-        Mode::Rw => "50:50",
-    };
     line(
         "START",
         &device,
         &format!(
-            "Start args: -K{} -h{} -T{} {flag} -b{block_bytes} (-D {mix}) (-p {}) (connections {granted}, sessions {})",
-            a.threads,
-            a.heartbeat.as_secs(),
-            a.time.as_secs(),
-            if pattern == Pattern::Seq { "L" } else { "R" },
+            "{} (connections {granted}, sessions {})",
+            start_args(&a, mode, pattern, block_bytes),
             a.sessions
         ),
     );
@@ -137,36 +270,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         None => None,
     };
     let recording = iolab_lab_core::series::Recording::start(sessions.clone(), 0);
-    let mut last = Progress::default();
-    let report = workload::run(sessions.clone(), w, a.heartbeat, |p: Progress| {
-        let dt = (p.elapsed - last.elapsed).as_secs_f64();
-        for (label, bytes, ios, bytes0, ios0) in [
-            (
-                "Heartbeat read",
-                p.read_bytes,
-                p.read_ios,
-                last.read_bytes,
-                last.read_ios,
-            ),
-            (
-                "Heartbeat write",
-                p.write_bytes,
-                p.write_ios,
-                last.write_bytes,
-                last.write_ios,
-            ),
-        ] {
-            if ios > 0 {
-                line(
-                    "STAT",
-                    &device,
-                    &throughput(label, bytes - bytes0, ios - ios0, dt),
-                );
-            }
-        }
-        last = p;
-    })
-    .await;
+    let report = workload::run(sessions.clone(), w, a.heartbeat, heartbeat(&device)).await;
     let series = recording.finish().await;
     let report = report.with_context(|| format!("benchmark on {url}"))?;
     print_report(&device, &report, &sessions);
@@ -216,20 +320,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         }
         Err(_) => tracing::debug!("sessions still shared at exit"),
     }
-    if !report.passed() {
-        if let Some(lba) = report.first_mismatch_lba {
-            bail!(
-                "verify failed: {} mismatching I/Os, first at LBA {lba}",
-                report.mismatches
-            );
-        }
-        bail!(
-            "{} I/O errors, first: {}",
-            report.errors,
-            report.first_error.unwrap_or_default()
-        );
-    }
-    Ok(())
+    verdict(&report)
 }
 
 /// `bench --json`: the run's totals, latency and per-connection counters.
@@ -358,28 +449,31 @@ fn print_report(device: &str, r: &Report, sessions: &[Session]) {
         },
     );
     println!();
-    println!(
-        "{:<8} {:>4} {:>6} {:>14} {:>14} {:>10} {:>10}",
-        "session", "cid", "mss", "read MB/s", "write MB/s", "commands", "errors"
-    );
-    for (i, s) in sessions.iter().enumerate() {
-        let facts = s.facts();
-        for (cid, st) in s.connection_stats() {
-            let mss = facts
-                .connections
-                .iter()
-                .find(|c| c.0 == cid)
-                .and_then(|c| c.1);
-            println!(
-                "{:<8} {:>4} {:>6} {:>14.2} {:>14.2} {:>10} {:>10}",
-                i,
-                cid,
-                mss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-                st.read_bytes as f64 / r.seconds / 1e6,
-                st.write_bytes as f64 / r.seconds / 1e6,
-                st.commands,
-                st.errors
-            );
+    // A disk has no connections of ours to show (the kernel's initiator ran it).
+    if !sessions.is_empty() {
+        println!(
+            "{:<8} {:>4} {:>6} {:>14} {:>14} {:>10} {:>10}",
+            "session", "cid", "mss", "read MB/s", "write MB/s", "commands", "errors"
+        );
+        for (i, s) in sessions.iter().enumerate() {
+            let facts = s.facts();
+            for (cid, st) in s.connection_stats() {
+                let mss = facts
+                    .connections
+                    .iter()
+                    .find(|c| c.0 == cid)
+                    .and_then(|c| c.1);
+                println!(
+                    "{:<8} {:>4} {:>6} {:>14.2} {:>14.2} {:>10} {:>10}",
+                    i,
+                    cid,
+                    mss.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+                    st.read_bytes as f64 / r.seconds / 1e6,
+                    st.write_bytes as f64 / r.seconds / 1e6,
+                    st.commands,
+                    st.errors
+                );
+            }
         }
     }
     let l = &r.latency;
@@ -391,6 +485,62 @@ fn print_report(device: &str, r: &Report, sessions: &[Session]) {
         l.max_ns as f64 / 1e3,
         l.count
     );
+}
+
+/// The matrix's rows for the kernel's initiator: one session of one
+/// connection (open-iscsi has no MC/S), every mode, on its /dev/sdX.
+async fn kernel_cells(
+    a: &MatrixArgs,
+    p: &Profile,
+    url: &IscsiUrl,
+) -> anyhow::Result<Vec<iolab_profiles::Cell>> {
+    let block_bytes = p
+        .workload
+        .block_bytes()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let disk = kernel_login(url, kernel_queue(&a.initiator)).await?;
+    eprintln!(
+        "open-iscsi: logged in to {} at {}; LUN {} is {}",
+        disk.target,
+        disk.portal,
+        url.lun,
+        disk.device.display()
+    );
+    let result = async {
+        let volume = Arc::new(workload::Device::open(&disk.device)?);
+        let mut cells = Vec::new();
+        for mode in crate::cli::modes_of(&a.shape.modes) {
+            eprintln!("cell: {} via open-iscsi, 1 connection", mode_name(mode));
+            let w = Workload {
+                mode,
+                block_bytes,
+                threads: a.shape.threads,
+                duration: a.time,
+                pattern: Pattern::Seq,
+                verify: false,
+                range_bytes: 0,
+            };
+            let report = workload::run_on(volume.clone(), w, a.time, |_| {}).await?;
+            verdict(&report)?;
+            let plan = CellPlan {
+                lun: url.lun,
+                mode,
+                connections: 1,
+            };
+            let mut cell = cell_of(&plan, 1, p, block_bytes, &report);
+            cell.initiator = "open-iscsi".into();
+            eprintln!(
+                "  {:.2} MB/s, {:.1} IOPS",
+                cell.total_mbps(),
+                cell.total_iops()
+            );
+            cells.push(cell);
+        }
+        anyhow::Ok(cells)
+    }
+    .await;
+    kernel_logout(disk).await;
+    result
 }
 
 /// The initiator part of a profile, from the command line.
@@ -480,7 +630,28 @@ pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Resu
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
-    let run = crate::runner::execute(&p, &p.to_toml()).await?;
+    let body = p.to_toml();
+    let started_ms = iolab_profiles::time::now_ms();
+    let url = IscsiUrl::parse(&a.url, false)?;
+    let mut run = if a.initiators.contains(&Via::Iolab) {
+        crate::runner::execute(&p, &body).await?
+    } else {
+        iolab_profiles::Run {
+            id: None,
+            profile_name: p.name.clone(),
+            profile_body: body.clone(),
+            started_ms,
+            ended_ms: started_ms,
+            host: iolab_lab_core::host::facts(url.host_ip()),
+            cells: Vec::new(),
+            series: Vec::new(),
+            hosts: Vec::new(),
+        }
+    };
+    if a.initiators.contains(&Via::OpenIscsi) {
+        run.cells.extend(kernel_cells(&a, &p, &url).await?);
+        run.ended_ms = iolab_profiles::time::now_ms();
+    }
     let id = crate::runner::store_run(db, &run);
     print!("{}", crate::table::cells(&run.cells));
     if let Some(id) = id {

@@ -509,8 +509,22 @@ pub struct MatrixArgs {
     /// Time per cell.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub time: std::time::Duration,
+    /// Initiators to compare, comma-separated: iolab (MC/S, every --conns)
+    /// and open-iscsi (the kernel's, one connection).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "iolab")]
+    pub initiators: Vec<Via>,
     #[command(flatten)]
     pub initiator: InitiatorArgs,
+}
+
+/// An initiator that can run a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// iolab's embedded initiator.
+    Iolab,
+    /// The Linux kernel's (open-iscsi's iscsiadm and iscsid).
+    #[value(name = "open-iscsi")]
+    OpenIscsi,
 }
 
 /// The matrix a run covers: modes, I/O size, outstanding I/Os.
@@ -589,8 +603,13 @@ pub enum PatternArg {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun
+    /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun; or a block
+    /// device or file, run with O_DIRECT (as disktest runs on a disk).
     pub url: String,
+    /// Which initiator logs in to the URL: iolab's own, or the kernel's
+    /// (open-iscsi: iscsiadm logs in, the workload runs on its /dev/sdX).
+    #[arg(long, value_enum, default_value = "iolab")]
+    pub via: Via,
     /// Serve the initiator's counters for Prometheus on ADDR:PORT (`/metrics`) during the run.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,

@@ -4,7 +4,19 @@ use iolab_profiles::{Cell, CompareRow, Run};
 
 /// One line per cell.
 pub fn cells(cells: &[Cell]) -> String {
-    let mut out = format!(
+    // A run that compares initiators says which ran each row.
+    let who = cells.iter().any(|c| !c.initiator.is_empty());
+    let name = |c: &Cell| match (who, c.initiator.as_str()) {
+        (false, _) => String::new(),
+        (true, "") => format!("{:<11} ", "iolab"),
+        (true, i) => format!("{i:<11} "),
+    };
+    let mut out = if who {
+        format!("{:<11} ", "initiator")
+    } else {
+        String::new()
+    };
+    out += &format!(
         "{:>3} {:<6} {:>5} {:>11} {:>10} {:>11} {:>10} {:>9} {:>9}\n",
         "lun",
         "mode",
@@ -17,6 +29,7 @@ pub fn cells(cells: &[Cell]) -> String {
         "p99 us"
     );
     for c in cells {
+        out += &name(c);
         out += &format!(
             "{:>3} {:<6} {:>5} {:>11.2} {:>10.1} {:>11.2} {:>10.1} {:>9.1} {:>9.1}\n",
             c.lun,

@@ -6,14 +6,16 @@ pub enum LabError {
     #[error("profile: {0}")]
     Profile(String),
     #[error(transparent)]
-    Agent(#[from] crate::agent::AgentError),
+    Agent(Box<crate::agent::AgentError>),
     /// A host of a lab across hosts failed or dropped mid-run.
     #[error("{cause}{}", if .did.is_empty() { String::new() } else { format!("; on {host} this run had {}", .did.join(", ")) })]
     HostFailed {
         host: String,
         did: Vec<String>,
-        cause: crate::agent::AgentError,
+        cause: Box<crate::agent::AgentError>,
     },
+    #[error(transparent)]
+    Device(#[from] iolab_storage::StorageError),
     #[error("the target is not running")]
     TargetNotRunning,
     #[error("a workload needs at least one session")]
@@ -34,4 +36,10 @@ pub enum LabError {
         mismatches: u64,
         first: Option<String>,
     },
+}
+
+impl From<crate::agent::AgentError> for LabError {
+    fn from(e: crate::agent::AgentError) -> Self {
+        LabError::Agent(Box::new(e))
+    }
 }

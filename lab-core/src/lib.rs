@@ -6,6 +6,7 @@ pub mod chart;
 pub mod error;
 pub mod guest;
 pub mod host;
+pub mod kernel_initiator;
 pub mod lab;
 pub mod metrics;
 pub mod netns_lab;

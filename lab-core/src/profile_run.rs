@@ -268,6 +268,7 @@ pub async fn run_cell(
 pub fn cell_of(plan: &CellPlan, granted: usize, p: &Profile, block_bytes: u32, r: &Report) -> Cell {
     let us = |ns: u64| ns as f64 / 1e3;
     Cell {
+        initiator: String::new(),
         mode: mode_name(plan.mode).into(),
         lun: plan.lun,
         connections: granted as u32,

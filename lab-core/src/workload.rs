@@ -116,17 +116,121 @@ pub fn check_block(buf: &[u8], lba: u64) -> bool {
         && crc32c::crc32c(&buf[..n - 4]).to_le_bytes() == buf[n - 4..]
 }
 
+/// What a workload runs on: iSCSI sessions of the embedded initiator, or a
+/// block device (or file) such as a disk the kernel's initiator made.
+pub trait Volume: Send + Sync + 'static {
+    /// Ready for I/O; its size in blocks and the block size.
+    fn capacity(&self) -> impl std::future::Future<Output = Result<(u64, u32), LabError>> + Send;
+    /// Reads `blocks` blocks at `lba`; `pick` spreads I/Os over paths.
+    fn read(
+        &self,
+        pick: usize,
+        lba: u64,
+        blocks: u32,
+        bs: u32,
+    ) -> impl std::future::Future<Output = Result<Bytes, LabError>> + Send;
+    fn write(
+        &self,
+        pick: usize,
+        lba: u64,
+        data: Bytes,
+        bs: u32,
+    ) -> impl std::future::Future<Output = Result<(), LabError>> + Send;
+}
+
+impl Volume for Vec<Session> {
+    async fn capacity(&self) -> Result<(u64, u32), LabError> {
+        let first = self.first().ok_or(LabError::NoSession)?;
+        first.test_unit_ready().await?;
+        Ok(first.capacity().await?)
+    }
+    async fn read(&self, pick: usize, lba: u64, blocks: u32, bs: u32) -> Result<Bytes, LabError> {
+        Ok(self[pick % self.len()].read(lba, blocks, bs).await?)
+    }
+    async fn write(&self, pick: usize, lba: u64, data: Bytes, bs: u32) -> Result<(), LabError> {
+        Ok(self[pick % self.len()].write(lba, data, bs).await?)
+    }
+}
+
+/// A block device or file, read and written with `O_DIRECT` from blocking
+/// threads (disktest's way of working on a disk).
+pub struct Device {
+    store: Arc<dyn iolab_storage::backstore::Backstore>,
+    block: u32,
+}
+
+impl Device {
+    /// Opens `path`: a block device (its logical block size) or a regular file (512).
+    pub fn open(path: &std::path::Path) -> Result<Device, LabError> {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::metadata(path).map_err(|cause| {
+            LabError::Device(iolab_storage::StorageError::Io {
+                path: path.to_owned(),
+                cause,
+            })
+        })?;
+        if meta.file_type().is_block_device() {
+            let d = iolab_storage::backstore::BlockDev::open(path, true)?;
+            use iolab_storage::backstore::Backstore;
+            let block = d.device_block_sizes().map_or(512, |(l, _)| l);
+            Ok(Device {
+                store: Arc::new(d),
+                block,
+            })
+        } else {
+            let f = iolab_storage::backstore::FileIo::open(path, None, true)?;
+            Ok(Device {
+                store: Arc::new(f),
+                block: 512,
+            })
+        }
+    }
+}
+
+impl Volume for Device {
+    async fn capacity(&self) -> Result<(u64, u32), LabError> {
+        Ok((self.store.size_bytes() / u64::from(self.block), self.block))
+    }
+    async fn read(&self, _pick: usize, lba: u64, blocks: u32, bs: u32) -> Result<Bytes, LabError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = iolab_storage::pool::take(blocks as usize * bs as usize);
+            store.read_at(&mut buf, lba * u64::from(bs))?;
+            Ok(iolab_storage::pool::into_bytes(buf))
+        })
+        .await
+        .map_err(|e| LabError::Profile(format!("an I/O thread failed: {e}")))?
+    }
+    async fn write(&self, _pick: usize, lba: u64, data: Bytes, bs: u32) -> Result<(), LabError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.write_at(&data, lba * u64::from(bs), false)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| LabError::Profile(format!("an I/O thread failed: {e}")))?
+    }
+}
+
 /// Runs a workload over the sessions (round-robin per I/O), calling `tick`
 /// every `heartbeat` with the running totals.
 pub async fn run(
     sessions: Arc<Vec<Session>>,
     w: Workload,
     heartbeat: Duration,
+    tick: impl FnMut(Progress),
+) -> Result<Report, LabError> {
+    run_on(sessions, w, heartbeat, tick).await
+}
+
+/// [`run`] on any [`Volume`].
+pub async fn run_on<V: Volume>(
+    volume: Arc<V>,
+    w: Workload,
+    heartbeat: Duration,
     mut tick: impl FnMut(Progress),
 ) -> Result<Report, LabError> {
-    let first = sessions.first().ok_or(LabError::NoSession)?;
-    first.test_unit_ready().await?;
-    let (blocks, bs) = first.capacity().await?;
+    let (blocks, bs) = volume.capacity().await?;
     if w.block_bytes == 0 || !w.block_bytes.is_multiple_of(bs) {
         return Err(LabError::IoSize {
             io: w.block_bytes,
@@ -160,7 +264,7 @@ pub async fn run(
     let mut handles = Vec::new();
     for t in 0..w.threads.max(1) {
         let constant = constant.clone();
-        let sessions = sessions.clone();
+        let volume = volume.clone();
         let counters = counters.clone();
         let latency = latency.clone();
         let stop = stop.clone();
@@ -195,7 +299,7 @@ pub async fn run(
                     Mode::Rw => (n + t as u64).is_multiple_of(2),
                 };
                 n += 1;
-                let session = &sessions[(slot as usize + t as usize) % sessions.len()];
+                let pick = slot as usize + t as usize;
                 let t0 = Instant::now();
                 let r = if is_write {
                     let payload = if w.verify {
@@ -207,9 +311,9 @@ pub async fn run(
                     } else {
                         constant.clone()
                     };
-                    session.write(lba, payload, bs).await.map(|_| None)
+                    volume.write(pick, lba, payload, bs).await.map(|_| None)
                 } else {
-                    session.read(lba, per_io as u32, bs).await.map(Some)
+                    volume.read(pick, lba, per_io as u32, bs).await.map(Some)
                 };
                 latency.record(t0.elapsed());
                 match r {
@@ -320,5 +424,49 @@ mod tests {
         b[100] ^= 1;
         assert!(!check_block(&b, 77), "a flipped bit");
         assert!(!check_block(&[0u8; 512], 0), "an unwritten block");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_is_written_and_read_back_verified_with_o_direct() {
+        // /var/tmp: O_DIRECT needs a real file system (tmpfs refuses it).
+        let path = std::path::PathBuf::from(format!(
+            "/var/tmp/iolab-device-test-{}.img",
+            std::process::id()
+        ));
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(4 << 20))
+            .unwrap();
+        let dev = Arc::new(Device::open(&path).unwrap());
+        let mut w = Workload {
+            mode: Mode::Write,
+            block_bytes: 65536,
+            threads: 4,
+            duration: Duration::from_millis(200),
+            pattern: Pattern::Seq,
+            verify: true,
+            range_bytes: 0,
+        };
+        let wrote = run_on(dev.clone(), w.clone(), Duration::from_millis(100), |_| {})
+            .await
+            .unwrap();
+        // A verified write covers the whole range at least once.
+        assert!(wrote.write.bytes >= 4 << 20, "{wrote:?}");
+        w.mode = Mode::Read;
+        let read = run_on(dev.clone(), w.clone(), Duration::from_millis(100), |_| {})
+            .await
+            .unwrap();
+        assert!(read.passed() && read.read.bytes > 0, "{read:?}");
+        // A block changed behind its back is found.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.write_at(b"garbage", 3 * 65536 + 100).unwrap();
+        }
+        let bad = run_on(dev, w, Duration::from_millis(100), |_| {})
+            .await
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(bad.mismatches > 0, "{bad:?}");
+        assert_eq!(bad.first_mismatch_lba, Some(3 * 128));
     }
 }

@@ -19,6 +19,9 @@ pub struct HostFacts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cell {
+    /// Which initiator ran it when not iolab's own ("open-iscsi": the kernel's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub initiator: String,
     /// read, write or rw.
     pub mode: String,
     pub lun: u64,
@@ -72,6 +75,7 @@ impl Cell {
     /// What makes two runs' cells comparable.
     pub fn key(&self) -> CellKey {
         CellKey {
+            initiator: self.initiator.clone(),
             mode: self.mode.clone(),
             lun: self.lun,
             connections: self.connections,
@@ -84,6 +88,7 @@ impl Cell {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CellKey {
+    pub initiator: String,
     pub mode: String,
     pub lun: u64,
     pub connections: u32,

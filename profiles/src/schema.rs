@@ -102,6 +102,8 @@ pub const MIGRATIONS: &[&str] = &[
         settings TEXT NOT NULL,
         PRIMARY KEY (run_id, idx)
     );",
+    // 5: cells run by another initiator than iolab's own (the kernel's).
+    "ALTER TABLE cells ADD COLUMN initiator TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.

@@ -242,8 +242,8 @@ impl Store {
         {
             let mut cell = tx.prepare(
                 "INSERT INTO cells (run_id, idx, mode, lun, connections, sessions, block_bytes, threads, seconds,
-                 read_bytes, read_transfers, write_bytes, write_transfers, errors, p50_us, p99_us, p999_us, max_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                 read_bytes, read_transfers, write_bytes, write_transfers, errors, p50_us, p99_us, p999_us, max_us, initiator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             for (i, c) in run.cells.iter().enumerate() {
                 cell.execute(params![
@@ -265,6 +265,7 @@ impl Store {
                     c.p99_us,
                     c.p999_us,
                     c.max_us,
+                    c.initiator,
                 ])?;
             }
             let mut point = tx.prepare(
@@ -365,7 +366,7 @@ impl Store {
             .ok_or(StoreError::NoRun(id))?;
         let mut st = self.conn.prepare(
             "SELECT mode, lun, connections, sessions, block_bytes, threads, seconds, read_bytes, read_transfers,
-                    write_bytes, write_transfers, errors, p50_us, p99_us, p999_us, max_us
+                    write_bytes, write_transfers, errors, p50_us, p99_us, p999_us, max_us, initiator
              FROM cells WHERE run_id = ?1 ORDER BY idx",
         )?;
         run.cells = st
@@ -387,6 +388,7 @@ impl Store {
                     p99_us: r.get(13)?,
                     p999_us: r.get(14)?,
                     max_us: r.get(15)?,
+                    initiator: r.get(16)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

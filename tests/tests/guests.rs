@@ -94,6 +94,115 @@ fn a_guest_benches_a_target_on_the_host_over_slirp() {
     assert_eq!(qemus_in(&d.0), "", "qemu left running");
 }
 
+/// The kernel's initiator beside iolab's, as the seed compared Open-iSCSI
+/// with Core-iSCSI: in the micro-guest, open-iscsi (iscsid, iscsiadm,
+/// iscsi_tcp) logs in to a target on the host; `bench --via open-iscsi`
+/// writes its /dev/sdX verified with O_DIRECT, a second boot reads it back
+/// verified, and a matrix has rows for both initiators.
+#[test]
+fn the_kernel_initiator_in_a_guest_writes_reads_back_and_joins_the_matrix() {
+    let Some((k, i)) = image() else { return };
+    if !require_peer("iscsiadm") || !require_peer("iscsid") {
+        return;
+    }
+    let d = TempDir::new("guest-open-iscsi");
+    let (mut srv, urls) = serve(&["--ramdisk", "64M", "--stats", "500ms"]);
+    let url = urls[0].replace("127.0.0.1", "10.0.2.2");
+    let boot = |args: &[&str]| {
+        let dir = d.0.join(format!("boot-{}", iolab_tests::unique()));
+        let (ok, out) = run(
+            &mut boot_cmd(&dir, &k, &i, &[], args),
+            Duration::from_secs(300),
+        );
+        assert_eq!(qemus_in(&dir), "", "qemu left running");
+        (ok, out)
+    };
+    let bench = |mode: &str| {
+        boot(&[
+            "bench",
+            "--via",
+            "open-iscsi",
+            &url,
+            "--mode",
+            mode,
+            "--verify",
+            "--bs",
+            "64k",
+            "--threads",
+            "4",
+            "--time",
+            "3s",
+            "--range",
+            "16M",
+        ])
+    };
+    let (ok, out) = bench("write");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("/dev/sd") && out.contains("(open-iscsi 10.0.2.2:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Total bytes written") && out.contains("Test Done (Passed)"),
+        "{out}"
+    );
+    // The target saw the kernel's initiator write.
+    let kernel = "initiator=iqn.2026-11.io.iolab:micro-guest-open-iscsi";
+    srv.wait_line_where(
+        |l| l.contains(kernel) && l.contains("write_bytes="),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|| panic!("no session of the kernel's initiator: {:?}", srv.lines));
+    // A new guest (no page cache) reads back what the first one wrote.
+    let (ok, out) = bench("read");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Total bytes read") && out.contains("Test Done (Passed)"),
+        "{out}"
+    );
+    let (ok, out) = boot(&[
+        "matrix",
+        &url,
+        "--initiators",
+        "iolab,open-iscsi",
+        "--conns",
+        "1,2",
+        "--modes",
+        "read,write",
+        "--time",
+        "2s",
+        "--bs",
+        "64k",
+        "--threads",
+        "8",
+    ]);
+    assert!(ok, "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 10 && (w[0] == "iolab" || w[0] == "open-iscsi"))
+        .collect();
+    let shape: Vec<(&str, &str, &str)> = rows.iter().map(|w| (w[0], w[2], w[3])).collect();
+    assert_eq!(
+        shape,
+        [
+            ("iolab", "read", "1"),
+            ("iolab", "read", "2"),
+            ("iolab", "write", "1"),
+            ("iolab", "write", "2"),
+            ("open-iscsi", "read", "1"),
+            ("open-iscsi", "write", "1"),
+        ],
+        "{out}"
+    );
+    for w in &rows {
+        let mbps: f64 = if w[2] == "read" { w[4] } else { w[6] }
+            .parse()
+            .unwrap_or(0.0);
+        assert!(mbps > 0.0, "{w:?} in {out}");
+    }
+}
+
 fn tap_netns(tag: &str, taps: &[&str], bridge: Option<&str>) -> NetnsPair {
     let n = NetnsPair::new(tag);
     let ip = |args: &[&str]| {

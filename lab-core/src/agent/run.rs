@@ -123,7 +123,7 @@ pub async fn run_across_hosts(
             }
             Err(e) => {
                 finish(hosts, opts, &mut on).await;
-                return Err(LabError::Agent(e));
+                return Err(e.into());
             }
         }
     }
@@ -142,7 +142,7 @@ pub async fn run_across_hosts(
             Err(LabError::HostFailed {
                 host,
                 did,
-                cause: e,
+                cause: Box::new(e),
             })
         }
     };

@@ -10,8 +10,20 @@ use std::path::{Path, PathBuf};
 use super::GuestError;
 use super::cpio::CpioWriter;
 
-/// Modules the guest loads (with their dependencies) for its virtio NIC and disks.
-const MODULES: [&str; 3] = ["virtio_pci", "virtio_net", "virtio_blk"];
+/// Modules the guest loads (with their dependencies) for its virtio NIC and
+/// disks, and for the kernel's iSCSI initiator (its disks are SCSI disks).
+const MODULES: [&str; 6] = [
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "iscsi_tcp",
+    "sd_mod",
+    // libiscsi_tcp asks the crypto API for crc32c when a connection is made.
+    "crc32c_generic",
+];
+/// open-iscsi's programs, carried when this host has them: the kernel's
+/// initiator then runs in the guest (`iolab bench --via open-iscsi`).
+const ISCSI_TOOLS: [&str; 2] = ["/usr/sbin/iscsid", "/usr/sbin/iscsiadm"];
 /// Busybox applets the init script uses.
 const APPLETS: [&str; 14] = [
     "sh", "mount", "insmod", "ip", "cat", "echo", "base64", "poweroff", "sleep", "ls", "dmesg",
@@ -25,6 +37,9 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /tmp
 for m in $(cat /modules/order); do insmod /modules/$m 2>/dev/null; done
+# open-iscsi's daemon, when the image carries it (it forks into the background;
+# iolab's iscsiadm calls wait for it).
+[ -x /sbin/iscsid ] && /sbin/iscsid
 for w in $(cat /proc/cmdline); do
   case "$w" in
     iolab.ip=*) IP="${w#iolab.ip=}" ;;
@@ -423,6 +438,10 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
     c.file("init", 0o755, INIT.as_bytes()).map_err(io)?;
     c.file("etc/hostname", 0o644, b"iolab-guest\n")
         .map_err(io)?;
+    // iscsid accepts iscsiadm's requests only from a user it can name.
+    c.file("etc/passwd", 0o644, b"root:x:0:0:root:/tmp:/bin/sh\n")
+        .map_err(io)?;
+    c.file("etc/group", 0o644, b"root:x:0:\n").map_err(io)?;
     let mut order = String::new();
     for m in &modules {
         let name = Path::new(m)
@@ -453,8 +472,45 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
     let exe = if small { &stripped } else { &spec.iolab };
     c.file("bin/iolab", 0o755, &read(exe)?).map_err(io)?;
     let _ = std::fs::remove_file(&stripped);
+    let tools: Vec<&Path> = ISCSI_TOOLS.iter().map(Path::new).collect();
+    let with_iscsi = tools.iter().all(|t| t.is_file());
+    let mut libs = shared_libs(&spec.iolab)?;
+    if with_iscsi {
+        for t in &tools {
+            let name = t
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            c.file(&format!("sbin/{name}"), 0o755, &read(t)?)
+                .map_err(io)?;
+            libs.extend(shared_libs(t)?);
+        }
+        for d in [
+            "etc/iscsi",
+            "etc/iscsi/nodes",
+            "etc/iscsi/send_targets",
+            "var",
+            "var/lib",
+            "var/lib/iscsi",
+            "run",
+            "run/lock",
+            "run/lock/iscsi",
+        ] {
+            c.dir(d).map_err(io)?;
+        }
+        c.file(
+            "etc/iscsi/initiatorname.iscsi",
+            0o644,
+            b"InitiatorName=iqn.2026-11.io.iolab:micro-guest-open-iscsi\n",
+        )
+        .map_err(io)?;
+        c.file("etc/iscsi/iscsid.conf", 0o644, b"node.startup = manual\n")
+            .map_err(io)?;
+    }
+    libs.sort();
+    libs.dedup();
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
-    for lib in shared_libs(&spec.iolab)? {
+    for lib in libs {
         // Parent directories first (e.g. lib/x86_64-linux-gnu).
         let rel = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
         let mut dir = PathBuf::new();
@@ -504,7 +560,7 @@ mod tests {
              kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko\n",
         )
         .unwrap();
-        let m = module_closure(&d, &MODULES).unwrap();
+        let m = module_closure(&d, &["virtio_pci", "virtio_net", "virtio_blk"]).unwrap();
         assert_eq!(
             m,
             [
