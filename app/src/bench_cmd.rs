@@ -201,7 +201,8 @@ fn verdict(report: &Report) -> anyhow::Result<()> {
 }
 
 pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result<()> {
-    if !a.url.starts_with("iscsi://") {
+    // A path (no scheme) is a disk or file; any URL must be an iSCSI one.
+    if !a.url.contains("://") {
         let path = std::path::PathBuf::from(&a.url);
         let shown = path.display().to_string();
         return bench_device(&a, &path, &shown).await;

@@ -603,8 +603,8 @@ pub enum PatternArg {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun; or a block
-    /// device or file, run with O_DIRECT (as disktest runs on a disk).
+    /// LUN URL: iscsi://[user%secret@]host[:port]/target-iqn/lun; or the path
+    /// of a block device or file, run with O_DIRECT (as disktest runs on a disk).
     pub url: String,
     /// Which initiator logs in to the URL: iolab's own, or the kernel's
     /// (open-iscsi: iscsiadm logs in, the workload runs on its /dev/sdX).
