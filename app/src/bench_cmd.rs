@@ -125,6 +125,25 @@ fn heartbeat(device: &str) -> impl FnMut(Progress) + '_ {
     }
 }
 
+/// The workload `bench`'s options describe.
+fn workload_of(
+    a: &BenchArgs,
+    mode: Mode,
+    pattern: Pattern,
+    block_bytes: u32,
+    range_bytes: u64,
+) -> Workload {
+    Workload {
+        mode,
+        block_bytes,
+        threads: a.threads,
+        duration: a.time,
+        pattern,
+        verify: a.verify,
+        range_bytes,
+    }
+}
+
 /// The disktest start line's arguments.
 fn start_args(a: &BenchArgs, mode: Mode, pattern: Pattern, block_bytes: u32) -> String {
     let flag = match mode {
@@ -157,18 +176,11 @@ async fn bench_device(a: &BenchArgs, path: &std::path::Path, device: &str) -> an
     let volume = Arc::new(workload::Device::open(path)?);
     line("START", device, &start_args(a, mode, pattern, block_bytes));
     line("INFO", device, "Starting pass");
-    let w = Workload {
-        mode,
-        block_bytes,
-        threads: a.threads,
-        duration: a.time,
-        pattern,
-        verify: a.verify,
-        range_bytes: match &a.range {
-            Some(r) => parse_size(r)?,
-            None => 0,
-        },
+    let range_bytes = match &a.range {
+        Some(r) => parse_size(r)?,
+        None => 0,
     };
+    let w = workload_of(a, mode, pattern, block_bytes, range_bytes);
     let report = workload::run_on(volume, w, a.heartbeat, heartbeat(device))
         .await
         .with_context(|| format!("benchmark on {device}"))?;
@@ -250,15 +262,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     );
     line("INFO", &device, "Starting pass");
     let started_ms = iolab_profiles::time::now_ms();
-    let w = Workload {
-        mode,
-        block_bytes,
-        threads: a.threads,
-        duration: a.time,
-        pattern,
-        verify: a.verify,
-        range_bytes,
-    };
+    let w = workload_of(&a, mode, pattern, block_bytes, range_bytes);
     let sessions = Arc::new(sessions);
     // The initiator's own counters for Prometheus, while the run lasts.
     let _metrics = match a.metrics {

@@ -11,10 +11,9 @@ use iolab_lab_core::netns_lab::{self, NetnsLab};
 use iolab_lab_core::notebook::{load_profile, open as open_store};
 use iolab_lab_core::profile::Profile;
 use iolab_lab_core::profile_run::{RunnerEvent, mode_name};
-use iolab_profiles::{Run, Store};
+use iolab_profiles::Store;
 
 use crate::cli::{HostsCmd, LabCmd, NetnsCmd, RunArgs};
-use crate::table;
 
 /// `iolab agent`: serves a controller on standard input and output.
 pub async fn agent(db: Option<&Path>) -> anyhow::Result<()> {
@@ -106,14 +105,7 @@ pub async fn run_across(
         HostsEvent::Sessions { .. } => {}
     })
     .await?;
-    let id = store.add_run(&run)?;
-    let run = Run {
-        id: Some(id),
-        ..run
-    };
-    print!("{}\n{}", table::header(&run), table::cells(&run.cells));
-    println!("stored as run {id} in {}", store.path().display());
-    Ok(())
+    crate::runner::store_and_print(store, run)
 }
 
 pub async fn hosts_cmd(db: Option<&Path>, c: HostsCmd) -> anyhow::Result<()> {

@@ -383,15 +383,7 @@ pub async fn run_cmd(db: Option<&Path>, a: RunArgs) -> anyhow::Result<()> {
             eprintln!("iolab: warning: {e:#}");
         }
     }
-    let run = result?;
-    let id = store.add_run(&run)?;
-    let run = Run {
-        id: Some(id),
-        ..run
-    };
-    print!("{}\n{}", table::header(&run), table::cells(&run.cells));
-    println!("stored as run {id} in {}", store.path().display());
-    Ok(())
+    crate::runner::store_and_print(&mut store, result?)
 }
 
 #[cfg(test)]

@@ -23,6 +23,22 @@ pub fn store_run(db: Option<&Path>, run: &Run) -> Option<i64> {
     }
 }
 
+/// Stores a run in `store` and prints its header, table and id.
+pub fn store_and_print(store: &mut iolab_profiles::Store, run: Run) -> anyhow::Result<()> {
+    let id = store.add_run(&run)?;
+    let run = Run {
+        id: Some(id),
+        ..run
+    };
+    print!(
+        "{}\n{}",
+        crate::table::header(&run),
+        crate::table::cells(&run.cells)
+    );
+    println!("stored as run {id} in {}", store.path().display());
+    Ok(())
+}
+
 /// Serves the initiator's counters of `source` (and the host's CPU) for
 /// Prometheus on `addr` while the returned task lives; says where on stderr.
 pub async fn serve_initiator_metrics(

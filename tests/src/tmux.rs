@@ -7,6 +7,25 @@ use std::time::{Duration, Instant};
 pub struct Tmux(pub String);
 
 impl Tmux {
+    /// A detached session `name` of `cols` x `rows` running a plain bash.
+    pub fn start(name: &str, cols: &str, rows: &str) -> Tmux {
+        let t = Tmux(name.to_string());
+        t.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            cols,
+            "-y",
+            rows,
+            "bash",
+            "--norc",
+            "--noprofile",
+        ]);
+        t
+    }
+
     pub fn cmd(&self, args: &[&str]) -> String {
         let out = Command::new("tmux").args(args).output().expect("tmux");
         String::from_utf8_lossy(&out.stdout).into_owned()

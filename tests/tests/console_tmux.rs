@@ -11,20 +11,7 @@ use iolab_tests::{TempDir, iolab_bin, require_peer, unique};
 /// A tmux session of 130 x `rows` running `shell_cmd`, once the console's target is up.
 fn console(shell_cmd: &str, rows: &str) -> Tmux {
     let name = format!("iolab-test-{}-{}", std::process::id(), unique());
-    let t = Tmux(name.clone());
-    t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "130",
-        "-y",
-        rows,
-        "bash",
-        "--norc",
-        "--noprofile",
-    ]);
+    let t = Tmux::start(&name, "130", rows);
     t.keys(&[shell_cmd, "Enter"]);
     t.wait_for("embedded target ready", Duration::from_secs(20));
     t

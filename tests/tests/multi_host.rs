@@ -145,20 +145,7 @@ fn console_watches_the_remote_target(d: &TempDir, db: &std::path::Path) {
     assert_ne!(short, text, "the exported profile changed shape: {text}");
     std::fs::write(&file, short).expect("write profile");
     let name = format!("iolab-multihost-{}", std::process::id());
-    let t = Tmux(name.clone());
-    t.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "150",
-        "-y",
-        "40",
-        "bash",
-        "--norc",
-        "--noprofile",
-    ]);
+    let t = Tmux::start(&name, "150", "40");
     let line = format!(
         "{} --db {} console {}; echo CONSOLE-EXITED $?",
         iolab_tests::iolab_bin().display(),

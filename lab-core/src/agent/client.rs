@@ -93,6 +93,19 @@ struct Pending {
 
 type PendingMap = Arc<std::sync::Mutex<HashMap<u64, Pending>>>;
 
+/// Ends every waiting request with `why`.
+fn fail_all(pending: &PendingMap, why: impl Fn() -> Failure) {
+    let all: Vec<Pending> = pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, p)| p)
+        .collect();
+    for p in all {
+        let _ = p.reply.send(Err(why()));
+    }
+}
+
 /// Lines of standard error kept for error messages.
 const STDERR_KEPT: usize = 12;
 
@@ -259,28 +272,12 @@ impl AgentLink {
                             // The stream is not the protocol any more: fail
                             // everything waiting rather than guess.
                             let msg = format!("{e}: {}", clip(&l));
-                            let all: Vec<Pending> = pending
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .drain()
-                                .map(|(_, p)| p)
-                                .collect();
-                            for p in all {
-                                let _ = p.reply.send(Err(Failure::Malformed(msg.clone())));
-                            }
+                            fail_all(&pending, || Failure::Malformed(msg.clone()));
                         }
                     }
                 }
                 ended.store(true, Ordering::SeqCst);
-                let all: Vec<Pending> = pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .drain()
-                    .map(|(_, p)| p)
-                    .collect();
-                for p in all {
-                    let _ = p.reply.send(Err(Failure::Gone));
-                }
+                fail_all(&pending, || Failure::Gone);
             });
         }
         Ok(AgentLink {
