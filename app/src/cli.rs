@@ -69,7 +69,12 @@ pub enum Command {
     Guest(GuestCmd),
     /// Serve a controller on standard input and output (started by iolab
     /// over ssh on a lab host; not for people).
-    Agent,
+    Agent {
+        /// Say hello only after a first line arrives (a channel that exists
+        /// before its controller connects, as a guest's virtio-serial port).
+        #[arg(long)]
+        wait_for_input: bool,
+    },
     /// A profile's lab hosts: check how each is reached, copy iolab there.
     #[command(subcommand)]
     Hosts(HostsCmd),
@@ -102,9 +107,10 @@ pub enum LabCmd {
     /// Two network namespaces joined by a veth pair, each with its own sshd.
     #[command(subcommand)]
     Netns(NetnsCmd),
-    /// Relay standard input and output to a TCP address (an ssh ProxyCommand).
+    /// Relay standard input and output to a TCP address (an ssh
+    /// ProxyCommand) or a Unix socket's path (a guest's agent channel).
     #[command(hide = true)]
-    Relay { addr: std::net::SocketAddr },
+    Relay { addr: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -211,7 +211,11 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
             AccelArg::Kvm => Accel::Kvm,
             AccelArg::Tcg => Accel::Tcg,
         },
-        micro: None,
+        // The micro image: with no command it serves the agent channel.
+        micro: Some(iolab_lab_core::guest::Micro {
+            ip: a.ip.clone(),
+            command: a.args.clone(),
+        }),
     };
     let ps = GuestPaths::new(match a.dir {
         Some(d) => d,

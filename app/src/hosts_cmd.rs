@@ -16,12 +16,13 @@ use iolab_profiles::Store;
 use crate::cli::{HostsCmd, LabCmd, NetnsCmd, RunArgs};
 
 /// `iolab agent`: serves a controller on standard input and output.
-pub async fn agent(db: Option<&Path>) -> anyhow::Result<()> {
+pub async fn agent(db: Option<&Path>, wait_for_input: bool) -> anyhow::Result<()> {
     agent::serve(
         tokio::io::BufReader::new(tokio::io::stdin()),
         tokio::io::stdout(),
         agent::AgentOptions {
             db: db.map(Path::to_path_buf),
+            wait_for_input,
         },
     )
     .await
@@ -134,6 +135,8 @@ pub async fn hosts_cmd(db: Option<&Path>, c: HostsCmd) -> anyhow::Result<()> {
                             hello.build,
                             if hello.build == mine {
                                 ", this build"
+                            } else if h.guest.is_some() {
+                                ", the guest image's"
                             } else {
                                 ", another build: iolab hosts push"
                             },
@@ -242,12 +245,31 @@ pub async fn lab_cmd(c: LabCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Copies standard input to `addr` and what comes back to standard output.
-async fn relay(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let sock = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let (mut r, mut w) = sock.into_split();
+/// Copies standard input to `addr` (a TCP address, or a Unix socket's
+/// path) and what comes back to standard output.
+async fn relay(addr: String) -> anyhow::Result<()> {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => {
+            let sock = tokio::net::TcpStream::connect(a)
+                .await
+                .with_context(|| format!("connecting to {a}"))?;
+            let (r, w) = sock.into_split();
+            pump(r, w).await
+        }
+        Err(_) => {
+            let sock = tokio::net::UnixStream::connect(&addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            let (r, w) = sock.into_split();
+            pump(r, w).await
+        }
+    }
+}
+
+async fn pump(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    mut w: impl tokio::io::AsyncWrite + Unpin,
+) -> anyhow::Result<()> {
     let up = async {
         let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut w).await;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;

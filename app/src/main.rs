@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
     let db = args.db.clone();
     let lab_profile = args.profile.clone();
     let metrics = args.metrics;
-    if matches!(args.command, Some(cli::Command::Agent)) {
+    if matches!(args.command, Some(cli::Command::Agent { .. })) {
         logging::init_with(false, args.verbose, "warn");
     } else {
         logging::init(console_mode, args.verbose);
@@ -80,7 +80,9 @@ fn main() -> std::process::ExitCode {
             Some(cli::Command::Pci(a)) => pci_cmd::pci_cmd(db.as_deref(), a),
             Some(cli::Command::Guest(c)) => guest_cmd::guest_cmd(db.as_deref(), c),
             Some(cli::Command::Hosts(c)) => hosts_cmd::hosts_cmd(db.as_deref(), c).await,
-            Some(cli::Command::Agent) => exit_now(hosts_cmd::agent(db.as_deref()).await),
+            Some(cli::Command::Agent { wait_for_input }) => {
+                exit_now(hosts_cmd::agent(db.as_deref(), wait_for_input).await)
+            }
             Some(cli::Command::Lab(c)) => {
                 let relay = matches!(c, cli::LabCmd::Relay { .. });
                 let r = hosts_cmd::lab_cmd(c).await;

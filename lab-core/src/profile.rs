@@ -75,7 +75,12 @@ pub struct Profile {
 pub struct HostSpec {
     pub name: String,
     /// `user@host` or an alias of the ssh configuration; "local" for this host.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ssh: String,
+    /// Or a running micro-guest, reached through its agent channel: a guest's
+    /// name (its state directory), or the absolute path of its directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// A private key file (`ssh -i`).
@@ -93,6 +98,10 @@ pub struct HostSpec {
     /// The host's lab address: where initiators reach a target that listens on a wildcard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::IpAddr>,
+    /// Where initiators reach this host's target when that is neither its
+    /// bound address nor `address` (a port forwarded through NAT to a guest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal: Option<std::net::SocketAddr>,
 }
 
 impl HostSpec {
@@ -471,10 +480,20 @@ impl Profile {
             if self.hosts[..i].iter().any(|o| o.name == h.name) {
                 out.push(format!("hosts: '{}' is named twice", h.name));
             }
-            if h.ssh.trim().is_empty()
-                || h.ssh.starts_with('-')
-                || h.ssh.contains(char::is_whitespace)
-            {
+            match (&h.guest, h.ssh.is_empty()) {
+                (Some(_), false) => {
+                    out.push(format!("hosts.{}: give ssh or guest, not both", h.name))
+                }
+                (None, true) => out.push(format!(
+                    "hosts.{}: needs ssh (user@host, an alias, or \"local\") or guest",
+                    h.name
+                )),
+                (Some(g), true) if g.trim().is_empty() => {
+                    out.push(format!("hosts.{}: guest is empty", h.name))
+                }
+                _ => {}
+            }
+            if h.ssh.starts_with('-') || h.ssh.contains(char::is_whitespace) {
                 out.push(format!(
                     "hosts.{}: ssh '{}' must be user@host, an ssh alias, or \"local\"",
                     h.name, h.ssh

@@ -203,6 +203,112 @@ fn the_kernel_initiator_in_a_guest_writes_reads_back_and_joins_the_matrix() {
     }
 }
 
+/// Guests as lab hosts, as the seed ran it: the target in micro-guest A, the
+/// initiator in micro-guest B, both reached by the host's controller
+/// through their agent channels (virtio-serial); B reaches A's target
+/// through a port forwarded to A. One verified run, both guests' facts,
+/// and both sides' per-connection bytes agreeing.
+#[test]
+fn two_guests_are_lab_hosts_target_in_one_initiator_in_the_other() {
+    let Some((k, i)) = image() else { return };
+    let d = TempDir::new("guest-hosts");
+    let port = iolab_tests::free_port();
+    let start = |name: &str, extra: &[&str]| {
+        let mut c = guest_boot(&k, &i, &d.0.join(name));
+        c.args(["--name", name, "--timeout", "10m"])
+            .args(extra)
+            .env("IOLAB_LOG", "warn")
+            .stderr(std::process::Stdio::null());
+        Proc::spawn(&mut c)
+    };
+    let forward = format!("127.0.0.1:{port}=3260");
+    let mut ga = start("ga", &["--forward", &forward]);
+    let mut gb = start("gb", &[]);
+    for g in [&mut ga, &mut gb] {
+        g.wait_line("IOLAB-AGENT /dev/vport", Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("no agent channel in the guest: {:?}", g.lines));
+    }
+    let profile = d.0.join("two-guests.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "format = 1\nname = \"two-guests\"\n[target]\nlisten = [\"0.0.0.0:3260\"]\n\
+             [[target.targets]]\niqn = \"iqn.2026-12.io.iolab:two-guests\"\n\
+             [[target.targets.luns]]\nlun = 0\nbackstore = {{ kind = \"ramdisk\", size = 67108864 }}\n\
+             [workload]\nmodes = [\"write\", \"read\"]\nconnections = [1, 2]\nblock_size = \"64k\"\n\
+             threads = 8\ntime = \"2s\"\nverify = true\n\
+             [[hosts]]\nname = \"ga\"\nguest = \"{}\"\nportal = \"10.0.2.2:{port}\"\n\
+             [[hosts]]\nname = \"gb\"\nguest = \"{}\"\n\
+             [roles]\ntarget = \"ga\"\ninitiator = \"gb\"\n",
+            d.0.join("ga").display(),
+            d.0.join("gb").display()
+        ),
+    )
+    .unwrap();
+    let db = d.0.join("lab.db");
+    let (ok, out) = run(
+        iolab().arg("--db").arg(&db).arg("run").arg(&profile),
+        Duration::from_secs(300),
+    );
+    assert!(ok, "{out}");
+    // Both hosts are the guests: their own kernel and NIC.
+    for h in [
+        "host ga (target): kernel 6.",
+        "host gb (initiator): kernel 6.",
+    ] {
+        assert!(out.contains(h), "{h} in {out}");
+    }
+    assert_eq!(out.matches("via eth0 (virtio_net)").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("the target saw: cid 0 10.0.2.2:").count(),
+        4,
+        "{out}"
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("stored as run "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let (ok, json) = run(
+        iolab()
+            .arg("--db")
+            .arg(&db)
+            .args(["runs", "export", &id, "--format", "json"]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{json}");
+    let run: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut sums: std::collections::BTreeMap<(String, u64, u64), u64> = Default::default();
+    for p in run["series"].as_array().unwrap() {
+        *sums
+            .entry((
+                p["side"].as_str().unwrap_or("").to_string(),
+                p["cell"].as_u64().unwrap_or(0),
+                p["cid"].as_u64().unwrap_or(0),
+            ))
+            .or_default() +=
+            p["read_bytes"].as_u64().unwrap_or(0) + p["write_bytes"].as_u64().unwrap_or(0);
+    }
+    let mut compared = 0;
+    for ((side, cell, cid), ini) in &sums {
+        if side == "initiator" {
+            let tgt = sums[&("target".to_string(), *cell, *cid)];
+            assert!(
+                *ini > 0 && (*ini as f64 - tgt as f64).abs() <= 0.01 * *ini as f64,
+                "cell {cell} cid {cid}: {ini} vs {tgt}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 6, "{sums:?}");
+    for (g, name) in [(&mut ga, "ga"), (&mut gb, "gb")] {
+        iolab_tests::kill_guest_qemu(&d.0.join(name));
+        g.kill();
+        assert_eq!(qemus_in(&d.0.join(name)), "", "qemu left running");
+    }
+}
+
 fn tap_netns(tag: &str, taps: &[&str], bridge: Option<&str>) -> NetnsPair {
     let n = NetnsPair::new(tag);
     let ip = |args: &[&str]| {

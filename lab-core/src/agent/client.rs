@@ -164,6 +164,11 @@ impl AgentLink {
                 }
             });
         }
+        // An empty line first: an agent that waits for input before its hello
+        // (a guest's) answers it; any other ignores it.
+        let mut stdin = stdin;
+        let _ = stdin.write_all(b"\n").await;
+        let _ = stdin.flush().await;
         let mut lines = BufReader::new(stdout).lines();
         let stderr_text = |q: &Arc<std::sync::Mutex<VecDeque<String>>>| {
             let q = q.lock().unwrap_or_else(|e| e.into_inner());

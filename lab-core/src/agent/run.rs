@@ -97,10 +97,11 @@ pub async fn run_across_hosts(
         let Some(s) = spec(name) else {
             return Err(LabError::Profile(format!("no host named {name}")));
         };
-        on(HostsEvent::Note(format!(
-            "host {name}: connecting ({})",
-            s.ssh
-        )));
+        let how = match &s.guest {
+            Some(g) => format!("guest {g}"),
+            None => s.ssh.clone(),
+        };
+        on(HostsEvent::Note(format!("host {name}: connecting ({how})")));
         match ssh::connect(&s, opts.db.as_deref(), opts.push, |m| {
             on(HostsEvent::Note(m))
         })
@@ -386,6 +387,9 @@ fn two<'a>(hosts: &'a [HostLink], a: &str, b: &str) -> (&'a HostLink, &'a HostLi
 /// Where the initiator host reaches the target: its bound address, or the
 /// host's lab `address` when the target listens on a wildcard.
 fn reachable(spec: &HostSpec, addrs: &[SocketAddr]) -> Result<SocketAddr, AgentError> {
+    if let Some(p) = spec.portal {
+        return Ok(p);
+    }
     let Some(a) = addrs.first() else {
         return Err(AgentError::Refused {
             host: spec.name.clone(),

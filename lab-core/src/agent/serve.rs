@@ -27,6 +27,10 @@ use crate::tuning::{self, Namespace, TuneHost};
 pub struct AgentOptions {
     /// This host's notebook (where tuning originals are recorded).
     pub db: Option<PathBuf>,
+    /// Say hello only once a first line arrives: on a channel that exists
+    /// before anyone listens (a guest's virtio-serial port), a hello sent
+    /// early would be lost.
+    pub wait_for_input: bool,
 }
 
 #[derive(Default)]
@@ -81,11 +85,15 @@ where
             }
         }
     });
-    let _ = tx.send(line(&FromAgent::Hello(hello())));
     let state = Arc::new(Mutex::new(State::default()));
     let mut input = input;
     let mut buf = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut greeted = false;
+    if !opts.wait_for_input {
+        let _ = tx.send(line(&FromAgent::Hello(hello())));
+        greeted = true;
+    }
     loop {
         buf.clear();
         let n = (&mut input)
@@ -94,6 +102,10 @@ where
             .await?;
         if n == 0 {
             break;
+        }
+        if !greeted {
+            let _ = tx.send(line(&FromAgent::Hello(hello())));
+            greeted = true;
         }
         if buf.last() != Some(&b'\n') && buf.len() > MAX_LINE {
             let _ = tx.send(line(&FromAgent::Malformed {
@@ -295,6 +307,30 @@ async fn handle(
 mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, BufReader};
+
+    #[tokio::test]
+    async fn waiting_for_input_it_says_hello_only_when_a_line_comes() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_r, server_w) = tokio::io::split(server);
+        let opts = AgentOptions {
+            wait_for_input: true,
+            ..AgentOptions::default()
+        };
+        let agent = tokio::spawn(serve(BufReader::new(server_r), server_w, opts));
+        let (client_r, mut client_w) = tokio::io::split(client);
+        let mut r = BufReader::new(client_r).lines();
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(300), r.next_line()).await;
+        assert!(early.is_err(), "a hello before any input: {early:?}");
+        client_w.write_all(b"\n").await.unwrap();
+        let l = r.next_line().await.unwrap().unwrap();
+        assert!(matches!(
+            super::super::proto::parse_from_agent(&l).unwrap(),
+            FromAgent::Hello(_)
+        ));
+        drop(client_w);
+        agent.await.unwrap().unwrap();
+    }
 
     /// Sends `lines`, reads `expect` messages, ends the input, reads the rest.
     async fn ask(lines: &str, expect: usize) -> Vec<FromAgent> {

@@ -110,6 +110,28 @@ pub fn remote_agent_command(spec: &HostSpec, build: &str) -> String {
 
 /// The command that starts `spec`'s agent; `db` is this host's notebook for a local agent.
 pub fn agent_command(spec: &HostSpec, db: Option<&Path>) -> std::io::Result<Command> {
+    if let Some(g) = &spec.guest {
+        // A micro-guest's agent, through its virtio-serial channel's socket.
+        let dir = if Path::new(g).is_absolute() {
+            PathBuf::from(g)
+        } else {
+            crate::guest::lifecycle::state_dir(g)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?
+        };
+        let sock = crate::guest::command::GuestPaths::new(dir).agent();
+        if !sock.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} does not exist: is guest {g} running (iolab guest start {g})?",
+                    sock.display()
+                ),
+            ));
+        }
+        let mut c = Command::new(std::env::current_exe()?);
+        c.args(["lab", "relay"]).arg(sock);
+        return Ok(c);
+    }
     if spec.is_local() {
         let mut c = Command::new(std::env::current_exe()?);
         c.arg("agent");
@@ -200,7 +222,7 @@ pub async fn connect(
         .await
     };
     let first = start().await;
-    if spec.is_local() || !push_if_needed {
+    if spec.is_local() || spec.guest.is_some() || !push_if_needed {
         return first;
     }
     let why = match &first {
@@ -231,7 +253,7 @@ pub async fn connect(
 
 /// Ends the ssh master connection to `spec` (left by ControlPersist).
 pub async fn stop_master(spec: &HostSpec) {
-    if spec.is_local() {
+    if spec.is_local() || spec.guest.is_some() {
         return;
     }
     let control = control_dir();
@@ -264,6 +286,8 @@ mod tests {
             iolab: Some("/opt/it's/iolab".into()),
             ifaces: vec![],
             address: None,
+            guest: None,
+            portal: None,
         }
     }
 

@@ -27,7 +27,15 @@ impl GuestPaths {
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
     }
+    /// A micro-guest's agent channel (virtio-serial port `io.iolab.agent`):
+    /// `iolab agent` in the guest, reached through this socket.
+    pub fn agent(&self) -> PathBuf {
+        self.dir.join("agent.sock")
+    }
 }
+
+/// The name of the micro-guest's agent port (virtio-serial).
+pub const AGENT_PORT: &str = "io.iolab.agent";
 
 /// The accelerator qemu will use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +160,21 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
     }
     for bdf in &def.pci {
         push(&["-device", &format!("vfio-pci,host={bdf}")]);
+    }
+    if def.micro.is_some() {
+        // The micro-guest's agent channel: no network needed to reach it.
+        push(&["-device", "virtio-serial-pci,id=vser0"]);
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=agent0,path={},server=on,wait=off",
+                p(&paths.agent())
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!("virtserialport,bus=vser0.0,chardev=agent0,name={AGENT_PORT}"),
+        ]);
     }
     a.extend(def.extra_args.iter().cloned());
     a

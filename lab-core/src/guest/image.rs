@@ -12,10 +12,12 @@ use super::cpio::CpioWriter;
 
 /// Modules the guest loads (with their dependencies) for its virtio NIC and
 /// disks, and for the kernel's iSCSI initiator (its disks are SCSI disks).
-const MODULES: [&str; 6] = [
+const MODULES: [&str; 7] = [
     "virtio_pci",
     "virtio_net",
     "virtio_blk",
+    // The agent's virtio-serial port.
+    "virtio_console",
     "iscsi_tcp",
     "sd_mod",
     // libiscsi_tcp asks the crypto API for crc32c when a connection is made.
@@ -63,8 +65,18 @@ if [ -s /tmp/cmd.b64 ]; then
   /bin/iolab "$@"
   rc=$?
 else
-  # No command: stay up as a lab guest until qemu is told to quit.
+  # No command: stay up as a lab guest until qemu is told to quit, serving
+  # iolab's agent on the virtio-serial port io.iolab.agent (a lab host).
   echo "IOLAB-IDLE"
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = io.iolab.agent ] && AGENT="/dev/${p##*/}"
+  done
+  if [ -n "$AGENT" ]; then
+    echo "IOLAB-AGENT $AGENT"
+    # Each controller gets an agent of its own; none connected: wait.
+    # One open, read and write: a virtio port opens only once.
+    while true; do /bin/iolab agent --wait-for-input <>"$AGENT" >&0; sleep 0.5; done
+  fi
   while true; do sleep 3600; done
 fi
 echo "IOLAB-EXIT $rc"
