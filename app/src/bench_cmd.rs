@@ -304,6 +304,7 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         lun: url.lun,
         mode,
         connections: a.initiator.connections,
+        initiator: iolab_lab_core::profile::InitiatorKind::Iolab,
     };
     let run = iolab_profiles::Run {
         id: None,
@@ -531,6 +532,7 @@ async fn kernel_cells(
                 lun: url.lun,
                 mode,
                 connections: 1,
+                initiator: iolab_lab_core::profile::InitiatorKind::Iolab,
             };
             let mut cell = cell_of(&plan, 1, p, block_bytes, &report);
             cell.initiator = "open-iscsi".into();
@@ -603,6 +605,7 @@ impl Adhoc<'_> {
                 pattern: self.pattern,
                 verify: self.verify,
                 range: self.range,
+                initiators: vec![iolab_lab_core::profile::InitiatorKind::Iolab],
             },
             guests: Vec::new(),
             hosts: Vec::new(),

@@ -221,6 +221,7 @@ fn profile_from_args(a: &SaveArgs) -> anyhow::Result<Profile> {
             pattern: crate::cli::pattern_of(a.pattern),
             verify: a.verify,
             range: None,
+            initiators: vec![iolab_lab_core::profile::InitiatorKind::Iolab],
         },
         guests: Vec::new(),
         hosts: Vec::new(),

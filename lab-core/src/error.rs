@@ -16,6 +16,8 @@ pub enum LabError {
     },
     #[error(transparent)]
     Device(#[from] iolab_storage::StorageError),
+    #[error("open-iscsi: {0}")]
+    KernelInitiator(#[from] crate::kernel_initiator::KernelInitiatorError),
     #[error("the target is not running")]
     TargetNotRunning,
     #[error("a workload needs at least one session")]

@@ -209,6 +209,37 @@ pub struct WorkloadMatrix {
     /// Use only the first SIZE bytes of each LUN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
+    /// The initiators that run the matrix, one row set each, as the seed
+    /// compared Core-iSCSI with Open-iSCSI (default: iolab's alone).
+    #[serde(default = "iolab_only", skip_serializing_if = "is_iolab_only")]
+    pub initiators: Vec<InitiatorKind>,
+}
+
+/// An initiator a cell runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitiatorKind {
+    /// iolab's embedded initiator (MC/S: every connection count).
+    #[default]
+    Iolab,
+    /// The Linux kernel's, through open-iscsi (one connection per session).
+    OpenIscsi,
+}
+
+impl InitiatorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            InitiatorKind::Iolab => "iolab",
+            InitiatorKind::OpenIscsi => "open-iscsi",
+        }
+    }
+}
+
+fn iolab_only() -> Vec<InitiatorKind> {
+    vec![InitiatorKind::Iolab]
+}
+fn is_iolab_only(v: &[InitiatorKind]) -> bool {
+    v == [InitiatorKind::Iolab]
 }
 
 fn one() -> Vec<u32> {
@@ -224,6 +255,8 @@ pub struct CellPlan {
     pub lun: u64,
     pub mode: Mode,
     pub connections: u32,
+    #[serde(default)]
+    pub initiator: InitiatorKind,
 }
 
 /// A workload field that cannot be used, by field.
@@ -265,18 +298,27 @@ impl WorkloadMatrix {
         }
     }
 
-    /// The cells in run order: LUN, then mode, then connections (the seed's table order).
+    /// The cells in run order: LUN, then initiator, then mode, then
+    /// connections (the seed's table order); the kernel's initiator runs
+    /// one connection per session only.
     pub fn cells(&self, default_lun: u64) -> Vec<CellPlan> {
         let luns = self.luns.clone().unwrap_or_else(|| vec![default_lun]);
         let mut out = Vec::new();
         for &lun in &luns {
-            for &mode in &self.modes {
-                for &connections in &self.connections {
-                    out.push(CellPlan {
-                        lun,
-                        mode,
-                        connections,
-                    });
+            for &initiator in &self.initiators {
+                for &mode in &self.modes {
+                    let conns: &[u32] = match initiator {
+                        InitiatorKind::Iolab => &self.connections,
+                        InitiatorKind::OpenIscsi => &[1],
+                    };
+                    for &connections in conns {
+                        out.push(CellPlan {
+                            lun,
+                            mode,
+                            connections,
+                            initiator,
+                        });
+                    }
                 }
             }
         }
@@ -411,6 +453,9 @@ impl Profile {
         let w = &self.workload;
         if w.modes.is_empty() {
             out.push("workload.modes is empty".into());
+        }
+        if w.initiators.is_empty() {
+            out.push("workload.initiators is empty".into());
         }
         if w.connections.is_empty() || w.connections.iter().any(|c| !(1..=8).contains(c)) {
             out.push("workload.connections must list counts from 1 to 8".into());
@@ -656,7 +701,8 @@ mod tests {
             CellPlan {
                 lun: 0,
                 mode: Mode::Read,
-                connections: 1
+                connections: 1,
+                initiator: InitiatorKind::Iolab,
             }
         );
         assert_eq!(cells[11].mode, Mode::Rw);

@@ -13,7 +13,7 @@ use iolab_profiles::time::now_ms;
 use iolab_profiles::{Cell, Run, SeriesPoint};
 
 use crate::error::LabError;
-use crate::profile::{CellPlan, Profile};
+use crate::profile::{CellPlan, InitiatorKind, Profile};
 use crate::sampler::DEFAULT_INTERVAL;
 use crate::series::Recorder;
 use crate::workload::{self, Mode, Progress, Report, Workload};
@@ -211,6 +211,18 @@ pub async fn run_cell(
     let url = profile
         .lun_url(plan.lun, addr)
         .ok_or_else(|| LabError::Profile("no target to run on".into()))?;
+    let load = Workload {
+        mode: plan.mode,
+        block_bytes,
+        threads: w.threads,
+        duration,
+        pattern: w.pattern,
+        verify: w.verify,
+        range_bytes,
+    };
+    if plan.initiator == InitiatorKind::OpenIscsi {
+        return kernel_cell(profile, plan, &url, load, on).await;
+    }
     let opts = profile.initiator.options(plan.connections);
     let mut sessions = Vec::new();
     for _ in 0..profile.initiator.sessions {
@@ -221,15 +233,6 @@ pub async fn run_cell(
     let sessions = Arc::new(sessions);
     live.set(Some((sessions.clone(), opts.initiator_name.clone())));
     let mut sampler = Recorder::new(index as u32, &sessions);
-    let load = Workload {
-        mode: plan.mode,
-        block_bytes,
-        threads: w.threads,
-        duration,
-        pattern: w.pattern,
-        verify: w.verify,
-        range_bytes,
-    };
     let report = workload::run(sessions.clone(), load, DEFAULT_INTERVAL, |p| {
         sampler.sample(&sessions, p.elapsed);
         on(CellEvent::Progress {
@@ -261,6 +264,60 @@ pub async fn run_cell(
     Ok(CellDone {
         cell: cell_of(plan, granted, profile, block_bytes, &report),
         series: sampler.into_points(),
+    })
+}
+
+/// A cell on the Linux kernel's initiator: iscsiadm logs in, the workload
+/// runs on its disk with O_DIRECT, iscsiadm logs out. Its connection's
+/// counters are the kernel's, so only the target's side has a series.
+async fn kernel_cell(
+    profile: &Profile,
+    plan: &CellPlan,
+    url: &iolab_iscsi::initiator::IscsiUrl,
+    load: Workload,
+    mut on: impl FnMut(CellEvent<'_>),
+) -> Result<CellDone, LabError> {
+    use crate::kernel_initiator::{self, KernelQueue};
+    let q = KernelQueue {
+        cmds_max: profile.initiator.queue_depth,
+        queue_depth: profile.initiator.cmd_per_lun,
+    };
+    let u = url.clone();
+    let joined = |e: tokio::task::JoinError| LabError::Profile(format!("the iscsiadm thread: {e}"));
+    let disk = tokio::task::spawn_blocking(move || kernel_initiator::login(&u, q))
+        .await
+        .map_err(joined)??;
+    on(CellEvent::Started { granted: 1 });
+    let block_bytes = load.block_bytes;
+    let report = match workload::Device::open(&disk.device) {
+        Ok(dev) => {
+            workload::run_on(Arc::new(dev), load, DEFAULT_INTERVAL, |p| {
+                on(CellEvent::Progress {
+                    progress: p,
+                    sessions: &[],
+                })
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let _ = tokio::task::spawn_blocking(move || kernel_initiator::logout(&disk)).await;
+    let report = report?;
+    if !report.passed() {
+        return Err(LabError::CellFailed {
+            mode: mode_name(plan.mode),
+            lun: plan.lun,
+            connections: 1,
+            errors: report.errors,
+            mismatches: report.mismatches,
+            first: report.first_error.clone(),
+        });
+    }
+    let mut cell = cell_of(plan, 1, profile, block_bytes, &report);
+    cell.initiator = plan.initiator.name().into();
+    Ok(CellDone {
+        cell,
+        series: Vec::new(),
     })
 }
 

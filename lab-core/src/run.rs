@@ -98,6 +98,7 @@ impl RunForm {
                 pattern: Pattern::Seq,
                 verify: self.verify,
                 range: (self.range_bytes > 0).then(|| self.range_bytes.to_string()),
+                initiators: vec![crate::profile::InitiatorKind::Iolab],
             },
             guests: Vec::new(),
             hosts: Vec::new(),
@@ -131,6 +132,7 @@ impl RunForm {
             lun: parsed.as_ref().map_or(0, |u| u.lun),
             mode: self.mode,
             connections: self.connections,
+            initiator: crate::profile::InitiatorKind::Iolab,
         };
         let peer = parsed.as_ref().and_then(IscsiUrl::host_ip);
         Run {

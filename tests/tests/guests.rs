@@ -206,7 +206,8 @@ fn the_kernel_initiator_in_a_guest_writes_reads_back_and_joins_the_matrix() {
 /// Guests as lab hosts, as the seed ran it: the target in micro-guest A, the
 /// initiator in micro-guest B, both reached by the host's controller
 /// through their agent channels (virtio-serial); B reaches A's target
-/// through a port forwarded to A. One verified run, both guests' facts,
+/// through a port forwarded to A. One verified run with rows for iolab's
+/// initiator and the kernel's (open-iscsi in guest B), both guests' facts,
 /// and both sides' per-connection bytes agreeing.
 #[test]
 fn two_guests_are_lab_hosts_target_in_one_initiator_in_the_other() {
@@ -236,7 +237,8 @@ fn two_guests_are_lab_hosts_target_in_one_initiator_in_the_other() {
              [[target.targets]]\niqn = \"iqn.2026-12.io.iolab:two-guests\"\n\
              [[target.targets.luns]]\nlun = 0\nbackstore = {{ kind = \"ramdisk\", size = 67108864 }}\n\
              [workload]\nmodes = [\"write\", \"read\"]\nconnections = [1, 2]\nblock_size = \"64k\"\n\
-             threads = 8\ntime = \"2s\"\nverify = true\n\
+             threads = 8\ntime = \"2s\"\nverify = true\nrange = \"8M\"\n\
+             initiators = [\"iolab\", \"open-iscsi\"]\n\
              [[hosts]]\nname = \"ga\"\nguest = \"{}\"\nportal = \"10.0.2.2:{port}\"\n\
              [[hosts]]\nname = \"gb\"\nguest = \"{}\"\n\
              [roles]\ntarget = \"ga\"\ninitiator = \"gb\"\n",
@@ -261,7 +263,26 @@ fn two_guests_are_lab_hosts_target_in_one_initiator_in_the_other() {
     assert_eq!(out.matches("via eth0 (virtio_net)").count(), 2, "{out}");
     assert_eq!(
         out.matches("the target saw: cid 0 10.0.2.2:").count(),
-        4,
+        6,
+        "{out}"
+    );
+    // The kernel's initiator in guest B ran its own rows, as the seed
+    // compared Open-iSCSI with Core-iSCSI.
+    let rows: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("iolab ") || l.starts_with("open-iscsi "))
+        .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "iolab 0 write 1",
+            "iolab 0 write 2",
+            "iolab 0 read 1",
+            "iolab 0 read 2",
+            "open-iscsi 0 write 1",
+            "open-iscsi 0 read 1",
+        ],
         "{out}"
     );
     let id = out

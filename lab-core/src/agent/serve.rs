@@ -328,8 +328,13 @@ mod tests {
             super::super::proto::parse_from_agent(&l).unwrap(),
             FromAgent::Hello(_)
         ));
-        drop(client_w);
-        agent.await.unwrap().unwrap();
+        // The end of the input ends the agent.
+        client_w.shutdown().await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), agent)
+            .await
+            .expect("the agent ended with its input")
+            .unwrap()
+            .unwrap();
     }
 
     /// Sends `lines`, reads `expect` messages, ends the input, reads the rest.
