@@ -21,7 +21,33 @@ mod watch_cmd;
 
 use clap::Parser;
 
+/// Output cut short by its reader (`iolab man | head`) ends the command
+/// quietly, as `cat` does: a closed pipe is not an error worth a message.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let args = cli::Cli::parse();
     let console_mode = matches!(args.command, None | Some(cli::Command::Console { .. }));
     let db = args.db.clone();
@@ -92,6 +118,7 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::from(141),
         Err(e) => {
             eprintln!("iolab: {e:#}");
             std::process::ExitCode::FAILURE

@@ -154,3 +154,27 @@ fn completions_and_the_manual_come_from_the_commands() {
     );
     assert!(!ok && out.contains("invalid value 'tcsh'"), "{out}");
 }
+
+/// Output cut short by its reader ends the command quietly, as `cat` does:
+/// no "Broken pipe" message, no panic.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let bin = iolab_tests::iolab_bin();
+    for args in ["man", "completions bash", "profile show seed-lio-kvm"] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; {} {args} | head -c 1 >/dev/null; echo \"rc=${{PIPESTATUS[0]}}\" >&2",
+                bin.display()
+            ))
+            .output()
+            .expect("bash");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("panicked"),
+            "{args}: {err}"
+        );
+        let rc = err.trim().rsplit("rc=").next().unwrap_or("");
+        assert!(rc == "0" || rc == "141", "{args}: {err}");
+    }
+}
