@@ -5,9 +5,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use iolab_iscsi::initiator::{self, InitiatorOptions, IscsiUrl, Session};
 use iolab_lab_core::profile::{
-    CellPlan, InitiatorSettings, PROFILE_FORMAT, Profile, WorkloadMatrix,
+    CellPlan, InitiatorKind, InitiatorSettings, PROFILE_FORMAT, Profile, WorkloadMatrix,
 };
-use iolab_lab_core::profile_run::{cell_of, mode_name};
+use iolab_lab_core::profile_run::cell_of;
 use iolab_lab_core::workload::{self, Mode, Pattern, Progress, Report, Workload};
 use iolab_storage::backstore::parse_size;
 
@@ -74,22 +74,6 @@ fn kernel_queue(a: &InitiatorArgs) -> kernel_initiator::KernelQueue {
         cmds_max: a.queue_depth,
         queue_depth: a.cmd_per_lun,
     }
-}
-
-/// Logs the kernel's initiator in to `url` (iscsiadm blocks: off the runtime).
-async fn kernel_login(
-    url: &IscsiUrl,
-    q: kernel_initiator::KernelQueue,
-) -> anyhow::Result<kernel_initiator::KernelDisk> {
-    let u = url.clone();
-    let disk = tokio::task::spawn_blocking(move || kernel_initiator::login(&u, q))
-        .await
-        .context("the login thread")??;
-    Ok(disk)
-}
-
-async fn kernel_logout(disk: kernel_initiator::KernelDisk) {
-    let _ = tokio::task::spawn_blocking(move || kernel_initiator::logout(&disk)).await;
 }
 
 /// disktest's heartbeat lines: each direction's rate since the last one.
@@ -221,10 +205,10 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
     }
     if a.via == Via::OpenIscsi {
         let url = IscsiUrl::parse(&a.url, false)?;
-        let disk = kernel_login(&url, kernel_queue(&a.initiator)).await?;
+        let disk = kernel_initiator::attach(&url, kernel_queue(&a.initiator)).await?;
         let shown = format!("{} (open-iscsi {})", disk.device.display(), url.portal());
         let r = bench_device(&a, &disk.device, &shown).await;
-        kernel_logout(disk).await;
+        kernel_initiator::detach(disk).await;
         return r;
     }
     let url = IscsiUrl::parse(&a.url, false)?;
@@ -298,13 +282,14 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         pattern,
         verify: a.verify,
         range: a.range.clone(),
+        initiators: vec![InitiatorKind::Iolab],
     }
     .profile();
     let plan = CellPlan {
         lun: url.lun,
         mode,
         connections: a.initiator.connections,
-        initiator: iolab_lab_core::profile::InitiatorKind::Iolab,
+        initiator: InitiatorKind::Iolab,
     };
     let run = iolab_profiles::Run {
         id: None,
@@ -493,63 +478,6 @@ fn print_report(device: &str, r: &Report, sessions: &[Session]) {
     );
 }
 
-/// The matrix's rows for the kernel's initiator: one session of one
-/// connection (open-iscsi has no MC/S), every mode, on its /dev/sdX.
-async fn kernel_cells(
-    a: &MatrixArgs,
-    p: &Profile,
-    url: &IscsiUrl,
-) -> anyhow::Result<Vec<iolab_profiles::Cell>> {
-    let block_bytes = p
-        .workload
-        .block_bytes()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let disk = kernel_login(url, kernel_queue(&a.initiator)).await?;
-    eprintln!(
-        "open-iscsi: logged in to {} at {}; LUN {} is {}",
-        disk.target,
-        disk.portal,
-        url.lun,
-        disk.device.display()
-    );
-    let result = async {
-        let volume = Arc::new(workload::Device::open(&disk.device)?);
-        let mut cells = Vec::new();
-        for mode in crate::cli::modes_of(&a.shape.modes) {
-            eprintln!("cell: {} via open-iscsi, 1 connection", mode_name(mode));
-            let w = Workload {
-                mode,
-                block_bytes,
-                threads: a.shape.threads,
-                duration: a.time,
-                pattern: Pattern::Seq,
-                verify: false,
-                range_bytes: 0,
-            };
-            let report = workload::run_on(volume.clone(), w, a.time, |_| {}).await?;
-            verdict(&report)?;
-            let plan = CellPlan {
-                lun: url.lun,
-                mode,
-                connections: 1,
-                initiator: iolab_lab_core::profile::InitiatorKind::Iolab,
-            };
-            let mut cell = cell_of(&plan, 1, p, block_bytes, &report);
-            cell.initiator = "open-iscsi".into();
-            eprintln!(
-                "  {:.2} MB/s, {:.1} IOPS",
-                cell.total_mbps(),
-                cell.total_iops()
-            );
-            cells.push(cell);
-        }
-        anyhow::Ok(cells)
-    }
-    .await;
-    kernel_logout(disk).await;
-    result
-}
-
 /// The initiator part of a profile, from the command line.
 fn settings(a: &InitiatorArgs, url: Option<&str>) -> InitiatorSettings {
     InitiatorSettings {
@@ -581,6 +509,7 @@ struct Adhoc<'a> {
     pattern: Pattern,
     verify: bool,
     range: Option<String>,
+    initiators: Vec<InitiatorKind>,
 }
 
 impl Adhoc<'_> {
@@ -605,7 +534,7 @@ impl Adhoc<'_> {
                 pattern: self.pattern,
                 verify: self.verify,
                 range: self.range,
-                initiators: vec![iolab_lab_core::profile::InitiatorKind::Iolab],
+                initiators: self.initiators,
             },
             guests: Vec::new(),
             hosts: Vec::new(),
@@ -632,34 +561,20 @@ pub async fn matrix(db: Option<&std::path::Path>, a: MatrixArgs) -> anyhow::Resu
         pattern: Pattern::Seq,
         verify: false,
         range: None,
+        initiators: a
+            .initiators
+            .iter()
+            .map(|v| crate::cli::initiator_of(*v))
+            .collect(),
     }
     .profile();
     let problems = p.problems();
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
-    let body = p.to_toml();
-    let started_ms = iolab_profiles::time::now_ms();
-    let url = IscsiUrl::parse(&a.url, false)?;
-    let mut run = if a.initiators.contains(&Via::Iolab) {
-        crate::runner::execute(&p, &body).await?
-    } else {
-        iolab_profiles::Run {
-            id: None,
-            profile_name: p.name.clone(),
-            profile_body: body.clone(),
-            started_ms,
-            ended_ms: started_ms,
-            host: iolab_lab_core::host::facts(url.host_ip()),
-            cells: Vec::new(),
-            series: Vec::new(),
-            hosts: Vec::new(),
-        }
-    };
-    if a.initiators.contains(&Via::OpenIscsi) {
-        run.cells.extend(kernel_cells(&a, &p, &url).await?);
-        run.ended_ms = iolab_profiles::time::now_ms();
-    }
+    // Each initiator's cells in the order --initiators names them (the
+    // kernel's at one connection: open-iscsi has no MC/S).
+    let run = crate::runner::execute(&p, &p.to_toml()).await?;
     let id = crate::runner::store_run(db, &run);
     print!("{}", crate::table::cells(&run.cells));
     if let Some(id) = id {

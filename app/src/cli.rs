@@ -523,6 +523,14 @@ pub struct MatrixArgs {
     pub initiator: InitiatorArgs,
 }
 
+/// The lab's name for an initiator chosen on the command line.
+pub fn initiator_of(v: Via) -> iolab_lab_core::profile::InitiatorKind {
+    match v {
+        Via::Iolab => iolab_lab_core::profile::InitiatorKind::Iolab,
+        Via::OpenIscsi => iolab_lab_core::profile::InitiatorKind::OpenIscsi,
+    }
+}
+
 /// An initiator that can run a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Via {

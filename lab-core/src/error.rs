@@ -16,6 +16,8 @@ pub enum LabError {
     },
     #[error(transparent)]
     Device(#[from] iolab_storage::StorageError),
+    #[error("an I/O thread failed: {0}")]
+    Thread(tokio::task::JoinError),
     #[error("open-iscsi: {0}")]
     KernelInitiator(#[from] crate::kernel_initiator::KernelInitiatorError),
     #[error("the target is not running")]

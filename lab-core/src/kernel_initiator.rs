@@ -23,6 +23,8 @@ pub enum KernelInitiatorError {
     NoTarget,
     #[error("logged in to {target}, but no disk for LUN {lun} appeared in sysfs within {secs} s")]
     NoDisk { target: String, lun: u64, secs: u64 },
+    #[error("the iscsiadm thread failed: {0}")]
+    Thread(tokio::task::JoinError),
 }
 
 /// The queue limits the kernel initiator's session gets.
@@ -166,6 +168,23 @@ pub fn logout(d: &KernelDisk) -> Result<(), KernelInitiatorError> {
         "-m", "node", "-T", &d.target, "-p", &d.portal, "-o", "delete",
     ]);
     r.map(|_| ())
+}
+
+/// [`login`] from async code: iscsiadm blocks, so it runs off the runtime.
+pub async fn attach(url: &IscsiUrl, q: KernelQueue) -> Result<KernelDisk, KernelInitiatorError> {
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || login(&u, q))
+        .await
+        .map_err(KernelInitiatorError::Thread)?
+}
+
+/// [`logout`] from async code; what goes wrong is only logged (the run's
+/// outcome stands either way).
+pub async fn detach(disk: KernelDisk) {
+    let r = tokio::task::spawn_blocking(move || logout(&disk)).await;
+    if let Ok(Err(e)) = r {
+        tracing::warn!("open-iscsi logout: {e}");
+    }
 }
 
 /// The block device name (`sdb`) of LUN `lun` of the kernel's session to

@@ -250,20 +250,26 @@ pub async fn run_cell(
             let _ = s.logout().await;
         }
     }
-    let report = report?;
-    if !report.passed() {
-        return Err(LabError::CellFailed {
-            mode: mode_name(plan.mode),
-            lun: plan.lun,
-            connections: granted,
-            errors: report.errors,
-            mismatches: report.mismatches,
-            first: report.first_error.clone(),
-        });
-    }
+    let report = passed(plan, granted, report?)?;
     Ok(CellDone {
         cell: cell_of(plan, granted, profile, block_bytes, &report),
         series: sampler.into_points(),
+    })
+}
+
+/// The report of a cell with no I/O error and no verify mismatch, or the
+/// cell's failure.
+fn passed(plan: &CellPlan, connections: usize, report: Report) -> Result<Report, LabError> {
+    if report.passed() {
+        return Ok(report);
+    }
+    Err(LabError::CellFailed {
+        mode: mode_name(plan.mode),
+        lun: plan.lun,
+        connections,
+        errors: report.errors,
+        mismatches: report.mismatches,
+        first: report.first_error,
     })
 }
 
@@ -282,11 +288,7 @@ async fn kernel_cell(
         cmds_max: profile.initiator.queue_depth,
         queue_depth: profile.initiator.cmd_per_lun,
     };
-    let u = url.clone();
-    let joined = |e: tokio::task::JoinError| LabError::Profile(format!("the iscsiadm thread: {e}"));
-    let disk = tokio::task::spawn_blocking(move || kernel_initiator::login(&u, q))
-        .await
-        .map_err(joined)??;
+    let disk = kernel_initiator::attach(url, q).await?;
     on(CellEvent::Started { granted: 1 });
     let block_bytes = load.block_bytes;
     let report = match workload::Device::open(&disk.device) {
@@ -301,18 +303,8 @@ async fn kernel_cell(
         }
         Err(e) => Err(e),
     };
-    let _ = tokio::task::spawn_blocking(move || kernel_initiator::logout(&disk)).await;
-    let report = report?;
-    if !report.passed() {
-        return Err(LabError::CellFailed {
-            mode: mode_name(plan.mode),
-            lun: plan.lun,
-            connections: 1,
-            errors: report.errors,
-            mismatches: report.mismatches,
-            first: report.first_error.clone(),
-        });
-    }
+    kernel_initiator::detach(disk).await;
+    let report = passed(plan, 1, report?)?;
     let mut cell = cell_of(plan, 1, profile, block_bytes, &report);
     cell.initiator = plan.initiator.name().into();
     Ok(CellDone {

@@ -199,7 +199,7 @@ impl Volume for Device {
             Ok(iolab_storage::pool::into_bytes(buf))
         })
         .await
-        .map_err(|e| LabError::Profile(format!("an I/O thread failed: {e}")))?
+        .map_err(LabError::Thread)?
     }
     async fn write(&self, _pick: usize, lba: u64, data: Bytes, bs: u32) -> Result<(), LabError> {
         let store = self.store.clone();
@@ -208,7 +208,7 @@ impl Volume for Device {
             Ok(())
         })
         .await
-        .map_err(|e| LabError::Profile(format!("an I/O thread failed: {e}")))?
+        .map_err(LabError::Thread)?
     }
 }
 
