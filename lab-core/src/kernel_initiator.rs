@@ -145,7 +145,9 @@ pub fn login(url: &IscsiUrl, q: KernelQueue) -> Result<KernelDisk, KernelInitiat
     loop {
         if let Some(dev) = find_disk(Path::new("/sys"), &target, url.lun) {
             let device = Path::new("/dev").join(dev);
-            if device.exists() {
+            // The node can appear before the disk is added (ENXIO on open
+            // meanwhile): the disk is there once it opens.
+            if std::fs::File::open(&device).is_ok() {
                 return Ok(KernelDisk { device, ..disk });
             }
         }
