@@ -10,7 +10,7 @@ use iolab_lab_core::agent::{self, HostsEvent, HostsOptions, Side, ssh};
 use iolab_lab_core::netns_lab::{self, NetnsLab};
 use iolab_lab_core::notebook::{load_profile, open as open_store};
 use iolab_lab_core::profile::Profile;
-use iolab_lab_core::profile_run::{RunnerEvent, mode_name};
+use iolab_lab_core::profile_run::RunnerEvent;
 use iolab_profiles::Store;
 
 use crate::cli::{HostsCmd, LabCmd, NetnsCmd, RunArgs};
@@ -61,19 +61,9 @@ pub async fn run_across(
     let mut last_target: Vec<iolab_iscsi::target::SessionInfo> = Vec::new();
     let run = agent::run_across_hosts(&p, &body, &opts, |e| match e {
         HostsEvent::Note(m) => eprintln!("{m}"),
+        // The host's own note says where its target listens.
         HostsEvent::Runner(RunnerEvent::TargetStarted(_)) => {}
-        HostsEvent::Runner(RunnerEvent::CellStarted {
-            index,
-            total,
-            plan,
-            granted,
-        }) => eprintln!(
-            "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
-            index + 1,
-            mode_name(plan.mode),
-            plan.lun
-        ),
-        HostsEvent::Runner(RunnerEvent::CellDone { cell, .. }) => {
+        HostsEvent::Runner(done @ RunnerEvent::CellDone { .. }) => {
             let conns: Vec<String> = last_target
                 .iter()
                 .flat_map(|s| &s.connections)
@@ -86,14 +76,15 @@ pub async fn run_across(
                     )
                 })
                 .collect();
-            eprintln!(
-                "  {:.2} MB/s, {:.1} IOPS; the target saw: {}",
-                cell.total_mbps(),
-                cell.total_iops(),
-                conns.join(", ")
-            );
+            if let Some(l) = crate::runner::progress_line(&done) {
+                eprintln!("{l}; the target saw: {}", conns.join(", "));
+            }
         }
-        HostsEvent::Runner(RunnerEvent::Heartbeat { .. }) => {}
+        HostsEvent::Runner(e) => {
+            if let Some(l) = crate::runner::progress_line(&e) {
+                eprintln!("{l}");
+            }
+        }
         HostsEvent::Sessions {
             side: Side::Target,
             sessions,
@@ -279,9 +270,9 @@ async fn pump(
         let _ = tokio::io::copy(&mut r, &mut out).await;
         let _ = tokio::io::AsyncWriteExt::flush(&mut out).await;
     };
-    // The connection's end ends the relay; stdin may never close.
+    // The connection's end ends the relay; the end of stdin does not.
     tokio::select! {
-        _ = async { tokio::join!(up, std::future::pending::<()>()) } => {}
+        _ = async { up.await; std::future::pending::<()>().await } => {}
         _ = down => {}
     }
     Ok(())

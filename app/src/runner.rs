@@ -68,28 +68,37 @@ pub async fn execute_live(
     let run = profile_run::run_profile_live(
         p,
         body,
-        |e| match e {
-            RunnerEvent::TargetStarted(addr) => eprintln!("target listening on {addr}"),
-            RunnerEvent::CellStarted {
-                index,
-                total,
-                plan,
-                granted,
-            } => eprintln!(
-                "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
-                index + 1,
-                mode_name(plan.mode),
-                plan.lun
-            ),
-            RunnerEvent::CellDone { cell, .. } => eprintln!(
-                "  {:.2} MB/s, {:.1} IOPS",
-                cell.total_mbps(),
-                cell.total_iops()
-            ),
-            RunnerEvent::Heartbeat { .. } => {}
+        |e| {
+            if let Some(l) = progress_line(&e) {
+                eprintln!("{l}");
+            }
         },
         live,
     )
     .await?;
     Ok(run)
+}
+
+/// The progress line a profile run prints for an event (none for heartbeats).
+pub fn progress_line(e: &RunnerEvent) -> Option<String> {
+    match e {
+        RunnerEvent::TargetStarted(addr) => Some(format!("target listening on {addr}")),
+        RunnerEvent::CellStarted {
+            index,
+            total,
+            plan,
+            granted,
+        } => Some(format!(
+            "cell {}/{total}: {} on LUN {}, {granted} connection(s)",
+            index + 1,
+            mode_name(plan.mode),
+            plan.lun
+        )),
+        RunnerEvent::CellDone { cell, .. } => Some(format!(
+            "  {:.2} MB/s, {:.1} IOPS",
+            cell.total_mbps(),
+            cell.total_iops()
+        )),
+        RunnerEvent::Heartbeat { .. } => None,
+    }
 }

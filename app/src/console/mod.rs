@@ -627,15 +627,7 @@ pub async fn run(
                         },
                         Action::StartMatrix if spans_hosts.is_some() => {
                             let p = state.current_lab();
-                            state.run.matrix = Some(state::MatrixView {
-                                cells: p
-                                    .workload
-                                    .cells(p.default_lun())
-                                    .iter()
-                                    .map(|c| state::MatrixCell { mode: c.mode, connections: c.connections, result: None })
-                                    .collect(),
-                                ..state::MatrixView::default()
-                            });
+                            state.run.matrix = Some(state::MatrixView::of(&p));
                             let hosts = p.roles.as_ref().map(|r| format!("{} -> {}", r.initiator, r.target)).unwrap_or_default();
                             matrix_events = Some(spawn_hosts_matrix(p, db.map(std::path::Path::to_path_buf), remote.clone(), bg_tx.clone()));
                             state.status = format!("matrix started across hosts ({hosts})");
@@ -644,15 +636,7 @@ pub async fn run(
                             Some(url) => {
                                 let login = iolab_lab_core::run::login_url(&url, state.editor.config.as_ref(), state.run.form.initiator.as_deref());
                                 let p = state.run.form.matrix_profile(&login);
-                                state.run.matrix = Some(state::MatrixView {
-                                    cells: p
-                                        .workload
-                                        .cells(0)
-                                        .iter()
-                                        .map(|c| state::MatrixCell { mode: c.mode, connections: c.connections, result: None })
-                                        .collect(),
-                                    ..state::MatrixView::default()
-                                });
+                                state.run.matrix = Some(state::MatrixView::of(&p));
                                 matrix_events = Some(spawn_matrix(p));
                                 state.status = format!("matrix started against {url}");
                             }

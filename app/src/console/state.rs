@@ -525,6 +525,23 @@ pub struct MatrixView {
 }
 
 impl MatrixView {
+    /// The empty table of `p`'s matrix, its cells in run order.
+    pub fn of(p: &iolab_lab_core::profile::Profile) -> MatrixView {
+        MatrixView {
+            cells: p
+                .workload
+                .cells(p.default_lun())
+                .iter()
+                .map(|c| MatrixCell {
+                    mode: c.mode,
+                    connections: c.connections,
+                    result: None,
+                })
+                .collect(),
+            ..MatrixView::default()
+        }
+    }
+
     pub fn running(&self) -> bool {
         !self.finished && self.error.is_none()
     }

@@ -170,10 +170,6 @@ impl AgentLink {
         let _ = stdin.write_all(b"\n").await;
         let _ = stdin.flush().await;
         let mut lines = BufReader::new(stdout).lines();
-        let stderr_text = |q: &Arc<std::sync::Mutex<VecDeque<String>>>| {
-            let q = q.lock().unwrap_or_else(|e| e.into_inner());
-            q.iter().cloned().collect::<Vec<_>>().join("; ")
-        };
         let first = tokio::time::timeout(hello_within, lines.next_line()).await;
         let hello = match first {
             Ok(Ok(Some(l))) => match parse_from_agent(&l) {
@@ -208,14 +204,14 @@ impl AgentLink {
                 return Err(AgentError::Gone {
                     host: host.into(),
                     status,
-                    stderr: stderr_text(&stderr),
+                    stderr: stderr_tail(&stderr),
                 });
             }
             Err(_) => {
                 return Err(AgentError::NoHello {
                     host: host.into(),
                     secs: hello_within.as_secs(),
-                    stderr: stderr_text(&stderr),
+                    stderr: stderr_tail(&stderr),
                 });
             }
         };
@@ -389,14 +385,10 @@ impl AgentLink {
                 Err(_) => "its output ended".into(),
             }
         };
-        let stderr = {
-            let q = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-            q.iter().cloned().collect::<Vec<_>>().join("; ")
-        };
         AgentError::Gone {
             host: self.host.clone(),
             status,
-            stderr,
+            stderr: stderr_tail(&self.stderr),
         }
     }
 
@@ -420,6 +412,12 @@ impl AgentLink {
         }
         r
     }
+}
+
+/// The agent's last lines on standard error, one line.
+fn stderr_tail(q: &std::sync::Mutex<VecDeque<String>>) -> String {
+    let q = q.lock().unwrap_or_else(|e| e.into_inner());
+    q.iter().cloned().collect::<Vec<_>>().join("; ")
 }
 
 fn op_name(r: &Request) -> &'static str {

@@ -463,6 +463,19 @@ fn progress_of(elapsed_ms: u64, sessions: &[SessionInfo]) -> Progress {
     p
 }
 
+/// Asks `link`'s agent to put its host's tuning back, and says how it went.
+async fn revert(link: &AgentLink, on: &mut impl FnMut(HostsEvent)) {
+    match link.call(Request::Revert, QUICK).await {
+        Ok(Reply::Reverted { restored }) => on(HostsEvent::Note(format!(
+            "host {}: tuning reverted ({} value(s) restored)",
+            link.host(),
+            restored.len()
+        ))),
+        Ok(_) => {}
+        Err(e) => on(HostsEvent::Note(format!("warning: {e}"))),
+    }
+}
+
 /// Stops targets, reverts tuning and closes every link; a host whose agent
 /// is gone is reached again to revert what it had applied.
 async fn finish(hosts: Vec<HostLink>, opts: &HostsOptions, on: &mut impl FnMut(HostsEvent)) {
@@ -470,14 +483,7 @@ async fn finish(hosts: Vec<HostLink>, opts: &HostsOptions, on: &mut impl FnMut(H
         let name = h.spec.name.clone();
         if !h.link.has_ended() {
             if h.tuned {
-                match h.link.call(Request::Revert, QUICK).await {
-                    Ok(Reply::Reverted { restored }) => on(HostsEvent::Note(format!(
-                        "host {name}: tuning reverted ({} value(s) restored)",
-                        restored.len()
-                    ))),
-                    Ok(_) => {}
-                    Err(e) => on(HostsEvent::Note(format!("warning: {e}"))),
-                }
+                revert(&h.link, on).await;
             }
             if let Err(e) = h.link.close(QUICK).await {
                 on(HostsEvent::Note(format!("warning: {e}")));
@@ -489,14 +495,7 @@ async fn finish(hosts: Vec<HostLink>, opts: &HostsOptions, on: &mut impl FnMut(H
             )));
             match ssh::connect(&h.spec, opts.db.as_deref(), false, |_| {}).await {
                 Ok(again) => {
-                    match again.call(Request::Revert, QUICK).await {
-                        Ok(Reply::Reverted { restored }) => on(HostsEvent::Note(format!(
-                            "host {name}: tuning reverted ({} value(s) restored)",
-                            restored.len()
-                        ))),
-                        Ok(_) => {}
-                        Err(e) => on(HostsEvent::Note(format!("warning: {e}"))),
-                    }
+                    revert(&again, on).await;
                     let _ = again.close(QUICK).await;
                 }
                 Err(e) => on(HostsEvent::Note(format!(
