@@ -537,6 +537,60 @@ impl Istgt {
     }
 }
 
+/// The run a command stored (its "stored as run N" line in `out`), as
+/// `iolab runs export N --format json` gives it.
+pub fn stored_run(db: &std::path::Path, out: &str) -> serde_json::Value {
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("stored as run "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id: {out}"))
+        .to_string();
+    let (ok, json) = run(
+        iolab()
+            .arg("--db")
+            .arg(db)
+            .args(["runs", "export", &id, "--format", "json"]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{json}");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+/// Asserts that, per cell and connection, the bytes a run across hosts
+/// counted on the initiator's side moved something and are within 1% of
+/// what the target counted; returns how many connections it compared.
+pub fn sides_agree(run: &serde_json::Value) -> usize {
+    let mut sums: std::collections::BTreeMap<(String, u64, u64), u64> = Default::default();
+    for p in run["series"].as_array().expect("series") {
+        let key = (
+            p["side"].as_str().unwrap_or("").to_string(),
+            p["cell"].as_u64().unwrap_or(0),
+            p["cid"].as_u64().unwrap_or(0),
+        );
+        *sums.entry(key).or_default() +=
+            p["read_bytes"].as_u64().unwrap_or(0) + p["write_bytes"].as_u64().unwrap_or(0);
+    }
+    let mut compared = 0;
+    for ((side, cell, cid), ini) in &sums {
+        if side != "initiator" {
+            continue;
+        }
+        let tgt = sums
+            .get(&("target".to_string(), *cell, *cid))
+            .copied()
+            .unwrap_or_else(|| panic!("no target series for cell {cell} cid {cid}"));
+        assert!(*ini > 0, "cell {cell} cid {cid} moved nothing");
+        let diff = (*ini as f64 - tgt as f64).abs() / *ini as f64;
+        assert!(
+            diff <= 0.01,
+            "cell {cell} cid {cid}: initiator {ini} target {tgt}"
+        );
+        compared += 1;
+    }
+    compared
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -285,44 +285,8 @@ fn two_guests_are_lab_hosts_target_in_one_initiator_in_the_other() {
         ],
         "{out}"
     );
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("stored as run "))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{out}"))
-        .to_string();
-    let (ok, json) = run(
-        iolab()
-            .arg("--db")
-            .arg(&db)
-            .args(["runs", "export", &id, "--format", "json"]),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "{json}");
-    let run: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let mut sums: std::collections::BTreeMap<(String, u64, u64), u64> = Default::default();
-    for p in run["series"].as_array().unwrap() {
-        *sums
-            .entry((
-                p["side"].as_str().unwrap_or("").to_string(),
-                p["cell"].as_u64().unwrap_or(0),
-                p["cid"].as_u64().unwrap_or(0),
-            ))
-            .or_default() +=
-            p["read_bytes"].as_u64().unwrap_or(0) + p["write_bytes"].as_u64().unwrap_or(0);
-    }
-    let mut compared = 0;
-    for ((side, cell, cid), ini) in &sums {
-        if side == "initiator" {
-            let tgt = sums[&("target".to_string(), *cell, *cid)];
-            assert!(
-                *ini > 0 && (*ini as f64 - tgt as f64).abs() <= 0.01 * *ini as f64,
-                "cell {cell} cid {cid}: {ini} vs {tgt}"
-            );
-            compared += 1;
-        }
-    }
-    assert_eq!(compared, 6, "{sums:?}");
+    let run = iolab_tests::stored_run(&db, &out);
+    assert_eq!(iolab_tests::sides_agree(&run), 6, "connections compared");
     for (g, name) in [(&mut ga, "ga"), (&mut gb, "gb")] {
         iolab_tests::kill_guest_qemu(&d.0.join(name));
         g.kill();

@@ -107,18 +107,6 @@ fn changed(before: &[String], after: &[String]) -> Vec<String> {
     out
 }
 
-fn export(db: &std::path::Path, id: &str) -> serde_json::Value {
-    let (ok, out) = run(
-        iolab()
-            .arg("--db")
-            .arg(db)
-            .args(["runs", "export", id, "--format", "json"]),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "{out}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 /// `iolab console` on a copy of seed-two-hosts (read at 2 connections, 6 s):
 /// `M` on the Run screen, then the Connections screen shows lab-a's target
 /// connections from lab-b with MSS 8960 and rates above zero.
@@ -256,13 +244,7 @@ fn seed_two_hosts_runs_over_ssh_and_a_dropped_host_leaves_nothing_behind() {
     }
 
     // One run with both hosts' facts and settings, and series from both ends.
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("stored as run "))
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no run id: {out}"))
-        .to_string();
-    let run = export(&db, &id);
+    let run = iolab_tests::stored_run(&db, &out);
     let hosts = run["hosts"].as_array().expect("hosts");
     assert_eq!(hosts.len(), 2, "{run}");
     for (h, role) in hosts.iter().zip(["target", "initiator"]) {
@@ -295,34 +277,7 @@ fn seed_two_hosts_runs_over_ssh_and_a_dropped_host_leaves_nothing_behind() {
     assert_eq!(run["cells"].as_array().map(Vec::len), Some(24));
     // Per connection and cell, the bytes the initiator moved equal what the
     // target counted, within 1%.
-    let mut sums: std::collections::BTreeMap<(String, u64, u64), u64> = Default::default();
-    for p in run["series"].as_array().expect("series") {
-        let key = (
-            p["side"].as_str().unwrap_or("").to_string(),
-            p["cell"].as_u64().unwrap_or(0),
-            p["cid"].as_u64().unwrap_or(0),
-        );
-        *sums.entry(key).or_default() +=
-            p["read_bytes"].as_u64().unwrap_or(0) + p["write_bytes"].as_u64().unwrap_or(0);
-    }
-    let mut compared = 0;
-    for ((side, cell, cid), ini) in &sums {
-        if side != "initiator" {
-            continue;
-        }
-        let tgt = sums
-            .get(&("target".to_string(), *cell, *cid))
-            .copied()
-            .unwrap_or_else(|| panic!("no target series for cell {cell} cid {cid}"));
-        assert!(*ini > 0, "cell {cell} cid {cid} moved nothing");
-        let diff = (*ini as f64 - tgt as f64).abs() / *ini as f64;
-        assert!(
-            diff <= 0.01,
-            "cell {cell} cid {cid}: initiator {ini} target {tgt}"
-        );
-        compared += 1;
-    }
-    assert_eq!(compared, 60, "{sums:?}");
+    assert_eq!(iolab_tests::sides_agree(&run), 60, "connections compared");
 
     // The console on the same lab: its matrix runs across the hosts and the
     // Connections screen shows the remote target's connections live.
