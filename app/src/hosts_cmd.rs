@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use iolab_lab_core::agent::proto::{Reply, Request};
-use iolab_lab_core::agent::{self, HostsEvent, HostsOptions, Side, ssh};
+use iolab_lab_core::agent::{self, HostsEvent, HostsOptions, ssh};
 use iolab_lab_core::netns_lab::{self, NetnsLab};
 use iolab_lab_core::notebook::{load_profile, open as open_store};
 use iolab_lab_core::profile::Profile;
@@ -58,13 +58,13 @@ pub async fn run_across(
         db: db.map(Path::to_path_buf),
         push: !a.no_push,
     };
-    let mut last_target: Vec<iolab_iscsi::target::SessionInfo> = Vec::new();
+    let mut cell_target: Vec<iolab_iscsi::target::SessionInfo> = Vec::new();
     let run = agent::run_across_hosts(&p, &body, &opts, |e| match e {
         HostsEvent::Note(m) => eprintln!("{m}"),
         // The host's own note says where its target listens.
         HostsEvent::Runner(RunnerEvent::TargetStarted(_)) => {}
         HostsEvent::Runner(done @ RunnerEvent::CellDone { .. }) => {
-            let conns: Vec<String> = last_target
+            let conns: Vec<String> = cell_target
                 .iter()
                 .flat_map(|s| &s.connections)
                 .map(|c| {
@@ -85,15 +85,7 @@ pub async fn run_across(
                 eprintln!("{l}");
             }
         }
-        HostsEvent::Sessions {
-            side: Side::Target,
-            sessions,
-            ..
-        } => {
-            if sessions.iter().any(|s| !s.connections.is_empty()) {
-                last_target = sessions;
-            }
-        }
+        HostsEvent::CellTarget { sessions, .. } => cell_target = sessions,
         HostsEvent::Sessions { .. } => {}
     })
     .await?;

@@ -315,7 +315,7 @@ fn spawn_hosts_matrix(
                 *shown.lock().unwrap_or_else(|e| e.into_inner()) =
                     sessions.into_iter().map(|s| (host.clone(), s)).collect();
             }
-            HostsEvent::Sessions { .. } => {}
+            HostsEvent::Sessions { .. } | HostsEvent::CellTarget { .. } => {}
         })
         .await
         .map_err(|e| e.to_string());

@@ -42,6 +42,14 @@ pub enum HostsEvent {
         side: Side,
         sessions: Vec<SessionInfo>,
     },
+    /// Before a cell's `CellDone`: every connection the target saw in that
+    /// cell (live or ended since, with its last counters), earlier cells'
+    /// left out. The live polls can miss a connection that logged out
+    /// between two of them; this cannot.
+    CellTarget {
+        index: usize,
+        sessions: Vec<SessionInfo>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +356,10 @@ async fn drive(
         // (its connections have ended by now, with their last counters).
         let s = target_sessions(link_of(hosts, &roles.target)).await?;
         target_rec.sample_counts(fresh(&s), started.elapsed());
+        on(HostsEvent::CellTarget {
+            index,
+            sessions: cell_sessions(&s, &old),
+        });
         let Reply::CellDone {
             cell, series: ini, ..
         } = reply
@@ -449,6 +461,39 @@ fn counts(s: &Sessions) -> Vec<ConnCount> {
     out
 }
 
+/// The sessions and connections of `s` not among `old` (by TSIH and CID);
+/// a connection both live and ended is given once, as it ended.
+fn cell_sessions(s: &Sessions, old: &[(u32, u16)]) -> Vec<SessionInfo> {
+    let mut out: Vec<SessionInfo> = Vec::new();
+    for info in s.ended.iter().chain(&s.live) {
+        let tsih = u32::from(info.tsih);
+        let conns = info
+            .connections
+            .iter()
+            .filter(|c| !old.contains(&(tsih, c.cid)));
+        let at = match out.iter().position(|o| o.tsih == info.tsih) {
+            Some(i) => i,
+            None => {
+                out.push(SessionInfo {
+                    connections: Vec::new(),
+                    ..info.clone()
+                });
+                out.len() - 1
+            }
+        };
+        for c in conns {
+            if !out[at].connections.iter().any(|x| x.cid == c.cid) {
+                out[at].connections.push(c.clone());
+            }
+        }
+    }
+    out.retain(|o| !o.connections.is_empty());
+    for o in &mut out {
+        o.connections.sort_by_key(|c| c.cid);
+    }
+    out
+}
+
 fn progress_of(elapsed_ms: u64, sessions: &[SessionInfo]) -> Progress {
     let mut p = Progress {
         elapsed: Duration::from_millis(elapsed_ms),
@@ -504,5 +549,61 @@ async fn finish(hosts: Vec<HostLink>, opts: &HostsOptions, on: &mut impl FnMut(H
             }
         }
         ssh::stop_master(&h.spec).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iolab_iscsi::target::ConnectionInfo;
+
+    fn conn(cid: u16, read: u64) -> ConnectionInfo {
+        let a: SocketAddr = "10.77.0.2:40000".parse().expect("addr");
+        ConnectionInfo {
+            cid,
+            peer: a,
+            local: a,
+            params: Default::default(),
+            mss: Some(8960),
+            stats: iolab_iscsi::stats::ConnStatsSnapshot {
+                read_bytes: read,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn session(tsih: u16, conns: Vec<ConnectionInfo>) -> SessionInfo {
+        SessionInfo {
+            tsih,
+            isid: 1,
+            initiator: "i".into(),
+            target: "t".into(),
+            queue_depth: 64,
+            connections: conns,
+        }
+    }
+
+    #[test]
+    fn a_cell_keeps_its_ended_connections_and_drops_earlier_cells() {
+        // cid 0 of session 2 logged out before the last live poll: only the
+        // ended list still has it; session 1 belongs to the cell before.
+        let s = Sessions {
+            live: vec![session(2, vec![conn(1, 50), conn(2, 60)])],
+            ended: vec![
+                session(1, vec![conn(0, 10)]),
+                session(2, vec![conn(0, 40), conn(1, 55)]),
+            ],
+        };
+        let got = cell_sessions(&s, &[(1, 0)]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].tsih, 2);
+        let cids: Vec<(u16, u64)> = got[0]
+            .connections
+            .iter()
+            .map(|c| (c.cid, c.stats.read_bytes))
+            .collect();
+        // cid 1 is given as it ended (55), not as last polled live (50).
+        assert_eq!(cids, vec![(0, 40), (1, 55), (2, 60)]);
+        assert!(cell_sessions(&s, &[(1, 0), (2, 0), (2, 1), (2, 2)]).is_empty());
     }
 }
