@@ -163,13 +163,19 @@ pub enum GuestCmd {
         modules: Option<PathBuf>,
         #[arg(long, default_value = "/bin/busybox")]
         busybox: PathBuf,
-        /// Output directory (default: $XDG_STATE_HOME/iolab/image).
+        /// Output directory (default: $XDG_STATE_HOME/iolab/image, or
+        /// image-iommu-lab).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The IOMMU lab: also the VFIO modules, the e1000e driver and qemu
+        /// with its firmware, to bind and pass through PCI functions on a
+        /// real kernel (boot it with `guest boot --iommu`).
+        #[arg(long)]
+        iommu_lab: bool,
     },
     /// Boot the micro-guest, run one iolab command in it, print its serial
     /// console and exit with that command's status.
-    Boot(BootArgs),
+    Boot(Box<BootArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +215,14 @@ pub struct BootArgs {
     /// --qemu-arg=-global --qemu-arg=virtio-blk-pci.physical_block_size=4096.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    /// A shell script the guest runs instead of one iolab command (handed
+    /// over through qemu's fw_cfg; its exit status is the guest's).
+    #[arg(long, conflicts_with = "args")]
+    pub script: Option<PathBuf>,
+    /// An emulated Intel VT-d (intel-iommu, interrupt remapping) and the
+    /// kernel told to use it: the guest's kernel has real IOMMU groups.
+    #[arg(long)]
+    pub iommu: bool,
     /// The guest's address (CIDR).
     #[arg(long, default_value = "10.0.2.15/24")]
     pub ip: String,
@@ -273,6 +287,10 @@ pub enum PciCmd {
         bdf: Option<String>,
         #[arg(long, conflicts_with = "bdf")]
         all: bool,
+        /// A guest iolab runs that still has the function is asked to
+        /// unplug it first; how long to wait for its OS to let go.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        unplug_timeout: std::time::Duration,
     },
 }
 

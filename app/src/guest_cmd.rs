@@ -102,10 +102,20 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
                 && let Ok(mut q) =
                     iolab_lab_core::guest::qmp::Qmp::connect(&ps.qmp(), Duration::from_secs(2))
             {
-                for d in q.pci()? {
+                for d in q.pci_devices()? {
+                    let p = d.pci;
                     println!(
-                        "  guest PCI {:02x}:{:02x}.{} [{:04x}:{:04x}]",
-                        d.bus, d.slot, d.function, d.vendor, d.device
+                        "  guest PCI {:02x}:{:02x}.{} [{:04x}:{:04x}]{}",
+                        p.bus,
+                        p.slot,
+                        p.function,
+                        p.vendor,
+                        p.device,
+                        if d.id.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {}", d.id)
+                        }
                     );
                 }
             }
@@ -142,7 +152,13 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
             modules,
             busybox,
             out,
+            iommu_lab,
         } => {
+            let variant = if iommu_lab {
+                image::Variant::IommuLab
+            } else {
+                image::Variant::Lab
+            };
             let kernel = match kernel {
                 Some(k) => k,
                 None => image::find_kernel()?,
@@ -153,7 +169,7 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
             };
             let out = match out {
                 Some(o) => o,
-                None => lifecycle::state_dir("image")?,
+                None => lifecycle::state_dir(variant.dir_name())?,
             };
             let iolab = std::env::current_exe().context("finding the iolab binary")?;
             let img = image::build(&ImageSpec {
@@ -162,11 +178,12 @@ pub fn guest_cmd(db: Option<&Path>, cmd: GuestCmd) -> anyhow::Result<()> {
                 busybox,
                 iolab,
                 out,
+                variant,
             })?;
             println!("kernel {}", img.kernel.display());
             println!("initrd {}", img.initrd.display());
         }
-        GuestCmd::Boot(a) => return boot(a),
+        GuestCmd::Boot(a) => return boot(*a),
     }
     Ok(())
 }
@@ -189,6 +206,23 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
         },
     };
     let gateway = (!a.gateway.is_empty()).then_some(a.gateway.as_str());
+    let script: Vec<String> = match &a.script {
+        Some(f) => {
+            if !f.is_file() {
+                bail!("--script {}: no such file", f.display());
+            }
+            // qemu hands the file over as is; a comma in its path would end the option.
+            let path = f.display().to_string();
+            if path.contains(',') {
+                bail!("--script {path}: a path with a comma cannot be given to qemu's -fw_cfg");
+            }
+            vec![
+                "-fw_cfg".into(),
+                format!("name={},file={path}", image::SCRIPT_FW_CFG),
+            ]
+        }
+        None => Vec::new(),
+    };
     let def = GuestDef {
         name: a.name.clone(),
         memory_mib: a.memory_mib,
@@ -203,8 +237,10 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
             .iter()
             .skip(1)
             .flat_map(|d| ["-drive".to_string(), command::drive(d)])
+            .chain(script)
             .chain(a.qemu_args.iter().cloned())
             .collect(),
+        iommu: a.iommu,
         nics: vec![nic],
         accel: match a.accel {
             AccelArg::Auto => Accel::Auto,

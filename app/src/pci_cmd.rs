@@ -9,7 +9,9 @@ use iolab_pci::{Bdf, BindOptions, PciDevice, RealKernel, Sysfs};
 
 use crate::cli::{PciArgs, PciCmd};
 use iolab_lab_core::notebook::open as open_store;
-use iolab_lab_core::passthrough::{bind_recorded, bound_by_iolab, reattach_one};
+use iolab_lab_core::passthrough::{
+    bind_recorded, bound_by_iolab, reattach_one, release_from_guests,
+};
 
 pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
     let sys = Sysfs::at(&a.root);
@@ -63,8 +65,24 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                 println!("{l}");
             }
         }
-        PciCmd::Reattach { bdf, all } => {
+        PciCmd::Reattach {
+            bdf,
+            all,
+            unplug_timeout,
+        } => {
             let mut store = open_store(db)?;
+            let guests = iolab_lab_core::guest::lifecycle::guests_root()?;
+            let proc_root = Path::new("/proc");
+            // iolab's own guests are asked to unplug first (never a silent
+            // block in the kernel's unbind); then the reattach itself.
+            let reattach = |store: &mut _, b: Bdf| -> anyhow::Result<String> {
+                for l in release_from_guests(&sys, proc_root, &guests, b, unplug_timeout, |l| {
+                    eprintln!("{l}")
+                })? {
+                    eprintln!("{l}");
+                }
+                Ok(reattach_one(&sys, &RealKernel, store, b)?)
+            };
             if all {
                 let scopes = bound_by_iolab(&store);
                 if scopes.is_empty() {
@@ -72,7 +90,7 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                 }
                 let mut failed = 0;
                 for b in scopes {
-                    match reattach_one(&sys, &RealKernel, &mut store, b) {
+                    match reattach(&mut store, b) {
                         Ok(m) => println!("{m}"),
                         Err(e) => {
                             eprintln!("iolab: {b}: {e:#}");
@@ -84,10 +102,7 @@ pub fn pci_cmd(db: Option<&Path>, a: PciArgs) -> anyhow::Result<()> {
                     bail!("{failed} device(s) could not be reattached");
                 }
             } else if let Some(b) = bdf {
-                println!(
-                    "{}",
-                    reattach_one(&sys, &RealKernel, &mut store, b.parse()?)?
-                );
+                println!("{}", reattach(&mut store, b.parse()?)?);
             }
         }
     }

@@ -2,8 +2,15 @@
 //! recorded in the notebook first, so `reattach --all` puts them back even
 //! after a crash: shared by `iolab pci` and the console's Devices screen.
 
+use std::path::Path;
+use std::time::Duration;
+
 use iolab_pci::{Bdf, BindPlan, Kernel, PciError, Sysfs};
 use iolab_profiles::{Original, Store, StoreError};
+
+use crate::guest::GuestError;
+use crate::guest::command::{GuestPaths, hostdev_id};
+use crate::guest::qmp::Qmp;
 
 /// Why a bind or reattach did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +21,24 @@ pub enum PassthroughError {
     Store(#[from] StoreError),
     #[error("{bdf} was not bound by iolab (nothing recorded in {notebook})")]
     NotBound { bdf: Bdf, notebook: String },
+    #[error(
+        "guest {guest} (pid {pid}) did not let go of {bdf} within {waited_s} s of qemu asking it to unplug the device (its OS did not answer the request); nothing was changed: stop the guest (`iolab guest stop {guest}`), then reattach"
+    )]
+    NotReleased {
+        bdf: Bdf,
+        guest: String,
+        pid: u32,
+        waited_s: u64,
+    },
+    #[error(
+        "guest {guest} (pid {pid}) holds {bdf} but {reason}; nothing was changed: stop the guest (`iolab guest stop {guest}`), then reattach"
+    )]
+    CannotUnplug {
+        bdf: Bdf,
+        guest: String,
+        pid: u32,
+        reason: String,
+    },
 }
 
 /// The notebook scope of a function's recorded binding.
@@ -115,6 +140,119 @@ pub fn reattach_one(
     })
 }
 
+/// Guests iolab runs (each directory of `guests_root` with a pid file),
+/// by qemu's pid.
+fn guest_with_pid(guests_root: &Path, pid: u32) -> Option<(String, GuestPaths)> {
+    std::fs::read_dir(guests_root)
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let paths = GuestPaths::new(e.path());
+            let p: u32 = std::fs::read_to_string(paths.pidfile())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (p == pid).then(|| (e.file_name().to_string_lossy().into_owned(), paths))
+        })
+}
+
+/// Before `bdf` goes back to its driver: a guest iolab runs (found by the
+/// pid files under `guests_root`) that holds its VFIO group is asked, over
+/// QMP, to unplug every function of that group it has (`device_del`), and
+/// each is waited for (`DEVICE_DELETED`), up to `within`, with a line to
+/// `say` about once a second. A guest that does not let go in time is an
+/// error naming it, with nothing changed; holders that are not iolab's
+/// guests are left for the reattach to refuse by name. Returns what it did.
+pub fn release_from_guests(
+    sys: &Sysfs,
+    proc_root: &Path,
+    guests_root: &Path,
+    bdf: Bdf,
+    within: Duration,
+    mut say: impl FnMut(String),
+) -> Result<Vec<String>, PassthroughError> {
+    // A function that is not there, or not on vfio-pci, is the reattach's
+    // to refuse (with what the notebook says of it).
+    let Ok(dev) = iolab_pci::device(sys, bdf) else {
+        return Ok(Vec::new());
+    };
+    let (Some(group), Some(iolab_pci::bind::VFIO_PCI)) = (dev.iommu_group, dev.driver.as_deref())
+    else {
+        return Ok(Vec::new());
+    };
+    let file = sys.path(format!("dev/vfio/{group}"));
+    let mut done = Vec::new();
+    for h in iolab_pci::holders::holders_of(proc_root, &file) {
+        let Some((guest, paths)) = guest_with_pid(guests_root, h.pid) else {
+            continue;
+        };
+        let cannot = |reason: String| PassthroughError::CannotUnplug {
+            bdf,
+            guest: guest.clone(),
+            pid: h.pid,
+            reason,
+        };
+        let qmp_err = |e: GuestError| cannot(format!("its monitor failed: {e}"));
+        let mut q = Qmp::connect(&paths.qmp(), Duration::from_secs(5)).map_err(qmp_err)?;
+        let has: Vec<String> = q
+            .pci_devices()
+            .map_err(qmp_err)?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let members: Vec<Bdf> = std::iter::once(bdf)
+            .chain(dev.group_peers.clone())
+            .collect();
+        let ids: Vec<(Bdf, String)> = members
+            .into_iter()
+            .map(|m| (m, hostdev_id(&m.to_string())))
+            .filter(|(_, id)| has.contains(id))
+            .collect();
+        if ids.is_empty() {
+            return Err(cannot(format!(
+                "qemu shows no device {} (was it passed through by other means?)",
+                hostdev_id(&bdf.to_string())
+            )));
+        }
+        for (m, id) in ids {
+            say(format!(
+                "asking guest {guest} (pid {}) to unplug {m} (qemu device {id})",
+                h.pid
+            ));
+            q.device_del(&id).map_err(|e| cannot(e.to_string()))?;
+            let gone = q
+                .wait_deleted(&id, within, |t| {
+                    say(format!(
+                        "  waiting for guest {guest} to let go of {m}: {} s of {} s",
+                        t.as_secs(),
+                        within.as_secs()
+                    ))
+                })
+                .map_err(qmp_err)?;
+            if !gone {
+                return Err(PassthroughError::NotReleased {
+                    bdf: m,
+                    guest,
+                    pid: h.pid,
+                    waited_s: within.as_secs(),
+                });
+            }
+            done.push(format!("guest {guest} unplugged {m}"));
+        }
+        // qemu lets go of the group file as it drops the device.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while iolab_pci::holders::holders_of(proc_root, &file)
+            .iter()
+            .any(|x| x.pid == h.pid)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +327,41 @@ mod tests {
             reattach_one(&sys, &k, &mut store, bdf).unwrap(),
             "0000:07:00.0 is back on ixgbe"
         );
+    }
+
+    /// The holder is found among iolab's guests by its pid file; one whose
+    /// monitor does not answer is an error naming it, with nothing written;
+    /// a holder that is no guest of iolab's is left to the reattach.
+    #[test]
+    fn a_guest_holding_the_group_is_found_by_its_pid_file() {
+        let t = FakeTree::new("guest-holds");
+        t.x520("0000:07:00.0", 13, Some("vfio-pci"))
+            .driver("vfio-pci");
+        let sys = t.sysfs();
+        let bdf: Bdf = "07:00.0".parse().unwrap();
+        let group = t.root.join("dev/vfio/13");
+        std::fs::create_dir_all(group.parent().unwrap()).unwrap();
+        std::fs::write(&group, b"").unwrap();
+        let _holder = std::fs::File::open(&group).unwrap();
+        let guests = t.root.join("guests");
+        let other = guests.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("qemu.pid"), "999999999\n").unwrap();
+        let proc_root = Path::new("/proc");
+        let wait = Duration::from_secs(1);
+        let none = release_from_guests(&sys, proc_root, &guests, bdf, wait, |_| {}).unwrap();
+        assert!(none.is_empty(), "{none:?}");
+        let mine = guests.join("lab-guest");
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::write(mine.join("qemu.pid"), format!("{}\n", std::process::id())).unwrap();
+        let err = release_from_guests(&sys, proc_root, &guests, bdf, wait, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("guest lab-guest (pid") && err.contains("its monitor failed"),
+            "{err}"
+        );
+        assert!(err.contains("`iolab guest stop lab-guest`"), "{err}");
     }
 
     #[test]

@@ -75,25 +75,33 @@ pub fn missing_or_skip(what: &str) {
 /// qemu fails the test.
 pub fn micro_image() -> Option<(PathBuf, PathBuf)> {
     static IMG: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
-    IMG.get_or_init(|| {
-        if !require_peer("qemu-system-x86_64") || !require_peer("busybox") {
-            return None;
-        }
-        let out = iolab_bin()
-            .parent()
-            .expect("build directory")
-            .join("micro-image");
-        let (ok, text) = run(
-            iolab().args(["guest", "image", "--out", out.to_str().expect("UTF-8 path")]),
-            Duration::from_secs(120),
-        );
-        if !ok {
-            missing_or_skip(&format!("no micro-guest image: {text}"));
-            return None;
-        }
-        Some((out.join("vmlinuz"), out.join("initrd.cpio")))
-    })
-    .clone()
+    IMG.get_or_init(|| build_image("micro-image", &[])).clone()
+}
+
+/// The IOMMU lab's micro-guest (`guest image --iommu-lab`: VFIO modules,
+/// e1000e, qemu and its firmware), as [`micro_image`].
+pub fn iommu_lab_image() -> Option<(PathBuf, PathBuf)> {
+    static IMG: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
+    IMG.get_or_init(|| build_image("iommu-lab-image", &["--iommu-lab"]))
+        .clone()
+}
+
+fn build_image(dir: &str, args: &[&str]) -> Option<(PathBuf, PathBuf)> {
+    if !require_peer("qemu-system-x86_64") || !require_peer("busybox") {
+        return None;
+    }
+    let out = iolab_bin().parent().expect("build directory").join(dir);
+    let (ok, text) = run(
+        iolab()
+            .args(["guest", "image", "--out", out.to_str().expect("UTF-8 path")])
+            .args(args),
+        Duration::from_secs(120),
+    );
+    if !ok {
+        missing_or_skip(&format!("no micro-guest image: {text}"));
+        return None;
+    }
+    Some((out.join("vmlinuz"), out.join("initrd.cpio")))
 }
 
 /// `iolab guest boot --kernel K --initrd I --dir D`: options and `--` with

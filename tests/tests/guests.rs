@@ -505,7 +505,7 @@ fn passthrough_without_vfio_and_unknown_addresses_fail_before_launch() {
     let state = d.0.join("state");
     let (ok, out) = guest(&db, &state, &["show", "pt"]);
     assert!(
-        ok && out.contains(&format!("-device vfio-pci,host={present}")),
+        ok && out.contains(&format!("vfio-pci,host={present},")),
         "{out}"
     );
     let (ok, out) = guest(&db, &state, &["start", "ghost"]);

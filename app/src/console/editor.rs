@@ -688,6 +688,7 @@ impl Form {
                     extra_args: old.map(|g| g.extra_args.clone()).unwrap_or_default(),
                     nics,
                     accel,
+                    iommu: old.is_some_and(|g| g.iommu),
                     micro: None,
                 }
             }

@@ -113,7 +113,17 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
         Resolved::Tcg => ("tcg", "max"),
     };
     push(&["-name", &def.name]);
-    push(&["-machine", &format!("q35,accel={accel_name}")]);
+    if def.iommu {
+        // Interrupt remapping needs the IOAPIC in qemu (split irqchip under
+        // KVM); caching mode lets the guest's own vfio map DMA through it.
+        push(&[
+            "-machine",
+            &format!("q35,accel={accel_name},kernel-irqchip=split"),
+        ]);
+        push(&["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+    } else {
+        push(&["-machine", &format!("q35,accel={accel_name}")]);
+    }
     push(&["-cpu", cpu]);
     push(&["-m", &def.memory_mib.to_string()]);
     push(&["-smp", &def.vcpus.to_string()]);
@@ -135,7 +145,12 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
         if let Some(i) = &def.initrd {
             push(&["-initrd", i]);
         }
-        let append = format!("console=ttyS0 panic=-1 {}", def.append);
+        let iommu = if def.iommu {
+            "intel_iommu=on iommu=pt "
+        } else {
+            ""
+        };
+        let append = format!("console=ttyS0 panic=-1 {iommu}{}", def.append);
         push(&["-append", append.trim()]);
     }
     if let Some(d) = &def.disk {
@@ -158,8 +173,19 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
             &format!("virtio-net-pci,netdev=net{i},mac={}", mac(&def.name, i)),
         ]);
     }
-    for bdf in &def.pci {
-        push(&["-device", &format!("vfio-pci,host={bdf}")]);
+    for (i, bdf) in def.pci.iter().enumerate() {
+        // Each on a root port of its own, as libvirt does on q35: a device
+        // on the root bus could not be unplugged (`iolab pci reattach`
+        // asks qemu to unplug it before giving it back to its driver).
+        let port = format!("hostdev-port{i}");
+        push(&[
+            "-device",
+            &format!("pcie-root-port,id={port},chassis={},slot=0", 100 + i),
+        ]);
+        push(&[
+            "-device",
+            &format!("vfio-pci,host={bdf},id={},bus={port}", hostdev_id(bdf)),
+        ]);
     }
     if def.micro.is_some() {
         // The micro-guest's agent channel: no network needed to reach it.
@@ -178,6 +204,11 @@ pub fn qemu_args(def: &GuestDef, paths: &GuestPaths, accel: Resolved) -> Vec<Str
     }
     a.extend(def.extra_args.iter().cloned());
     a
+}
+
+/// The qemu device id of a passed-through function (`hostdev-0000-06-00.0`).
+pub fn hostdev_id(bdf: &str) -> String {
+    format!("hostdev-{}", bdf.replace(':', "-"))
 }
 
 /// A virtio disk's `-drive` value: an image file (qcow2 by its name, raw
@@ -226,6 +257,7 @@ mod tests {
             extra_args: Vec::new(),
             nics: Vec::new(),
             accel: Accel::Auto,
+            iommu: false,
             micro: None,
         }
     }
@@ -238,7 +270,7 @@ mod tests {
             "-machine q35,accel=kvm",
             "-m 3072",
             "-smp 8",
-            "-device vfio-pci,host=0000:06:00.0",
+            "-device pcie-root-port,id=hostdev-port0,chassis=100,slot=0 -device vfio-pci,host=0000:06:00.0,id=hostdev-0000-06-00.0,bus=hostdev-port0",
             "-qmp unix:/run/g/qmp.sock,server=on,wait=off",
             "-serial file:/run/g/serial.log",
             "-drive file=lenny64guest1-orig.img,if=virtio,format=raw,discard=unmap",

@@ -12,7 +12,7 @@ use super::cpio::CpioWriter;
 
 /// Modules the guest loads (with their dependencies) for its virtio NIC and
 /// disks, and for the kernel's iSCSI initiator (its disks are SCSI disks).
-const MODULES: [&str; 7] = [
+const MODULES: [&str; 8] = [
     "virtio_pci",
     "virtio_net",
     "virtio_blk",
@@ -22,18 +22,67 @@ const MODULES: [&str; 7] = [
     "sd_mod",
     // libiscsi_tcp asks the crypto API for crc32c when a connection is made.
     "crc32c_generic",
+    // A script handed over with `-fw_cfg name=opt/io.iolab/script` (`iolab
+    // guest boot --script`).
+    "qemu_fw_cfg",
 ];
+/// The IOMMU lab's further modules: VFIO with its type-1 IOMMU backend
+/// (vfio loads it on demand through modprobe, which the image has not) and
+/// the emulated NICs it passes on.
+const IOMMU_MODULES: [&str; 3] = ["vfio_iommu_type1", "vfio_pci", "e1000e"];
+/// What qemu reads at start for a q35 guest (firmware), and NICs' option
+/// ROMs: found in Debian's firmware path, carried to /usr/share/qemu.
+const QEMU_FILES: [&str; 4] = [
+    "bios-256k.bin",
+    "kvmvapic.bin",
+    "efi-e1000e.rom",
+    "efi-virtio.rom",
+];
+const QEMU_FIRMWARE_PATH: [&str; 3] = [
+    "/usr/share/qemu",
+    "/usr/share/seabios",
+    "/usr/lib/ipxe/qemu",
+];
+
+/// The fw_cfg name of a script the micro-guest runs (`guest boot --script`).
+pub const SCRIPT_FW_CFG: &str = "opt/io.iolab/script";
+
+/// qemu's loadable modules the IOMMU lab needs: TCG itself is one (there
+/// is no KVM inside the guest).
+const QEMU_MODULES: [&str; 1] = ["accel-tcg-x86_64.so"];
+/// Where Debian's qemu keeps them.
+const QEMU_MODULE_DIR: &str = "/usr/lib/x86_64-linux-gnu/qemu";
+
+/// Which micro-guest: the lab guest, or the IOMMU lab that also carries
+/// the VFIO modules and qemu itself, to bind, pass through and reattach PCI
+/// functions on a real kernel under an emulated VT-d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    #[default]
+    Lab,
+    IommuLab,
+}
+
+impl Variant {
+    /// Its directory under the guests' state directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Variant::Lab => "image",
+            Variant::IommuLab => "image-iommu-lab",
+        }
+    }
+}
 /// open-iscsi's programs, carried when this host has them: the kernel's
 /// initiator then runs in the guest (`iolab bench --via open-iscsi`).
 const ISCSI_TOOLS: [&str; 2] = ["/usr/sbin/iscsid", "/usr/sbin/iscsiadm"];
 /// Busybox applets the init script uses.
-const APPLETS: [&str; 14] = [
+const APPLETS: [&str; 19] = [
     "sh", "mount", "insmod", "ip", "cat", "echo", "base64", "poweroff", "sleep", "ls", "dmesg",
-    "hostname", "mkdir", "sync",
+    "hostname", "mkdir", "sync", "grep", "readlink", "kill", "head", "tail",
 ];
 
 const INIT: &str = r#"#!/bin/sh
-export PATH=/bin:/sbin HOME=/tmp IOLAB_LOG=warn XDG_DATA_HOME=/tmp
+export PATH=/bin:/sbin:/usr/bin HOME=/tmp IOLAB_LOG=warn XDG_DATA_HOME=/tmp
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
@@ -56,7 +105,12 @@ ip link set eth0 up
 [ -n "$GW" ] && ip route add default via "$GW"
 echo "IOLAB-NET-UP $IP"
 rc=0
-if [ -s /tmp/cmd.b64 ]; then
+SCRIPT=/sys/firmware/qemu_fw_cfg/by_name/opt/io.iolab/script/raw
+if [ -r "$SCRIPT" ]; then
+  cat "$SCRIPT" > /tmp/script.sh
+  sh /tmp/script.sh
+  rc=$?
+elif [ -s /tmp/cmd.b64 ]; then
   base64 -d /tmp/cmd.b64 > /tmp/cmd
   IFS='
 '
@@ -93,6 +147,7 @@ pub struct ImageSpec {
     pub busybox: PathBuf,
     pub iolab: PathBuf,
     pub out: PathBuf,
+    pub variant: Variant,
 }
 
 /// A built image: boot it with `-kernel` and `-initrd`.
@@ -309,6 +364,15 @@ fn shared_libs(exe: &Path) -> Result<Vec<PathBuf>, GuestError> {
         .collect())
 }
 
+/// The first `name` on `$PATH` that is a file.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Minimal standard base64 (the guest decodes it with busybox).
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -342,7 +406,12 @@ pub fn kernel_args(name: &str, ip: &str, gateway: Option<&str>, args: &[String])
 
 /// Where the lab's micro-guest image lives (`iolab guest image`'s default).
 pub fn default_image() -> Result<Image, GuestError> {
-    let out = super::lifecycle::state_dir("image")?;
+    variant_image(Variant::Lab)
+}
+
+/// Where a variant's image lives (`iolab guest image [--iommu-lab]`'s default).
+pub fn variant_image(variant: Variant) -> Result<Image, GuestError> {
+    let out = super::lifecycle::state_dir(variant.dir_name())?;
     Ok(Image {
         kernel: out.join("vmlinuz"),
         initrd: out.join("initrd.cpio"),
@@ -373,6 +442,7 @@ pub fn micro_guest(
         extra_args: Vec::new(),
         nics,
         accel,
+        iommu: false,
         micro: Some(micro),
     })
 }
@@ -407,6 +477,7 @@ pub fn ensure_micro_image(def: &super::GuestDef) -> Result<bool, GuestError> {
         busybox: PathBuf::from("/bin/busybox"),
         iolab,
         out,
+        variant: Variant::Lab,
     })?;
     Ok(true)
 }
@@ -426,7 +497,11 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
         }
     }
     std::fs::create_dir_all(&spec.out).map_err(file_err("output directory", &spec.out))?;
-    let modules = module_closure(&spec.modules, &MODULES)?;
+    let mut wanted: Vec<&str> = MODULES.to_vec();
+    if spec.variant == Variant::IommuLab {
+        wanted.extend(IOMMU_MODULES);
+    }
+    let modules = module_closure(&spec.modules, &wanted)?;
     let initrd = spec.out.join("initrd.cpio");
     let file = std::fs::File::create(&initrd).map_err(file_err("initramfs", &initrd))?;
     let mut c = CpioWriter::new(std::io::BufWriter::new(file));
@@ -519,6 +594,58 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
         c.file("etc/iscsi/iscsid.conf", 0o644, b"node.startup = manual\n")
             .map_err(io)?;
     }
+    if spec.variant == Variant::IommuLab {
+        let qemu = which(super::lifecycle::QEMU).ok_or_else(|| {
+            GuestError::Invalid(format!(
+                "the IOMMU lab carries {}, which is not on PATH (Debian: qemu-system-x86)",
+                super::lifecycle::QEMU
+            ))
+        })?;
+        // In /usr/bin: qemu finds its modules and data relative to its own
+        // directory (../lib/..., ../share/qemu).
+        c.dir("usr/bin").map_err(io)?;
+        c.file(
+            &format!("usr/bin/{}", super::lifecycle::QEMU),
+            0o755,
+            &read(&qemu)?,
+        )
+        .map_err(io)?;
+        libs.extend(shared_libs(&qemu)?);
+        for d in ["usr/share", "usr/share/qemu"] {
+            c.dir(d).map_err(io)?;
+        }
+        let moddir = QEMU_MODULE_DIR.trim_start_matches('/');
+        let mut dir = PathBuf::new();
+        for comp in Path::new(moddir).components() {
+            dir.push(comp);
+            c.dir(&dir.display().to_string()).map_err(io)?;
+        }
+        for m in QEMU_MODULES {
+            let p = Path::new(QEMU_MODULE_DIR).join(m);
+            if !p.is_file() {
+                return Err(GuestError::Invalid(format!(
+                    "the IOMMU lab needs qemu's {} (Debian: qemu-system-x86)",
+                    p.display()
+                )));
+            }
+            c.file(&format!("{moddir}/{m}"), 0o644, &read(&p)?)
+                .map_err(io)?;
+            libs.extend(shared_libs(&p)?);
+        }
+        for f in QEMU_FILES {
+            let found = QEMU_FIRMWARE_PATH
+                .iter()
+                .find_map(|d| std::fs::canonicalize(Path::new(d).join(f)).ok())
+                .ok_or_else(|| {
+                    GuestError::Invalid(format!(
+                        "the IOMMU lab needs qemu's {f} (in {}; Debian: seabios, ipxe-qemu)",
+                        QEMU_FIRMWARE_PATH.join(", ")
+                    ))
+                })?;
+            c.file(&format!("usr/share/qemu/{f}"), 0o644, &read(&found)?)
+                .map_err(io)?;
+        }
+    }
     libs.sort();
     libs.dedup();
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
@@ -545,6 +672,13 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_reads_the_script_where_boot_puts_it() {
+        let path = format!("/sys/firmware/qemu_fw_cfg/by_name/{SCRIPT_FW_CFG}/raw");
+        assert!(INIT.contains(&format!("SCRIPT={path}\n")), "{INIT}");
+        assert!(MODULES.contains(&"qemu_fw_cfg"));
+    }
 
     #[test]
     fn base64_matches_the_standard() {

@@ -13,6 +13,11 @@ use super::{GuestDef, GuestError};
 /// The program that runs guests.
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// `$XDG_STATE_HOME/iolab/guests`: one directory per guest.
+pub fn guests_root() -> Result<PathBuf, GuestError> {
+    state_dir("").map(|d| d.components().collect())
+}
+
 /// `$XDG_STATE_HOME/iolab/guests/NAME` (default `~/.local/state/...`).
 pub fn state_dir(name: &str) -> Result<PathBuf, GuestError> {
     let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {

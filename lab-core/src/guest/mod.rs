@@ -56,6 +56,11 @@ pub struct GuestDef {
     pub nics: Vec<Nic>,
     #[serde(default)]
     pub accel: Accel,
+    /// An emulated Intel VT-d (q35 `intel-iommu` with interrupt remapping)
+    /// and, for a guest booted from a kernel, `intel_iommu=on iommu=pt`: its
+    /// kernel gets IOMMU groups, and its own vfio-pci can pass devices on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub iommu: bool,
     /// The lab micro-guest (a stock kernel and an initramfs with busybox and
     /// iolab, `iolab guest image`): what it was defined with. Its kernel and
     /// initrd are built when missing, so it starts on a fresh machine.

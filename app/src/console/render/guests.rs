@@ -138,7 +138,17 @@ pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
         l.push(Line::from(""));
         l.push(Line::from("y: yes   any other key: no"));
         let w = area.width.saturating_sub(4);
-        let h = 9.min(area.height);
+        // As tall as the wrapped text (a passthrough adds a root port to
+        // the command line), so the question is never cut off.
+        let inner = usize::from(w.saturating_sub(2)).max(1);
+        let rows: usize = l
+            .iter()
+            .map(|line| {
+                let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+                wrapped_rows(&text, inner)
+            })
+            .sum();
+        let h = u16::try_from(rows + 2).unwrap_or(u16::MAX).min(area.height);
         let r = Rect {
             x: area.x + 2,
             y: area.y + (area.height - h) / 2,
@@ -153,6 +163,27 @@ pub fn render(f: &mut Frame, v: &GuestsView, area: Rect) {
             r,
         );
     }
+}
+
+/// Rows `text` takes when wrapped at word boundaries to `width` columns
+/// (a word longer than a row is cut across rows).
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    let mut rows = 1;
+    let mut used = 0;
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        let need = if used == 0 { n } else { used + 1 + n };
+        if need <= width {
+            used = need;
+        } else if n <= width {
+            rows += 1;
+            used = n;
+        } else {
+            rows += usize::from(used > 0) + (n - 1) / width;
+            used = (n - 1) % width + 1;
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -210,10 +241,7 @@ mod tests {
         let v = view();
         t.draw(|f| render(f, &v, f.area())).unwrap();
         let text = format!("{:?}", t.backend());
-        assert!(
-            text.contains("-device vfio-pci,host=0000:06:00.0"),
-            "{text}"
-        );
+        assert!(text.contains("vfio-pci,host=0000:06:00.0"), "{text}");
         insta::assert_snapshot!(t.backend());
     }
 
@@ -228,6 +256,9 @@ mod tests {
         t.draw(|f| render(f, &v, f.area())).unwrap();
         let text = format!("{:?}", t.backend());
         assert!(text.contains("Start this guest? It runs:"), "{text}");
+        // The whole command and the question fit, however long the line.
+        assert!(text.contains("bus=hostdev-port0"), "{text}");
+        assert!(text.contains("y: yes   any other key: no"), "{text}");
         insta::assert_snapshot!(t.backend());
     }
 
