@@ -78,3 +78,55 @@ fn connections_join_a_session_and_share_its_window() {
         "the session's connections still answer"
     );
 }
+
+/// A Logout Request "close the connection" (reason 1) names a CID (RFC 7143
+/// 11.14.1): sent on one connection for another of the session, the target
+/// answers on the connection it came on and closes the other, while this
+/// one carries on. A CID the session does not have gets "CID not found".
+/// (Before: any CID but the receiving connection's was "not found".)
+#[test]
+fn a_connection_logs_out_another_connection_of_its_session() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let mut a = RawConn::connect(&portal);
+    let r = a.login(IQN, &[("MaxConnections", "2")]);
+    assert_eq!(r.bhs[36], 0, "{}", r.text());
+    let (mut b, status) = join(&portal, &a, 1, a.cmd_sn);
+    assert_eq!(status, (0, 0));
+    assert!(b.ping(), "the second connection answers before the logout");
+
+    let logout = |c: &mut RawConn, cid: u16| -> u8 {
+        let mut h = [0u8; 48];
+        h[0] = 0x46; // immediate Logout Request
+        h[1] = 0x80 | 1; // close the connection
+        let itt = c.itt;
+        c.itt += 1;
+        h[16..20].copy_from_slice(&itt.to_be_bytes());
+        h[20..22].copy_from_slice(&cid.to_be_bytes());
+        h[24..28].copy_from_slice(&c.cmd_sn.to_be_bytes());
+        h[28..32].copy_from_slice(&c.exp_stat_sn.to_be_bytes());
+        c.send(&h, &[]);
+        loop {
+            let p = c.recv().expect("a Logout Response");
+            if p.opcode() == 0x26 && p.word(16) == itt {
+                c.exp_stat_sn = p.word(24).wrapping_add(1);
+                return p.bhs[2];
+            }
+        }
+    };
+    // No connection 7: CID not found, and nothing ends.
+    assert_eq!(logout(&mut a, 7), 1);
+    assert!(a.ping() && b.ping());
+    // Connection 1 from connection 0.
+    assert_eq!(
+        logout(&mut a, 1),
+        0,
+        "closing connection 1 from connection 0"
+    );
+    assert!(b.closed_by_peer(), "connection 1 was not closed");
+    assert!(a.ping(), "connection 0 must carry on");
+    // The session lost connection 1: its CID may log in again.
+    let (mut c, status) = join(&portal, &a, 1, a.cmd_sn);
+    assert_eq!(status, (0, 0), "CID 1 could not join again");
+    assert!(c.ping());
+}

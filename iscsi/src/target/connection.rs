@@ -18,13 +18,16 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 
+use super::data_in::{self, Residual};
 use super::login::{SessionType, Step, TargetLogin};
+use super::logout::{self, LogoutEffect, LogoutReason};
 use super::session::ConnEntry;
+use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
 use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
     BHS_LEN, Bhs, LoginStatus, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason,
-    TmfFunction, TmfResponse, pad_len, read_body, read_header, read_pdu,
+    TmfFunction, pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
@@ -278,6 +281,25 @@ struct WriteTask {
     lu_resets: u64,
     /// This task's share of the session's pending-write memory.
     _credit: super::session::WriteCredit,
+}
+
+/// The connection's writes waiting for data, as task management sees them.
+struct PendingTasks<'a>(&'a mut HashMap<u32, WriteTask>);
+
+impl Tasks for PendingTasks<'_> {
+    fn abort(&mut self, itt: u32) -> bool {
+        self.0.remove(&itt).is_some()
+    }
+    fn abort_lun(&mut self, lun: u64) -> usize {
+        let before = self.0.len();
+        self.0.retain(|_, t| t.lun != lun);
+        before - self.0.len()
+    }
+    fn abort_all(&mut self) -> usize {
+        let n = self.0.len();
+        self.0.clear();
+        n
+    }
 }
 
 struct Conn {
@@ -884,26 +906,8 @@ impl Conn {
             shared,
             sense,
         } = resp;
-        // Residuals: reads compare Data-In with EDTL; writes compare the CDB's need with EDTL.
-        let (over, under, residual) = if read || needed_out.is_none() {
-            if read && produced > edtl as u64 {
-                (true, false, produced - edtl as u64)
-            } else if read && produced < edtl as u64 && status == ScsiStatus::Good {
-                (false, true, edtl as u64 - produced)
-            } else {
-                (false, false, 0)
-            }
-        } else {
-            let need = needed_out.unwrap_or(0);
-            if need > edtl as u64 {
-                (true, false, need - edtl as u64)
-            } else if need < edtl as u64 {
-                (false, true, edtl as u64 - need)
-            } else {
-                (false, false, 0)
-            }
-        };
-        let res_flags = (if over { 0x04 } else { 0 }) | (if under { 0x02 } else { 0 });
+        let good = status == ScsiStatus::Good;
+        let residual = Residual::of(read, edtl, produced, needed_out, good);
         // The data as segments (views of RAMDISK memory, or one pooled buffer),
         // cut to what the initiator expects.
         // Without data (writes, most non-data commands) `shared` is empty
@@ -914,63 +918,47 @@ impl Conn {
             iolab_storage::pool::give(data);
             shared
         };
-        let mut room = if read { edtl as usize } else { 0 };
-        for seg in &mut segments {
-            seg.truncate(room);
-            room -= seg.len();
-        }
-        segments.retain(|s| !s.is_empty());
-        let total: usize = segments.iter().map(Bytes::len).sum();
+        let total = data_in::fit(&mut segments, if read { edtl as usize } else { 0 });
+        let status_in_data = data_in::status_in_data(good, sense.is_some(), total);
         let mut data_sn = 0u32;
-        let status_in_data = status == ScsiStatus::Good && sense.is_none() && total > 0;
         if total > 0 {
             self.stats.read_bytes.fetch_add(total as u64, Relaxed);
-            let chunk = self.peer_mrdsl;
-            let mut off = 0usize;
-            // Data-In PDUs of at most MaxRecvDataSegmentLength, none crossing a segment.
-            let pieces = segments.iter().flat_map(|seg| {
-                (0..seg.len())
-                    .step_by(chunk)
-                    .map(move |at| seg.slice(at..(at + chunk).min(seg.len())))
-            });
-            for piece in pieces {
-                let n = piece.len();
-                let last = off + n == total;
+            for piece in data_in::pieces(&segments, self.peer_mrdsl) {
                 let mut b = Bhs::new(Opcode::DataIn);
                 let mut f = 0u8;
-                if last {
+                if piece.last {
                     f |= 0x80;
                     if status_in_data {
-                        f |= 0x01 | res_flags;
+                        f |= 0x01 | residual.flags();
                     }
                 }
                 b.set_flags(f)
                     .set_lun_raw(lun_raw)
                     .set_itt(itt)
                     .set_word20(RESERVED_TAG);
-                if last && status_in_data {
+                if piece.last && status_in_data {
                     b.0[3] = status as u8;
                     self.stamp(&mut b, true);
-                    b.set_word44(residual as u32);
+                    b.set_word44(residual.count());
                 } else {
                     let (exp, max) = self.session.window();
                     b.set_word28(exp).set_word32(max);
                 }
-                b.set_word36(data_sn).set_word40(off as u32);
-                data_sn += 1;
-                self.out(&b, piece).await?;
-                off += n;
+                b.set_word36(piece.data_sn).set_word40(piece.offset);
+                data_sn = piece.data_sn + 1;
+                let data = segments[piece.segment].slice(piece.range);
+                self.out(&b, data).await?;
             }
             if status_in_data {
                 return Ok(());
             }
         }
         let mut b = Bhs::new(Opcode::ScsiResponse);
-        b.set_flags(0x80 | res_flags).set_itt(itt);
+        b.set_flags(0x80 | residual.flags()).set_itt(itt);
         b.0[2] = 0; // command completed at target
         b.0[3] = status as u8;
         self.stamp(&mut b, true);
-        b.set_word36(data_sn).set_word44(residual as u32);
+        b.set_word36(data_sn).set_word44(residual.count());
         let payload = match sense {
             Some(s) => {
                 let mut v = Vec::with_capacity(2 + s.len());
@@ -1077,67 +1065,44 @@ impl Conn {
         if !b.immediate() {
             self.session.accept_cmd_sn(b.cmd_sn(), false);
         }
-        let func = TmfFunction::from_u8(b.flags());
-        let lun = scsi::decode_lun(b.lun_raw());
         let target = self.session.target.clone();
+        let req = TmfRequest {
+            function: TmfFunction::from_u8(b.flags()),
+            lun: scsi::decode_lun(b.lun_raw()),
+            rtt: b.word20(),
+            ref_cmd_sn: b.word32(),
+        };
+        let lu = target.lu(req.lun);
+        let outcome = tmf::decide(
+            &req,
+            &mut PendingTasks(&mut self.pending),
+            self.session.window(),
+            lu.is_some(),
+        );
+        self.stats
+            .in_flight
+            .fetch_sub(outcome.aborted as u64, Relaxed);
         let mut cold = false;
-        let response = match func {
-            Some(TmfFunction::AbortTask) => {
-                let rtt = b.word20();
-                let ref_cmd_sn = b.word32();
-                if self.pending.remove(&rtt).is_some() {
-                    self.stats.in_flight.fetch_sub(1, Relaxed);
-                    TmfResponse::Complete
-                } else {
-                    // RFC 7143 11.5.1: a task not yet received (RefCmdSN still in the
-                    // window) counts as received and aborted; one that already
-                    // completed (RefCmdSN below the window) does not exist.
-                    let (exp, max) = self.session.window();
-                    if crate::pdu::sn_le(exp, ref_cmd_sn) && crate::pdu::sn_le(ref_cmd_sn, max) {
-                        TmfResponse::Complete
-                    } else {
-                        TmfResponse::TaskDoesNotExist
-                    }
-                }
-            }
-            Some(TmfFunction::AbortTaskSet | TmfFunction::ClearTaskSet) => {
-                let before = self.pending.len();
-                self.pending.retain(|_, t| t.lun != lun);
-                let gone = before - self.pending.len();
-                self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
-                TmfResponse::Complete
-            }
-            Some(TmfFunction::LogicalUnitReset) => match target.lu(lun) {
-                Some(lu) => {
-                    // Only that LU's tasks go; other LUNs' writes carry on.
-                    let before = self.pending.len();
-                    self.pending.retain(|_, t| t.lun != lun);
-                    let gone = before - self.pending.len();
-                    self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
+        match outcome.effect {
+            TmfEffect::None => {}
+            TmfEffect::ResetLu(_) => {
+                if let Some(lu) = lu {
                     lu.reset(&self.reg.nexuses_of(&target));
-                    target.note_reset();
-                    self.seen_resets = target.resets();
-                    TmfResponse::Complete
                 }
-                None => TmfResponse::LunDoesNotExist,
-            },
-            Some(TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset) => {
+                target.note_reset();
+                self.seen_resets = target.resets();
+            }
+            TmfEffect::ResetTarget { cold: c } => {
                 let nexuses = self.reg.nexuses_of(&target);
                 for lu in target.luns().values() {
                     lu.reset(&nexuses);
                 }
                 target.note_reset();
                 self.seen_resets = target.resets();
-                let gone = self.pending.len();
-                self.pending.clear();
-                self.stats.in_flight.fetch_sub(gone as u64, Relaxed);
-                cold = func == Some(TmfFunction::TargetColdReset);
-                TmfResponse::Complete
+                cold = c;
             }
-            Some(TmfFunction::ClearAca) => TmfResponse::NotSupported,
-            Some(TmfFunction::TaskReassign) => TmfResponse::ReassignmentNotSupported,
-            None => TmfResponse::Rejected,
-        };
+        }
+        let response = outcome.response;
         let mut r = Bhs::new(Opcode::TaskMgmtResponse);
         r.set_flags(0x80).set_itt(b.itt());
         r.0[2] = response as u8;
@@ -1159,32 +1124,32 @@ impl Conn {
         if !b.immediate() {
             self.session.accept_cmd_sn(b.cmd_sn(), false);
         }
-        let reason = b.flags() & 0x7f;
-        let response: u8 = match reason {
-            0 => 0,
-            1 => {
-                if b.cid() == self.cid {
-                    0
-                } else {
-                    1
-                }
-            }
-            _ => 2, // connection recovery is not supported (ERL 0)
-        };
+        let (response, effect) =
+            logout::decide(LogoutReason::from_u8(b.flags()), b.cid(), self.cid, |cid| {
+                self.session.has_connection(cid)
+            });
         let mut r = Bhs::new(Opcode::LogoutResponse);
         r.set_flags(0x80).set_itt(b.itt());
-        r.0[2] = response;
+        r.0[2] = response as u8;
         self.stamp(&mut r, true);
         let t2w = self.session.params.default_time2wait.min(0xffff) as u16;
         let t2r = self.session.params.default_time2retain.min(0xffff) as u16;
         r.0[40..42].copy_from_slice(&t2w.to_be_bytes());
         r.0[42..44].copy_from_slice(&t2r.to_be_bytes());
         self.out(&r, Bytes::new()).await?;
-        if response == 0 {
-            if reason == 0 {
+        match effect {
+            LogoutEffect::None => {}
+            LogoutEffect::CloseSession => {
                 self.session.close_all();
+                self.done = true;
             }
-            self.done = true;
+            LogoutEffect::CloseThis => self.done = true,
+            LogoutEffect::CloseOther(cid) => {
+                // Its answer first, then the other connection ends (its
+                // writes waiting for data go with it: ERL 0).
+                self.flush().await?;
+                self.session.close_connection(cid);
+            }
         }
         Ok(())
     }

@@ -4,12 +4,15 @@
 mod cmdsn;
 pub mod config;
 mod connection;
+pub mod data_in;
 pub mod login;
+pub mod logout;
 pub mod portal;
 mod reconfigure;
 pub mod saveconfig;
 mod session;
 pub mod tgt_conf;
+pub mod tmf;
 mod write_task;
 
 use std::collections::{BTreeMap, HashMap};

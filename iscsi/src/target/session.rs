@@ -270,6 +270,22 @@ impl Session {
         }
     }
 
+    /// Whether connection `cid` is logged in.
+    pub fn has_connection(&self, cid: u16) -> bool {
+        self.conns().iter().any(|c| c.cid == cid)
+    }
+
+    /// Ends connection `cid` (an implicit logout from another connection);
+    /// false when there is none.
+    pub fn close_connection(&self, cid: u16) -> bool {
+        let conns = self.conns();
+        let found = conns.iter().find(|c| c.cid == cid);
+        if let Some(c) = found {
+            let _ = c.close.send(true);
+        }
+        found.is_some()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns().len()
     }

@@ -1,0 +1,123 @@
+//! Logout (RFC 7143 11.14 and 11.15) decided without I/O: the response to
+//! a Logout Request and which connections end.
+
+/// Logout Request reason codes (11.14.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LogoutReason {
+    CloseSession = 0,
+    CloseConnection = 1,
+    RemoveForRecovery = 2,
+}
+
+impl LogoutReason {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v & 0x7f {
+            0 => Some(LogoutReason::CloseSession),
+            1 => Some(LogoutReason::CloseConnection),
+            2 => Some(LogoutReason::RemoveForRecovery),
+            _ => None,
+        }
+    }
+}
+
+/// Logout Response codes (11.15.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LogoutResponse {
+    Closed = 0,
+    CidNotFound = 1,
+    RecoveryNotSupported = 2,
+    CleanupFailed = 3,
+}
+
+/// What the driver does after the response has gone out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutEffect {
+    /// Nothing ends.
+    None,
+    /// Every connection of the session ends, this one too.
+    CloseSession,
+    /// This connection ends.
+    CloseThis,
+    /// Another connection of the session ends (an implicit logout of it);
+    /// this one carries on.
+    CloseOther(u16),
+}
+
+/// The response to a Logout Request with `reason` for `cid`, received on
+/// connection `this_cid` of a session whose connections `has_cid` knows.
+/// At ErrorRecoveryLevel 0 there is no connection recovery.
+pub fn decide(
+    reason: Option<LogoutReason>,
+    cid: u16,
+    this_cid: u16,
+    has_cid: impl Fn(u16) -> bool,
+) -> (LogoutResponse, LogoutEffect) {
+    match reason {
+        Some(LogoutReason::CloseSession) => (LogoutResponse::Closed, LogoutEffect::CloseSession),
+        Some(LogoutReason::CloseConnection) if cid == this_cid => {
+            (LogoutResponse::Closed, LogoutEffect::CloseThis)
+        }
+        Some(LogoutReason::CloseConnection) if has_cid(cid) => {
+            (LogoutResponse::Closed, LogoutEffect::CloseOther(cid))
+        }
+        Some(LogoutReason::CloseConnection) => (LogoutResponse::CidNotFound, LogoutEffect::None),
+        Some(LogoutReason::RemoveForRecovery) | None => {
+            (LogoutResponse::RecoveryNotSupported, LogoutEffect::None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNS: [u16; 3] = [0, 1, 3];
+
+    fn has(c: u16) -> bool {
+        CONNS.contains(&c)
+    }
+
+    #[test]
+    fn close_the_session() {
+        assert_eq!(
+            decide(Some(LogoutReason::CloseSession), 0, 1, has),
+            (LogoutResponse::Closed, LogoutEffect::CloseSession)
+        );
+    }
+
+    #[test]
+    fn close_one_connection_of_several() {
+        // This connection.
+        assert_eq!(
+            decide(Some(LogoutReason::CloseConnection), 1, 1, has),
+            (LogoutResponse::Closed, LogoutEffect::CloseThis)
+        );
+        // Another one of the session, from this one.
+        assert_eq!(
+            decide(Some(LogoutReason::CloseConnection), 3, 1, has),
+            (LogoutResponse::Closed, LogoutEffect::CloseOther(3))
+        );
+        // A CID the session does not have.
+        assert_eq!(
+            decide(Some(LogoutReason::CloseConnection), 2, 1, has),
+            (LogoutResponse::CidNotFound, LogoutEffect::None)
+        );
+    }
+
+    #[test]
+    fn no_connection_recovery_at_erl_0() {
+        for r in [Some(LogoutReason::RemoveForRecovery), None] {
+            assert_eq!(
+                decide(r, 1, 0, has),
+                (LogoutResponse::RecoveryNotSupported, LogoutEffect::None)
+            );
+        }
+        assert_eq!(
+            LogoutReason::from_u8(0x81),
+            Some(LogoutReason::CloseConnection)
+        );
+        assert_eq!(LogoutReason::from_u8(5), None);
+    }
+}
