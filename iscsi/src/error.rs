@@ -46,6 +46,8 @@ pub enum Violation {
     DataDigest,
     #[error("text continuation with unknown TTT")]
     UnknownTextContinuation,
+    #[error("text request refused: {0:?}")]
+    TextRequest(crate::pdu::RejectReason),
     #[error("text key is not UTF-8")]
     TextNotUtf8,
     #[error("text pair without '=': {0:.40}")]

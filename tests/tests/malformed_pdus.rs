@@ -217,3 +217,53 @@ fn target_pings_silent_connections_and_drops_dead_ones() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     assert!(alive.ping(), "the answering connection was dropped later");
 }
+
+/// A Text Request in two PDUs (RFC 7143 11.10.2: C set on the first): the
+/// target asks for the rest with an empty Text Response carrying a TTT
+/// (neither F nor C), then answers the whole request; F and C together are
+/// rejected and the session lives on. (Before: the first part was parsed
+/// alone and refused as a protocol error.)
+#[test]
+fn a_text_request_may_come_in_several_pdus() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let portal = portal_of(&urls[0]);
+    let mut c = logged_in(&portal);
+    let itt = 0x7100u32;
+    let text = |c: &mut RawConn, flags: u8, ttt: u32, data: &[u8]| {
+        let mut b = [0u8; 48];
+        b[0] = 0x04; // Text Request
+        b[1] = flags;
+        b[16..20].copy_from_slice(&itt.to_be_bytes());
+        b[20..24].copy_from_slice(&ttt.to_be_bytes());
+        b[24..28].copy_from_slice(&c.cmd_sn.to_be_bytes());
+        c.cmd_sn = c.cmd_sn.wrapping_add(1);
+        b[28..32].copy_from_slice(&c.exp_stat_sn.to_be_bytes());
+        c.send(&b, data);
+        let r = c.recv().expect("an answer");
+        c.exp_stat_sn = r.word(24).wrapping_add(1);
+        r
+    };
+    let first = text(&mut c, 0x40, u32::MAX, b"SendTar");
+    assert_eq!(first.opcode(), 0x24, "Text Response expected");
+    assert_eq!(
+        first.bhs[1] & 0xc0,
+        0,
+        "neither F nor C while asking for more"
+    );
+    assert!(first.data.is_empty());
+    let ttt = first.word(20);
+    assert_ne!(ttt, u32::MAX, "no tag to continue with");
+    let whole = text(&mut c, 0x80, ttt, b"gets=All\0");
+    assert_eq!(whole.opcode(), 0x24);
+    assert_eq!(whole.bhs[1] & 0x80, 0x80, "the answer is final");
+    assert!(
+        whole.text().contains(&format!("TargetName={IQN}")),
+        "{}",
+        whole.text()
+    );
+    // F and C together: a Reject, and the session goes on.
+    let bad = text(&mut c, 0xc0, u32::MAX, b"SendTargets=All\0");
+    assert_eq!(bad.opcode(), 0x3f, "Reject expected");
+    assert_eq!(bad.bhs[2], 0x04, "protocol error");
+    assert_eq!(tur(&mut c), Some(0));
+}

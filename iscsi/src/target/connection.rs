@@ -22,6 +22,7 @@ use super::data_in::{self, Residual};
 use super::login::{SessionType, Step, TargetLogin};
 use super::logout::{self, LogoutEffect, LogoutReason};
 use super::session::ConnEntry;
+use super::text_exchange::{self, TextExchange, TextStep, next_tag};
 use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
 use super::{Registry, Session};
 use crate::error::IscsiError;
@@ -139,7 +140,8 @@ pub(super) async fn serve(
             peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
             stat_sn,
             window: super::cmdsn::CmdWindow::new(result.cmd_sn, DISCOVERY_DEPTH),
-            text_cont: None,
+            text: TextExchange::default(),
+            tags: 1,
         };
         return conn
             .run(&mut rd, params.header_digest, params.data_digest)
@@ -195,7 +197,7 @@ pub(super) async fn serve(
         pending: HashMap::new(),
         seen_resets: session.target.resets(),
         next_ttt: 1,
-        text_cont: None,
+        text: TextExchange::default(),
         done: false,
         ping: None,
         deferred_tx,
@@ -213,17 +215,6 @@ pub(super) async fn serve(
     let _ = conn.flush().await;
     conn.tx.close().await;
     r
-}
-
-/// The next target transfer tag (R2Ts, pings) from one counter: never 0
-/// and never the reserved 0xffffffff.
-fn next_tag(counter: &mut u32) -> u32 {
-    if *counter == 0 || *counter == RESERVED_TAG {
-        *counter = 1;
-    }
-    let t = *counter;
-    *counter = counter.wrapping_add(1);
-    t
 }
 
 /// Polls `fut` once: its output if it is ready now.
@@ -319,7 +310,7 @@ struct Conn {
     /// The target's reset count when `pending` was last checked against it.
     seen_resets: u64,
     next_ttt: u32,
-    text_cont: Option<(u32, Vec<u8>)>,
+    text: TextExchange,
     done: bool,
     /// An outstanding target-initiated ping: its TTT and when it was sent.
     ping: Option<(u32, Instant)>,
@@ -1008,56 +999,68 @@ impl Conn {
         if !b.immediate() {
             self.session.accept_cmd_sn(b.cmd_sn(), false);
         }
-        let reply = if b.ttt() != RESERVED_TAG {
-            match self.text_cont.take() {
-                Some((ttt, rest)) if ttt == b.ttt() => rest,
-                _ => return self.reject(b, RejectReason::InvalidPduField).await,
-            }
-        } else {
-            let pairs = match text::parse(&pdu.data) {
-                Ok(p) => p,
-                Err(_) => return self.reject(b, RejectReason::ProtocolError).await,
-            };
-            // MaxRecvDataSegmentLength is declarative and may be declared
-            // again in full feature phase (RFC 7143 13.12): take the
-            // initiator's new value and declare ours back.
-            let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
-                .into_iter()
-                .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
-            let mut reply = text_reply(
-                &self.reg,
-                Some(&self.session.target.iqn),
-                &self.session.initiator_name,
-                &rest,
-                self.local,
-            );
-            if let Some((k, v)) = mrdsl.last() {
-                let answer = match v.parse::<u32>() {
-                    Ok(n) if (512..=16_777_215).contains(&n) => {
-                        self.peer_mrdsl = n as usize;
-                        self.params.max_recv_data_segment.to_string()
-                    }
-                    _ => "Reject".to_string(),
+        let step = self.text.request(
+            b.itt(),
+            b.ttt(),
+            b.flags() & 0x80 != 0,
+            b.flags() & 0x40 != 0,
+            &pdu.data,
+            &mut self.next_ttt,
+        );
+        let piece = match step {
+            TextStep::Reject(r) => return self.reject(b, r).await,
+            TextStep::MoreRequest { ttt } => text_exchange::Piece {
+                data: Vec::new(),
+                ttt,
+                last: false,
+            },
+            TextStep::Piece(p) => p,
+            TextStep::Request(data) => {
+                let pairs = match text::parse(&data) {
+                    Ok(p) => p,
+                    Err(_) => return self.reject(b, RejectReason::ProtocolError).await,
                 };
-                reply.extend_from_slice(&text::encode(&[(k.clone(), answer)]));
+                // MaxRecvDataSegmentLength is declarative and may be declared
+                // again in full feature phase (RFC 7143 13.12): take the
+                // initiator's new value and declare ours back.
+                let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
+                    .into_iter()
+                    .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
+                let mut reply = text_reply(
+                    &self.reg,
+                    Some(&self.session.target.iqn),
+                    &self.session.initiator_name,
+                    &rest,
+                    self.local,
+                );
+                if let Some((k, v)) = mrdsl.last() {
+                    let answer = match v.parse::<u32>() {
+                        Ok(n) if (512..=16_777_215).contains(&n) => {
+                            self.peer_mrdsl = n as usize;
+                            self.params.max_recv_data_segment.to_string()
+                        }
+                        _ => "Reject".to_string(),
+                    };
+                    reply.extend_from_slice(&text::encode(&[(k.clone(), answer)]));
+                }
+                self.text
+                    .answer(b.itt(), reply, self.peer_mrdsl, &mut self.next_ttt)
             }
-            reply
         };
+        let more = step_is_ask(&piece);
         // Answers still corked go first: StatSN leaves in order.
         self.flush().await?;
-        let (ttt, cont) = send_text(
+        send_text(
             &self.tx,
-            &reply,
-            self.peer_mrdsl,
+            piece,
+            more,
             b,
             &mut self.stat_sn,
             self.session.window(),
             self.hd,
             self.dd,
         )
-        .await?;
-        self.text_cont = cont.map(|rest| (ttt, rest));
-        Ok(())
+        .await
     }
 
     async fn task_mgmt(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
@@ -1195,37 +1198,35 @@ fn text_reply(
 /// Sends a Text Response, split with the C bit when longer than the peer accepts.
 /// Returns the TTT and the rest still to send.
 #[allow(clippy::too_many_arguments)]
+/// Whether `piece` is the target asking for the rest of a request (an
+/// empty response, neither F nor C).
+fn step_is_ask(piece: &text_exchange::Piece) -> bool {
+    !piece.last && piece.data.is_empty()
+}
+
+/// Sends one Text Response: a piece of an answer, or (`ask`) an empty one
+/// asking for the rest of the request.
+#[allow(clippy::too_many_arguments)]
 async fn send_text(
     tx: &Outbox,
-    reply: &[u8],
-    mrdsl: usize,
+    piece: text_exchange::Piece,
+    ask: bool,
     req: &Bhs,
     stat_sn: &mut u32,
     window: (u32, u32),
     hd: bool,
     dd: bool,
-) -> Result<(u32, Option<Vec<u8>>), IscsiError> {
-    let (now, rest) = if reply.len() > mrdsl {
-        reply.split_at(mrdsl)
-    } else {
-        (reply, &[][..])
-    };
+) -> Result<(), IscsiError> {
     let mut b = Bhs::new(Opcode::TextResponse);
-    let ttt = if rest.is_empty() {
-        RESERVED_TAG
-    } else {
-        0x1000_0000 | (*stat_sn & 0xffff)
-    };
-    b.set_flags(if rest.is_empty() { 0x80 } else { 0x40 })
+    b.set_flags(if ask { 0 } else { piece.flags() })
         .set_lun_raw(req.lun_raw())
         .set_itt(req.itt())
-        .set_word20(ttt);
+        .set_word20(piece.ttt);
     b.set_word24(*stat_sn)
         .set_word28(window.0)
         .set_word32(window.1);
     *stat_sn = stat_sn.wrapping_add(1);
-    send(tx, Frame::new(&b, Bytes::copy_from_slice(now), hd, dd)).await?;
-    Ok((ttt, (!rest.is_empty()).then(|| rest.to_vec())))
+    send(tx, Frame::new(&b, Bytes::from(piece.data), hd, dd)).await
 }
 
 /// The command window a discovery session grants (login response and
@@ -1246,7 +1247,9 @@ struct Discovery {
     /// The same CmdSN rules as a normal session's (outside the window or a
     /// duplicate: ignored), with [`DISCOVERY_DEPTH`].
     window: super::cmdsn::CmdWindow,
-    text_cont: Option<(u32, Vec<u8>)>,
+    text: TextExchange,
+    /// Target transfer tags of its text answers.
+    tags: u32,
 }
 
 impl Discovery {
@@ -1285,30 +1288,38 @@ impl Discovery {
             }
             match b.opcode() {
                 Some(Opcode::TextRequest) => {
-                    let reply = if b.ttt() != RESERVED_TAG {
-                        match self.text_cont.take() {
-                            Some((ttt, rest)) if ttt == b.ttt() => rest,
-                            _ => {
-                                return Err(crate::error::Violation::UnknownTextContinuation.into());
-                            }
+                    let step = self.text.request(
+                        b.itt(),
+                        b.ttt(),
+                        b.flags() & 0x80 != 0,
+                        b.flags() & 0x40 != 0,
+                        &pdu.data,
+                        &mut self.tags,
+                    );
+                    let piece = match step {
+                        TextStep::Reject(RejectReason::InvalidPduField) => {
+                            return Err(crate::error::Violation::UnknownTextContinuation.into());
                         }
-                    } else {
-                        let pairs = text::parse(&pdu.data)?;
-                        text_reply(&self.reg, None, &self.initiator, &pairs, self.local)
+                        TextStep::Reject(r) => {
+                            return Err(crate::error::Violation::TextRequest(r).into());
+                        }
+                        TextStep::MoreRequest { ttt } => text_exchange::Piece {
+                            data: Vec::new(),
+                            ttt,
+                            last: false,
+                        },
+                        TextStep::Piece(p) => p,
+                        TextStep::Request(data) => {
+                            let pairs = text::parse(&data)?;
+                            let reply =
+                                text_reply(&self.reg, None, &self.initiator, &pairs, self.local);
+                            self.text
+                                .answer(b.itt(), reply, self.peer_mrdsl, &mut self.tags)
+                        }
                     };
                     let w = self.window();
-                    let (ttt, cont) = send_text(
-                        &self.tx,
-                        &reply,
-                        self.peer_mrdsl,
-                        &b,
-                        &mut self.stat_sn,
-                        w,
-                        hd,
-                        dd,
-                    )
-                    .await?;
-                    self.text_cont = cont.map(|r| (ttt, r));
+                    let ask = step_is_ask(&piece);
+                    send_text(&self.tx, piece, ask, &b, &mut self.stat_sn, w, hd, dd).await?;
                 }
                 Some(Opcode::NopOut) if b.itt() != RESERVED_TAG => {
                     let mut r = Bhs::new(Opcode::NopIn);
@@ -1349,16 +1360,6 @@ impl Discovery {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-
-    #[test]
-    fn target_transfer_tags_skip_0_and_the_reserved_tag() {
-        let reserved = super::RESERVED_TAG;
-        let mut c = reserved - 2;
-        let tags: Vec<u32> = (0..4).map(|_| super::next_tag(&mut c)).collect();
-        assert_eq!(tags, [reserved - 2, reserved - 1, 1, 2]);
-        let mut z = 0;
-        assert_eq!(super::next_tag(&mut z), 1);
-    }
 
     #[test]
     fn a_first_stat_sn_is_random_below_2_pow_31() {

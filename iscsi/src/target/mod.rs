@@ -11,6 +11,7 @@ pub mod portal;
 mod reconfigure;
 pub mod saveconfig;
 mod session;
+pub mod text_exchange;
 pub mod tgt_conf;
 pub mod tmf;
 mod write_task;
