@@ -83,6 +83,12 @@ pub enum Violation {
     TargetFailure { response: u8 },
     #[error("R2T beyond the data to write (itt {itt:#x})")]
     R2tBeyondData { itt: u32 },
+    #[error("R2T for task {itt:#x} asks {len} bytes at once, above MaxBurstLength {max_burst}")]
+    R2tBeyondBurst {
+        itt: u32,
+        len: usize,
+        max_burst: usize,
+    },
     #[error("target rejected the PDU (reason {reason:#x})")]
     Rejected { reason: u8 },
     #[error("target closed the connection during login")]

@@ -4,6 +4,7 @@
 mod login;
 mod session;
 mod url;
+pub mod window;
 
 use std::time::Duration;
 

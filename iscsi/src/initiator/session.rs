@@ -15,12 +15,13 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::login::{LoginOutcome, LoginRequest, connect, login};
+use super::window;
 use super::{InitiatorOptions, IscsiUrl};
 use crate::error::IscsiError;
 use crate::negotiation::Params;
 use crate::pdu::{
     BHS_LEN, Bhs, Header, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, TmfFunction, pad_len,
-    read_body, read_data_into, read_header, sn_le, sn_lt,
+    read_body, read_data_into, read_header,
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
 use crate::transport::{Frame, Outbox, tcp_mss};
@@ -173,16 +174,17 @@ impl Shared {
 
     /// Whether CmdSN `next` lies in the window the target granted.
     fn room_for(&self, next: u32) -> bool {
-        sn_le(next, self.max_cmd_sn.load(SeqCst))
+        window::room_for(next, self.max_cmd_sn.load(SeqCst))
     }
 
     fn update_window(&self, exp: u32, max: u32) {
-        // RFC 7143 4.2.2.1: ignore a MaxCmdSN below ExpCmdSN - 1.
-        if sn_lt(max, exp.wrapping_sub(1)) {
-            return;
-        }
-        let cur = self.max_cmd_sn.load(Relaxed);
-        if sn_lt(cur, max) {
+        let a = window::advance(
+            self.exp_cmd_sn.load(Relaxed),
+            self.max_cmd_sn.load(Relaxed),
+            exp,
+            max,
+        );
+        if let Some(max) = a.max {
             // SeqCst with the waiter's announce-then-recheck in
             // `command_once`: either it sees the new window or we see it.
             self.max_cmd_sn.store(max, SeqCst);
@@ -190,8 +192,7 @@ impl Shared {
                 self.window_open.notify_waiters();
             }
         }
-        let e = self.exp_cmd_sn.load(Relaxed);
-        if sn_lt(e, exp) {
+        if let Some(exp) = a.exp {
             self.exp_cmd_sn.store(exp, Relaxed);
         }
     }
@@ -523,9 +524,7 @@ impl Session {
                             itt,
                             RESERVED_TAG,
                             &data_out,
-                            imm,
-                            unsolicited_end - imm,
-                            peer_max,
+                            window::sequence(imm..unsolicited_end, peer_max),
                             &mut frames,
                         );
                     }
@@ -747,35 +746,26 @@ async fn login_all(
     Ok((conns, outcome))
 }
 
-/// The Data-Out PDUs for `len` bytes of `data` from `offset`, in `chunk`s.
-#[allow(clippy::too_many_arguments)]
+/// Data-Out PDUs for a sequence of the write's `data`.
 fn data_out_frames(
     conn: &Conn,
     lun: [u8; 8],
     itt: u32,
     ttt: u32,
     data: &Bytes,
-    offset: usize,
-    len: usize,
-    chunk: usize,
+    pieces: impl Iterator<Item = window::DataOut>,
     frames: &mut Vec<Frame>,
 ) {
-    let mut pos = offset;
-    let end = offset + len;
-    let mut data_sn = 0u32;
-    while pos < end {
-        let n = (end - pos).min(chunk);
+    for p in pieces {
         let mut b = Bhs::new(Opcode::DataOut);
-        b.set_flags(if pos + n == end { 0x80 } else { 0 })
+        b.set_flags(if p.last { 0x80 } else { 0 })
             .set_lun_raw(lun)
             .set_itt(itt)
             .set_word20(ttt);
         b.set_word28(conn.exp_stat_sn.load(Relaxed))
-            .set_word36(data_sn)
-            .set_word40(pos as u32);
-        frames.push(conn.frame(&b, data.slice(pos..pos + n)));
-        data_sn += 1;
-        pos += n;
+            .set_word36(p.data_sn)
+            .set_word40(p.range.start as u32);
+        frames.push(conn.frame(&b, data.slice(p.range)));
     }
 }
 
@@ -1004,12 +994,17 @@ async fn reader(
                 };
                 let off = b.buffer_offset() as usize;
                 let len = b.word44() as usize;
-                if off + len > data.len() {
-                    return Err(Violation::R2tBeyondData { itt }.into());
-                }
                 let chunk = conn.params.peer_max_recv_data_segment.max(512) as usize;
+                let pieces = window::answer_r2t(
+                    itt,
+                    off,
+                    len,
+                    data.len(),
+                    chunk,
+                    conn.params.max_burst as usize,
+                )?;
                 let mut frames = Vec::with_capacity(len.div_ceil(chunk));
-                data_out_frames(conn, lun, itt, b.ttt(), &data, off, len, chunk, &mut frames);
+                data_out_frames(conn, lun, itt, b.ttt(), &data, pieces, &mut frames);
                 let _ = conn.out.push(frames);
                 conn.stats.write_bytes.fetch_add(len as u64, Relaxed);
             }
