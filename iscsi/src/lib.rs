@@ -12,6 +12,7 @@ pub mod stats;
 pub mod target;
 pub mod text;
 mod transport;
+pub mod typed;
 
 pub use error::{ConfigError, IscsiError, Lost, Violation, Waiting};
 pub use target::{ServerConfig, SessionInfo, Target, TargetConfig};

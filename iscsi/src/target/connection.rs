@@ -28,11 +28,12 @@ use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
     BHS_LEN, Bhs, LoginStatus, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason,
-    TmfFunction, pad_len, read_body, read_header, read_pdu,
+    pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
 use crate::transport::{Frame, Outbox, tcp_mss};
+use crate::typed::{self, Sn, Typed};
 
 /// How long a login may take before the connection is dropped.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -445,15 +446,20 @@ impl Conn {
         s
     }
 
-    /// Fills StatSN (advancing it when `advance`), ExpCmdSN and MaxCmdSN.
-    fn stamp(&mut self, b: &mut Bhs, advance: bool) {
-        let sn = if advance {
+    /// StatSN (advanced when `advance`: a response that counts), ExpCmdSN
+    /// and MaxCmdSN for the next response.
+    fn sn(&mut self, advance: bool) -> Sn {
+        let stat_sn = if advance {
             self.next_stat_sn()
         } else {
             self.stat_sn
         };
-        let (exp, max) = self.session.window();
-        b.set_word24(sn).set_word28(exp).set_word32(max);
+        let (exp_cmd_sn, max_cmd_sn) = self.session.window();
+        Sn {
+            stat_sn,
+            exp_cmd_sn,
+            max_cmd_sn,
+        }
     }
 
     /// Queues one PDU; it leaves with the next flush (at the latest before
@@ -475,10 +481,12 @@ impl Conn {
     }
 
     async fn reject(&mut self, bad: &Bhs, reason: RejectReason) -> Result<(), IscsiError> {
-        let mut b = Bhs::new(Opcode::Reject);
-        b.set_flags(0x80).set_itt(RESERVED_TAG);
-        b.0[2] = reason as u8;
-        self.stamp(&mut b, true);
+        let b = typed::Reject {
+            reason,
+            sn: self.sn(true),
+            data_sn: 0,
+        }
+        .encode();
         self.out(&b, Bytes::copy_from_slice(&bad.0)).await
     }
 
@@ -698,15 +706,16 @@ impl Conn {
             let Some(r2t) = t.xfer.next_r2t(max_burst, max_out, || next_tag(counter)) else {
                 return Ok(());
             };
-            let mut b = Bhs::new(Opcode::R2t);
-            b.set_flags(0x80)
-                .set_lun_raw(lun_raw)
-                .set_itt(itt)
-                .set_word20(r2t.ttt);
-            self.stamp(&mut b, false);
-            b.set_word36(r2t.r2tsn)
-                .set_word40(r2t.offset)
-                .set_word44(r2t.len);
+            let b = typed::R2t {
+                lun: lun_raw,
+                itt,
+                ttt: r2t.ttt,
+                sn: self.sn(false),
+                r2t_sn: r2t.r2tsn,
+                offset: r2t.offset,
+                length: r2t.len,
+            }
+            .encode();
             self.out(&b, Bytes::new()).await?;
         }
     }
@@ -915,27 +924,30 @@ impl Conn {
         if total > 0 {
             self.stats.read_bytes.fetch_add(total as u64, Relaxed);
             for piece in data_in::pieces(&segments, self.peer_mrdsl) {
-                let mut b = Bhs::new(Opcode::DataIn);
-                let mut f = 0u8;
-                if piece.last {
-                    f |= 0x80;
-                    if status_in_data {
-                        f |= 0x01 | residual.flags();
-                    }
+                let with_status = piece.last && status_in_data;
+                let b = typed::DataIn {
+                    final_: piece.last,
+                    lun: lun_raw,
+                    itt,
+                    ttt: RESERVED_TAG,
+                    // StatSN goes (and counts) only with the status.
+                    sn: if with_status {
+                        self.sn(true)
+                    } else {
+                        Sn {
+                            stat_sn: 0,
+                            ..self.sn(false)
+                        }
+                    },
+                    data_sn: piece.data_sn,
+                    offset: piece.offset,
+                    status: with_status.then(|| typed::DataInStatus {
+                        status: status as u8,
+                        residual_flags: residual.flags(),
+                        residual: residual.count(),
+                    }),
                 }
-                b.set_flags(f)
-                    .set_lun_raw(lun_raw)
-                    .set_itt(itt)
-                    .set_word20(RESERVED_TAG);
-                if piece.last && status_in_data {
-                    b.0[3] = status as u8;
-                    self.stamp(&mut b, true);
-                    b.set_word44(residual.count());
-                } else {
-                    let (exp, max) = self.session.window();
-                    b.set_word28(exp).set_word32(max);
-                }
-                b.set_word36(piece.data_sn).set_word40(piece.offset);
+                .encode();
                 data_sn = piece.data_sn + 1;
                 let data = segments[piece.segment].slice(piece.range);
                 self.out(&b, data).await?;
@@ -944,12 +956,16 @@ impl Conn {
                 return Ok(());
             }
         }
-        let mut b = Bhs::new(Opcode::ScsiResponse);
-        b.set_flags(0x80 | residual.flags()).set_itt(itt);
-        b.0[2] = 0; // command completed at target
-        b.0[3] = status as u8;
-        self.stamp(&mut b, true);
-        b.set_word36(data_sn).set_word44(residual.count());
+        let b = typed::ScsiResponse {
+            residual_flags: residual.flags(),
+            response: 0, // command completed at target
+            status: status as u8,
+            itt,
+            sn: self.sn(true),
+            exp_data_sn: data_sn,
+            residual: residual.count(),
+        }
+        .encode();
         let payload = match sense {
             Some(s) => {
                 let mut v = Vec::with_capacity(2 + s.len());
@@ -965,9 +981,13 @@ impl Conn {
     /// Sends a NOP-In that asks for an answer (TTT set, ITT reserved).
     async fn send_ping(&mut self) -> Result<(), IscsiError> {
         let ttt = next_tag(&mut self.next_ttt);
-        let mut b = Bhs::new(Opcode::NopIn);
-        b.set_flags(0x80).set_itt(RESERVED_TAG).set_word20(ttt);
-        self.stamp(&mut b, false);
+        let b = typed::NopIn {
+            lun: [0; 8],
+            itt: RESERVED_TAG,
+            ttt,
+            sn: self.sn(false),
+        }
+        .encode();
         self.ping = Some((ttt, Instant::now()));
         self.out(&b, Bytes::new()).await
     }
@@ -984,12 +1004,7 @@ impl Conn {
         if !b.immediate() {
             self.session.accept_cmd_sn(b.cmd_sn(), false);
         }
-        let mut r = Bhs::new(Opcode::NopIn);
-        r.set_flags(0x80)
-            .set_lun_raw(b.lun_raw())
-            .set_itt(b.itt())
-            .set_word20(RESERVED_TAG);
-        self.stamp(&mut r, true);
+        let r = typed::NopIn::answer(b.lun_raw(), b.itt(), self.sn(true)).encode();
         let data = pdu.data;
         self.out(&r, Bytes::from(data)).await
     }
@@ -1064,16 +1079,18 @@ impl Conn {
     }
 
     async fn task_mgmt(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
-        let b = &pdu.bhs;
-        if !b.immediate() {
-            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        let Some(t) = typed::TaskMgmtRequest::decode(&pdu.bhs) else {
+            return Ok(());
+        };
+        if !t.immediate {
+            self.session.accept_cmd_sn(t.cmd_sn, false);
         }
         let target = self.session.target.clone();
         let req = TmfRequest {
-            function: TmfFunction::from_u8(b.flags()),
-            lun: scsi::decode_lun(b.lun_raw()),
-            rtt: b.word20(),
-            ref_cmd_sn: b.word32(),
+            function: t.function(),
+            lun: scsi::decode_lun(t.lun),
+            rtt: t.rtt,
+            ref_cmd_sn: t.ref_cmd_sn,
         };
         let lu = target.lu(req.lun);
         let outcome = tmf::decide(
@@ -1106,10 +1123,12 @@ impl Conn {
             }
         }
         let response = outcome.response;
-        let mut r = Bhs::new(Opcode::TaskMgmtResponse);
-        r.set_flags(0x80).set_itt(b.itt());
-        r.0[2] = response as u8;
-        self.stamp(&mut r, true);
+        let r = typed::TaskMgmtResponse {
+            response,
+            itt: t.itt,
+            sn: self.sn(true),
+        }
+        .encode();
         self.out(&r, Bytes::new()).await?;
         if cold {
             // A cold reset ends every session of the target after the
@@ -1131,14 +1150,14 @@ impl Conn {
             logout::decide(LogoutReason::from_u8(b.flags()), b.cid(), self.cid, |cid| {
                 self.session.has_connection(cid)
             });
-        let mut r = Bhs::new(Opcode::LogoutResponse);
-        r.set_flags(0x80).set_itt(b.itt());
-        r.0[2] = response as u8;
-        self.stamp(&mut r, true);
-        let t2w = self.session.params.default_time2wait.min(0xffff) as u16;
-        let t2r = self.session.params.default_time2retain.min(0xffff) as u16;
-        r.0[40..42].copy_from_slice(&t2w.to_be_bytes());
-        r.0[42..44].copy_from_slice(&t2r.to_be_bytes());
+        let r = typed::LogoutResponse {
+            response: response as u8,
+            itt: b.itt(),
+            sn: self.sn(true),
+            time2wait: self.session.params.default_time2wait.min(0xffff) as u16,
+            time2retain: self.session.params.default_time2retain.min(0xffff) as u16,
+        }
+        .encode();
         self.out(&r, Bytes::new()).await?;
         match effect {
             LogoutEffect::None => {}
@@ -1217,14 +1236,19 @@ async fn send_text(
     hd: bool,
     dd: bool,
 ) -> Result<(), IscsiError> {
-    let mut b = Bhs::new(Opcode::TextResponse);
-    b.set_flags(if ask { 0 } else { piece.flags() })
-        .set_lun_raw(req.lun_raw())
-        .set_itt(req.itt())
-        .set_word20(piece.ttt);
-    b.set_word24(*stat_sn)
-        .set_word28(window.0)
-        .set_word32(window.1);
+    let b = typed::TextResponse {
+        final_: !ask && piece.last,
+        continue_: !ask && !piece.last,
+        lun: req.lun_raw(),
+        itt: req.itt(),
+        ttt: piece.ttt,
+        sn: Sn {
+            stat_sn: *stat_sn,
+            exp_cmd_sn: window.0,
+            max_cmd_sn: window.1,
+        },
+    }
+    .encode();
     *stat_sn = stat_sn.wrapping_add(1);
     send(tx, Frame::new(&b, Bytes::from(piece.data), hd, dd)).await
 }
@@ -1255,6 +1279,18 @@ struct Discovery {
 impl Discovery {
     fn window(&self) -> (u32, u32) {
         self.window.bounds()
+    }
+
+    /// The next response's StatSN (advanced) and the window.
+    fn next_sn(&mut self) -> Sn {
+        let (exp_cmd_sn, max_cmd_sn) = self.window();
+        let stat_sn = self.stat_sn;
+        self.stat_sn = self.stat_sn.wrapping_add(1);
+        Sn {
+            stat_sn,
+            exp_cmd_sn,
+            max_cmd_sn,
+        }
     }
 
     async fn run(
@@ -1322,30 +1358,30 @@ impl Discovery {
                     send_text(&self.tx, piece, ask, &b, &mut self.stat_sn, w, hd, dd).await?;
                 }
                 Some(Opcode::NopOut) if b.itt() != RESERVED_TAG => {
-                    let mut r = Bhs::new(Opcode::NopIn);
-                    r.set_flags(0x80).set_itt(b.itt()).set_word20(RESERVED_TAG);
-                    let w = self.window();
-                    r.set_word24(self.stat_sn).set_word28(w.0).set_word32(w.1);
-                    self.stat_sn = self.stat_sn.wrapping_add(1);
+                    let r = typed::NopIn::answer([0; 8], b.itt(), self.next_sn()).encode();
                     send(&self.tx, Frame::new(&r, Bytes::from(pdu.data), hd, dd)).await?;
                 }
                 Some(Opcode::NopOut) => {}
                 Some(Opcode::LogoutRequest) => {
                     self.reg.logins.logouts.fetch_add(1, Relaxed);
-                    let mut r = Bhs::new(Opcode::LogoutResponse);
-                    r.set_flags(0x80).set_itt(b.itt());
-                    let w = self.window();
-                    r.set_word24(self.stat_sn).set_word28(w.0).set_word32(w.1);
+                    let r = typed::LogoutResponse {
+                        response: 0,
+                        itt: b.itt(),
+                        sn: self.next_sn(),
+                        time2wait: 0,
+                        time2retain: 0,
+                    }
+                    .encode();
                     send(&self.tx, Frame::new(&r, Bytes::new(), hd, dd)).await?;
                     return Ok(());
                 }
                 _ => {
-                    let mut r = Bhs::new(Opcode::Reject);
-                    r.set_flags(0x80).set_itt(RESERVED_TAG);
-                    r.0[2] = RejectReason::ProtocolError as u8;
-                    let w = self.window();
-                    r.set_word24(self.stat_sn).set_word28(w.0).set_word32(w.1);
-                    self.stat_sn = self.stat_sn.wrapping_add(1);
+                    let r = typed::Reject {
+                        reason: RejectReason::ProtocolError,
+                        sn: self.next_sn(),
+                        data_sn: 0,
+                    }
+                    .encode();
                     send(
                         &self.tx,
                         Frame::new(&r, Bytes::copy_from_slice(&b.0), hd, dd),
