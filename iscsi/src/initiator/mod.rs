@@ -17,8 +17,9 @@ pub use session::{CommandResult, Session, SessionFacts, new_isid};
 pub use url::IscsiUrl;
 
 use crate::error::IscsiError;
-use crate::pdu::{Bhs, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, read_pdu};
+use crate::pdu::{Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, read_pdu};
 use crate::text;
+use crate::typed::{self, Typed};
 
 /// Default initiator name of the embedded initiator.
 pub const DEFAULT_INITIATOR: &str = "iqn.2026-11.io.iolab:initiator";
@@ -108,13 +109,17 @@ pub async fn discover(
     };
     let fut = async {
         loop {
-            let mut b = Bhs::new(Opcode::TextRequest);
-            b.set_immediate(true)
-                .set_flags(0x80)
-                .set_itt(7)
-                .set_word20(ttt)
-                .set_word24(cmd_sn)
-                .set_word28(exp_stat_sn);
+            let b = typed::TextRequest {
+                immediate: true,
+                final_: true,
+                continue_: false,
+                lun: [0; 8],
+                itt: 7,
+                ttt,
+                cmd_sn,
+                exp_stat_sn,
+            }
+            .encode();
             let data = if ttt == RESERVED_TAG {
                 b"SendTargets=All\0".to_vec()
             } else {
@@ -133,19 +138,25 @@ pub async fn discover(
                     return Err(crate::error::Violation::DiscoveryClosed.into());
                 }
             };
-            exp_stat_sn = r.bhs.word24().wrapping_add(1);
+            let Some(t) = typed::TextResponse::decode(&r.bhs) else {
+                return Err(crate::error::Violation::UnexpectedSendTargetsReply.into());
+            };
+            exp_stat_sn = t.sn.stat_sn.wrapping_add(1);
             all.extend_from_slice(&r.data);
-            if r.bhs.flags() & 0x40 == 0 {
+            if !t.continue_ {
                 break;
             }
-            ttt = r.bhs.ttt();
+            ttt = t.ttt;
         }
-        let mut b = Bhs::new(Opcode::LogoutRequest);
-        b.set_immediate(true)
-            .set_flags(0x80)
-            .set_itt(8)
-            .set_word24(cmd_sn)
-            .set_word28(exp_stat_sn);
+        let b = typed::LogoutRequest {
+            immediate: true,
+            reason: 0,
+            itt: 8,
+            cid: 0,
+            cmd_sn,
+            exp_stat_sn,
+        }
+        .encode();
         let _ = wr
             .write_all(
                 &Pdu::new(b, Vec::new()).encode(out.params.header_digest, out.params.data_digest),

@@ -24,7 +24,9 @@ use crate::pdu::{
     read_body, read_data_into, read_header,
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
+use crate::target::logout::LogoutReason;
 use crate::transport::{Frame, Outbox, tcp_mss};
+use crate::typed::{self, Typed};
 
 /// Commands carrying at most this much data wait one scheduler turn before
 /// writing, so that commands issued together share one socket write.
@@ -35,6 +37,9 @@ const BATCH_DATA_MAX: usize = 64 * 1024;
 /// on one connection waits for the lower ones on the others; runs of
 /// commands make those hand-overs rarer and let a run share one write.
 const MCS_RUN: usize = 16;
+
+/// The task attribute of every command: SIMPLE (SAM).
+const TASK_ATTR_SIMPLE: u8 = 0x01;
 
 /// How many times a command is re-issued after losing its connection.
 pub const REISSUE_LIMIT: u32 = 3;
@@ -501,18 +506,23 @@ impl Session {
                     let cmd_sn = *sn;
                     *sn = sn.wrapping_add(1);
                     drop(sn);
-                    let mut b = Bhs::new(Opcode::ScsiCommand);
-                    let attr = 0x01; // SIMPLE
-                    let f = if unsolicited_end > imm { 0 } else { 0x80 };
-                    b.set_flags(
-                        f | if read { 0x40 } else { 0 } | if write { 0x20 } else { 0 } | attr,
-                    );
-                    b.set_lun_raw(self.lun_raw)
-                        .set_itt(itt)
-                        .set_word20(edtl)
-                        .set_word24(cmd_sn);
-                    b.set_word28(conn.exp_stat_sn.load(Relaxed));
-                    b.0[32..32 + cdb.len()].copy_from_slice(cdb);
+                    let mut cdb16 = [0u8; 16];
+                    cdb16[..cdb.len()].copy_from_slice(cdb);
+                    let b = typed::ScsiCommand {
+                        immediate: false,
+                        // F: no unsolicited Data-Out follows.
+                        final_: unsolicited_end <= imm,
+                        read,
+                        write,
+                        attr: TASK_ATTR_SIMPLE,
+                        lun: self.lun_raw,
+                        itt,
+                        edtl,
+                        cmd_sn,
+                        exp_stat_sn: conn.exp_stat_sn.load(Relaxed),
+                        cdb: cdb16,
+                    }
+                    .encode();
                     let command = conn.frame(&b, data_out.slice(..imm));
                     // Unsolicited Data-Out up to FirstBurstLength (an empty
                     // Vec, which allocates nothing, for most commands).
@@ -631,13 +641,15 @@ impl Session {
             if !c.alive.load(Relaxed) {
                 continue;
             }
-            let mut b = Bhs::new(Opcode::LogoutRequest);
-            b.set_immediate(true)
-                .set_flags(0x80)
-                .set_itt(0x7fff_fff0 | c.cid as u32)
-                .set_cid(c.cid);
-            let sn = *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
-            b.set_word24(sn).set_word28(c.exp_stat_sn.load(Relaxed));
+            let b = typed::LogoutRequest {
+                immediate: true,
+                reason: LogoutReason::CloseSession as u8,
+                itt: 0x7fff_fff0 | c.cid as u32,
+                cid: c.cid,
+                cmd_sn: *self.shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()),
+                exp_stat_sn: c.exp_stat_sn.load(Relaxed),
+            }
+            .encode();
             // Wait for the Logout Response (the session is closed then), not a guess of time.
             let answer = self.shared.expect_control(b.itt());
             c.send(&b, Bytes::new());
@@ -666,15 +678,21 @@ fn task_mgmt(
     referenced_itt: u32,
     itt: u32,
 ) {
-    let mut b = Bhs::new(Opcode::TaskMgmtRequest);
-    b.set_immediate(true)
-        .set_flags(0x80 | function as u8)
-        .set_lun_raw(lun);
-    b.set_itt(itt).set_word20(referenced_itt);
     let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
-    b.set_word24(sn)
-        .set_word28(conn.exp_stat_sn.load(Relaxed))
-        .set_word32(sn);
+    let b = typed::TaskMgmtRequest {
+        immediate: true,
+        function: function as u8,
+        lun,
+        itt,
+        rtt: referenced_itt,
+        cmd_sn: sn,
+        exp_stat_sn: conn.exp_stat_sn.load(Relaxed),
+        // The task's own CmdSN is not kept; the next one is in the window,
+        // so a task the target never saw counts as aborted (RFC 7143 11.5.1).
+        ref_cmd_sn: sn,
+        exp_data_sn: 0,
+    }
+    .encode();
     conn.send(&b, Bytes::new());
 }
 
@@ -757,14 +775,16 @@ fn data_out_frames(
     frames: &mut Vec<Frame>,
 ) {
     for p in pieces {
-        let mut b = Bhs::new(Opcode::DataOut);
-        b.set_flags(if p.last { 0x80 } else { 0 })
-            .set_lun_raw(lun)
-            .set_itt(itt)
-            .set_word20(ttt);
-        b.set_word28(conn.exp_stat_sn.load(Relaxed))
-            .set_word36(p.data_sn)
-            .set_word40(p.range.start as u32);
+        let b = typed::DataOut {
+            final_: p.last,
+            lun,
+            itt,
+            ttt,
+            exp_stat_sn: conn.exp_stat_sn.load(Relaxed),
+            data_sn: p.data_sn,
+            offset: p.range.start as u32,
+        }
+        .encode();
         frames.push(conn.frame(&b, data.slice(p.range)));
     }
 }
@@ -1012,14 +1032,15 @@ async fn reader(
                 shared.update_window(b.word28(), b.word32());
                 if b.ttt() != RESERVED_TAG {
                     // The target pings us: answer with the same TTT.
-                    let mut r = Bhs::new(Opcode::NopOut);
-                    r.set_immediate(true)
-                        .set_flags(0x80)
-                        .set_lun_raw(b.lun_raw())
-                        .set_itt(RESERVED_TAG)
-                        .set_word20(b.ttt());
-                    let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
-                    r.set_word24(sn).set_word28(conn.exp_stat_sn.load(Relaxed));
+                    let r = typed::NopOut {
+                        immediate: true,
+                        lun: b.lun_raw(),
+                        itt: RESERVED_TAG,
+                        ttt: b.ttt(),
+                        cmd_sn: *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()),
+                        exp_stat_sn: conn.exp_stat_sn.load(Relaxed),
+                    }
+                    .encode();
                     conn.send(&r, Bytes::new());
                 } else {
                     conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);

@@ -1011,24 +1011,15 @@ impl Conn {
 
     async fn text_request(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
         let b = &pdu.bhs;
-        if !b.immediate() {
-            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        let Some(t) = typed::TextRequest::decode(b) else {
+            return Ok(());
+        };
+        if !t.immediate {
+            self.session.accept_cmd_sn(t.cmd_sn, false);
         }
-        let step = self.text.request(
-            b.itt(),
-            b.ttt(),
-            b.flags() & 0x80 != 0,
-            b.flags() & 0x40 != 0,
-            &pdu.data,
-            &mut self.next_ttt,
-        );
-        let piece = match step {
+        let piece = match self.text.take(&t, &pdu.data, &mut self.next_ttt) {
             TextStep::Reject(r) => return self.reject(b, r).await,
-            TextStep::MoreRequest { ttt } => text_exchange::Piece {
-                data: Vec::new(),
-                ttt,
-                last: false,
-            },
+            TextStep::MoreRequest { ttt } => text_exchange::Piece::ask(ttt),
             TextStep::Piece(p) => p,
             TextStep::Request(data) => {
                 let pairs = match text::parse(&data) {
@@ -1062,20 +1053,10 @@ impl Conn {
                     .answer(b.itt(), reply, self.peer_mrdsl, &mut self.next_ttt)
             }
         };
-        let more = step_is_ask(&piece);
         // Answers still corked go first: StatSN leaves in order.
         self.flush().await?;
-        send_text(
-            &self.tx,
-            piece,
-            more,
-            b,
-            &mut self.stat_sn,
-            self.session.window(),
-            self.hd,
-            self.dd,
-        )
-        .await
+        let sn = self.sn(true);
+        send_text(&self.tx, piece, b, sn, self.hd, self.dd).await
     }
 
     async fn task_mgmt(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
@@ -1214,42 +1195,26 @@ fn text_reply(
     text::encode(&out)
 }
 
-/// Sends a Text Response, split with the C bit when longer than the peer accepts.
-/// Returns the TTT and the rest still to send.
-#[allow(clippy::too_many_arguments)]
-/// Whether `piece` is the target asking for the rest of a request (an
-/// empty response, neither F nor C).
-fn step_is_ask(piece: &text_exchange::Piece) -> bool {
-    !piece.last && piece.data.is_empty()
-}
-
-/// Sends one Text Response: a piece of an answer, or (`ask`) an empty one
-/// asking for the rest of the request.
-#[allow(clippy::too_many_arguments)]
+/// Sends one Text Response: a piece of an answer, or an empty one asking
+/// for the rest of the request (neither F nor C).
 async fn send_text(
     tx: &Outbox,
     piece: text_exchange::Piece,
-    ask: bool,
     req: &Bhs,
-    stat_sn: &mut u32,
-    window: (u32, u32),
+    sn: Sn,
     hd: bool,
     dd: bool,
 ) -> Result<(), IscsiError> {
+    let ask = piece.is_ask();
     let b = typed::TextResponse {
         final_: !ask && piece.last,
         continue_: !ask && !piece.last,
         lun: req.lun_raw(),
         itt: req.itt(),
         ttt: piece.ttt,
-        sn: Sn {
-            stat_sn: *stat_sn,
-            exp_cmd_sn: window.0,
-            max_cmd_sn: window.1,
-        },
+        sn,
     }
     .encode();
-    *stat_sn = stat_sn.wrapping_add(1);
     send(tx, Frame::new(&b, Bytes::from(piece.data), hd, dd)).await
 }
 
@@ -1324,26 +1289,17 @@ impl Discovery {
             }
             match b.opcode() {
                 Some(Opcode::TextRequest) => {
-                    let step = self.text.request(
-                        b.itt(),
-                        b.ttt(),
-                        b.flags() & 0x80 != 0,
-                        b.flags() & 0x40 != 0,
-                        &pdu.data,
-                        &mut self.tags,
-                    );
-                    let piece = match step {
+                    let Some(t) = typed::TextRequest::decode(&b) else {
+                        continue;
+                    };
+                    let piece = match self.text.take(&t, &pdu.data, &mut self.tags) {
                         TextStep::Reject(RejectReason::InvalidPduField) => {
                             return Err(crate::error::Violation::UnknownTextContinuation.into());
                         }
                         TextStep::Reject(r) => {
                             return Err(crate::error::Violation::TextRequest(r).into());
                         }
-                        TextStep::MoreRequest { ttt } => text_exchange::Piece {
-                            data: Vec::new(),
-                            ttt,
-                            last: false,
-                        },
+                        TextStep::MoreRequest { ttt } => text_exchange::Piece::ask(ttt),
                         TextStep::Piece(p) => p,
                         TextStep::Request(data) => {
                             let pairs = text::parse(&data)?;
@@ -1353,9 +1309,8 @@ impl Discovery {
                                 .answer(b.itt(), reply, self.peer_mrdsl, &mut self.tags)
                         }
                     };
-                    let w = self.window();
-                    let ask = step_is_ask(&piece);
-                    send_text(&self.tx, piece, ask, &b, &mut self.stat_sn, w, hd, dd).await?;
+                    let sn = self.next_sn();
+                    send_text(&self.tx, piece, &b, sn, hd, dd).await?;
                 }
                 Some(Opcode::NopOut) if b.itt() != RESERVED_TAG => {
                     let r = typed::NopIn::answer([0; 8], b.itt(), self.next_sn()).encode();

@@ -6,6 +6,7 @@
 //! an empty request echoing the tag).
 
 use crate::pdu::{RESERVED_TAG, RejectReason};
+use crate::typed::TextRequest;
 
 /// How much of a request the target gathers before refusing it: a
 /// SendTargets or a redeclared key is a few dozen bytes.
@@ -56,6 +57,20 @@ pub struct Piece {
 }
 
 impl Piece {
+    /// The empty response that asks for the rest of a request.
+    pub fn ask(ttt: u32) -> Self {
+        Piece {
+            data: Vec::new(),
+            ttt,
+            last: false,
+        }
+    }
+
+    /// Whether this is [`Piece::ask`]: neither F nor C goes with it.
+    pub fn is_ask(&self) -> bool {
+        !self.last && self.data.is_empty()
+    }
+
     /// The response's flags byte: F, or C.
     pub fn flags(&self) -> u8 {
         if self.last { 0x80 } else { 0x40 }
@@ -70,6 +85,11 @@ pub struct TextExchange {
 }
 
 impl TextExchange {
+    /// A decoded Text Request PDU with its data.
+    pub fn take(&mut self, req: &TextRequest, data: &[u8], tags: &mut u32) -> TextStep {
+        self.request(req.itt, req.ttt, req.final_, req.continue_, data, tags)
+    }
+
     /// A Text Request with its ITT, TTT, F and C bits and data. `tags` is
     /// the connection's transfer-tag counter.
     pub fn request(
