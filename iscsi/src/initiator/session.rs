@@ -100,6 +100,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A response's StatSN: ExpStatSN moves on past it, never back (only
+    /// this connection's reader calls this).
+    fn note_stat_sn(&self, stat_sn: u32) {
+        let cur = self.exp_stat_sn.load(Relaxed);
+        self.exp_stat_sn
+            .store(window::exp_stat_sn(cur, stat_sn), Relaxed);
+    }
+
     /// Queues one PDU to this connection's writer, with the negotiated digests.
     fn send(&self, b: &Bhs, data: Bytes) {
         let _ = self.out.push([self.frame(b, data)]);
@@ -931,7 +939,7 @@ async fn reader(
             Some(Opcode::DataIn) => {
                 let status = b.flags() & 0x01 != 0;
                 if status {
-                    conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                    conn.note_stat_sn(b.word24());
                 }
                 shared.update_window(b.word28(), b.word32());
                 let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -970,7 +978,7 @@ async fn reader(
                 }
             }
             Some(Opcode::ScsiResponse) => {
-                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                conn.note_stat_sn(b.word24());
                 shared.update_window(b.word28(), b.word32());
                 if let Some(p) = conn
                     .pending
@@ -1043,11 +1051,11 @@ async fn reader(
                     .encode();
                     conn.send(&r, Bytes::new());
                 } else {
-                    conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                    conn.note_stat_sn(b.word24());
                 }
             }
             Some(Opcode::Reject) => {
-                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                conn.note_stat_sn(b.word24());
                 if pdu.data.len() >= 48 {
                     let rejected = u32::from_be_bytes([
                         pdu.data[16],
@@ -1067,12 +1075,12 @@ async fn reader(
                 }
             }
             Some(Opcode::TaskMgmtResponse) => {
-                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                conn.note_stat_sn(b.word24());
                 shared.update_window(b.word28(), b.word32());
                 shared.control_response(b);
             }
             Some(Opcode::LogoutResponse) => {
-                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                conn.note_stat_sn(b.word24());
                 shared.control_response(b);
                 return Ok(());
             }
@@ -1080,7 +1088,7 @@ async fn reader(
                 tracing::info!(event = b.0[36], "asynchronous message from the target");
             }
             _ => {
-                conn.exp_stat_sn.store(b.word24().wrapping_add(1), Relaxed);
+                conn.note_stat_sn(b.word24());
             }
         }
     }

@@ -27,6 +27,14 @@ pub fn advance(cur_exp: u32, cur_max: u32, exp: u32, max: u32) -> Advance {
     }
 }
 
+/// The connection's ExpStatSN after a response with `stat_sn`: the one
+/// after it, unless that is not ahead of `cur` (a stale or repeated
+/// StatSN never moves it back). Serial arithmetic across the wrap.
+pub fn exp_stat_sn(cur: u32, stat_sn: u32) -> u32 {
+    let next = stat_sn.wrapping_add(1);
+    if sn_lt(cur, next) { next } else { cur }
+}
+
 /// Whether a non-immediate command with CmdSN `next` may be sent now.
 pub fn room_for(next: u32, max: u32) -> bool {
     sn_le(next, max)
@@ -115,6 +123,20 @@ mod tests {
                 max: Some(64)
             }
         );
+    }
+
+    #[test]
+    fn exp_stat_sn_moves_on_and_never_back() {
+        assert_eq!(exp_stat_sn(100, 100), 101);
+        assert_eq!(
+            exp_stat_sn(101, 105),
+            106,
+            "a gap: the target's numbering wins"
+        );
+        assert_eq!(exp_stat_sn(106, 99), 106, "a stale StatSN");
+        assert_eq!(exp_stat_sn(106, 105), 106, "the same one again");
+        assert_eq!(exp_stat_sn(u32::MAX, u32::MAX), 0, "across the wrap");
+        assert_eq!(exp_stat_sn(0, u32::MAX - 3), 0);
     }
 
     #[test]
