@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 
+use super::command::{self, Admit};
 use super::data_in::{self, Residual};
 use super::login::{SessionType, Step, TargetLogin};
 use super::logout::{self, LogoutEffect, LogoutReason};
@@ -580,24 +581,30 @@ impl Conn {
         } else {
             self.alone_streak = 0;
         }
-        let flags = b.flags();
-        let (read, write) = (flags & 0x40 != 0, flags & 0x20 != 0);
-        let edtl = b.edtl();
-        let itt = b.itt();
-        let lun_raw = b.lun_raw();
+        let Some(c) = typed::ScsiCommand::decode(b) else {
+            return Ok(());
+        };
+        let (read, write, edtl, itt, lun_raw) = (c.read, c.write, c.edtl, c.itt, c.lun);
         let lun = scsi::decode_lun(lun_raw);
         let cdb = pdu.full_cdb();
         let imm = pdu.data.len() as u32;
-        if imm > 0
-            && (!write
-                || !self.session.params.immediate_data
-                || imm > self.session.params.first_burst
-                || imm > edtl)
-        {
-            return self.reject(b, RejectReason::ProtocolError).await;
-        }
-        if self.pending.contains_key(&itt) {
-            return self.reject(b, RejectReason::TaskInProgress).await;
+        // What the CDB can move to the LU bounds a write's buffer.
+        let cdb_can_take = match (write, self.lu(lun)) {
+            (true, Some(lu)) => {
+                let size = lu.num_blocks().saturating_mul(lu.block_size() as u64);
+                scsi::data_out_limit(&cdb, lu.block_size()).min(size)
+            }
+            _ => 0,
+        };
+        let admit = command::admit(
+            &c,
+            imm,
+            &self.session.params,
+            self.pending.contains_key(&itt),
+            cdb_can_take,
+        );
+        if let Admit::Reject(r) = admit {
+            return self.reject(b, r).await;
         }
         self.stats.commands.fetch_add(1, Relaxed);
         if write {
@@ -612,76 +619,56 @@ impl Conn {
             imm,
             read,
             write,
-            cmd_sn = b.cmd_sn(),
+            cmd_sn = c.cmd_sn,
             op = cdb[0],
             "SCSI command"
         );
-        if write && edtl > imm {
-            // What the CDB can take bounds the buffer, never the EDTL alone:
-            // a CDB that transfers nothing allocates nothing.
-            let want = match self.lu(lun) {
-                Some(lu) => {
-                    let bs = lu.block_size() as u64;
-                    let size = lu.num_blocks().saturating_mul(bs);
-                    scsi::data_out_limit(&cdb, lu.block_size())
-                        .min(size)
-                        .min(edtl as u64) as u32
-                }
-                None => 0,
-            };
-            if want > imm {
-                let Some(credit) = self.session.write_credit(want as u64) else {
-                    // Too much write data pending in this session: the initiator retries.
-                    tracing::debug!(itt, want, "pending-write memory full: TASK SET FULL");
-                    self.stats.in_flight.fetch_add(1, Relaxed);
-                    let done = Deferred {
-                        itt,
-                        lun_raw,
-                        edtl,
-                        read: false,
-                        needed_out: None,
-                        started,
-                    };
-                    return self
-                        .complete(done, ScsiResponse::status(ScsiStatus::TaskSetFull))
-                        .await;
-                };
-                // Gather the rest: unsolicited Data-Out up to FirstBurstLength
-                // when the command says some follows (F=0), R2Ts for the rest.
-                let sp = &self.session.params;
-                let unsolicited_open = !b.final_bit() && !sp.initial_r2t;
-                let unsolicited_end = if unsolicited_open {
-                    edtl.min(sp.first_burst).max(imm)
-                } else {
-                    imm
-                };
-                // Zeroed: Data-Out may leave gaps, and stale bytes must never reach the medium.
-                let mut buf = iolab_storage::pool::take(want as usize);
-                buf[..imm as usize].copy_from_slice(&pdu.data);
-                buf[imm as usize..].fill(0);
-                self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
+        if let Admit::Gather {
+            want,
+            unsolicited_open,
+            unsolicited_end,
+        } = admit
+        {
+            let Some(credit) = self.session.write_credit(want as u64) else {
+                // Too much write data pending in this session: the initiator retries.
+                tracing::debug!(itt, want, "pending-write memory full: TASK SET FULL");
                 self.stats.in_flight.fetch_add(1, Relaxed);
-                let task = WriteTask {
-                    lun,
+                let done = Deferred {
+                    itt,
                     lun_raw,
-                    cdb,
-                    buf,
-                    xfer: super::write_task::Transfer::new(
-                        edtl,
-                        want,
-                        imm,
-                        unsolicited_open,
-                        unsolicited_end,
-                    ),
+                    edtl,
+                    read: false,
+                    needed_out: None,
                     started,
-                    lu_resets: self.lu(lun).map_or(0, |l| l.resets()),
-                    _credit: credit,
                 };
-                self.pending.insert(itt, task);
-                return self.issue_r2ts(itt, lun_raw).await;
-            }
-            // Nothing (more) for the CDB to take: it runs now. Unsolicited
-            // Data-Out that still follows finds no task and is rejected.
+                return self
+                    .complete(done, ScsiResponse::status(ScsiStatus::TaskSetFull))
+                    .await;
+            };
+            // Zeroed: Data-Out may leave gaps, and stale bytes must never reach the medium.
+            let mut buf = iolab_storage::pool::take(want as usize);
+            buf[..imm as usize].copy_from_slice(&pdu.data);
+            buf[imm as usize..].fill(0);
+            self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
+            self.stats.in_flight.fetch_add(1, Relaxed);
+            let task = WriteTask {
+                lun,
+                lun_raw,
+                cdb,
+                buf,
+                xfer: super::write_task::Transfer::new(
+                    edtl,
+                    want,
+                    imm,
+                    unsolicited_open,
+                    unsolicited_end,
+                ),
+                started,
+                lu_resets: self.lu(lun).map_or(0, |l| l.resets()),
+                _credit: credit,
+            };
+            self.pending.insert(itt, task);
+            return self.issue_r2ts(itt, lun_raw).await;
         }
         self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
         self.stats.in_flight.fetch_add(1, Relaxed);

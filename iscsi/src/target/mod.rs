@@ -2,6 +2,7 @@
 //! (with multiple connections each) and the registry that ties them together.
 
 mod cmdsn;
+pub mod command;
 pub mod config;
 mod connection;
 pub mod data_in;
