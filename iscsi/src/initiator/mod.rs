@@ -3,6 +3,7 @@
 
 mod login;
 mod session;
+pub mod task;
 mod url;
 pub mod window;
 

@@ -15,8 +15,8 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::login::{LoginOutcome, LoginRequest, connect, login};
-use super::window;
 use super::{InitiatorOptions, IscsiUrl};
+use super::{task, window};
 use crate::error::IscsiError;
 use crate::negotiation::Params;
 use crate::pdu::{
@@ -412,23 +412,25 @@ impl Session {
     ) -> Result<CommandResult, IscsiError> {
         let mut attempt = 0;
         loop {
-            match self.command_once(cdb, data_out.clone(), expected_in).await {
-                Err(IscsiError::ConnectionLost(why)) if attempt < REISSUE_LIMIT => {
-                    attempt += 1;
-                    if !self.any_alive() {
-                        tracing::info!(
-                            attempt,
-                            "every connection lost ({why}): reinstating the session"
-                        );
-                        self.reinstate().await?;
-                    }
-                    tracing::info!(
-                        attempt,
-                        "re-issuing a command after a lost connection: {why}"
-                    );
-                }
-                other => return other,
+            let outcome = self.command_once(cdb, data_out.clone(), expected_in).await;
+            let next = task::after(&outcome, attempt, REISSUE_LIMIT, self.any_alive());
+            let why = match (&next, &outcome) {
+                (task::Next::Done, _) => return outcome,
+                (_, Err(e)) => e.to_string(),
+                (_, Ok(_)) => String::new(),
+            };
+            attempt += 1;
+            if next == task::Next::Reinstate {
+                tracing::info!(
+                    attempt,
+                    "every connection lost ({why}): reinstating the session"
+                );
+                self.reinstate().await?;
             }
+            tracing::info!(
+                attempt,
+                "re-issuing a command after a lost connection: {why}"
+            );
         }
     }
 
@@ -945,28 +947,24 @@ async fn reader(
                 let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(p) = pending.get_mut(&itt) {
                     let off = b.buffer_offset() as usize;
-                    let end = off + dlen;
-                    if end > p.expected_in {
-                        return Err(Violation::DataInBeyondLength { itt }.into());
-                    }
+                    let at = task::place(itt, p.data_in.len(), off, dlen, p.expected_in)?;
                     // In-order Data-In (DataPDUInOrder=Yes) appends without zero-filling first.
-                    if placed {
-                        // Already in place.
-                    } else if off == p.data_in.len() {
-                        p.data_in.extend_from_slice(&pdu.data);
-                    } else {
-                        if end > p.data_in.len() {
-                            p.data_in.resize(end, 0);
+                    match at {
+                        _ if placed => {} // already in place
+                        task::Placement::Append => p.data_in.extend_from_slice(&pdu.data),
+                        task::Placement::At(r) => {
+                            if r.end > p.data_in.len() {
+                                p.data_in.resize(r.end, 0);
+                            }
+                            p.data_in[r].copy_from_slice(&pdu.data);
                         }
-                        p.data_in[off..end].copy_from_slice(&pdu.data);
                     }
                     iolab_storage::pool::give(std::mem::take(&mut pdu.data));
                     if status {
-                        let residual = residual_of(b);
+                        let residual = task::residual(b.flags(), b.word44());
                         if let Some(p) = pending.remove(&itt) {
                             let mut data = p.data_in;
-                            let got = (p.expected_in as i64 + residual.min(0)).max(0);
-                            data.truncate(got as usize);
+                            data.truncate(task::delivered(p.expected_in, residual));
                             let _ = p.tx.send(Ok(CommandResult {
                                 status: b.0[3],
                                 data: iolab_storage::pool::into_bytes(data),
@@ -986,21 +984,15 @@ async fn reader(
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&itt)
                 {
-                    let sense = if pdu.data.len() >= 2 {
-                        let n = u16::from_be_bytes([pdu.data[0], pdu.data[1]]) as usize;
-                        pdu.data[2..(2 + n).min(pdu.data.len())].to_vec()
-                    } else {
-                        Vec::new()
-                    };
-                    let residual = residual_of(b);
+                    let sense = task::sense_of(&pdu.data);
+                    let residual = task::residual(b.flags(), b.word44());
                     let mut data = p.data_in;
                     if b.0[2] != 0 {
                         let _ =
                             p.tx.send(Err(Violation::TargetFailure { response: b.0[2] }.into()));
                         continue;
                     }
-                    let got = (p.expected_in as i64 + residual.min(0)).max(0);
-                    data.truncate(got as usize);
+                    data.truncate(task::delivered(p.expected_in, residual));
                     let _ = p.tx.send(Ok(CommandResult {
                         status: b.0[3],
                         data: iolab_storage::pool::into_bytes(data),
@@ -1091,17 +1083,5 @@ async fn reader(
                 conn.note_stat_sn(b.word24());
             }
         }
-    }
-}
-
-/// Signed residual: positive for overflow, negative for underflow.
-fn residual_of(b: &Bhs) -> i64 {
-    let r = b.word44() as i64;
-    if b.flags() & 0x04 != 0 {
-        r
-    } else if b.flags() & 0x02 != 0 {
-        -r
-    } else {
-        0
     }
 }
