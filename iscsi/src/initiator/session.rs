@@ -939,14 +939,16 @@ async fn reader(
         let itt = b.itt();
         match b.opcode() {
             Some(Opcode::DataIn) => {
-                let status = b.flags() & 0x01 != 0;
-                if status {
-                    conn.note_stat_sn(b.word24());
+                let Some(d) = typed::DataIn::decode(b) else {
+                    continue;
+                };
+                if d.status.is_some() {
+                    conn.note_stat_sn(d.sn.stat_sn);
                 }
-                shared.update_window(b.word28(), b.word32());
+                shared.update_window(d.sn.exp_cmd_sn, d.sn.max_cmd_sn);
                 let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(p) = pending.get_mut(&itt) {
-                    let off = b.buffer_offset() as usize;
+                    let off = d.offset as usize;
                     let at = task::place(itt, p.data_in.len(), off, dlen, p.expected_in)?;
                     // In-order Data-In (DataPDUInOrder=Yes) appends without zero-filling first.
                     match at {
@@ -960,13 +962,13 @@ async fn reader(
                         }
                     }
                     iolab_storage::pool::give(std::mem::take(&mut pdu.data));
-                    if status {
-                        let residual = task::residual(b.flags(), b.word44());
+                    if let Some(st) = d.status {
+                        let residual = task::residual(st.residual_flags, st.residual);
                         if let Some(p) = pending.remove(&itt) {
                             let mut data = p.data_in;
                             data.truncate(task::delivered(p.expected_in, residual));
                             let _ = p.tx.send(Ok(CommandResult {
-                                status: b.0[3],
+                                status: st.status,
                                 data: iolab_storage::pool::into_bytes(data),
                                 sense: Vec::new(),
                                 residual,
@@ -976,8 +978,11 @@ async fn reader(
                 }
             }
             Some(Opcode::ScsiResponse) => {
-                conn.note_stat_sn(b.word24());
-                shared.update_window(b.word28(), b.word32());
+                let Some(r) = typed::ScsiResponse::decode(b) else {
+                    continue;
+                };
+                conn.note_stat_sn(r.sn.stat_sn);
+                shared.update_window(r.sn.exp_cmd_sn, r.sn.max_cmd_sn);
                 if let Some(p) = conn
                     .pending
                     .lock()
@@ -985,16 +990,18 @@ async fn reader(
                     .remove(&itt)
                 {
                     let sense = task::sense_of(&pdu.data);
-                    let residual = task::residual(b.flags(), b.word44());
+                    let residual = task::residual(r.residual_flags, r.residual);
                     let mut data = p.data_in;
-                    if b.0[2] != 0 {
-                        let _ =
-                            p.tx.send(Err(Violation::TargetFailure { response: b.0[2] }.into()));
+                    if r.response != 0 {
+                        let _ = p.tx.send(Err(Violation::TargetFailure {
+                            response: r.response,
+                        }
+                        .into()));
                         continue;
                     }
                     data.truncate(task::delivered(p.expected_in, residual));
                     let _ = p.tx.send(Ok(CommandResult {
-                        status: b.0[3],
+                        status: r.status,
                         data: iolab_storage::pool::into_bytes(data),
                         sense,
                         residual,
@@ -1002,7 +1009,10 @@ async fn reader(
                 }
             }
             Some(Opcode::R2t) => {
-                shared.update_window(b.word28(), b.word32());
+                let Some(r2t) = typed::R2t::decode(b) else {
+                    continue;
+                };
+                shared.update_window(r2t.sn.exp_cmd_sn, r2t.sn.max_cmd_sn);
                 let (data, lun) = match conn
                     .pending
                     .lock()
@@ -1012,8 +1022,8 @@ async fn reader(
                     Some(p) => (p.data_out.clone(), p.lun),
                     None => continue,
                 };
-                let off = b.buffer_offset() as usize;
-                let len = b.word44() as usize;
+                let off = r2t.offset as usize;
+                let len = r2t.length as usize;
                 let chunk = conn.params.peer_max_recv_data_segment.max(512) as usize;
                 let pieces = window::answer_r2t(
                     itt,
@@ -1024,26 +1034,30 @@ async fn reader(
                     conn.params.max_burst as usize,
                 )?;
                 let mut frames = Vec::with_capacity(len.div_ceil(chunk));
-                data_out_frames(conn, lun, itt, b.ttt(), &data, pieces, &mut frames);
+                data_out_frames(conn, lun, itt, r2t.ttt, &data, pieces, &mut frames);
                 let _ = conn.out.push(frames);
                 conn.stats.write_bytes.fetch_add(len as u64, Relaxed);
             }
             Some(Opcode::NopIn) => {
-                shared.update_window(b.word28(), b.word32());
-                if b.ttt() != RESERVED_TAG {
-                    // The target pings us: answer with the same TTT.
+                let Some(n) = typed::NopIn::decode(b) else {
+                    continue;
+                };
+                shared.update_window(n.sn.exp_cmd_sn, n.sn.max_cmd_sn);
+                if n.ttt != RESERVED_TAG {
+                    // The target pings us (its StatSN does not advance):
+                    // answer with the same TTT.
                     let r = typed::NopOut {
                         immediate: true,
-                        lun: b.lun_raw(),
+                        lun: n.lun,
                         itt: RESERVED_TAG,
-                        ttt: b.ttt(),
+                        ttt: n.ttt,
                         cmd_sn: *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner()),
                         exp_stat_sn: conn.exp_stat_sn.load(Relaxed),
                     }
                     .encode();
                     conn.send(&r, Bytes::new());
                 } else {
-                    conn.note_stat_sn(b.word24());
+                    conn.note_stat_sn(n.sn.stat_sn);
                 }
             }
             Some(Opcode::Reject) => {
