@@ -31,7 +31,13 @@ pub struct Qmp {
     path: PathBuf,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// Events read while a command waited for its return, oldest first
+    /// (a device_del that completes at once reports before it returns).
+    events: Vec<Value>,
 }
+
+/// Events kept for later readers at the most.
+const KEPT_EVENTS: usize = 64;
 
 impl Qmp {
     /// Connects, reads the greeting and leaves capabilities negotiation mode.
@@ -49,6 +55,7 @@ impl Qmp {
             path: path.to_owned(),
             reader: BufReader::new(stream),
             writer,
+            events: Vec::new(),
         };
         let greeting = q.read()?;
         if greeting.get("QMP").is_none() {
@@ -125,6 +132,12 @@ impl Qmp {
                     msg: format!("{command}: {}", e["desc"].as_str().unwrap_or("error")),
                 });
             }
+            if v.get("event").is_some() {
+                if self.events.len() == KEPT_EVENTS {
+                    self.events.remove(0);
+                }
+                self.events.push(v);
+            }
         }
     }
 
@@ -162,6 +175,11 @@ impl Qmp {
         within: Duration,
         mut tick: impl FnMut(Duration),
     ) -> Result<bool, GuestError> {
+        let deleted = |v: &Value| v["event"] == "DEVICE_DELETED" && v["data"]["device"] == id;
+        if let Some(at) = self.events.iter().position(deleted) {
+            self.events.remove(at);
+            return Ok(true);
+        }
         let start = std::time::Instant::now();
         let mut last_tick = Duration::ZERO;
         loop {
@@ -182,10 +200,7 @@ impl Qmp {
                     msg: e.to_string(),
                 })?;
             // No event within the slice: look at the clock again.
-            if let Some(v) = self.try_read()?
-                && v["event"] == "DEVICE_DELETED"
-                && v["data"]["device"] == id
-            {
+            if self.try_read()?.is_some_and(|v| deleted(&v)) {
                 return Ok(true);
             }
         }
@@ -220,6 +235,48 @@ fn pci_of(r: &Value) -> Vec<GuestPciDevice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A qemu that unplugs at once sends DEVICE_DELETED before device_del's
+    /// return: the event must still count.
+    #[test]
+    fn a_deletion_reported_before_the_commands_return_is_not_missed() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = std::env::temp_dir().join(format!("iolab-qmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("qmp.sock");
+        let _ = std::fs::remove_file(&sock);
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let qemu = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap(); // qmp_capabilities
+            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+            line.clear();
+            r.read_line(&mut line).unwrap(); // device_del
+            writeln!(
+                w,
+                r#"{{"event": "DEVICE_DELETED", "data": {{"device": "hostdev-x"}}}}"#
+            )
+            .unwrap();
+            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+            // Nothing more: a missed event would wait the full time.
+            r.read_line(&mut line).ok();
+        });
+        let mut q = Qmp::connect(&sock, Duration::from_secs(5)).unwrap();
+        q.device_del("hostdev-x").unwrap();
+        let t = std::time::Instant::now();
+        assert!(
+            q.wait_deleted("hostdev-x", Duration::from_secs(2), |_| {})
+                .unwrap()
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        drop(q);
+        qemu.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn functions_behind_root_ports_are_listed_with_their_ids() {
