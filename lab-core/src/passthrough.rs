@@ -148,12 +148,8 @@ fn guest_with_pid(guests_root: &Path, pid: u32) -> Option<(String, GuestPaths)> 
         .flatten()
         .find_map(|e| {
             let paths = GuestPaths::new(e.path());
-            let p: u32 = std::fs::read_to_string(paths.pidfile())
-                .ok()?
-                .trim()
-                .parse()
-                .ok()?;
-            (p == pid).then(|| (e.file_name().to_string_lossy().into_owned(), paths))
+            (crate::guest::lifecycle::read_pid(&paths) == Some(pid))
+                .then(|| (e.file_name().to_string_lossy().into_owned(), paths))
         })
 }
 
@@ -201,11 +197,8 @@ pub fn release_from_guests(
             .into_iter()
             .map(|d| d.id)
             .collect();
-        let members: Vec<Bdf> = std::iter::once(bdf)
-            .chain(dev.group_peers.clone())
-            .collect();
-        let ids: Vec<(Bdf, String)> = members
-            .into_iter()
+        let ids: Vec<(Bdf, String)> = std::iter::once(bdf)
+            .chain(dev.group_peers.iter().copied())
             .map(|m| (m, hostdev_id(&m.to_string())))
             .filter(|(_, id)| has.contains(id))
             .collect();

@@ -614,12 +614,7 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
         for d in ["usr/share", "usr/share/qemu"] {
             c.dir(d).map_err(io)?;
         }
-        let moddir = QEMU_MODULE_DIR.trim_start_matches('/');
-        let mut dir = PathBuf::new();
-        for comp in Path::new(moddir).components() {
-            dir.push(comp);
-            c.dir(&dir.display().to_string()).map_err(io)?;
-        }
+        // Carried where qemu looks for them, like the shared libraries.
         for m in QEMU_MODULES {
             let p = Path::new(QEMU_MODULE_DIR).join(m);
             if !p.is_file() {
@@ -628,9 +623,8 @@ pub fn build(spec: &ImageSpec) -> Result<Image, GuestError> {
                     p.display()
                 )));
             }
-            c.file(&format!("{moddir}/{m}"), 0o644, &read(&p)?)
-                .map_err(io)?;
             libs.extend(shared_libs(&p)?);
+            libs.push(p);
         }
         for f in QEMU_FILES {
             let found = QEMU_FIRMWARE_PATH

@@ -13,13 +13,9 @@ use super::{GuestDef, GuestError};
 /// The program that runs guests.
 pub const QEMU: &str = "qemu-system-x86_64";
 
-/// `$XDG_STATE_HOME/iolab/guests`: one directory per guest.
+/// `$XDG_STATE_HOME/iolab/guests` (default `~/.local/state/...`): one
+/// directory per guest.
 pub fn guests_root() -> Result<PathBuf, GuestError> {
-    state_dir("").map(|d| d.components().collect())
-}
-
-/// `$XDG_STATE_HOME/iolab/guests/NAME` (default `~/.local/state/...`).
-pub fn state_dir(name: &str) -> Result<PathBuf, GuestError> {
     let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| {
@@ -27,7 +23,12 @@ pub fn state_dir(name: &str) -> Result<PathBuf, GuestError> {
         })?)
         .join(".local/state"),
     };
-    Ok(base.join("iolab/guests").join(name))
+    Ok(base.join("iolab/guests"))
+}
+
+/// `$XDG_STATE_HOME/iolab/guests/NAME`.
+pub fn state_dir(name: &str) -> Result<PathBuf, GuestError> {
+    Ok(guests_root()?.join(name))
 }
 
 /// The files of guest `name` (in its [`state_dir`]).
@@ -68,7 +69,8 @@ fn pid_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
-fn read_pid(paths: &GuestPaths) -> Option<u32> {
+/// The pid in a guest's pid file (qemu writes it), if any.
+pub fn read_pid(paths: &GuestPaths) -> Option<u32> {
     std::fs::read_to_string(paths.pidfile())
         .ok()
         .and_then(|s| s.trim().parse().ok())
