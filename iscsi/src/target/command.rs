@@ -27,13 +27,14 @@ pub enum Admit {
 /// Decides `cmd` with `imm` bytes of immediate data under the session's
 /// `params`. `itt_busy`: a task with its ITT is still open on the
 /// connection. `cdb_can_take`: the bytes its CDB can move to the LU (0
-/// when the LU does not exist or the CDB moves none).
+/// when the LU does not exist or the CDB moves none), asked only for a
+/// write that has more to take than its immediate data.
 pub fn admit(
     cmd: &ScsiCommand,
     imm: u32,
     params: &Params,
     itt_busy: bool,
-    cdb_can_take: u64,
+    cdb_can_take: impl FnOnce() -> u64,
 ) -> Admit {
     if imm > 0
         && (!cmd.write || !params.immediate_data || imm > params.first_burst || imm > cmd.edtl)
@@ -46,7 +47,7 @@ pub fn admit(
     if !cmd.write || cmd.edtl <= imm {
         return Admit::Run;
     }
-    let want = u32::try_from(cdb_can_take.min(u64::from(cmd.edtl))).unwrap_or(u32::MAX);
+    let want = u32::try_from(cdb_can_take().min(u64::from(cmd.edtl))).unwrap_or(u32::MAX);
     if want <= imm {
         // Nothing (more) for the CDB to take: it runs now. Unsolicited
         // Data-Out that still follows finds no task and is rejected.
@@ -107,23 +108,48 @@ mod tests {
             read: true,
             ..write(4096, true)
         };
-        assert_eq!(admit(&read, 512, &p, false, 0), pe);
+        assert_eq!(admit(&read, 512, &p, false, || 0), pe);
         // ImmediateData=No.
         assert_eq!(
-            admit(&write(4096, true), 512, &params(false, false), false, 4096),
+            admit(
+                &write(4096, true),
+                512,
+                &params(false, false),
+                false,
+                || 4096
+            ),
             pe
         );
         // Beyond FirstBurstLength, or beyond EDTL.
-        assert_eq!(admit(&write(1 << 20, false), 65537, &p, false, 1 << 20), pe);
-        assert_eq!(admit(&write(512, true), 1024, &p, false, 1024), pe);
+        assert_eq!(
+            admit(&write(1 << 20, false), 65537, &p, false, || 1 << 20),
+            pe
+        );
+        assert_eq!(admit(&write(512, true), 1024, &p, false, || 1024), pe);
         // Within all of them.
-        assert_eq!(admit(&write(512, true), 512, &p, false, 512), Admit::Run);
+        assert_eq!(admit(&write(512, true), 512, &p, false, || 512), Admit::Run);
+    }
+
+    #[test]
+    fn the_cdbs_limit_is_asked_only_for_a_write_with_more_to_take() {
+        let p = params(true, false);
+        let never = || -> u64 { panic!("the CDB's limit was asked for") };
+        let read = ScsiCommand {
+            write: false,
+            read: true,
+            ..write(4096, true)
+        };
+        assert_eq!(admit(&read, 0, &p, false, never), Admit::Run);
+        assert_eq!(
+            admit(&write(4096, true), 4096, &p, false, never),
+            Admit::Run
+        );
     }
 
     #[test]
     fn an_itt_in_use_is_refused() {
         assert_eq!(
-            admit(&write(4096, true), 0, &params(true, false), true, 4096),
+            admit(&write(4096, true), 0, &params(true, false), true, || 4096),
             Admit::Reject(RejectReason::TaskInProgress)
         );
     }
@@ -132,10 +158,13 @@ mod tests {
     fn the_buffer_follows_the_cdb_not_the_edtl() {
         let p = params(true, false);
         // EDTL 4 GiB - 1, a CDB that moves nothing (TEST UNIT READY with W).
-        assert_eq!(admit(&write(u32::MAX, true), 0, &p, false, 0), Admit::Run);
+        assert_eq!(
+            admit(&write(u32::MAX, true), 0, &p, false, || 0),
+            Admit::Run
+        );
         // ...or 8 blocks of 512: 4 KiB gathered, whatever the EDTL says.
         assert_eq!(
-            admit(&write(u32::MAX, true), 0, &p, false, 4096),
+            admit(&write(u32::MAX, true), 0, &p, false, || 4096),
             Admit::Gather {
                 want: 4096,
                 unsolicited_open: false,
@@ -144,11 +173,14 @@ mod tests {
         );
         // An EDTL below what the CDB could take bounds it.
         assert!(matches!(
-            admit(&write(2048, true), 0, &p, false, 4096),
+            admit(&write(2048, true), 0, &p, false, || 4096),
             Admit::Gather { want: 2048, .. }
         ));
         // All of it came as immediate data.
-        assert_eq!(admit(&write(4096, true), 4096, &p, false, 4096), Admit::Run);
+        assert_eq!(
+            admit(&write(4096, true), 4096, &p, false, || 4096),
+            Admit::Run
+        );
     }
 
     #[test]
@@ -160,7 +192,7 @@ mod tests {
                 4096,
                 &params(true, false),
                 false,
-                1 << 20
+                || 1 << 20
             ),
             Admit::Gather {
                 want: 1 << 20,
@@ -170,7 +202,9 @@ mod tests {
         );
         // Less than FirstBurstLength in all: it ends at the EDTL.
         assert!(matches!(
-            admit(&write(16384, false), 0, &params(true, false), false, 16384),
+            admit(&write(16384, false), 0, &params(true, false), false, || {
+                16384
+            }),
             Admit::Gather {
                 unsolicited_open: true,
                 unsolicited_end: 16384,
@@ -184,7 +218,7 @@ mod tests {
                 4096,
                 &params(true, false),
                 false,
-                1 << 20
+                || 1 << 20
             ),
             Admit::Gather {
                 want: 1 << 20,
@@ -199,7 +233,7 @@ mod tests {
                 0,
                 &params(true, true),
                 false,
-                1 << 20
+                || 1 << 20
             ),
             Admit::Gather {
                 unsolicited_open: false,

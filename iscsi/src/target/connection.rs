@@ -588,13 +588,13 @@ impl Conn {
         let lun = scsi::decode_lun(lun_raw);
         let cdb = pdu.full_cdb();
         let imm = pdu.data.len() as u32;
-        // What the CDB can move to the LU bounds a write's buffer.
-        let cdb_can_take = match (write, self.lu(lun)) {
-            (true, Some(lu)) => {
+        // What the CDB can move to the LU bounds a write's buffer (looked
+        // up only for a write with more to take than its immediate data).
+        let cdb_can_take = || {
+            self.lu(lun).map_or(0, |lu| {
                 let size = lu.num_blocks().saturating_mul(lu.block_size() as u64);
                 scsi::data_out_limit(&cdb, lu.block_size()).min(size)
-            }
-            _ => 0,
+            })
         };
         let admit = command::admit(
             &c,
