@@ -35,6 +35,20 @@ pub struct Sn {
 }
 
 impl Sn {
+    /// The next response's numbers: `stat_sn` and the window, advancing
+    /// `stat_sn` when the response counts (`advance`).
+    pub fn take(stat_sn: &mut u32, advance: bool, (exp_cmd_sn, max_cmd_sn): (u32, u32)) -> Sn {
+        let sn = Sn {
+            stat_sn: *stat_sn,
+            exp_cmd_sn,
+            max_cmd_sn,
+        };
+        if advance {
+            *stat_sn = stat_sn.wrapping_add(1);
+        }
+        sn
+    }
+
     fn put(self, b: &mut Bhs) {
         b.set_word24(self.stat_sn)
             .set_word28(self.exp_cmd_sn)

@@ -20,11 +20,10 @@ use super::{task, window};
 use crate::error::IscsiError;
 use crate::negotiation::Params;
 use crate::pdu::{
-    BHS_LEN, Bhs, Header, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, TmfFunction, pad_len,
-    read_body, read_data_into, read_header,
+    BHS_LEN, Bhs, Header, LogoutReason, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome,
+    TmfFunction, pad_len, read_body, read_data_into, read_header,
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
-use crate::target::logout::LogoutReason;
 use crate::transport::{Frame, Outbox, tcp_mss};
 use crate::typed::{self, Typed};
 
@@ -414,11 +413,11 @@ impl Session {
         loop {
             let outcome = self.command_once(cdb, data_out.clone(), expected_in).await;
             let next = task::after(&outcome, attempt, REISSUE_LIMIT, self.any_alive());
-            let why = match (&next, &outcome) {
-                (task::Next::Done, _) => return outcome,
-                (_, Err(e)) => e.to_string(),
-                (_, Ok(_)) => String::new(),
-            };
+            if next == task::Next::Done {
+                return outcome;
+            }
+            // Only a lost connection is issued again.
+            let why = outcome.err().map(|e| e.to_string()).unwrap_or_default();
             attempt += 1;
             if next == task::Next::Reinstate {
                 tracing::info!(

@@ -21,15 +21,15 @@ use tokio::sync::{mpsc, watch};
 use super::command::{self, Admit};
 use super::data_in::{self, Residual};
 use super::login::{SessionType, Step, TargetLogin};
-use super::logout::{self, LogoutEffect, LogoutReason};
+use super::logout::{self, LogoutEffect};
 use super::session::ConnEntry;
 use super::text_exchange::{self, TextExchange, TextStep, next_tag};
 use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
 use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
-    BHS_LEN, Bhs, LoginStatus, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason,
-    pad_len, read_body, read_header, read_pdu,
+    BHS_LEN, Bhs, LoginStatus, LogoutReason, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome,
+    RejectReason, pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
@@ -441,26 +441,11 @@ impl Conn {
         Ok(())
     }
 
-    fn next_stat_sn(&mut self) -> u32 {
-        let s = self.stat_sn;
-        self.stat_sn = self.stat_sn.wrapping_add(1);
-        s
-    }
-
     /// StatSN (advanced when `advance`: a response that counts), ExpCmdSN
     /// and MaxCmdSN for the next response.
     fn sn(&mut self, advance: bool) -> Sn {
-        let stat_sn = if advance {
-            self.next_stat_sn()
-        } else {
-            self.stat_sn
-        };
-        let (exp_cmd_sn, max_cmd_sn) = self.session.window();
-        Sn {
-            stat_sn,
-            exp_cmd_sn,
-            max_cmd_sn,
-        }
+        let window = self.session.window();
+        Sn::take(&mut self.stat_sn, advance, window)
     }
 
     /// Queues one PDU; it leaves with the next flush (at the latest before
@@ -1192,16 +1177,7 @@ async fn send_text(
     hd: bool,
     dd: bool,
 ) -> Result<(), IscsiError> {
-    let ask = piece.is_ask();
-    let b = typed::TextResponse {
-        final_: !ask && piece.last,
-        continue_: !ask && !piece.last,
-        lun: req.lun_raw(),
-        itt: req.itt(),
-        ttt: piece.ttt,
-        sn,
-    }
-    .encode();
+    let b = piece.response(req.lun_raw(), req.itt(), sn).encode();
     send(tx, Frame::new(&b, Bytes::from(piece.data), hd, dd)).await
 }
 
@@ -1235,14 +1211,8 @@ impl Discovery {
 
     /// The next response's StatSN (advanced) and the window.
     fn next_sn(&mut self) -> Sn {
-        let (exp_cmd_sn, max_cmd_sn) = self.window();
-        let stat_sn = self.stat_sn;
-        self.stat_sn = self.stat_sn.wrapping_add(1);
-        Sn {
-            stat_sn,
-            exp_cmd_sn,
-            max_cmd_sn,
-        }
+        let window = self.window();
+        Sn::take(&mut self.stat_sn, true, window)
     }
 
     async fn run(

@@ -1,35 +1,7 @@
 //! Logout (RFC 7143 11.14 and 11.15) decided without I/O: the response to
 //! a Logout Request and which connections end.
 
-/// Logout Request reason codes (11.14.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LogoutReason {
-    CloseSession = 0,
-    CloseConnection = 1,
-    RemoveForRecovery = 2,
-}
-
-impl LogoutReason {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v & 0x7f {
-            0 => Some(LogoutReason::CloseSession),
-            1 => Some(LogoutReason::CloseConnection),
-            2 => Some(LogoutReason::RemoveForRecovery),
-            _ => None,
-        }
-    }
-}
-
-/// Logout Response codes (11.15.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LogoutResponse {
-    Closed = 0,
-    CidNotFound = 1,
-    RecoveryNotSupported = 2,
-    CleanupFailed = 3,
-}
+use crate::pdu::{LogoutReason, LogoutResponse};
 
 /// What the driver does after the response has gone out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

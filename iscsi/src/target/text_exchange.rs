@@ -6,7 +6,7 @@
 //! an empty request echoing the tag).
 
 use crate::pdu::{RESERVED_TAG, RejectReason};
-use crate::typed::TextRequest;
+use crate::typed::{Sn, TextRequest, TextResponse};
 
 /// How much of a request the target gathers before refusing it: a
 /// SendTargets or a redeclared key is a few dozen bytes.
@@ -71,9 +71,18 @@ impl Piece {
         !self.last && self.data.is_empty()
     }
 
-    /// The response's flags byte: F, or C.
-    pub fn flags(&self) -> u8 {
-        if self.last { 0x80 } else { 0x40 }
+    /// Its Text Response: F on the last piece, C on the others, neither
+    /// when it asks for the rest of a request.
+    pub fn response(&self, lun: [u8; 8], itt: u32, sn: Sn) -> TextResponse {
+        let ask = self.is_ask();
+        TextResponse {
+            final_: !ask && self.last,
+            continue_: !ask && !self.last,
+            lun,
+            itt,
+            ttt: self.ttt,
+            sn,
+        }
     }
 }
 
@@ -197,6 +206,12 @@ mod tests {
 
     const ITT: u32 = 7;
 
+    /// The flags byte of a piece's Text Response.
+    fn flags(p: &Piece) -> u8 {
+        use crate::typed::Typed;
+        p.response([0; 8], ITT, Sn::default()).encode().0[1]
+    }
+
     fn whole(x: &mut TextExchange, data: &[u8], tags: &mut u32) -> Vec<u8> {
         match x.request(ITT, RESERVED_TAG, true, false, data, tags) {
             TextStep::Request(d) => d,
@@ -212,7 +227,7 @@ mod tests {
             b"SendTargets=All\0"
         );
         let p = x.answer(ITT, b"TargetName=a\0".to_vec(), 8192, &mut tags);
-        assert_eq!((p.last, p.ttt, p.flags()), (true, RESERVED_TAG, 0x80));
+        assert_eq!((p.last, p.ttt, flags(&p)), (true, RESERVED_TAG, 0x80));
         // Nothing is pending: a continuation now is refused.
         assert_eq!(
             x.request(ITT, 5, true, false, b"", &mut tags),
@@ -226,7 +241,7 @@ mod tests {
         whole(&mut x, b"SendTargets=All\0", &mut tags);
         let reply: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let p1 = x.answer(ITT, reply.clone(), 4096, &mut tags);
-        assert_eq!((p1.data.len(), p1.last, p1.flags()), (4096, false, 0x40));
+        assert_eq!((p1.data.len(), p1.last, flags(&p1)), (4096, false, 0x40));
         assert_ne!(p1.ttt, RESERVED_TAG);
         // A wrong tag or a different ITT is refused...
         let mut y = TextExchange::default();
@@ -260,6 +275,7 @@ mod tests {
         else {
             panic!("the target did not ask for the rest")
         };
+        assert_eq!(flags(&Piece::ask(ttt)), 0, "asking: neither F nor C");
         let TextStep::MoreRequest { ttt: t2 } =
             x.request(ITT, ttt, false, true, b"gets=", &mut tags)
         else {
