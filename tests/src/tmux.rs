@@ -38,13 +38,34 @@ impl Tmux {
         a.extend_from_slice(keys);
         self.cmd(&a);
     }
-    /// Waits for `what` on the screen; panics with the screen after `within`.
+    /// A screen that two captures 50 ms apart agree on: the console draws
+    /// a frame as a run of writes, and a capture in the middle of one shows
+    /// rows of two frames (a layout that moved by a row shows a line twice).
+    /// The last capture if it never settles within two seconds.
+    pub fn settled_screen(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut s = self.screen();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let again = self.screen();
+            if again == s || Instant::now() >= deadline {
+                return again;
+            }
+            s = again;
+        }
+    }
+    /// Waits for `what` on a settled screen; panics with the screen after
+    /// `within`.
     pub fn wait_for(&self, what: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let s = self.screen();
             if s.contains(what) {
-                return s;
+                let s = self.settled_screen();
+                if s.contains(what) {
+                    return s;
+                }
+                continue;
             }
             assert!(
                 Instant::now() < deadline,

@@ -54,7 +54,7 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
     let deadline = Instant::now() + Duration::from_secs(12);
     let mut live_rate = 0.0f64;
     while Instant::now() < deadline && live_rate <= 0.0 {
-        let s = t.screen();
+        let s = t.settled_screen();
         for line in s.lines() {
             let f: Vec<&str> = line
                 .trim_matches(|c| c == '│' || c == ' ')
@@ -72,7 +72,7 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
     assert!(
         live_rate > 0.0,
         "no per-connection throughput shown during the run:\n{}",
-        t.screen()
+        t.settled_screen()
     );
 
     let done = t.wait_for("sampled by the console:", Duration::from_secs(30));
@@ -107,7 +107,7 @@ fn console_runs_a_read_and_shows_live_per_connection_throughput() {
         t.wait_for("PCI devices (", Duration::from_secs(5));
         t.keys(&["b"]);
         std::thread::sleep(Duration::from_millis(600));
-        let s = t.screen();
+        let s = t.settled_screen();
         assert!(
             s.contains("no IOMMU") || s.contains("Confirm") || s.contains("in use by the host"),
             "{s}"
@@ -270,7 +270,7 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
         "ACL iqn.2026-11.io.iolab:initiator   CHAP alice",
         Duration::from_secs(10),
     );
-    assert!(t.screen().contains("[unsaved]"));
+    assert!(t.settled_screen().contains("[unsaved]"));
 
     // The Sessions screen logs in to the running target with that CHAP and
     // two connections, and sees LUN 1.
@@ -309,10 +309,15 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut rows = Vec::new();
     while Instant::now() < deadline && rows.len() < 2 {
-        rows = connection_rows(&t.screen());
+        rows = connection_rows(&t.settled_screen());
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(rows.len(), 2, "two connections expected:\n{}", t.screen());
+    assert_eq!(
+        rows.len(),
+        2,
+        "two connections expected:\n{}",
+        t.settled_screen()
+    );
     let s = t.wait_for("run stored as #1", Duration::from_secs(60));
     assert!(s.contains("PASSED") && s.contains("written"), "{s}");
 
@@ -369,7 +374,7 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
         assert!(s.contains("serial console of micro1"), "{s}");
         // Its row's state, as the Guests table shows it.
         let micro1_state = |t: &Tmux| {
-            t.screen()
+            t.settled_screen()
                 .lines()
                 .find(|l| l.trim_start_matches('│').starts_with("micro1 "))
                 .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
@@ -381,7 +386,7 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
                 assert!(
                     Instant::now() < deadline,
                     "micro1 never became {want}:\n{}",
-                    t.screen()
+                    t.settled_screen()
                 );
                 t.keys(&["g"]);
                 std::thread::sleep(Duration::from_millis(500));
@@ -402,7 +407,7 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
     t.keys(&["-l", "mylab"]);
     t.keys(&["Enter"]);
     t.wait_for("lab saved as profile mylab", Duration::from_secs(10));
-    assert!(!t.screen().contains("[unsaved]"));
+    assert!(!t.settled_screen().contains("[unsaved]"));
     t.keys(&["q"]);
     t.wait_for("CONSOLE-EXITED 0", Duration::from_secs(10));
 
@@ -473,11 +478,11 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
     assert!(s.contains("PASSED"), "{s}");
     t.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while t.screen().matches("CONSOLE-EXITED 0").count() < 2 {
+    while t.settled_screen().matches("CONSOLE-EXITED 0").count() < 2 {
         assert!(
             Instant::now() < deadline,
             "the reopened console did not exit:\n{}",
-            t.screen()
+            t.settled_screen()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -488,7 +493,7 @@ fn console_builds_a_lab_runs_it_saves_it_and_reopens_it() {
 fn rows_moving(t: &Tmux, n: usize, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        let s = t.screen();
+        let s = t.settled_screen();
         let moving = connection_rows(&s)
             .iter()
             .filter(|r| {
@@ -619,7 +624,7 @@ fn console_measures_tgtd_and_istgt_from_the_initiator_side() {
     assert!(s.contains("measured by the target"), "{s}");
     t.wait_for("run stored as #3", Duration::from_secs(30));
     t.keys(&["q"]);
-    let s = t.screen();
+    let s = t.settled_screen();
     if !s.contains("CONSOLE-EXITED 0") {
         // The form changed since the lab opened: q asks, a second q quits.
         t.keys(&["q"]);
@@ -679,7 +684,8 @@ fn console_charts_a_runs_connections_and_keeps_the_chart() {
     assert_eq!(legend(&done), 2, "the finished run's chart stays:\n{done}");
     assert!(!done.contains("no samples yet"), "{done}");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(legend(&t.screen()), 2, "and stays:\n{}", t.screen());
+    let later = t.settled_screen();
+    assert_eq!(legend(&later), 2, "and stays:\n{later}");
 
     t.keys(&["2"]);
     let s = t.wait_for("Connections: MB/s read, last 2 min", Duration::from_secs(5));

@@ -147,7 +147,7 @@ fn console_watches_the_remote_target(d: &TempDir, db: &std::path::Path) {
     t.keys(&["2"]);
     let deadline = Instant::now() + Duration::from_secs(90);
     let rows = loop {
-        let screen = t.screen();
+        let screen = t.settled_screen();
         let rows: Vec<Vec<String>> = screen
             .lines()
             .filter(|l| l.contains("lab-a: 10.77.0.2:") && !l.contains('■'))
