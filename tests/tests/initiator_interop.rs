@@ -584,6 +584,26 @@ fn a_command_without_answer_times_out_and_is_aborted() {
         .count();
     assert!(headers.len() > 100, "{} PDUs sent", headers.len());
     assert!(aborts >= 4, "{aborts} ABORT TASK requests:\n{text}");
+    // Each names its task by ITT and by that command's CmdSN (RefCmdSN,
+    // RFC 7143 11.5.1), so a target that never saw it can tell.
+    let word = |h: &[u8], at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let cmd_sn_of: std::collections::HashMap<u32, u32> = headers
+        .iter()
+        .filter(|(h, _)| h[0] & 0x3f == 0x01)
+        .map(|(h, _)| (word(h, 16), word(h, 24)))
+        .collect();
+    for (h, _) in headers
+        .iter()
+        .filter(|(h, after)| *after && h[0] == 0x42 && h[1] == 0x81)
+    {
+        let rtt = word(h, 20);
+        assert_eq!(
+            cmd_sn_of.get(&rtt),
+            Some(&word(h, 32)),
+            "ABORT TASK of ITT {rtt:#x}: RefCmdSN {} is not that command's CmdSN",
+            word(h, 32)
+        );
+    }
 }
 
 #[test]

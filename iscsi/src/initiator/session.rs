@@ -79,6 +79,8 @@ struct Pending {
     /// When the command was sent and its operation code, for the watchdog.
     started: Instant,
     opcode: u8,
+    /// Its CmdSN: an ABORT TASK names it as RefCmdSN (RFC 7143 11.5.1).
+    cmd_sn: u32,
 }
 
 /// One connection of the session.
@@ -463,25 +465,21 @@ impl Session {
         };
         let (tx, rx) = oneshot::channel();
         let started = Instant::now();
-        conn.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                itt,
-                Pending {
-                    tx,
-                    data_in: {
-                        let mut v = iolab_storage::pool::take(expected_in as usize);
-                        v.clear();
-                        v
-                    },
-                    expected_in: expected_in as usize,
-                    data_out: data_out.clone(),
-                    lun: self.lun_raw,
-                    started,
-                    opcode: cdb[0],
-                },
-            );
+        // Registered when its CmdSN is assigned, before it is sent.
+        let mut entry = Some(Pending {
+            tx,
+            data_in: {
+                let mut v = iolab_storage::pool::take(expected_in as usize);
+                v.clear();
+                v
+            },
+            expected_in: expected_in as usize,
+            data_out: data_out.clone(),
+            lun: self.lun_raw,
+            started,
+            opcode: cdb[0],
+            cmd_sn: 0,
+        });
         conn.stats.commands.fetch_add(1, Relaxed);
         conn.stats.in_flight.fetch_add(1, Relaxed);
         if write {
@@ -515,6 +513,16 @@ impl Session {
                     let cmd_sn = *sn;
                     *sn = sn.wrapping_add(1);
                     drop(sn);
+                    if let Some(mut p) = entry.take() {
+                        p.cmd_sn = cmd_sn;
+                        let mut pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        // A connection failing now drains this after the
+                        // insert; one that failed already never answers, so
+                        // the entry is dropped and the caller hears it lost.
+                        if conn.alive.load(Relaxed) {
+                            pending.insert(itt, p);
+                        }
+                    }
                     let mut cdb16 = [0u8; 16];
                     cdb16[..cdb.len()].copy_from_slice(cdb);
                     let b = typed::ScsiCommand {
@@ -582,10 +590,6 @@ impl Session {
             };
             self.shared.window_waiters.fetch_sub(1, SeqCst);
             if waited.is_err() {
-                conn.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&itt);
                 conn.stats.in_flight.fetch_sub(1, Relaxed);
                 return Err(IscsiError::Timeout(Waiting::CommandWindow));
             }
@@ -621,7 +625,7 @@ impl Session {
             &self.shared,
             self.lun_raw,
             TmfFunction::LogicalUnitReset,
-            RESERVED_TAG,
+            None,
             itt,
         );
         let b = match tokio::time::timeout(CONTROL_TIMEOUT, answer).await {
@@ -684,21 +688,22 @@ fn task_mgmt(
     shared: &Shared,
     lun: [u8; 8],
     function: TmfFunction,
-    referenced_itt: u32,
+    referenced: Option<(u32, u32)>,
     itt: u32,
 ) {
     let sn = *shared.cmd_sn.lock().unwrap_or_else(|e| e.into_inner());
+    // The referenced task's ITT and CmdSN (ABORT TASK); RefCmdSN is
+    // otherwise unused and carries this request's own CmdSN.
+    let (rtt, ref_cmd_sn) = referenced.unwrap_or((RESERVED_TAG, sn));
     let b = typed::TaskMgmtRequest {
         immediate: true,
         function: function as u8,
         lun,
         itt,
-        rtt: referenced_itt,
+        rtt,
         cmd_sn: sn,
         exp_stat_sn: conn.exp_stat_sn.load(Relaxed),
-        // The task's own CmdSN is not kept; the next one is in the window,
-        // so a task the target never saw counts as aborted (RFC 7143 11.5.1).
-        ref_cmd_sn: sn,
+        ref_cmd_sn,
         exp_data_sn: 0,
     }
     .encode();
@@ -729,7 +734,14 @@ async fn watchdog(
                 .collect();
             for (itt, p) in overdue {
                 let tmf_itt = shared.next_itt.fetch_add(1, Relaxed) & 0x7fff_ffff;
-                task_mgmt(&conn, &shared, p.lun, TmfFunction::AbortTask, itt, tmf_itt);
+                task_mgmt(
+                    &conn,
+                    &shared,
+                    p.lun,
+                    TmfFunction::AbortTask,
+                    Some((itt, p.cmd_sn)),
+                    tmf_itt,
+                );
                 let _ = p.tx.send(Err(IscsiError::Timeout(Waiting::Command {
                     opcode: p.opcode,
                     after: timeout,
