@@ -89,8 +89,8 @@ pub enum Violation {
         len: usize,
         max_burst: usize,
     },
-    #[error("target rejected the PDU (reason {reason:#x})")]
-    Rejected { reason: u8 },
+    #[error("target rejected the PDU: {reason:?} ({:#04x})", *.reason as u8)]
+    Rejected { reason: crate::pdu::RejectReason },
     #[error("target closed the connection during login")]
     ClosedDuringLogin,
     #[error("expected a Login Response, got opcode {opcode:#x}")]

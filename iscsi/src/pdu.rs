@@ -315,6 +315,10 @@ impl Bhs {
     pub fn ttt(&self) -> u32 {
         self.word20()
     }
+    /// StatSN of a target's PDU (bytes 24-27 in every response).
+    pub fn stat_sn(&self) -> u32 {
+        self.word24()
+    }
     pub fn cmd_sn(&self) -> u32 {
         self.word24()
     }

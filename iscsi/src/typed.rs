@@ -1,10 +1,12 @@
-//! Typed full-feature-phase PDUs (RFC 7143 11.2-11.17): one struct per
-//! opcode with its fields by name and its flags as named bits, `encode` to a
+//! Typed PDUs (RFC 7143 11.2-11.17), login and full-feature phase: one
+//! struct per opcode with its fields by name and its flags as named bits, `encode` to a
 //! Basic Header Segment and `decode` from one (None for another opcode).
 //! The data segment travels beside the BHS ([`crate::pdu::Pdu`], frames);
 //! its length is set when the PDU is framed.
 
-use crate::pdu::{Bhs, Opcode, RESERVED_TAG, RejectReason, TmfFunction, TmfResponse};
+use crate::pdu::{
+    Bhs, LoginStatus, Opcode, RESERVED_TAG, RejectReason, Stage, TmfFunction, TmfResponse,
+};
 
 /// Flag bits of byte 1.
 pub mod flag {
@@ -24,6 +26,11 @@ pub mod flag {
     pub const UNDERFLOW: u8 = 0x02;
     /// S (Data-In): the status is in this PDU.
     pub const STATUS: u8 = 0x01;
+    /// T (Login): the sender wants to move to the next stage.
+    pub const TRANSIT: u8 = 0x80;
+    /// CSG and NSG (Login): bits 3-2 and 1-0.
+    pub const CSG_SHIFT: u8 = 2;
+    pub const STAGE_MASK: u8 = 0x03;
 }
 
 /// StatSN, ExpCmdSN and MaxCmdSN of a target's response.
@@ -669,6 +676,160 @@ impl Typed for Reject {
     }
 }
 
+/// Asynchronous Message (11.9): an event of the target's, with its
+/// parameters (which mean what the event says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncMessage {
+    pub lun: [u8; 8],
+    pub sn: Sn,
+    pub event: u8,
+    pub vendor_code: u8,
+    pub parameters: [u16; 3],
+}
+
+impl Typed for AsyncMessage {
+    const OPCODE: Opcode = Opcode::AsyncMessage;
+    fn encode(&self) -> Bhs {
+        let mut b = head(Self::OPCODE, false, flag::FINAL);
+        b.set_lun_raw(self.lun).set_itt(RESERVED_TAG);
+        self.sn.put(&mut b);
+        b.0[36] = self.event;
+        b.0[37] = self.vendor_code;
+        for (i, p) in self.parameters.iter().enumerate() {
+            b.0[38 + 2 * i..40 + 2 * i].copy_from_slice(&p.to_be_bytes());
+        }
+        b
+    }
+    fn decode(b: &Bhs) -> Option<Self> {
+        let param = |i: usize| u16::from_be_bytes([b.0[38 + 2 * i], b.0[39 + 2 * i]]);
+        is(b, Self::OPCODE).then(|| AsyncMessage {
+            lun: b.lun_raw(),
+            sn: Sn::get(b),
+            event: b.0[36],
+            vendor_code: b.0[37],
+            parameters: [param(0), param(1), param(2)],
+        })
+    }
+}
+
+/// Byte 1 of a Login PDU: T, C, CSG and NSG. The reserved stage code 2
+/// decodes as `None`, and `None` encodes as 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginStages {
+    pub transit: bool,
+    pub continue_: bool,
+    pub csg: Option<Stage>,
+    pub nsg: Option<Stage>,
+}
+
+impl LoginStages {
+    fn byte(self) -> u8 {
+        let code = |s: Option<Stage>| s.map_or(2, |s| s as u8);
+        (if self.transit { flag::TRANSIT } else { 0 })
+            | (if self.continue_ { flag::CONTINUE } else { 0 })
+            | (code(self.csg) << flag::CSG_SHIFT)
+            | code(self.nsg)
+    }
+    fn of(b: &Bhs) -> LoginStages {
+        let f = b.flags();
+        LoginStages {
+            transit: f & flag::TRANSIT != 0,
+            continue_: f & flag::CONTINUE != 0,
+            csg: Stage::from_u8((f >> flag::CSG_SHIFT) & flag::STAGE_MASK),
+            nsg: Stage::from_u8(f & flag::STAGE_MASK),
+        }
+    }
+}
+
+/// Login Request (11.12). Always immediate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginRequest {
+    pub stages: LoginStages,
+    pub version_max: u8,
+    pub version_min: u8,
+    pub isid: u64,
+    pub tsih: u16,
+    pub itt: u32,
+    pub cid: u16,
+    pub cmd_sn: u32,
+    pub exp_stat_sn: u32,
+}
+
+impl Typed for LoginRequest {
+    const OPCODE: Opcode = Opcode::LoginRequest;
+    fn encode(&self) -> Bhs {
+        let mut b = head(Self::OPCODE, true, self.stages.byte());
+        b.0[2] = self.version_max;
+        b.0[3] = self.version_min;
+        b.set_isid(self.isid)
+            .set_tsih(self.tsih)
+            .set_itt(self.itt)
+            .set_cid(self.cid)
+            .set_word24(self.cmd_sn)
+            .set_word28(self.exp_stat_sn);
+        b
+    }
+    fn decode(b: &Bhs) -> Option<Self> {
+        is(b, Self::OPCODE).then(|| LoginRequest {
+            stages: LoginStages::of(b),
+            version_max: b.0[2],
+            version_min: b.0[3],
+            isid: b.isid(),
+            tsih: b.tsih(),
+            itt: b.itt(),
+            cid: b.cid(),
+            cmd_sn: b.word24(),
+            exp_stat_sn: b.word28(),
+        })
+    }
+}
+
+/// Login Response (11.13). StatSN counts on every response of a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginResponse {
+    pub stages: LoginStages,
+    pub version_max: u8,
+    pub version_active: u8,
+    pub isid: u64,
+    pub tsih: u16,
+    pub itt: u32,
+    pub sn: Sn,
+    pub status: LoginStatus,
+}
+
+impl LoginResponse {
+    /// Whether the target moved the login to full-feature phase.
+    pub fn enters_full_feature(&self) -> bool {
+        self.stages.transit && self.stages.nsg == Some(Stage::FullFeature)
+    }
+}
+
+impl Typed for LoginResponse {
+    const OPCODE: Opcode = Opcode::LoginResponse;
+    fn encode(&self) -> Bhs {
+        let mut b = head(Self::OPCODE, false, self.stages.byte());
+        b.0[2] = self.version_max;
+        b.0[3] = self.version_active;
+        b.set_isid(self.isid).set_tsih(self.tsih).set_itt(self.itt);
+        self.sn.put(&mut b);
+        b.0[36] = self.status.0;
+        b.0[37] = self.status.1;
+        b
+    }
+    fn decode(b: &Bhs) -> Option<Self> {
+        is(b, Self::OPCODE).then(|| LoginResponse {
+            stages: LoginStages::of(b),
+            version_max: b.0[2],
+            version_active: b.0[3],
+            isid: b.isid(),
+            tsih: b.tsih(),
+            itt: b.itt(),
+            sn: Sn::get(b),
+            status: LoginStatus(b.0[36], b.0[37]),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -842,6 +1003,64 @@ mod tests {
             data_sn: 0,
         });
         assert_eq!((b.0[2], b.itt()), (0x09, RESERVED_TAG));
+    }
+
+    #[test]
+    fn login_pdus_round_trip_with_stages_and_status_where_the_rfc_puts_them() {
+        let to_full_feature = LoginStages {
+            transit: true,
+            continue_: false,
+            csg: Some(Stage::Operational),
+            nsg: Some(Stage::FullFeature),
+        };
+        let b = round(LoginRequest {
+            stages: to_full_feature,
+            version_max: 0,
+            version_min: 0,
+            isid: 0x4000_0102_0304,
+            tsih: 7,
+            itt: 1,
+            cid: 2,
+            cmd_sn: 3,
+            exp_stat_sn: 4,
+        });
+        assert_eq!((b.0[0], b.0[1]), (0x43, 0x80 | (1 << 2) | 3));
+        assert_eq!(&b.0[8..16], &[0x40, 0, 1, 2, 3, 4, 0, 7]);
+        assert_eq!(&b.0[20..22], &[0, 2]);
+        // The reserved stage code 2 decodes as None and encodes back.
+        let mut reserved = b.clone();
+        reserved.set_flags((2 << 2) | 2);
+        let r = LoginRequest::decode(&reserved).expect("a login request");
+        assert_eq!(
+            (r.stages.csg, r.stages.nsg, r.stages.transit),
+            (None, None, false)
+        );
+        assert_eq!(r.encode().flags(), (2 << 2) | 2);
+        let b = round(LoginResponse {
+            stages: to_full_feature,
+            version_max: 0,
+            version_active: 0,
+            isid: 0x4000_0102_0304,
+            tsih: 9,
+            itt: 1,
+            sn: SN,
+            status: LoginStatus::SESSION_DOES_NOT_EXIST,
+        });
+        assert_eq!((b.0[0], b.0[36], b.0[37]), (0x23, 0x02, 0x0a));
+        assert!(LoginResponse::decode(&b).is_some_and(|r| r.enters_full_feature()));
+    }
+
+    #[test]
+    fn an_async_message_carries_its_event_and_parameters() {
+        let b = round(AsyncMessage {
+            lun: LUN,
+            sn: SN,
+            event: 2,
+            vendor_code: 0,
+            parameters: [0, 2, 20],
+        });
+        assert_eq!((b.0[0], b.0[36], b.itt()), (0x32, 2, RESERVED_TAG));
+        assert_eq!(&b.0[38..44], &[0, 0, 0, 2, 0, 20]);
     }
 
     #[test]

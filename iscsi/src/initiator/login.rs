@@ -14,8 +14,9 @@ use super::{InitiatorOptions, IscsiUrl};
 use crate::chap::{self, ChapAlgorithm, ChapCredentials};
 use crate::error::IscsiError;
 use crate::negotiation::{Answer, Params, Preferences, apply, key_def};
-use crate::pdu::{Bhs, LoginStatus, Opcode, Pdu, ReadLimits, ReadOutcome, Stage, read_pdu};
+use crate::pdu::{LoginStatus, Pdu, ReadLimits, ReadOutcome, Stage, read_pdu};
 use crate::text;
+use crate::typed::{self, Typed};
 
 /// What one connection's login established.
 #[derive(Debug, Clone)]
@@ -50,6 +51,19 @@ struct Exchange<'a> {
     first: bool,
 }
 
+/// A successful Login Response and its text.
+struct Reply {
+    head: typed::LoginResponse,
+    data: Vec<u8>,
+}
+
+impl Reply {
+    /// Whether the target moved the login on to `stage`.
+    fn granted(&self, stage: Stage) -> bool {
+        self.head.stages.transit && self.head.stages.nsg == Some(stage)
+    }
+}
+
 impl Exchange<'_> {
     async fn round(
         &mut self,
@@ -57,21 +71,25 @@ impl Exchange<'_> {
         nsg: Stage,
         transit: bool,
         pairs: &[(String, String)],
-    ) -> Result<Pdu, IscsiError> {
-        let mut b = Bhs::new(Opcode::LoginRequest);
-        b.set_immediate(true);
-        b.set_flags(
-            (if transit { 0x80 } else { 0 })
-                | ((csg as u8) << 2)
-                | if transit { nsg as u8 } else { 0 },
-        );
-        b.0[2] = 0;
-        b.0[3] = 0;
-        b.set_isid(self.req.isid)
-            .set_tsih(self.req.tsih)
-            .set_itt(self.itt)
-            .set_cid(self.req.cid);
-        b.set_word24(self.req.cmd_sn).set_word28(self.exp_stat_sn);
+    ) -> Result<Reply, IscsiError> {
+        let b = typed::LoginRequest {
+            stages: typed::LoginStages {
+                transit,
+                continue_: false,
+                csg: Some(csg),
+                // NSG is reserved unless T is set: Security (0) then.
+                nsg: Some(if transit { nsg } else { Stage::Security }),
+            },
+            version_max: 0,
+            version_min: 0,
+            isid: self.req.isid,
+            tsih: self.req.tsih,
+            itt: self.itt,
+            cid: self.req.cid,
+            cmd_sn: self.req.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+        }
+        .encode();
         let pdu = Pdu::new(b, text::encode(pairs));
         self.wr.write_all(&pdu.encode(false, false)).await?;
         let limits = ReadLimits {
@@ -88,19 +106,21 @@ impl Exchange<'_> {
                 return Err(Violation::ClosedDuringLogin.into());
             }
         };
-        if resp.bhs.opcode() != Some(Opcode::LoginResponse) {
+        let Some(head) = typed::LoginResponse::decode(&resp.bhs) else {
             return Err(Violation::NotLoginResponse {
                 opcode: resp.bhs.opcode_raw(),
             }
             .into());
+        };
+        if head.status != LoginStatus::SUCCESS {
+            return Err(IscsiError::Login(head.status));
         }
-        let status = LoginStatus(resp.bhs.0[36], resp.bhs.0[37]);
-        if status != LoginStatus::SUCCESS {
-            return Err(IscsiError::Login(status));
-        }
-        self.exp_stat_sn = resp.bhs.word24().wrapping_add(1);
+        self.exp_stat_sn = head.sn.stat_sn.wrapping_add(1);
         self.first = false;
-        Ok(resp)
+        Ok(Reply {
+            head,
+            data: resp.data,
+        })
     }
 }
 
@@ -255,9 +275,7 @@ async fn login_inner(
         declarations.clear();
         // Keep advancing until the target grants the operational stage.
         let mut tries = 0;
-        while last.bhs.flags() & 0x80 == 0
-            || Stage::from_u8(last.bhs.flags() & 3) != Some(Stage::Operational)
-        {
+        while !last.granted(Stage::Operational) {
             tries += 1;
             if tries > 4 {
                 return Err(Violation::StuckInSecurity.into());
@@ -303,9 +321,7 @@ async fn login_inner(
                 }
             }
         }
-        let granted = last.bhs.flags() & 0x80 != 0
-            && Stage::from_u8(last.bhs.flags() & 3) == Some(Stage::FullFeature);
-        if granted && answers_for_target.is_empty() {
+        if last.granted(Stage::FullFeature) && answers_for_target.is_empty() {
             break;
         }
         rounds += 1;
@@ -317,10 +333,10 @@ async fn login_inner(
     params.max_recv_data_segment = req.opts.max_recv_data_segment;
     Ok(LoginOutcome {
         params,
-        tsih: last.bhs.tsih(),
+        tsih: last.head.tsih,
         exp_stat_sn: x.exp_stat_sn,
-        exp_cmd_sn: last.bhs.word28(),
-        max_cmd_sn: last.bhs.word32(),
+        exp_cmd_sn: last.head.sn.exp_cmd_sn,
+        max_cmd_sn: last.head.sn.max_cmd_sn,
         target_portal_group: tpgt,
     })
 }

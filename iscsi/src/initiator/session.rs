@@ -21,7 +21,7 @@ use crate::error::IscsiError;
 use crate::negotiation::Params;
 use crate::pdu::{
     BHS_LEN, Bhs, Header, LogoutReason, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome,
-    TmfFunction, pad_len, read_body, read_data_into, read_header,
+    TmfFunction, TmfResponse, pad_len, read_body, read_data_into, read_header,
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
 use crate::transport::{Frame, Outbox, tcp_mss};
@@ -638,11 +638,11 @@ impl Session {
                 return Err(IscsiError::Timeout(Waiting::LunReset));
             }
         };
-        match b.0[2] {
-            0 => Ok(()),
-            code => Err(IscsiError::TaskManagement {
+        match typed::TaskMgmtResponse::decode(&b).map(|r| r.response) {
+            Some(TmfResponse::Complete) => Ok(()),
+            other => Err(IscsiError::TaskManagement {
                 function: "LOGICAL UNIT RESET",
-                response: code,
+                response: other.unwrap_or(TmfResponse::Rejected) as u8,
             }),
         }
     }
@@ -1072,40 +1072,58 @@ async fn reader(
                 }
             }
             Some(Opcode::Reject) => {
-                conn.note_stat_sn(b.word24());
-                if pdu.data.len() >= 48 {
-                    let rejected = u32::from_be_bytes([
-                        pdu.data[16],
-                        pdu.data[17],
-                        pdu.data[18],
-                        pdu.data[19],
-                    ]);
-                    if let Some(p) = conn
-                        .pending
+                let Some(r) = typed::Reject::decode(b) else {
+                    continue;
+                };
+                conn.note_stat_sn(r.sn.stat_sn);
+                shared.update_window(r.sn.exp_cmd_sn, r.sn.max_cmd_sn);
+                // Its data is the rejected PDU's header: fail that command.
+                let rejected = pdu
+                    .data
+                    .get(..BHS_LEN)
+                    .and_then(|h| <[u8; BHS_LEN]>::try_from(h).ok())
+                    .map(|h| Bhs(h).itt());
+                if let Some(p) = rejected.and_then(|itt| {
+                    conn.pending
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .remove(&rejected)
-                    {
-                        let _ =
-                            p.tx.send(Err(Violation::Rejected { reason: b.0[2] }.into()));
-                    }
+                        .remove(&itt)
+                }) {
+                    let _ =
+                        p.tx.send(Err(Violation::Rejected { reason: r.reason }.into()));
                 }
             }
             Some(Opcode::TaskMgmtResponse) => {
-                conn.note_stat_sn(b.word24());
-                shared.update_window(b.word28(), b.word32());
+                let Some(r) = typed::TaskMgmtResponse::decode(b) else {
+                    continue;
+                };
+                conn.note_stat_sn(r.sn.stat_sn);
+                shared.update_window(r.sn.exp_cmd_sn, r.sn.max_cmd_sn);
                 shared.control_response(b);
             }
             Some(Opcode::LogoutResponse) => {
-                conn.note_stat_sn(b.word24());
+                let Some(r) = typed::LogoutResponse::decode(b) else {
+                    continue;
+                };
+                conn.note_stat_sn(r.sn.stat_sn);
                 shared.control_response(b);
                 return Ok(());
             }
             Some(Opcode::AsyncMessage) => {
-                tracing::info!(event = b.0[36], "asynchronous message from the target");
+                let Some(m) = typed::AsyncMessage::decode(b) else {
+                    continue;
+                };
+                conn.note_stat_sn(m.sn.stat_sn);
+                shared.update_window(m.sn.exp_cmd_sn, m.sn.max_cmd_sn);
+                tracing::info!(
+                    event = m.event,
+                    parameters = ?m.parameters,
+                    "asynchronous message from the target"
+                );
             }
             _ => {
-                conn.note_stat_sn(b.word24());
+                // Every target PDU carries a StatSN where a response does.
+                conn.note_stat_sn(b.stat_sn());
             }
         }
     }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::command::{self, Admit};
 use super::data_in::{self, Residual};
-use super::login::{SessionType, Step, TargetLogin};
+use super::login::{Reply, SessionType, Step, TargetLogin};
 use super::logout::{self, LogoutEffect};
 use super::session::ConnEntry;
 use super::text_exchange::{self, TextExchange, TextStep, next_tag};
@@ -29,7 +29,7 @@ use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
     BHS_LEN, Bhs, LoginStatus, LogoutReason, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome,
-    RejectReason, pad_len, read_body, read_header, read_pdu,
+    RejectReason, Stage, pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
@@ -94,7 +94,7 @@ pub(super) async fn serve(
             Ok(Ok(Some(Err(h)))) => {
                 reg.logins.failures.fetch_add(1, Relaxed);
                 let p = login.refuse(&h.bhs, LoginStatus::INITIATOR_ERROR);
-                let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
+                let _ = send(&tx, login_frame(p)).await;
                 tx.close().await;
                 return Err(IscsiError::DataSegmentTooLong {
                     len: h.dlen,
@@ -108,12 +108,10 @@ pub(super) async fn serve(
             .bytes_in
             .fetch_add((BHS_LEN + pdu.data.len()) as u64, Relaxed);
         match login.step(&pdu) {
-            Step::Continue(p) => {
-                send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await?
-            }
+            Step::Continue(p) => send(&tx, login_frame(p)).await?,
             Step::Fail(p, status) => {
                 reg.logins.failures.fetch_add(1, Relaxed);
-                let _ = send(&tx, Frame::new(&p.bhs, Bytes::from(p.data), false, false)).await;
+                let _ = send(&tx, login_frame(p)).await;
                 tx.close().await;
                 return Err(IscsiError::Login(status));
             }
@@ -129,11 +127,7 @@ pub(super) async fn serve(
     counter.fetch_add(1, Relaxed);
 
     if result.session_type == SessionType::Discovery {
-        send(
-            &tx,
-            Frame::new(&resp.bhs, Bytes::from(resp.data), false, false),
-        )
-        .await?;
+        send(&tx, login_frame(resp)).await?;
         let conn = Discovery {
             reg,
             tx,
@@ -153,22 +147,21 @@ pub(super) async fn serve(
     let session = match reg.bind(&result) {
         Ok(s) => s,
         Err(status) => {
-            resp.bhs.set_flags(resp.bhs.flags() & 0x0c);
-            resp.bhs.0[36] = status.0;
-            resp.bhs.0[37] = status.1;
-            let _ = send(&tx, Frame::new(&resp.bhs, Bytes::new(), false, false)).await;
+            // The session refuses the connection: the same response, failed
+            // (no transit, no text).
+            let head = &mut resp.head;
+            head.stages.transit = false;
+            head.stages.nsg = Some(Stage::Security);
+            head.status = status;
+            resp.data.clear();
+            let _ = send(&tx, login_frame(resp)).await;
             tx.close().await;
             return Err(IscsiError::Login(status));
         }
     };
-    resp.bhs.set_tsih(session.tsih);
-    let (exp, max) = session.window();
-    resp.bhs.set_word28(exp).set_word32(max);
-    send(
-        &tx,
-        Frame::new(&resp.bhs, Bytes::from(resp.data), false, false),
-    )
-    .await?;
+    resp.head.tsih = session.tsih;
+    (resp.head.sn.exp_cmd_sn, resp.head.sn.max_cmd_sn) = session.window();
+    send(&tx, login_frame(resp)).await?;
 
     let (close_tx, close_rx) = watch::channel(false);
     session.add_connection(ConnEntry {
@@ -217,6 +210,11 @@ pub(super) async fn serve(
     let _ = conn.flush().await;
     conn.tx.close().await;
     r
+}
+
+/// A Login Response as it goes out (no digests during login).
+fn login_frame(r: Reply) -> Frame {
+    Frame::new(&r.head.encode(), Bytes::from(r.data), false, false)
 }
 
 /// Polls `fut` once: its output if it is ready now.

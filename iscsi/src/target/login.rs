@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::chap::{self, ChapCredentials};
 use crate::negotiation::{Answer, Params, Scope, key_def};
-use crate::pdu::{Bhs, LoginStatus, Opcode, Pdu, Stage};
+use crate::pdu::{Bhs, LoginStatus, Pdu, Stage};
 use crate::text;
+use crate::typed::{self, Sn, Typed};
 
 use super::{Registry, TargetNode};
 
@@ -50,15 +51,58 @@ pub struct LoginResult {
     pub exp_stat_sn: u32,
 }
 
+/// A Login Response and its text.
+#[derive(Debug)]
+pub struct Reply {
+    pub head: typed::LoginResponse,
+    pub data: Vec<u8>,
+}
+
+impl Reply {
+    pub fn pdu(self) -> Pdu {
+        Pdu::new(self.head.encode(), self.data)
+    }
+}
+
 /// One step of the state machine.
 #[derive(Debug)]
 pub enum Step {
     /// Send this response and read the next request.
-    Continue(Pdu),
+    Continue(Reply),
     /// Send this response, then close the connection.
-    Fail(Pdu, LoginStatus),
-    /// Send this response after binding the connection to a session (caller sets TSIH).
-    Complete(Pdu, Box<LoginResult>),
+    Fail(Reply, LoginStatus),
+    /// Send this response after binding the connection to a session (the
+    /// caller sets its TSIH and window, or fails it).
+    Complete(Reply, Box<LoginResult>),
+}
+
+/// What a response echoes of its request: the stage, ISID and ITT.
+struct Echo {
+    csg: Stage,
+    isid: u64,
+    itt: u32,
+}
+
+impl Echo {
+    fn of(r: &typed::LoginRequest) -> Echo {
+        Echo {
+            csg: r.stages.csg.unwrap_or(Stage::Security),
+            isid: r.isid,
+            itt: r.itt,
+        }
+    }
+
+    /// Of a header that may not be a Login Request at all.
+    fn raw(b: &Bhs) -> Echo {
+        match typed::LoginRequest::decode(b) {
+            Some(r) => Echo::of(&r),
+            None => Echo {
+                csg: Stage::Security,
+                isid: b.isid(),
+                itt: b.itt(),
+            },
+        }
+    }
 }
 
 /// The login state of one connection.
@@ -118,83 +162,79 @@ impl TargetLogin {
 
     fn response(
         &mut self,
-        req: &Bhs,
+        req: &Echo,
         transit: bool,
         nsg: Stage,
         data: Vec<u8>,
         status: LoginStatus,
-    ) -> Pdu {
-        let mut b = Bhs::new(Opcode::LoginResponse);
-        let csg = Stage::from_u8((req.flags() >> 2) & 3).unwrap_or(Stage::Security);
-        let mut flags = ((csg as u8) << 2) | if transit { 0x80 | nsg as u8 } else { 0 };
-        if status != LoginStatus::SUCCESS {
-            flags = (csg as u8) << 2;
-        }
-        b.set_flags(flags);
-        b.0[2] = 0; // version-max
-        b.0[3] = 0; // version-active
-        b.set_isid(req.isid())
-            .set_tsih(self.tsih)
-            .set_itt(req.itt());
-        b.set_word24(self.stat_sn);
-        self.stat_sn = self.stat_sn.wrapping_add(1);
+    ) -> Reply {
         let depth = self
             .target
             .as_ref()
             .map(|t| t.cfg().queue_depth)
             .unwrap_or(super::connection::DISCOVERY_DEPTH);
-        let (exp, max) = self
+        let window = self
             .registry
             .window_for_login(self.tsih, self.cmd_sn, depth);
-        b.set_word28(exp).set_word32(max);
-        b.0[36] = status.0;
-        b.0[37] = status.1;
-        Pdu::new(b, data)
+        // A failed login names no next stage and does not transit.
+        let transit = transit && status == LoginStatus::SUCCESS;
+        let head = typed::LoginResponse {
+            stages: typed::LoginStages {
+                transit,
+                continue_: false,
+                csg: Some(req.csg),
+                nsg: Some(if transit { nsg } else { Stage::Security }),
+            },
+            version_max: 0,
+            version_active: 0,
+            isid: req.isid,
+            tsih: self.tsih,
+            itt: req.itt,
+            sn: Sn::take(&mut self.stat_sn, true, window),
+            status,
+        };
+        Reply { head, data }
     }
 
     /// A Login Response refusing `req` with `status`, for a request the
     /// connection could not even read whole (its data segment too long).
-    pub fn refuse(&mut self, req: &Bhs, status: LoginStatus) -> Pdu {
-        self.response(req, false, Stage::Security, Vec::new(), status)
+    pub fn refuse(&mut self, req: &Bhs, status: LoginStatus) -> Reply {
+        self.response(&Echo::raw(req), false, Stage::Security, Vec::new(), status)
     }
 
-    fn fail(&mut self, req: &Bhs, status: LoginStatus) -> Step {
+    fn fail(&mut self, req: &Echo, status: LoginStatus) -> Step {
         let p = self.response(req, false, Stage::Security, Vec::new(), status);
         Step::Fail(p, status)
     }
 
     /// Handles one Login Request.
     pub fn step(&mut self, req: &Pdu) -> Step {
-        let b = &req.bhs;
-        if b.opcode() != Some(Opcode::LoginRequest) {
-            return self.fail(b, LoginStatus::INVALID_DURING_LOGIN);
-        }
-        let transit = b.flags() & 0x80 != 0;
-        let cont = b.flags() & 0x40 != 0;
-        let csg = Stage::from_u8((b.flags() >> 2) & 3);
-        let nsg = Stage::from_u8(b.flags() & 3);
-        let Some(csg) = csg else {
+        let Some(r) = typed::LoginRequest::decode(&req.bhs) else {
+            return self.fail(&Echo::raw(&req.bhs), LoginStatus::INVALID_DURING_LOGIN);
+        };
+        let b = &Echo::of(&r);
+        let (transit, cont, nsg) = (r.stages.transit, r.stages.continue_, r.stages.nsg);
+        let Some(csg) = r.stages.csg else {
             return self.fail(b, mismatch("bad CSG"));
         };
         if transit && cont {
             return self.fail(b, mismatch("T and C both set"));
         }
         if self.first {
-            let (vmax, vmin) = (b.0[2], b.0[3]);
-            if vmin > 0 || vmax < vmin {
+            if r.version_min > 0 || r.version_max < r.version_min {
                 return self.fail(b, LoginStatus::UNSUPPORTED_VERSION);
             }
-            self.isid = b.isid();
-            self.tsih = b.tsih();
-            self.cid = b.cid();
+            self.isid = r.isid;
+            self.tsih = r.tsih;
+            self.cid = r.cid;
             // A TSIH names an existing session to join (RFC 7143 6.3.1): one
             // we do not have is refused at once, whatever the session type.
             if self.tsih != 0 && !self.registry.has_session(self.tsih, self.isid) {
                 return self.fail(b, LoginStatus::SESSION_DOES_NOT_EXIST);
             }
-            self.cmd_sn = b.cmd_sn();
-            self.exp_stat_sn = b.exp_stat_sn();
-        } else if b.isid() != self.isid || b.tsih() != self.tsih {
+            self.cmd_sn = r.cmd_sn;
+            self.exp_stat_sn = r.exp_stat_sn;
+        } else if r.isid != self.isid || r.tsih != self.tsih {
             return self.fail(b, mismatch("ISID or TSIH changed during login"));
         }
         if csg == Stage::FullFeature || csg < self.stage && !self.first {
@@ -521,10 +561,23 @@ mod tests {
     }
 
     fn req(csg: Stage, nsg: Stage, transit: bool, keys: &[(&str, &str)]) -> Pdu {
-        let mut b = Bhs::new(Opcode::LoginRequest);
-        b.0[0] |= 0x40; // immediate
-        b.set_flags(if transit { 0x80 } else { 0 } | ((csg as u8) << 2) | nsg as u8);
-        b.set_isid(0x4000_0000_0001).set_itt(1);
+        let b = typed::LoginRequest {
+            stages: typed::LoginStages {
+                transit,
+                continue_: false,
+                csg: Some(csg),
+                nsg: Some(nsg),
+            },
+            version_max: 0,
+            version_min: 0,
+            isid: 0x4000_0000_0001,
+            tsih: 0,
+            itt: 1,
+            cid: 0,
+            cmd_sn: 0,
+            exp_stat_sn: 0,
+        }
+        .encode();
         let pairs: Vec<(String, String)> = keys
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -595,7 +648,7 @@ mod tests {
             let (_, st) = answer(&s);
             assert_eq!(st, LoginStatus::SUCCESS, "{offer}: a right response");
             assert!(
-                matches!(s, Step::Continue(ref p) if p.bhs.flags() & 0x80 != 0),
+                matches!(s, Step::Continue(ref p) if p.head.stages.transit),
                 "{offer}: transit"
             );
         }
