@@ -164,6 +164,24 @@ impl RawConn {
         (b, data)
     }
 
+    /// A discovery session's connection, logged in, and its login response.
+    pub fn discovery(portal: &str) -> (RawConn, RawPdu) {
+        let mut c = RawConn::connect(portal);
+        let (b, data) = c.login_pdu(&[
+            ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
+            ("SessionType", "Discovery"),
+        ]);
+        c.send(&b, &data);
+        let r = c.recv().expect("login response");
+        assert_eq!(
+            (r.bhs[36], r.bhs[37]),
+            (0, 0),
+            "discovery login: {}",
+            r.text()
+        );
+        (c, r)
+    }
+
     /// Logs in to `target` with the given extra keys; returns the final response.
     pub fn login(&mut self, target: &str, extra: &[(&str, &str)]) -> RawPdu {
         let mut keys = vec![

@@ -560,15 +560,7 @@ fn a_lun_reset_aborts_the_writes_other_sessions_have_pending() {
 #[test]
 fn a_discovery_session_keeps_its_cmdsn_window() {
     let (_srv, urls) = serve(&["--ramdisk", "16M"]);
-    let portal = portal_of(&urls[0]);
-    let mut c = RawConn::connect(&portal);
-    let (b, data) = c.login_pdu(&[
-        ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
-        ("SessionType", "Discovery"),
-    ]);
-    c.send(&b, &data);
-    let r = c.recv().expect("login response");
-    assert_eq!((r.bhs[36], r.bhs[37]), (0, 0), "{}", r.text());
+    let (mut c, r) = RawConn::discovery(&portal_of(&urls[0]));
     let (exp, max) = (r.word(28), r.word(32));
     assert_eq!(
         max.wrapping_sub(exp),
@@ -615,6 +607,36 @@ fn a_discovery_session_keeps_its_cmdsn_window() {
         (0x24, 0x13),
         "not the duplicate's"
     );
+}
+
+/// Found while sharing the Logout decision between normal and discovery
+/// sessions: a discovery session answered every Logout Request with
+/// "closed" and closed, whatever it asked (another CID, removal for
+/// recovery). It now answers as a normal session does (RFC 7143 11.15.1):
+/// CID not found, recovery not supported, and the session goes on.
+#[test]
+fn a_discovery_session_answers_a_logout_by_its_reason() {
+    let (_srv, urls) = serve(&["--ramdisk", "16M"]);
+    let (mut c, _) = RawConn::discovery(&portal_of(&urls[0]));
+    let logout = |c: &mut RawConn, reason: u8, cid: u16, itt: u32| {
+        let mut l = [0u8; 48];
+        l[0] = 0x46; // immediate Logout Request
+        l[1] = 0x80 | reason;
+        l[16..20].copy_from_slice(&itt.to_be_bytes());
+        l[20..22].copy_from_slice(&cid.to_be_bytes());
+        l[24..28].copy_from_slice(&c.cmd_sn.to_be_bytes());
+        l[28..32].copy_from_slice(&c.exp_stat_sn.to_be_bytes());
+        c.send(&l, &[]);
+        let r = c.recv().expect("a Logout Response");
+        assert_eq!((r.opcode(), r.word(16)), (0x26, itt));
+        r.bhs[2]
+    };
+    assert_eq!(logout(&mut c, 1, 5, 0x20), 1, "CID 5 is not this session's");
+    assert!(c.ping(), "the session goes on");
+    assert_eq!(logout(&mut c, 2, 0, 0x21), 2, "no recovery at ERL 0");
+    assert!(c.ping(), "the session goes on");
+    assert_eq!(logout(&mut c, 0, 0, 0x22), 0, "close the session");
+    assert!(c.closed_by_peer());
 }
 
 /// Found while moving the write transfer into a state machine: Data-Out

@@ -177,19 +177,7 @@ fn a_wildcard_ipv6_portal_is_named_by_the_address_each_initiator_reached() {
 
 /// A discovery session by hand: SendTargets=`value`, the TargetAddress values.
 fn send_targets(portal: &str, value: &str) -> Vec<String> {
-    let mut c = RawConn::connect(portal);
-    let (b, data) = c.login_pdu(&[
-        ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
-        ("SessionType", "Discovery"),
-    ]);
-    c.send(&b, &data);
-    let r = c.recv().expect("login response");
-    assert_eq!(
-        (r.bhs[36], r.bhs[37]),
-        (0, 0),
-        "discovery login: {}",
-        r.text()
-    );
+    let (mut c, _) = RawConn::discovery(portal);
     let mut t = [0u8; 48];
     t[0] = 0x04;
     t[1] = 0x80;

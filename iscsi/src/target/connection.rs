@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::command::{self, Admit};
 use super::data_in::{self, Residual};
+use super::discovery::{DISCOVERY_DEPTH, Discovery, send_targets};
 use super::login::{Reply, SessionType, Step, TargetLogin};
 use super::logout::{self, LogoutEffect};
 use super::session::ConnEntry;
@@ -28,8 +29,8 @@ use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
 use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
-    BHS_LEN, Bhs, LoginStatus, LogoutReason, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome,
-    RejectReason, Stage, pad_len, read_body, read_header, read_pdu,
+    BHS_LEN, Bhs, LoginStatus, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason,
+    Stage, pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
@@ -132,6 +133,7 @@ pub(super) async fn serve(
             reg,
             tx,
             local,
+            cid: result.cid,
             initiator: result.initiator_name.clone(),
             peer_mrdsl: params.peer_max_recv_data_segment.max(512) as usize,
             stat_sn,
@@ -140,7 +142,12 @@ pub(super) async fn serve(
             tags: 1,
         };
         return conn
-            .run(&mut rd, params.header_digest, params.data_digest)
+            .run(
+                &mut rd,
+                LOGIN_MAX_DATA,
+                params.header_digest,
+                params.data_digest,
+            )
             .await;
     }
 
@@ -244,7 +251,7 @@ fn initial_stat_sn() -> std::io::Result<u32> {
     Ok((v & 0x7fff_ffff).max(1))
 }
 
-async fn send(tx: &Outbox, f: Frame) -> Result<(), IscsiError> {
+pub(super) async fn send(tx: &Outbox, f: Frame) -> Result<(), IscsiError> {
     Ok(tx.send([f]).await?)
 }
 
@@ -963,20 +970,21 @@ impl Conn {
     }
 
     async fn nop_out(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
-        let b = &pdu.bhs;
-        if b.itt() == RESERVED_TAG {
+        let Some(n) = typed::NopOut::decode(&pdu.bhs) else {
+            return Ok(());
+        };
+        if n.itt == RESERVED_TAG {
             // A reply to our ping (or a ping that wants no answer).
-            if self.ping.is_some_and(|(ttt, _)| ttt == b.ttt()) {
+            if self.ping.is_some_and(|(ttt, _)| ttt == n.ttt) {
                 self.ping = None;
             }
             return Ok(());
         }
-        if !b.immediate() {
-            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        if !n.immediate {
+            self.session.accept_cmd_sn(n.cmd_sn, false);
         }
-        let r = typed::NopIn::answer(b.lun_raw(), b.itt(), self.sn(true)).encode();
-        let data = pdu.data;
-        self.out(&r, Bytes::from(data)).await
+        let r = typed::NopIn::answer(n.lun, n.itt, self.sn(true)).encode();
+        self.out(&r, Bytes::from(pdu.data)).await
     }
 
     async fn text_request(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
@@ -1002,7 +1010,7 @@ impl Conn {
                 let (mrdsl, rest): (Vec<_>, Vec<_>) = pairs
                     .into_iter()
                     .partition(|(k, _)| k == "MaxRecvDataSegmentLength");
-                let mut reply = text_reply(
+                let mut reply = send_targets(
                     &self.reg,
                     Some(&self.session.target.iqn),
                     &self.session.initiator_name,
@@ -1092,24 +1100,22 @@ impl Conn {
     }
 
     async fn logout(&mut self, pdu: Pdu) -> Result<(), IscsiError> {
+        let Some(l) = typed::LogoutRequest::decode(&pdu.bhs) else {
+            return Ok(());
+        };
         self.reg.logins.logouts.fetch_add(1, Relaxed);
-        let b = &pdu.bhs;
-        if !b.immediate() {
-            self.session.accept_cmd_sn(b.cmd_sn(), false);
+        if !l.immediate {
+            self.session.accept_cmd_sn(l.cmd_sn, false);
         }
-        let (response, effect) =
-            logout::decide(LogoutReason::from_u8(b.flags()), b.cid(), self.cid, |cid| {
-                self.session.has_connection(cid)
-            });
-        let r = typed::LogoutResponse {
-            response: response as u8,
-            itt: b.itt(),
-            sn: self.sn(true),
-            time2wait: self.session.params.default_time2wait.min(0xffff) as u16,
-            time2retain: self.session.params.default_time2retain.min(0xffff) as u16,
-        }
-        .encode();
-        self.out(&r, Bytes::new()).await?;
+        let sn = self.sn(true);
+        let params = &self.session.params;
+        let times = (
+            params.default_time2wait.min(0xffff) as u16,
+            params.default_time2retain.min(0xffff) as u16,
+        );
+        let session = self.session.clone();
+        let (r, effect) = logout::answer(&l, self.cid, |c| session.has_connection(c), sn, times);
+        self.out(&r.encode(), Bytes::new()).await?;
         match effect {
             LogoutEffect::None => {}
             LogoutEffect::CloseSession => {
@@ -1128,46 +1134,9 @@ impl Conn {
     }
 }
 
-/// The answer to a Text Request's SendTargets (and NotUnderstood for other
-/// keys). `local` is the address the initiator reached: a wildcard portal
-/// is named by it.
-fn text_reply(
-    reg: &Registry,
-    current: Option<&str>,
-    initiator: &str,
-    pairs: &[(String, String)],
-    local: SocketAddr,
-) -> Vec<u8> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in pairs {
-        if k == "SendTargets" {
-            for t in reg.targets() {
-                let wanted = match v.as_str() {
-                    "All" => current.is_none(),
-                    "" => current == Some(t.iqn.as_str()),
-                    name => name == t.iqn,
-                } || (v == "All" && current.is_some());
-                // Only the targets this initiator may access (RFC 7143
-                // appendix C), as tgt does: an ACL or demo mode lets it in.
-                if !wanted || !t.allows(initiator) {
-                    continue;
-                }
-                out.push(("TargetName".into(), t.iqn.clone()));
-                for p in reg.portals() {
-                    let addr = super::portal::url_host_port(p.seen_from(local));
-                    out.push(("TargetAddress".into(), format!("{addr},{}", t.cfg().tpgt)));
-                }
-            }
-        } else {
-            out.push((k.clone(), "NotUnderstood".into()));
-        }
-    }
-    text::encode(&out)
-}
-
 /// Sends one Text Response: a piece of an answer, or an empty one asking
 /// for the rest of the request (neither F nor C).
-async fn send_text(
+pub(super) async fn send_text(
     tx: &Outbox,
     piece: text_exchange::Piece,
     req: &Bhs,
@@ -1177,130 +1146,6 @@ async fn send_text(
 ) -> Result<(), IscsiError> {
     let b = piece.response(req.lun_raw(), req.itt(), sn).encode();
     send(tx, Frame::new(&b, Bytes::from(piece.data), hd, dd)).await
-}
-
-/// The command window a discovery session grants (login response and
-/// after): SendTargets, pings and a logout need few at a time.
-pub(super) const DISCOVERY_DEPTH: u32 = 16;
-
-/// A discovery session: SendTargets, NOP and Logout only.
-struct Discovery {
-    reg: Arc<Registry>,
-    tx: Outbox,
-    /// This connection's own address: what a wildcard portal is named by.
-    local: SocketAddr,
-    /// Who asks: SendTargets lists only the targets it may log in to.
-    initiator: String,
-    /// The initiator's MaxRecvDataSegmentLength: text answers are cut to it.
-    peer_mrdsl: usize,
-    stat_sn: u32,
-    /// The same CmdSN rules as a normal session's (outside the window or a
-    /// duplicate: ignored), with [`DISCOVERY_DEPTH`].
-    window: super::cmdsn::CmdWindow,
-    text: TextExchange,
-    /// Target transfer tags of its text answers.
-    tags: u32,
-}
-
-impl Discovery {
-    fn window(&self) -> (u32, u32) {
-        self.window.bounds()
-    }
-
-    /// The next response's StatSN (advanced) and the window.
-    fn next_sn(&mut self) -> Sn {
-        let window = self.window();
-        Sn::take(&mut self.stat_sn, true, window)
-    }
-
-    async fn run(
-        mut self,
-        rd: &mut BufReader<OwnedReadHalf>,
-        hd: bool,
-        dd: bool,
-    ) -> Result<(), IscsiError> {
-        let limits = ReadLimits {
-            max_data: LOGIN_MAX_DATA,
-            header_digest: hd,
-            data_digest: dd,
-        };
-        loop {
-            let pdu = match read_pdu(rd, limits).await? {
-                Some(ReadOutcome::Pdu(p)) => p,
-                Some(ReadOutcome::DataDigestError(_)) => {
-                    return Err(crate::error::Violation::DataDigest.into());
-                }
-                None => return Ok(()),
-            };
-            let b = pdu.bhs.clone();
-            let carries_cmd_sn = matches!(
-                b.opcode(),
-                Some(Opcode::TextRequest | Opcode::LogoutRequest | Opcode::NopOut)
-            );
-            if carries_cmd_sn && !self.window.accept(b.cmd_sn(), b.immediate()) {
-                // RFC 7143 4.2.2.1: outside the window, or a duplicate.
-                tracing::debug!(cmd_sn = b.cmd_sn(), window = ?self.window(), "discovery: CmdSN ignored");
-                continue;
-            }
-            match b.opcode() {
-                Some(Opcode::TextRequest) => {
-                    let Some(t) = typed::TextRequest::decode(&b) else {
-                        continue;
-                    };
-                    let piece = match self.text.take(&t, &pdu.data, &mut self.tags) {
-                        TextStep::Reject(RejectReason::InvalidPduField) => {
-                            return Err(crate::error::Violation::UnknownTextContinuation.into());
-                        }
-                        TextStep::Reject(r) => {
-                            return Err(crate::error::Violation::TextRequest(r).into());
-                        }
-                        TextStep::MoreRequest { ttt } => text_exchange::Piece::ask(ttt),
-                        TextStep::Piece(p) => p,
-                        TextStep::Request(data) => {
-                            let pairs = text::parse(&data)?;
-                            let reply =
-                                text_reply(&self.reg, None, &self.initiator, &pairs, self.local);
-                            self.text
-                                .answer(b.itt(), reply, self.peer_mrdsl, &mut self.tags)
-                        }
-                    };
-                    let sn = self.next_sn();
-                    send_text(&self.tx, piece, &b, sn, hd, dd).await?;
-                }
-                Some(Opcode::NopOut) if b.itt() != RESERVED_TAG => {
-                    let r = typed::NopIn::answer([0; 8], b.itt(), self.next_sn()).encode();
-                    send(&self.tx, Frame::new(&r, Bytes::from(pdu.data), hd, dd)).await?;
-                }
-                Some(Opcode::NopOut) => {}
-                Some(Opcode::LogoutRequest) => {
-                    self.reg.logins.logouts.fetch_add(1, Relaxed);
-                    let r = typed::LogoutResponse {
-                        response: 0,
-                        itt: b.itt(),
-                        sn: self.next_sn(),
-                        time2wait: 0,
-                        time2retain: 0,
-                    }
-                    .encode();
-                    send(&self.tx, Frame::new(&r, Bytes::new(), hd, dd)).await?;
-                    return Ok(());
-                }
-                _ => {
-                    let r = typed::Reject {
-                        reason: RejectReason::ProtocolError,
-                        sn: self.next_sn(),
-                        data_sn: 0,
-                    }
-                    .encode();
-                    send(
-                        &self.tx,
-                        Frame::new(&r, Bytes::copy_from_slice(&b.0), hd, dd),
-                    )
-                    .await?;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

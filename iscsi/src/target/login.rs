@@ -172,7 +172,7 @@ impl TargetLogin {
             .target
             .as_ref()
             .map(|t| t.cfg().queue_depth)
-            .unwrap_or(super::connection::DISCOVERY_DEPTH);
+            .unwrap_or(super::discovery::DISCOVERY_DEPTH);
         let window = self
             .registry
             .window_for_login(self.tsih, self.cmd_sn, depth);

@@ -2,6 +2,7 @@
 //! a Logout Request and which connections end.
 
 use crate::pdu::{LogoutReason, LogoutResponse};
+use crate::typed::{self, Sn};
 
 /// What the driver does after the response has gone out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,32 @@ pub fn decide(
             (LogoutResponse::RecoveryNotSupported, LogoutEffect::None)
         }
     }
+}
+
+/// The Logout Response to `req`, received on connection `this_cid`, with
+/// the response's numbers `sn` and the session's (Time2Wait, Time2Retain);
+/// and what ends once it has gone out. Normal and discovery sessions alike.
+pub fn answer(
+    req: &typed::LogoutRequest,
+    this_cid: u16,
+    has_cid: impl Fn(u16) -> bool,
+    sn: Sn,
+    (time2wait, time2retain): (u16, u16),
+) -> (typed::LogoutResponse, LogoutEffect) {
+    let (response, effect) = decide(
+        LogoutReason::from_u8(req.reason),
+        req.cid,
+        this_cid,
+        has_cid,
+    );
+    let r = typed::LogoutResponse {
+        response: response as u8,
+        itt: req.itt,
+        sn,
+        time2wait,
+        time2retain,
+    };
+    (r, effect)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod command;
 pub mod config;
 mod connection;
 pub mod data_in;
+mod discovery;
 pub mod login;
 pub mod logout;
 pub mod portal;
