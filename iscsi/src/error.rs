@@ -42,6 +42,8 @@ pub enum IscsiError {
 pub enum Violation {
     #[error("digest error during login")]
     DigestDuringLogin,
+    #[error("the initiator sent more before the last Login Response")]
+    BeforeLoginResponse,
     #[error("data digest error")]
     DataDigest,
     #[error("text continuation with unknown TTT")]

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use iolab_storage::BackstoreKind;
 use iolab_storage::scsi::{self, Asc, Completion, LogicalUnit, ScsiResponse, ScsiStatus};
+use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use super::command::{self, Admit};
@@ -24,6 +25,7 @@ use super::discovery::{DISCOVERY_DEPTH, Discovery, send_targets};
 use super::login::{Reply, SessionType, Step, TargetLogin};
 use super::logout::{self, LogoutEffect};
 use super::session::ConnEntry;
+use super::shards::Shards;
 use super::text_exchange::{self, TextExchange, TextStep, next_tag};
 use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
 use super::{Registry, Session};
@@ -51,19 +53,20 @@ const ALONE_POLL: Duration = Duration::from_micros(50);
 /// Corked bytes that are sent without waiting for the read buffer to empty.
 const CORK_BYTES: usize = 512 * 1024;
 
-/// Serves one accepted connection to its end.
+/// Serves one accepted connection: its login here, a discovery session
+/// here, a normal session's full-feature phase on the session's shard.
 pub(super) async fn serve(
     reg: Arc<Registry>,
     stream: TcpStream,
     peer: SocketAddr,
+    shards: Arc<Shards>,
 ) -> Result<(), IscsiError> {
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
     let mss = tcp_mss(&stream);
-    let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(LOGIN_MAX_DATA + BHS_LEN, rd);
     let stats = Arc::new(ConnStats::default());
-    let tx = Outbox::new(wr, stats.clone());
 
     let mut login = TargetLogin::new(reg.clone(), initial_stat_sn()?);
     let limits = ReadLimits {
@@ -95,8 +98,7 @@ pub(super) async fn serve(
             Ok(Ok(Some(Err(h)))) => {
                 reg.logins.failures.fetch_add(1, Relaxed);
                 let p = login.refuse(&h.bhs, LoginStatus::INITIATOR_ERROR);
-                let _ = send(&tx, login_frame(p)).await;
-                tx.close().await;
+                refuse_login(&mut wr, &stats, p).await;
                 return Err(IscsiError::DataSegmentTooLong {
                     len: h.dlen,
                     max: LOGIN_MAX_DATA,
@@ -109,11 +111,10 @@ pub(super) async fn serve(
             .bytes_in
             .fetch_add((BHS_LEN + pdu.data.len()) as u64, Relaxed);
         match login.step(&pdu) {
-            Step::Continue(p) => send(&tx, login_frame(p)).await?,
+            Step::Continue(p) => write_login(&mut wr, &stats, p).await?,
             Step::Fail(p, status) => {
                 reg.logins.failures.fetch_add(1, Relaxed);
-                let _ = send(&tx, login_frame(p)).await;
-                tx.close().await;
+                refuse_login(&mut wr, &stats, p).await;
                 return Err(IscsiError::Login(status));
             }
             Step::Complete(p, r) => break (p, r),
@@ -128,10 +129,10 @@ pub(super) async fn serve(
     counter.fetch_add(1, Relaxed);
 
     if result.session_type == SessionType::Discovery {
-        send(&tx, login_frame(resp)).await?;
+        write_login(&mut wr, &stats, resp).await?;
         let conn = Discovery {
             reg,
-            tx,
+            tx: Outbox::new(wr, stats),
             local,
             cid: result.cid,
             initiator: result.initiator_name.clone(),
@@ -161,14 +162,114 @@ pub(super) async fn serve(
             head.stages.nsg = Some(Stage::Security);
             head.status = status;
             resp.data.clear();
-            let _ = send(&tx, login_frame(resp)).await;
-            tx.close().await;
+            refuse_login(&mut wr, &stats, resp).await;
             return Err(IscsiError::Login(status));
         }
     };
+    // The initiator sends nothing more before the last Login Response: the
+    // read buffer is empty, and the socket moves to the session's thread.
+    if !rd.buffer().is_empty() {
+        reg.abandon(&session, result.cid);
+        return Err(crate::error::Violation::BeforeLoginResponse.into());
+    }
+    let stream = match rd.into_inner().reunite(wr).map(|s| s.into_std()) {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            reg.abandon(&session, result.cid);
+            return Err(e.into());
+        }
+        Err(e) => {
+            reg.abandon(&session, result.cid);
+            return Err(std::io::Error::other(e.to_string()).into());
+        }
+    };
+    shards.for_session(session.tsih).spawn(async move {
+        let served = match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                let (rd, wr) = stream.into_split();
+                let rd = BufReader::with_capacity(256 * 1024, rd);
+                let tx = Outbox::new(wr, stats.clone());
+                let start = FullFeature {
+                    peer,
+                    local,
+                    mss,
+                    stats,
+                    stat_sn,
+                    session,
+                    result,
+                    resp,
+                };
+                full_feature(reg, rd, tx, start).await
+            }
+            Err(e) => {
+                reg.abandon(&session, result.cid);
+                Err(e.into())
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, "connection ended: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// A Login Response during login (no Outbox yet: one small PDU at a time).
+async fn write_login(
+    wr: &mut OwnedWriteHalf,
+    stats: &ConnStats,
+    r: Reply,
+) -> Result<(), IscsiError> {
+    let bytes = r.pdu().encode(false, false);
+    wr.write_all(&bytes).await?;
+    stats.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+    stats.pdus_out.fetch_add(1, Relaxed);
+    Ok(())
+}
+
+/// The last Login Response of a failed login; then the write side closes.
+async fn refuse_login(wr: &mut OwnedWriteHalf, stats: &ConnStats, r: Reply) {
+    let _ = write_login(wr, stats, r).await;
+    let _ = wr.shutdown().await;
+}
+
+/// What the login hands to the full-feature phase.
+struct FullFeature {
+    peer: SocketAddr,
+    local: SocketAddr,
+    mss: Option<u32>,
+    stats: Arc<ConnStats>,
+    stat_sn: u32,
+    session: Arc<Session>,
+    result: Box<super::login::LoginResult>,
+    /// The last Login Response, completed with the session's TSIH.
+    resp: Reply,
+}
+
+/// A normal session's connection from its last Login Response to its end,
+/// on the session's shard.
+async fn full_feature(
+    reg: Arc<Registry>,
+    rd: BufReader<OwnedReadHalf>,
+    tx: Outbox,
+    start: FullFeature,
+) -> Result<(), IscsiError> {
+    let FullFeature {
+        peer,
+        local,
+        mss,
+        stats,
+        stat_sn,
+        session,
+        result,
+        mut resp,
+    } = start;
+    let params = result.params.clone();
     resp.head.tsih = session.tsih;
     (resp.head.sn.exp_cmd_sn, resp.head.sn.max_cmd_sn) = session.window();
-    send(&tx, login_frame(resp)).await?;
+    if let Err(e) = send(&tx, login_frame(resp)).await {
+        reg.abandon(&session, result.cid);
+        return Err(e);
+    }
 
     let (close_tx, close_rx) = watch::channel(false);
     session.add_connection(ConnEntry {

@@ -13,6 +13,7 @@ pub mod portal;
 mod reconfigure;
 pub mod saveconfig;
 mod session;
+mod shards;
 pub mod text_exchange;
 pub mod tgt_conf;
 pub mod tmf;
@@ -361,6 +362,15 @@ impl Registry {
         Ok(s)
     }
 
+    /// A login bound to `s` as connection `cid` ended before that
+    /// connection started: its CID is free again, and a session left with
+    /// nothing is forgotten.
+    fn abandon(&self, s: &Arc<Session>, cid: u16) {
+        if s.unreserve(cid) {
+            self.end_session(s);
+        }
+    }
+
     /// Forgets a session whose last connection ended; its I_T nexus is lost.
     fn end_session(&self, s: &Arc<Session>) {
         let removed = {
@@ -421,6 +431,8 @@ struct Listener {
 /// A running target server.
 pub struct Target {
     registry: Arc<Registry>,
+    /// The threads connections run on.
+    shards: Arc<shards::Shards>,
     listeners: Mutex<Vec<Listener>>,
     /// The configuration in force; held across a reconfiguration so two
     /// cannot interleave.
@@ -434,6 +446,7 @@ impl Target {
         let bound = bind_portals(&cfg.listen).await?;
         let target = Target {
             registry,
+            shards: Arc::new(shards::Shards::per_core()?),
             listeners: Mutex::new(Vec::new()),
             config: tokio::sync::Mutex::new(cfg),
         };
@@ -446,10 +459,11 @@ impl Target {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         for (cfg, l, addr) in bound {
             let reg = self.registry.clone();
+            let shards = self.shards.clone();
             listeners.push(Listener {
                 cfg,
                 bound: addr,
-                task: tokio::spawn(async move { accept_loop(l, reg).await }),
+                task: tokio::spawn(async move { accept_loop(l, reg, shards).await }),
             });
         }
         *self
@@ -583,13 +597,14 @@ async fn bind_portals(
     Ok(out)
 }
 
-async fn accept_loop(l: TcpListener, registry: Arc<Registry>) {
+async fn accept_loop(l: TcpListener, registry: Arc<Registry>, shards: Arc<shards::Shards>) {
     loop {
         match l.accept().await {
             Ok((stream, peer)) => {
                 let reg = registry.clone();
+                let shards = shards.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection::serve(reg, stream, peer).await {
+                    if let Err(e) = connection::serve(reg, stream, peer, shards).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                 });

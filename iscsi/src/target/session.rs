@@ -263,6 +263,15 @@ impl Session {
                 .is_empty()
     }
 
+    /// Gives up a CID reserved by a login that never became a connection;
+    /// returns true when the session is left with nothing.
+    pub(super) fn unreserve(&self, cid: u16) -> bool {
+        let conns = self.conns();
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        reserved.retain(|c| *c != cid);
+        conns.is_empty() && reserved.is_empty()
+    }
+
     /// Asks every connection to close.
     pub fn close_all(&self) {
         for c in self.conns().iter() {
