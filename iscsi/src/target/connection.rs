@@ -183,33 +183,19 @@ pub(super) async fn serve(
             return Err(std::io::Error::other(e.to_string()).into());
         }
     };
-    shards.for_session(session.tsih).spawn(async move {
-        let served = match TcpStream::from_std(stream) {
-            Ok(stream) => {
-                let (rd, wr) = stream.into_split();
-                let rd = BufReader::with_capacity(256 * 1024, rd);
-                let tx = Outbox::new(wr, stats.clone());
-                let start = FullFeature {
-                    peer,
-                    local,
-                    mss,
-                    stats,
-                    stat_sn,
-                    session,
-                    result,
-                    resp,
-                };
-                full_feature(reg, rd, tx, start).await
-            }
-            Err(e) => {
-                reg.abandon(&session, result.cid);
-                Err(e.into())
-            }
-        };
-        if let Err(e) = served {
-            tracing::debug!(%peer, "connection ended: {e}");
-        }
-    });
+    let start = FullFeature {
+        peer,
+        local,
+        mss,
+        stats,
+        stat_sn,
+        session,
+        result,
+        resp,
+    };
+    shards
+        .for_session(start.session.tsih)
+        .spawn(full_feature(reg, stream, start));
     Ok(())
 }
 
@@ -246,23 +232,32 @@ struct FullFeature {
 }
 
 /// A normal session's connection from its last Login Response to its end,
-/// on the session's shard.
-async fn full_feature(
+/// on the session's shard (whose reactor takes the socket over here).
+async fn full_feature(reg: Arc<Registry>, stream: std::net::TcpStream, start: FullFeature) {
+    let peer = start.peer;
+    if let Err(e) = full_feature_on(reg, stream, start).await {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+async fn full_feature_on(
     reg: Arc<Registry>,
-    rd: BufReader<OwnedReadHalf>,
-    tx: Outbox,
+    stream: std::net::TcpStream,
     start: FullFeature,
 ) -> Result<(), IscsiError> {
-    let FullFeature {
-        peer,
-        local,
-        mss,
-        stats,
-        stat_sn,
-        session,
-        result,
-        mut resp,
-    } = start;
+    let (peer, local, mss, stat_sn) = (start.peer, start.local, start.mss, start.stat_sn);
+    let (session, result, stats) = (start.session, start.result, start.stats);
+    let mut resp = start.resp;
+    let stream = match TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            reg.abandon(&session, result.cid);
+            return Err(e.into());
+        }
+    };
+    let (rd, wr) = stream.into_split();
+    let rd = BufReader::with_capacity(256 * 1024, rd);
+    let tx = Outbox::new(wr, stats.clone());
     let params = result.params.clone();
     resp.head.tsih = session.tsih;
     (resp.head.sn.exp_cmd_sn, resp.head.sn.max_cmd_sn) = session.window();
