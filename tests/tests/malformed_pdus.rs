@@ -172,6 +172,30 @@ fn bad_login_keys_are_answered_without_harm() {
     let r = c.recv().expect("login response");
     assert_eq!((r.bhs[36], r.bhs[37]), (0x02, 0x07));
 
+    // Something sent before the last Login Response (RFC 7143 6.3): an
+    // initiator error, not a session (the PDU used to be read as the
+    // session's first, then went unanswered when the socket changed threads).
+    let mut c = RawConn::connect(&portal);
+    let (b, data) = c.login_pdu(&[
+        ("InitiatorName", "iqn.2026-11.io.iolab:rawtest"),
+        ("TargetName", IQN),
+        ("SessionType", "Normal"),
+    ]);
+    let mut nop = [0u8; 48];
+    nop[0] = 0x40; // immediate NOP-Out, right behind the Login Request
+    nop[1] = 0x80;
+    nop[16..20].copy_from_slice(&7u32.to_be_bytes());
+    nop[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut both = b.to_vec();
+    both[5..8].copy_from_slice(&(data.len() as u32).to_be_bytes()[1..4]);
+    both.extend_from_slice(&data);
+    both.resize(both.len().div_ceil(4) * 4, 0);
+    both.extend_from_slice(&nop);
+    c.send_raw(&both[..48].try_into().unwrap(), &both[48..]);
+    let r = c.recv().expect("a Login Response");
+    assert_eq!((r.opcode(), r.bhs[36], r.bhs[37]), (0x23, 0x02, 0x00));
+    assert!(c.closed_by_peer());
+
     // Unknown keys are NotUnderstood, and login continues.
     let mut c = RawConn::connect(&portal);
     let r = c.login(IQN, &[("X-com.example.Frobnicate", "Yes")]);

@@ -32,7 +32,7 @@ use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
     BHS_LEN, Bhs, LoginStatus, Opcode, Pdu, RESERVED_TAG, ReadLimits, ReadOutcome, RejectReason,
-    Stage, pad_len, read_body, read_header, read_pdu,
+    pad_len, read_body, read_header, read_pdu,
 };
 use crate::stats::ConnStats;
 use crate::text;
@@ -74,7 +74,7 @@ pub(super) async fn serve(
         header_digest: false,
         data_digest: false,
     };
-    let (mut resp, result) = loop {
+    let (resp, result) = loop {
         // The header first, without its length check: a Login Request whose
         // data segment is too long gets a Login Response saying so, not a
         // silent close (and nothing of its data is read or allocated).
@@ -155,21 +155,18 @@ pub(super) async fn serve(
     let session = match reg.bind(&result) {
         Ok(s) => s,
         Err(status) => {
-            // The session refuses the connection: the same response, failed
-            // (no transit, no text).
-            let head = &mut resp.head;
-            head.stages.transit = false;
-            head.stages.nsg = Some(Stage::Security);
-            head.status = status;
-            resp.data.clear();
-            refuse_login(&mut wr, &stats, resp).await;
+            // The session refuses the connection.
+            refuse_login(&mut wr, &stats, resp.failed(status)).await;
             return Err(IscsiError::Login(status));
         }
     };
-    // The initiator sends nothing more before the last Login Response: the
-    // read buffer is empty, and the socket moves to the session's thread.
+    // The initiator sends nothing more before the last Login Response
+    // (RFC 7143 6.3): the read buffer is empty, and the socket moves to the
+    // session's thread. One that did gets an initiator error.
     if !rd.buffer().is_empty() {
         reg.abandon(&session, result.cid);
+        reg.logins.failures.fetch_add(1, Relaxed);
+        refuse_login(&mut wr, &stats, resp.failed(LoginStatus::INITIATOR_ERROR)).await;
         return Err(crate::error::Violation::BeforeLoginResponse.into());
     }
     let stream = match rd.into_inner().reunite(wr).map(|s| s.into_std()) {

@@ -62,6 +62,15 @@ impl Reply {
     pub fn pdu(self) -> Pdu {
         Pdu::new(self.head.encode(), self.data)
     }
+
+    /// The same response failed with `status`: no transit, no text.
+    pub fn failed(mut self, status: LoginStatus) -> Reply {
+        self.head.stages.transit = false;
+        self.head.stages.nsg = Some(Stage::Security);
+        self.head.status = status;
+        self.data.clear();
+        self
+    }
 }
 
 /// One step of the state machine.

@@ -7,8 +7,6 @@
 //! connection on the multi-threaded runtime; 235 and 0.93-1.00x here).
 //! Sessions spread over the cores.
 
-use std::sync::Mutex;
-
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
@@ -16,7 +14,7 @@ use tokio::sync::oneshot;
 /// connections with them).
 pub(super) struct Shards {
     handles: Vec<Handle>,
-    stops: Mutex<Vec<oneshot::Sender<()>>>,
+    stops: Vec<oneshot::Sender<()>>,
 }
 
 impl Shards {
@@ -40,10 +38,7 @@ impl Shards {
                     });
                 })?;
         }
-        Ok(Shards {
-            handles,
-            stops: Mutex::new(stops),
-        })
+        Ok(Shards { handles, stops })
     }
 
     /// One per core this process may use.
@@ -59,12 +54,7 @@ impl Shards {
 
 impl Drop for Shards {
     fn drop(&mut self) {
-        for stop in self
-            .stops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for stop in self.stops.drain(..) {
             let _ = stop.send(());
         }
     }
