@@ -8,6 +8,36 @@ use crate::pdu::{
     Bhs, LoginStatus, Opcode, RESERVED_TAG, RejectReason, Stage, TmfFunction, TmfResponse,
 };
 
+/// Task attributes of a SCSI Command (RFC 7143 11.3.1, SAM-5 8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TaskAttribute {
+    Untagged = 0,
+    Simple = 1,
+    Ordered = 2,
+    HeadOfQueue = 3,
+    Aca = 4,
+}
+
+impl TaskAttribute {
+    /// The attribute of the ATTR bits; None for the reserved codes 5-7.
+    pub fn of(bits: u8) -> Option<TaskAttribute> {
+        Some(match bits & flag::ATTR_MASK {
+            0 => TaskAttribute::Untagged,
+            1 => TaskAttribute::Simple,
+            2 => TaskAttribute::Ordered,
+            3 => TaskAttribute::HeadOfQueue,
+            4 => TaskAttribute::Aca,
+            _ => return None,
+        })
+    }
+    /// Whether the task may run in any order with other such tasks
+    /// (an untagged task is treated as SIMPLE, as iSCSI initiators send it).
+    pub fn unordered(self) -> bool {
+        matches!(self, TaskAttribute::Untagged | TaskAttribute::Simple)
+    }
+}
+
 /// Flag bits of byte 1.
 pub mod flag {
     /// F: the final PDU (of a command, a sequence or an exchange).

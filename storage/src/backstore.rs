@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -29,6 +30,17 @@ impl std::fmt::Display for BackstoreKind {
     }
 }
 
+/// An access a transport asks [`Backstore::would_block`] about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    Read,
+    /// `durable`: with FUA, or while the write cache is off.
+    Write {
+        durable: bool,
+    },
+    Flush,
+}
+
 /// Byte-addressed storage behind one logical unit.
 ///
 /// Offsets and lengths are in bytes and already range-checked by the caller;
@@ -50,6 +62,13 @@ pub trait Backstore: Send + Sync {
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> Result<(), StorageError>;
     /// Makes every completed write durable (SYNCHRONIZE CACHE).
     fn flush(&self) -> Result<(), StorageError>;
+    /// Whether this access may wait for a device (a disk read, O_DIRECT, a
+    /// flush) rather than only copy memory: a transport then runs it on an
+    /// I/O worker instead of its connection's thread. A guess, never a
+    /// promise: a `false` access may still block briefly.
+    fn would_block(&self, _offset: u64, _len: usize, _access: IoKind) -> bool {
+        false
+    }
     /// Deallocates a range; it then reads back as zeros.
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError>;
     /// Whether the byte at `offset` is backed by allocated storage.
@@ -247,7 +266,16 @@ pub struct FileIo {
     file: File,
     size: u64,
     direct: bool,
+    /// Buffered reads in a row whose probe found the page cached.
+    cached_streak: AtomicU32,
 }
+
+/// After this many cached reads in a row, only every [`PROBE_EVERY`]th
+/// buffered read is probed: a file the page cache holds costs a probe
+/// syscall per 16 reads instead of per read (measured: a probe per 4 KiB
+/// read took 12% of cached random-read IOPS).
+const HOT_STREAK: u32 = 64;
+const PROBE_EVERY: u32 = 16;
 
 impl FileIo {
     /// Opens (creating when `size` is given and the file is missing) a backing file.
@@ -301,6 +329,7 @@ impl FileIo {
             file,
             size,
             direct,
+            cached_streak: AtomicU32::new(0),
         })
     }
 
@@ -312,13 +341,31 @@ impl FileIo {
     }
 }
 
-/// `O_DIRECT` needs buffers aligned to the logical block size; bounce through one.
+/// `O_DIRECT` needs buffers aligned to the logical block size; bounce through
+/// one. Each thread keeps its bounce buffer (up to [`KEEP_BOUNCE`] bytes) for
+/// the next call instead of allocating and zeroing one per I/O.
 fn with_aligned<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     const ALIGN: usize = 4096;
-    let mut raw = vec![0u8; len + ALIGN];
-    let skip = raw.as_ptr().align_offset(ALIGN);
-    f(&mut raw[skip..skip + len])
+    thread_local! {
+        static BOUNCE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if len > KEEP_BOUNCE {
+        let mut raw = vec![0u8; len + ALIGN];
+        let skip = raw.as_ptr().align_offset(ALIGN);
+        return f(&mut raw[skip..skip + len]);
+    }
+    BOUNCE.with(|cell| {
+        let mut raw = cell.borrow_mut();
+        if raw.len() < len + ALIGN {
+            raw.resize(len + ALIGN, 0);
+        }
+        let skip = raw.as_ptr().align_offset(ALIGN);
+        f(&mut raw[skip..skip + len])
+    })
 }
+
+/// The largest bounce buffer a thread keeps between O_DIRECT calls.
+const KEEP_BOUNCE: usize = 1 << 20;
 
 impl Backstore for FileIo {
     fn kind(&self) -> BackstoreKind {
@@ -372,6 +419,38 @@ impl Backstore for FileIo {
     fn flush(&self) -> Result<(), StorageError> {
         self.file.sync_data().map_err(|e| self.io_err(e))
     }
+    /// O_DIRECT and flushes always wait for the device; a buffered write
+    /// copies into the page cache; a buffered read waits unless its first
+    /// and last byte are cached (asked with `RWF_NOWAIT`, one byte each:
+    /// sequential streams are read ahead, a 4 KiB read is one page), and
+    /// once the file has been found cached [`HOT_STREAK`] times in a row,
+    /// only every [`PROBE_EVERY`]th read is asked about.
+    fn would_block(&self, offset: u64, len: usize, access: IoKind) -> bool {
+        if self.direct || access == IoKind::Flush {
+            return true;
+        }
+        match access {
+            IoKind::Write { durable } => durable,
+            _ => {
+                let streak = self.cached_streak.load(Relaxed);
+                if streak >= HOT_STREAK && !streak.is_multiple_of(PROBE_EVERY) {
+                    self.cached_streak
+                        .store(streak.wrapping_add(1).max(HOT_STREAK), Relaxed);
+                    return false;
+                }
+                let last = offset + (len.max(1) as u64 - 1);
+                let hit = cached(&self.file, offset)
+                    && (last / 4096 == offset / 4096 || cached(&self.file, last));
+                let next = if hit {
+                    streak.wrapping_add(1).max(1)
+                } else {
+                    0
+                };
+                self.cached_streak.store(next, Relaxed);
+                !hit
+            }
+        }
+    }
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {
         check_range(offset, len as usize, self.size)?;
         punch_hole(&self.file, offset, len).or_else(|_| zero_fill(self, offset, len))
@@ -394,6 +473,31 @@ impl Backstore for FileIo {
             None => (false, self.size),
         }
     }
+}
+
+/// Whether the byte at `offset` of a buffered file is in the page cache:
+/// a one-byte `preadv2(RWF_NOWAIT)`, which fails with EAGAIN instead of
+/// reading from the device.
+fn cached(file: &File, offset: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    let iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    // SAFETY: `iov` names one writable byte that lives across the call, the
+    // count is 1, and the descriptor is the open file's own.
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            offset as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
+    // 0: at or past the end of the file (nothing to wait for).
+    n >= 0
 }
 
 fn punch_hole(file: &File, offset: u64, len: u64) -> Result<(), std::io::Error> {
@@ -495,6 +599,9 @@ impl Backstore for BlockDev {
     }
     fn flush(&self) -> Result<(), StorageError> {
         self.inner.flush()
+    }
+    fn would_block(&self, offset: u64, len: usize, access: IoKind) -> bool {
+        self.inner.would_block(offset, len, access)
     }
     /// fallocate(PUNCH_HOLE) on the device: the kernel has it zero the
     /// range with a write-zeroes command that may deallocate (a virtio disk
@@ -651,6 +758,55 @@ mod tests {
         f.unmap(4096, 512).unwrap();
         f.read_at(&mut b, 4096).unwrap();
         assert_eq!(b, [0u8; 512]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_says_which_accesses_wait_for_its_disk() {
+        // On a disk file system (O_DIRECT and the page cache are what is tested).
+        let dir = Path::new("/var/tmp").join(format!("iolab-wouldblock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lun.img");
+        let f = FileIo::open(&path, Some(4 << 20), false).unwrap();
+        f.write_at(&vec![7u8; 4 << 20], 0, false).unwrap();
+        // Just written: in the page cache.
+        assert!(!f.would_block(0, 4096, IoKind::Read));
+        assert!(!f.would_block(4096, 256 << 10, IoKind::Read));
+        assert!(!f.would_block(0, 4096, IoKind::Write { durable: false }));
+        assert!(f.would_block(0, 4096, IoKind::Write { durable: true }));
+        assert!(f.would_block(0, 0, IoKind::Flush));
+        // Written out and dropped from the cache: a read waits for the disk.
+        f.flush().unwrap();
+        nix::fcntl::posix_fadvise(
+            &f.file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .unwrap();
+        assert!(f.would_block(8192, 4096, IoKind::Read));
+        let mut b = vec![0u8; 4096];
+        f.read_at(&mut b, 8192).unwrap();
+        assert!(!f.would_block(8192, 4096, IoKind::Read));
+        // A range whose first page is cached and last is not (beyond any read-ahead).
+        assert!(f.would_block(8192, 3 << 20, IoKind::Read));
+        // O_DIRECT: every access waits for the disk.
+        let d = FileIo::open(&path, None, true).unwrap();
+        assert!(d.would_block(0, 4096, IoKind::Read));
+        assert!(d.would_block(0, 4096, IoKind::Write { durable: false }));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cached_file_is_probed_once_in_a_while() {
+        let dir = std::env::temp_dir().join(format!("iolab-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = FileIo::open(&dir.join("lun.img"), Some(1 << 20), false).unwrap();
+        f.write_at(&[1u8; 1 << 20], 0, false).unwrap();
+        for _ in 0..HOT_STREAK + 3 * PROBE_EVERY {
+            assert!(!f.would_block(0, 4096, IoKind::Read));
+        }
+        assert!(f.cached_streak.load(Relaxed) >= HOT_STREAK + 3 * PROBE_EVERY);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -25,7 +25,7 @@ use crate::pdu::{
 };
 use crate::stats::{ConnStats, ConnStatsSnapshot};
 use crate::transport::{Frame, Outbox, tcp_mss};
-use crate::typed::{self, Typed};
+use crate::typed::{self, TaskAttribute, Typed};
 
 /// Commands carrying at most this much data wait one scheduler turn before
 /// writing, so that commands issued together share one socket write.
@@ -36,9 +36,6 @@ const BATCH_DATA_MAX: usize = 64 * 1024;
 /// on one connection waits for the lower ones on the others; runs of
 /// commands make those hand-overs rarer and let a run share one write.
 const MCS_RUN: usize = 16;
-
-/// The task attribute of every command: SIMPLE (SAM).
-const TASK_ATTR_SIMPLE: u8 = 0x01;
 
 /// How many times a command is re-issued after losing its connection.
 pub const REISSUE_LIMIT: u32 = 3;
@@ -531,7 +528,8 @@ impl Session {
                         final_: unsolicited_end <= imm,
                         read,
                         write,
-                        attr: TASK_ATTR_SIMPLE,
+                        // Every command may run beside the others (SAM).
+                        attr: TaskAttribute::Simple as u8,
                         lun: self.lun_raw,
                         itt,
                         edtl,

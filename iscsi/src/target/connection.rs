@@ -37,7 +37,7 @@ use crate::pdu::{
 use crate::stats::ConnStats;
 use crate::text;
 use crate::transport::{Frame, Outbox, tcp_mss};
-use crate::typed::{self, Sn, Typed};
+use crate::typed::{self, Sn, TaskAttribute, Typed};
 
 /// How long a login may take before the connection is dropped.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -296,11 +296,13 @@ async fn full_feature_on(
         done: false,
         ping: None,
         deferred_tx,
+        deferred_rx,
+        offloaded: 0,
         cork: Vec::with_capacity(64),
         cork_bytes: 0,
         alone_streak: 0,
     };
-    let r = conn.run(rd, close_rx, deferred_rx).await;
+    let r = conn.run(rd, close_rx).await;
     reg.connection_ended(session.info_of(&stats));
     let last = session.remove_connection(&stats);
     if last {
@@ -348,6 +350,15 @@ pub(super) async fn send(tx: &Outbox, f: Frame) -> Result<(), IscsiError> {
     Ok(tx.send([f]).await?)
 }
 
+/// How a command runs: its data directions and whether its task
+/// attribute lets it run beside others.
+#[derive(Clone, Copy)]
+struct Run {
+    read: bool,
+    write: bool,
+    unordered: bool,
+}
+
 /// What is needed to answer a command once it completes.
 struct Deferred {
     itt: u32,
@@ -356,6 +367,8 @@ struct Deferred {
     read: bool,
     needed_out: Option<u64>,
     started: Instant,
+    /// Whether an I/O worker ran it (counted in `Conn::offloaded`).
+    offloaded: bool,
 }
 
 /// A write command waiting for its Data-Out.
@@ -370,6 +383,8 @@ struct WriteTask {
     /// The LU's reset count when the command arrived: a later reset (from
     /// any session) aborted it.
     lu_resets: u64,
+    /// SIMPLE or untagged: it may run beside other such commands.
+    unordered: bool,
     /// This task's share of the session's pending-write memory.
     _credit: super::session::WriteCredit,
 }
@@ -415,6 +430,11 @@ struct Conn {
     /// An outstanding target-initiated ping: its TTT and when it was sent.
     ping: Option<(u32, Instant)>,
     deferred_tx: mpsc::UnboundedSender<(Deferred, ScsiResponse)>,
+    /// Where the answers of commands that finish elsewhere arrive (I/O
+    /// workers, SANITIZE).
+    deferred_rx: mpsc::UnboundedReceiver<(Deferred, ScsiResponse)>,
+    /// Commands running on I/O workers whose answers have not arrived.
+    offloaded: usize,
     /// Answers held back while more requests are already buffered, so that
     /// one vectored write carries many of them.
     cork: Vec<Frame>,
@@ -430,7 +450,6 @@ impl Conn {
         &mut self,
         rd: BufReader<OwnedReadHalf>,
         mut close: watch::Receiver<bool>,
-        mut deferred: mpsc::UnboundedReceiver<(Deferred, ScsiResponse)>,
     ) -> Result<(), IscsiError> {
         let limits = ReadLimits {
             max_data: self.params.max_recv_data_segment.max(8192) as usize,
@@ -460,6 +479,10 @@ impl Conn {
         // Requests handled since the corked answers began.
         let mut batched = 0;
         while !self.done {
+            // Commands finished by I/O workers meanwhile are answered first.
+            while let Ok((d, resp)) = self.deferred_rx.try_recv() {
+                self.complete(d, resp).await?;
+            }
             // While the next request is already here, keep the answers corked
             // (bounded, so pings and close requests still get their turn);
             // before waiting for the socket, send them.
@@ -510,7 +533,7 @@ impl Conn {
                     continue;
                 }
                 _ = close.changed() => return Ok(()),
-                Some((d, resp)) = deferred.recv() => {
+                Some((d, resp)) = self.deferred_rx.recv() => {
                     self.complete(d, resp).await?;
                     continue;
                 }
@@ -668,6 +691,7 @@ impl Conn {
             return Ok(());
         };
         let (read, write, edtl, itt, lun_raw) = (c.read, c.write, c.edtl, c.itt, c.lun);
+        let unordered = TaskAttribute::of(c.attr).is_some_and(TaskAttribute::unordered);
         let lun = scsi::decode_lun(lun_raw);
         let cdb = pdu.full_cdb();
         let imm = pdu.data.len() as u32;
@@ -723,6 +747,7 @@ impl Conn {
                     read: false,
                     needed_out: None,
                     started,
+                    offloaded: false,
                 };
                 return self
                     .complete(done, ScsiResponse::status(ScsiStatus::TaskSetFull))
@@ -748,6 +773,7 @@ impl Conn {
                 ),
                 started,
                 lu_resets: self.lu(lun).map_or(0, |l| l.resets()),
+                unordered,
                 _credit: credit,
             };
             self.pending.insert(itt, task);
@@ -755,12 +781,13 @@ impl Conn {
         }
         self.stats.write_bytes.fetch_add(imm as u64, Relaxed);
         self.stats.in_flight.fetch_add(1, Relaxed);
-        let data = pdu.data;
-        let r = self
-            .execute(itt, lun, lun_raw, &cdb, edtl, read, write, &data, started)
-            .await;
-        iolab_storage::pool::give(data);
-        r
+        let how = Run {
+            read,
+            write,
+            unordered,
+        };
+        self.execute(itt, lun, lun_raw, &cdb, edtl, how, pdu.data, started)
+            .await
     }
 
     /// Solicits what is still missing below `want`, in order, once the
@@ -840,21 +867,15 @@ impl Conn {
             let Some(t) = self.pending.remove(&itt) else {
                 return Ok(());
             };
-            let r = self
-                .execute(
-                    itt,
-                    t.lun,
-                    t.lun_raw,
-                    &t.cdb,
-                    t.xfer.edtl(),
-                    false,
-                    true,
-                    &t.buf,
-                    t.started,
-                )
+            let how = Run {
+                read: false,
+                write: true,
+                unordered: t.unordered,
+            };
+            let edtl = t.xfer.edtl();
+            return self
+                .execute(itt, t.lun, t.lun_raw, &t.cdb, edtl, how, t.buf, t.started)
                 .await;
-            iolab_storage::pool::give(t.buf);
-            return r;
         }
         if final_pdu {
             self.issue_r2ts(itt, lun_raw).await?;
@@ -862,6 +883,13 @@ impl Conn {
         Ok(())
     }
 
+    /// Runs a command and answers it: here, or, for a READ or WRITE (or
+    /// SYNCHRONIZE CACHE) of SIMPLE attribute that would wait for a disk
+    /// (O_DIRECT, a block device, an uncached buffered read, a flush), on an
+    /// I/O worker while this connection goes on reading (the answer comes
+    /// back through `deferred_rx`), so one connection keeps as many disk
+    /// I/Os in flight as its initiator sends. Any other command first waits
+    /// for the offloaded ones, so it sees the state they leave.
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &mut self,
@@ -870,72 +898,50 @@ impl Conn {
         lun_raw: [u8; 8],
         cdb: &[u8],
         edtl: u32,
-        read: bool,
-        write: bool,
-        data_out: &[u8],
+        how: Run,
+        data_out: Vec<u8>,
         started: Instant,
     ) -> Result<(), IscsiError> {
         let lu = self.lu(lun);
-        let completion = if cdb.first() == Some(&scsi::opcode::op::REPORT_LUNS) {
-            let map = self.session.target.luns();
-            // Reading the inventory clears the notice that it changed.
-            for lu in map.values() {
-                lu.clear_unit_attention(&self.session.nexus.id, Asc::REPORTED_LUNS_DATA_CHANGED);
-            }
-            let luns: Vec<u64> = map.keys().copied().collect();
-            Completion::Now(
-                scsi::report_luns(&luns, cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)),
-            )
-        } else {
-            match &lu {
-                None => Completion::Now(scsi::unmapped_lun_response(cdb)),
-                Some(lu) => {
-                    let multi = tokio::runtime::Handle::current().runtime_flavor()
-                        == tokio::runtime::RuntimeFlavor::MultiThread;
-                    let nexus = &self.session.nexus;
-                    // EXTENDED COPY may name any LU of the target, and moves
-                    // up to a few hundred MiB: off the reactor, whatever the
-                    // backstore.
-                    let copy = cdb.first() == Some(&scsi::opcode::op::EXTENDED_COPY);
-                    if copy {
-                        let peers: Vec<_> = self
-                            .session
-                            .target
-                            .luns()
-                            .values()
-                            .filter(|l| !Arc::ptr_eq(l, lu))
-                            .cloned()
-                            .collect();
-                        if multi {
-                            tokio::task::block_in_place(|| {
-                                lu.start_with(nexus, cdb, data_out, &peers)
-                            })
-                        } else {
-                            lu.start_with(nexus, cdb, data_out, &peers)
-                        }
-                    } else if multi && lu.backstore().kind() != BackstoreKind::Ramdisk {
-                        tokio::task::block_in_place(|| lu.start(nexus, cdb, data_out))
-                    } else {
-                        lu.start(nexus, cdb, data_out)
-                    }
-                }
-            }
-        };
-        let needed_out = if write {
+        let needed_out = if how.write {
             // What the CDB takes, against the EDTL, for the residual.
             let bs = lu.as_ref().map(|l| l.block_size()).unwrap_or(512);
             Some(scsi::data_out_limit(cdb, bs))
         } else {
             None
         };
-        let done = Deferred {
+        let mut done = Deferred {
             itt,
             lun_raw,
             edtl,
-            read,
+            read: how.read,
             needed_out,
             started,
+            offloaded: false,
         };
+        if let Some(lu) = &lu {
+            // An initiator that waits for each answer gains nothing from a
+            // worker but the hand-over's latency.
+            let alone = self.alone_streak >= ALONE_BEFORE_POLLING && self.offloaded == 0;
+            if how.unordered && !alone && scsi::runs_beside_others(cdb) && lu.would_block(cdb) {
+                done.offloaded = true;
+                self.offloaded += 1;
+                let (lu, nexus, cdb) = (lu.clone(), self.session.nexus.clone(), cdb.to_vec());
+                let tx = self.deferred_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let resp = match lu.start(&nexus, &cdb, &data_out) {
+                        Completion::Now(r) => r,
+                        Completion::Later(job) => job.wait_response(false),
+                    };
+                    iolab_storage::pool::give(data_out);
+                    let _ = tx.send((done, resp));
+                });
+                return Ok(());
+            }
+        }
+        self.drain_offloaded().await?;
+        let completion = self.run_here(lu.as_ref(), cdb, &data_out);
+        iolab_storage::pool::give(data_out);
         match completion {
             Completion::Now(resp) => self.complete(done, resp).await,
             Completion::Later(job) => {
@@ -951,7 +957,63 @@ impl Conn {
         }
     }
 
+    /// Runs a command on this connection's thread.
+    fn run_here(&self, lu: Option<&Arc<LogicalUnit>>, cdb: &[u8], data_out: &[u8]) -> Completion {
+        if cdb.first() == Some(&scsi::opcode::op::REPORT_LUNS) {
+            let map = self.session.target.luns();
+            // Reading the inventory clears the notice that it changed.
+            for lu in map.values() {
+                lu.clear_unit_attention(&self.session.nexus.id, Asc::REPORTED_LUNS_DATA_CHANGED);
+            }
+            let luns: Vec<u64> = map.keys().copied().collect();
+            return Completion::Now(
+                scsi::report_luns(&luns, cdb).unwrap_or_else(|s| ScsiResponse::check(&s, false)),
+            );
+        }
+        let Some(lu) = lu else {
+            return Completion::Now(scsi::unmapped_lun_response(cdb));
+        };
+        let multi = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let nexus = &self.session.nexus;
+        // EXTENDED COPY may name any LU of the target, and moves up to a
+        // few hundred MiB: off the reactor, whatever the backstore.
+        if cdb.first() == Some(&scsi::opcode::op::EXTENDED_COPY) {
+            let peers: Vec<_> = self
+                .session
+                .target
+                .luns()
+                .values()
+                .filter(|l| !Arc::ptr_eq(l, lu))
+                .cloned()
+                .collect();
+            if multi {
+                tokio::task::block_in_place(|| lu.start_with(nexus, cdb, data_out, &peers))
+            } else {
+                lu.start_with(nexus, cdb, data_out, &peers)
+            }
+        } else if multi && lu.backstore().kind() != BackstoreKind::Ramdisk {
+            tokio::task::block_in_place(|| lu.start(nexus, cdb, data_out))
+        } else {
+            lu.start(nexus, cdb, data_out)
+        }
+    }
+
+    /// Waits for the commands on I/O workers and answers them.
+    async fn drain_offloaded(&mut self) -> Result<(), IscsiError> {
+        while self.offloaded > 0 {
+            let Some((d, resp)) = self.deferred_rx.recv().await else {
+                break;
+            };
+            self.complete(d, resp).await?;
+        }
+        Ok(())
+    }
+
     async fn complete(&mut self, d: Deferred, resp: ScsiResponse) -> Result<(), IscsiError> {
+        if d.offloaded {
+            self.offloaded = self.offloaded.saturating_sub(1);
+        }
         self.respond(d.itt, d.lun_raw, d.edtl, d.read, d.needed_out, resp)
             .await?;
         self.stats.in_flight.fetch_sub(1, Relaxed);
@@ -1134,6 +1196,9 @@ impl Conn {
         let Some(t) = typed::TaskMgmtRequest::decode(&pdu.bhs) else {
             return Ok(());
         };
+        // Commands on I/O workers end first: task management sees each
+        // task either waiting for its data or answered.
+        self.drain_offloaded().await?;
         if !t.immediate {
             self.session.accept_cmd_sn(t.cmd_sn, false);
         }
@@ -1196,6 +1261,8 @@ impl Conn {
         let Some(l) = typed::LogoutRequest::decode(&pdu.bhs) else {
             return Ok(());
         };
+        // Commands on I/O workers are answered before the Logout Response.
+        self.drain_offloaded().await?;
         self.reg.logins.logouts.fetch_add(1, Relaxed);
         if !l.immediate {
             self.session.accept_cmd_sn(l.cmd_sn, false);
@@ -1243,7 +1310,99 @@ pub(super) async fn send_text(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use iolab_storage::scsi::{LogicalUnit, LuConfig};
+    use iolab_storage::{Backstore, BackstoreKind, IoKind, StorageError};
+
+    use crate::initiator::{InitiatorOptions, IscsiUrl, Session};
+    use crate::target::{ServerConfig, Target};
+
+    /// A disk whose reads each wait until `want` of them are in progress at
+    /// once (or fail after five seconds): reads that a connection runs one
+    /// at a time never get there.
+    struct Gate {
+        want: u32,
+        inside: Mutex<u32>,
+        arrived: Condvar,
+    }
+
+    impl Backstore for Gate {
+        fn kind(&self) -> BackstoreKind {
+            BackstoreKind::Block
+        }
+        fn describe(&self) -> String {
+            "gate".into()
+        }
+        fn size_bytes(&self) -> u64 {
+            1 << 20
+        }
+        fn read_at(&self, buf: &mut [u8], _offset: u64) -> Result<(), StorageError> {
+            let mut n = self.inside.lock().unwrap();
+            *n += 1;
+            self.arrived.notify_all();
+            let (n, timeout) = self
+                .arrived
+                .wait_timeout_while(n, Duration::from_secs(5), |n| *n < self.want)
+                .unwrap();
+            if timeout.timed_out() {
+                return Err(StorageError::BadSize(*n as u64, 0));
+            }
+            buf.fill(0x5a);
+            Ok(())
+        }
+        fn write_at(&self, _: &[u8], _: u64, _: bool) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn unmap(&self, _: u64, _: u64) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn would_block(&self, _: u64, _: usize, _: IoKind) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_that_wait_for_a_disk_run_side_by_side_on_one_connection() {
+        let target = Target::start(ServerConfig::default_lab(
+            "127.0.0.1:0".parse().unwrap(),
+            1 << 20,
+        ))
+        .await
+        .unwrap();
+        let url = IscsiUrl::parse(&target.lun_urls()[0], false).unwrap();
+        let node = target
+            .registry()
+            .find_target(url.target.as_deref().unwrap())
+            .unwrap();
+        let gate = Gate {
+            want: 4,
+            inside: Mutex::new(0),
+            arrived: Condvar::new(),
+        };
+        let lu = LogicalUnit::new(Box::new(gate), LuConfig::default()).unwrap();
+        *node.luns.write().unwrap() = Arc::new(BTreeMap::from([(url.lun, Arc::new(lu))]));
+        let s = Session::connect(&url, &InitiatorOptions::default())
+            .await
+            .unwrap();
+        let (a, b, c, d) = tokio::join!(
+            s.read(0, 8, 512),
+            s.read(8, 8, 512),
+            s.read(16, 8, 512),
+            s.read(24, 8, 512)
+        );
+        for r in [a, b, c, d] {
+            let got: Bytes = r.expect("every read answered GOOD");
+            assert!(got.iter().all(|&x| x == 0x5a));
+        }
+        s.logout().await.unwrap();
+    }
 
     #[test]
     fn a_first_stat_sn_is_random_below_2_pow_31() {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backstore::Backstore;
+use crate::backstore::{Backstore, IoKind};
 use crate::error::StorageError;
 use inquiry::limits;
 pub use mode::ModeState;
@@ -526,6 +526,33 @@ impl LogicalUnit {
         }
     }
 
+    /// Whether a command [`runs_beside_others`] may wait for the device
+    /// (see [`Backstore::would_block`]): a transport then runs it on an I/O
+    /// worker. False for every other command and for RAMDISK.
+    pub fn would_block(&self, cdb: &[u8]) -> bool {
+        let bs = self.block_size() as u64;
+        match cdb.first().copied() {
+            Some(op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16) => {
+                self.store.would_block(0, 0, IoKind::Flush)
+            }
+            Some(op) => match (reads_blocks(op), rw_extent(cdb)) {
+                (Some(read), Some((lba, n, flags))) => {
+                    let (offset, len) = (lba.saturating_mul(bs), n.saturating_mul(bs) as usize);
+                    let access = if read {
+                        IoKind::Read
+                    } else {
+                        IoKind::Write {
+                            durable: self.fua(flags),
+                        }
+                    };
+                    self.store.would_block(offset, len, access)
+                }
+                _ => false,
+            },
+            None => false,
+        }
+    }
+
     /// Starts one command: most complete at once; a SANITIZE without IMMED
     /// completes when its background job ends.
     pub fn start(self: &Arc<Self>, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> Completion {
@@ -658,14 +685,10 @@ impl LogicalUnit {
                 let held: Vec<_> = self.lock().copies.iter().cloned().collect();
                 xcopy::receive_copy_results(cdb, &held, &nexus.id).map(ScsiResponse::good)
             }
-            op::READ_6 => {
-                let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
-                let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
-                self.read(lba, n, 0)
+            op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16 => {
+                let (lba, n, flags) = rw_extent(cdb).unwrap_or_default();
+                self.read(lba, n, flags)
             }
-            op::READ_10 => self.read(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1]),
-            op::READ_12 => self.read(be32(&cdb[2..]), be32(&cdb[6..]), cdb[1]),
-            op::READ_16 => self.read(be64(&cdb[2..]), be32(&cdb[10..]), cdb[1]),
             op::WRITE_6 => {
                 let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
                 let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
@@ -1228,6 +1251,49 @@ pub fn data_out_limit(cdb: &[u8], block_size: u32) -> u64 {
         op::EXTENDED_COPY => be32(&cdb[10..]),
         _ => 0,
     }
+}
+
+/// Whether a command only moves blocks between the medium and the
+/// initiator (READ and WRITE 6/10/12/16) or makes written blocks durable
+/// (SYNCHRONIZE CACHE): with the SIMPLE task attribute such commands may
+/// run beside each other in any order (SAM-5 8.6), so a transport may hand
+/// them to I/O workers while it reads the next; every other command changes
+/// or reports state that later commands depend on.
+pub fn runs_beside_others(cdb: &[u8]) -> bool {
+    matches!(
+        cdb.first().copied(),
+        Some(
+            op::READ_6
+                | op::READ_10
+                | op::READ_12
+                | op::READ_16
+                | op::WRITE_6
+                | op::WRITE_10
+                | op::WRITE_12
+                | op::WRITE_16
+                | op::SYNCHRONIZE_CACHE_10
+                | op::SYNCHRONIZE_CACHE_16
+        )
+    )
+}
+
+/// The blocks a READ or WRITE (6/10/12/16) names: (LBA, count, byte 1's
+/// flags); None for any other command or a short CDB.
+fn rw_extent(cdb: &[u8]) -> Option<(u64, u64, u8)> {
+    let &op = cdb.first()?;
+    if cdb.len() < cdb_len(op) {
+        return None;
+    }
+    Some(match op {
+        op::READ_6 | op::WRITE_6 => {
+            let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
+            (lba, if cdb[4] == 0 { 256 } else { cdb[4] as u64 }, 0)
+        }
+        op::READ_10 | op::WRITE_10 => (be32(&cdb[2..]), be16(&cdb[7..]), cdb[1]),
+        op::READ_12 | op::WRITE_12 => (be32(&cdb[2..]), be32(&cdb[6..]), cdb[1]),
+        op::READ_16 | op::WRITE_16 => (be64(&cdb[2..]), be32(&cdb[10..]), cdb[1]),
+        _ => return None,
+    })
 }
 
 /// REPORT LUNS (SPC-4 6.33) for the LUNs a target maps.
