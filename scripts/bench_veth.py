@@ -105,7 +105,8 @@ def run(procs, tmp, rounds, seconds, quick):
                     x = c[k]
                     print(f"veth {config:<16} {k:<20} tgtd {x['tgtd']['mbps']:7.0f} MB/s | iolab {x['iolab']['mbps']:7.0f}"
                           f" MB/s | ratio {x['ratio_iolab_over_tgtd']:.2f} ({spread(x['round_ratios'])}) | target CPU "
-                          f"{x['tgtd']['target_cpu_pct']:.0f}% / {x['iolab']['target_cpu_pct']:.0f}%", flush=True)
+                          f"{x['tgtd']['target_cpu_pct']:.0f}% / {x['iolab']['target_cpu_pct']:.0f}% (waiting for a CPU "
+                          f"{x['tgtd']['target_runq_wait_pct']:.0f}% / {x['iolab']['target_runq_wait_pct']:.0f}%)", flush=True)
                 print(f"veth {config:<16} TCP ceiling (iperf3 -Z) 1 stream {c['tcp_ceiling_mbps'][1]:.0f} MB/s, 2 streams "
                       f"{c['tcp_ceiling_mbps'][2]:.0f}; iolab 256 KiB read = {c['read_256k']['iolab']['mbps'] / tcp:.0%} "
                       f"of the best", flush=True)

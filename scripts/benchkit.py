@@ -143,11 +143,14 @@ def with_cpu(target_pid, fn, *args, **kw):
     over its wall time: the target process's (from /proc) and the client's
     (the waited-for child's rusage)."""
     hz = os.sysconf("SC_CLK_TCK")
+    q0 = run_delay_ns(target_pid)
     t0, c0, w0 = proc_ticks(target_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     r = fn(*args, **kw)
     t1, c1, w1 = proc_ticks(target_pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     wall = w1 - w0
     r["target_cpu_pct"] = 100.0 * (t1 - t0) / hz / wall
+    # Time the target's threads were runnable but waited for a CPU.
+    r["target_runq_wait_pct"] = 100.0 * (run_delay_ns(target_pid) - q0) / 1e9 / wall
     r["client_cpu_pct"] = 100.0 * (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / wall
     return r
 
@@ -178,12 +181,14 @@ def print_target(name, c):
     print(f"target  {name:<16} tgtd {c['tgtd']['mbps']:9.1f} MB/s {c['tgtd']['iops']:9.0f} IOPS | "
           f"iolab {c['iolab']['mbps']:9.1f} MB/s {c['iolab']['iops']:9.0f} IOPS | ratio {c['ratio_iolab_over_tgtd']:.2f}"
           f" ({spread(c['round_ratios'])})"
-          f" | target CPU {c['tgtd']['target_cpu_pct']:.0f}% / {c['iolab']['target_cpu_pct']:.0f}%", flush=True)
+          f" | target CPU {c['tgtd']['target_cpu_pct']:.0f}% / {c['iolab']['target_cpu_pct']:.0f}% (waiting for a CPU "
+          f"{c['tgtd']['target_runq_wait_pct']:.0f}% / {c['iolab']['target_runq_wait_pct']:.0f}%)", flush=True)
 
 
 def cpu_of(runs):
     """Median CPU of a case's runs (see with_cpu)."""
-    return {"target_cpu_pct": med(runs, "target_cpu_pct"), "client_cpu_pct": med(runs, "client_cpu_pct")}
+    return {"target_cpu_pct": med(runs, "target_cpu_pct"), "client_cpu_pct": med(runs, "client_cpu_pct"),
+            "target_runq_wait_pct": med(runs, "target_runq_wait_pct")}
 
 
 def round_ratios(num, den, key="iops"):
@@ -238,6 +243,23 @@ def thread_ticks(pid, tid=None):
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def run_delay_ns(pid):
+    """Nanoseconds the process's threads (those alive now) have spent
+    runnable, waiting for a CPU (/proc/PID/task/*/schedstat, field 2)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def proc_ticks(pid):
