@@ -929,10 +929,24 @@ impl Conn {
                 let (lu, nexus, cdb) = (lu.clone(), self.session.nexus.clone(), cdb.to_vec());
                 let tx = self.deferred_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let resp = match lu.start(&nexus, &cdb, &data_out) {
-                        Completion::Now(r) => r,
-                        Completion::Later(job) => job.wait_response(false),
-                    };
+                    // Whatever happens, an answer comes back: the connection
+                    // counts on it before its next ordered command.
+                    let run =
+                        std::panic::AssertUnwindSafe(|| match lu.start(&nexus, &cdb, &data_out) {
+                            Completion::Now(r) => r,
+                            Completion::Later(job) => job.wait_response(false),
+                        });
+                    let resp = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                        tracing::error!(
+                            op = cdb.first(),
+                            "the backstore panicked: INTERNAL TARGET FAILURE"
+                        );
+                        let sense = scsi::Sense::new(
+                            scsi::SenseKey::HardwareError,
+                            Asc::INTERNAL_TARGET_FAILURE,
+                        );
+                        ScsiResponse::check(&sense, false)
+                    });
                     iolab_storage::pool::give(data_out);
                     let _ = tx.send((done, resp));
                 });
@@ -1368,8 +1382,38 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reads_that_wait_for_a_disk_run_side_by_side_on_one_connection() {
+    /// A disk whose reads panic (a bug in a backstore).
+    struct Broken;
+
+    impl Backstore for Broken {
+        fn kind(&self) -> BackstoreKind {
+            BackstoreKind::Block
+        }
+        fn describe(&self) -> String {
+            "broken".into()
+        }
+        fn size_bytes(&self) -> u64 {
+            1 << 20
+        }
+        fn read_at(&self, _: &mut [u8], _: u64) -> Result<(), StorageError> {
+            panic!("a backstore bug");
+        }
+        fn write_at(&self, _: &[u8], _: u64, _: bool) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn unmap(&self, _: u64, _: u64) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn would_block(&self, _: u64, _: usize, _: IoKind) -> bool {
+            true
+        }
+    }
+
+    /// A target whose LUN 0 is `store`, and a session to it.
+    async fn target_with(store: Box<dyn Backstore>) -> (Target, Session) {
         let target = Target::start(ServerConfig::default_lab(
             "127.0.0.1:0".parse().unwrap(),
             1 << 20,
@@ -1381,16 +1425,35 @@ mod tests {
             .registry()
             .find_target(url.target.as_deref().unwrap())
             .unwrap();
+        let lu = LogicalUnit::new(store, LuConfig::default()).unwrap();
+        *node.luns.write().unwrap() = Arc::new(BTreeMap::from([(url.lun, Arc::new(lu))]));
+        let s = Session::connect(&url, &InitiatorOptions::default())
+            .await
+            .unwrap();
+        (target, s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backstore_that_panics_fails_its_command_and_the_session_goes_on() {
+        let (_target, s) = target_with(Box::new(Broken)).await;
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(0, 8, 512)).await;
+        assert!(r.expect("the read was answered").is_err(), "a failed read");
+        // Commands that run on the connection wait for the offloaded ones:
+        // none may be left uncounted.
+        let c = tokio::time::timeout(Duration::from_secs(10), s.capacity()).await;
+        assert_eq!(c.expect("READ CAPACITY answered").unwrap(), (2048, 512));
+        let bye = tokio::time::timeout(Duration::from_secs(10), s.logout()).await;
+        bye.expect("logout answered").unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_that_wait_for_a_disk_run_side_by_side_on_one_connection() {
         let gate = Gate {
             want: 4,
             inside: Mutex::new(0),
             arrived: Condvar::new(),
         };
-        let lu = LogicalUnit::new(Box::new(gate), LuConfig::default()).unwrap();
-        *node.luns.write().unwrap() = Arc::new(BTreeMap::from([(url.lun, Arc::new(lu))]));
-        let s = Session::connect(&url, &InitiatorOptions::default())
-            .await
-            .unwrap();
+        let (_target, s) = target_with(Box::new(gate)).await;
         let (a, b, c, d) = tokio::join!(
             s.read(0, 8, 512),
             s.read(8, 8, 512),

@@ -63,6 +63,7 @@ impl Asc {
     pub const MEDIUM_NOT_PRESENT: Asc = Asc(0x3A, 0x00);
     pub const MEDIUM_REMOVAL_PREVENTED: Asc = Asc(0x53, 0x02);
     pub const INSUFFICIENT_REGISTRATION_RESOURCES: Asc = Asc(0x55, 0x04);
+    pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x44, 0x00);
 }
 
 /// Sense-key specific information (SPC-4 4.5.2.4.2: field pointer).
