@@ -1335,68 +1335,61 @@ mod tests {
     use crate::initiator::{InitiatorOptions, IscsiUrl, Session};
     use crate::target::{ServerConfig, Target};
 
-    /// A disk whose reads each wait until `want` of them are in progress at
-    /// once (or fail after five seconds): reads that a connection runs one
-    /// at a time never get there.
-    struct Gate {
-        want: u32,
-        inside: Mutex<u32>,
-        arrived: Condvar,
+    /// A test disk on which every read and write waits for a device, and
+    /// whose reads do what `Reads` says.
+    enum Reads {
+        /// Each waits until `want` reads are in progress at once (or fails
+        /// after five seconds): reads that a connection runs one at a time
+        /// never get there.
+        Gate {
+            want: u32,
+            inside: Mutex<u32>,
+            arrived: Condvar,
+        },
+        /// Each panics (a bug in a backstore).
+        Panic,
     }
 
-    impl Backstore for Gate {
+    impl Reads {
+        fn gate(want: u32) -> Reads {
+            Reads::Gate {
+                want,
+                inside: Mutex::new(0),
+                arrived: Condvar::new(),
+            }
+        }
+    }
+
+    impl Backstore for Reads {
         fn kind(&self) -> BackstoreKind {
             BackstoreKind::Block
         }
         fn describe(&self) -> String {
-            "gate".into()
+            "test disk".into()
         }
         fn size_bytes(&self) -> u64 {
             1 << 20
         }
         fn read_at(&self, buf: &mut [u8], _offset: u64) -> Result<(), StorageError> {
-            let mut n = self.inside.lock().unwrap();
+            let Reads::Gate {
+                want,
+                inside,
+                arrived,
+            } = self
+            else {
+                panic!("a backstore bug");
+            };
+            let mut n = inside.lock().unwrap();
             *n += 1;
-            self.arrived.notify_all();
-            let (n, timeout) = self
-                .arrived
-                .wait_timeout_while(n, Duration::from_secs(5), |n| *n < self.want)
+            arrived.notify_all();
+            let (n, timeout) = arrived
+                .wait_timeout_while(n, Duration::from_secs(5), |n| *n < *want)
                 .unwrap();
             if timeout.timed_out() {
                 return Err(StorageError::BadSize(*n as u64, 0));
             }
             buf.fill(0x5a);
             Ok(())
-        }
-        fn write_at(&self, _: &[u8], _: u64, _: bool) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn flush(&self) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn unmap(&self, _: u64, _: u64) -> Result<(), StorageError> {
-            Ok(())
-        }
-        fn would_block(&self, _: u64, _: usize, _: IoKind) -> bool {
-            true
-        }
-    }
-
-    /// A disk whose reads panic (a bug in a backstore).
-    struct Broken;
-
-    impl Backstore for Broken {
-        fn kind(&self) -> BackstoreKind {
-            BackstoreKind::Block
-        }
-        fn describe(&self) -> String {
-            "broken".into()
-        }
-        fn size_bytes(&self) -> u64 {
-            1 << 20
-        }
-        fn read_at(&self, _: &mut [u8], _: u64) -> Result<(), StorageError> {
-            panic!("a backstore bug");
         }
         fn write_at(&self, _: &[u8], _: u64, _: bool) -> Result<(), StorageError> {
             Ok(())
@@ -1435,7 +1428,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_backstore_that_panics_fails_its_command_and_the_session_goes_on() {
-        let (_target, s) = target_with(Box::new(Broken)).await;
+        let (_target, s) = target_with(Box::new(Reads::Panic)).await;
         let r = tokio::time::timeout(Duration::from_secs(10), s.read(0, 8, 512)).await;
         assert!(r.expect("the read was answered").is_err(), "a failed read");
         // Commands that run on the connection wait for the offloaded ones:
@@ -1448,12 +1441,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_that_wait_for_a_disk_run_side_by_side_on_one_connection() {
-        let gate = Gate {
-            want: 4,
-            inside: Mutex::new(0),
-            arrived: Condvar::new(),
-        };
-        let (_target, s) = target_with(Box::new(gate)).await;
+        let (_target, s) = target_with(Box::new(Reads::gate(4))).await;
         let (a, b, c, d) = tokio::join!(
             s.read(0, 8, 512),
             s.read(8, 8, 512),
