@@ -923,7 +923,7 @@ impl Conn {
             // An initiator that waits for each answer gains nothing from a
             // worker but the hand-over's latency.
             let alone = self.alone_streak >= ALONE_BEFORE_POLLING && self.offloaded == 0;
-            if how.unordered && !alone && scsi::runs_beside_others(cdb) && lu.would_block(cdb) {
+            if how.unordered && !alone && lu.would_block(cdb) {
                 done.offloaded = true;
                 self.offloaded += 1;
                 let (lu, nexus, cdb) = (lu.clone(), self.session.nexus.clone(), cdb.to_vec());
@@ -931,11 +931,7 @@ impl Conn {
                 tokio::task::spawn_blocking(move || {
                     // Whatever happens, an answer comes back: the connection
                     // counts on it before its next ordered command.
-                    let run =
-                        std::panic::AssertUnwindSafe(|| match lu.start(&nexus, &cdb, &data_out) {
-                            Completion::Now(r) => r,
-                            Completion::Later(job) => job.wait_response(false),
-                        });
+                    let run = std::panic::AssertUnwindSafe(|| lu.execute(&nexus, &cdb, &data_out));
                     let resp = std::panic::catch_unwind(run).unwrap_or_else(|_| {
                         tracing::error!(
                             op = cdb.first(),

@@ -526,31 +526,31 @@ impl LogicalUnit {
         }
     }
 
-    /// Whether a command [`runs_beside_others`] may wait for the device
-    /// (see [`Backstore::would_block`]): a transport then runs it on an I/O
-    /// worker. False for every other command and for RAMDISK.
+    /// Whether a command that only moves blocks between the medium and the
+    /// initiator (READ and WRITE 6/10/12/16) or makes written blocks durable
+    /// (SYNCHRONIZE CACHE) may wait for the device (see
+    /// [`Backstore::would_block`]). With the SIMPLE task attribute such
+    /// commands may run beside each other in any order (SAM-5 8.6), so a
+    /// transport may hand them to I/O workers while it reads the next. False
+    /// for every other command (they change or report state that later
+    /// commands depend on) and for RAMDISK.
     pub fn would_block(&self, cdb: &[u8]) -> bool {
-        let bs = self.block_size() as u64;
-        match cdb.first().copied() {
-            Some(op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16) => {
-                self.store.would_block(0, 0, IoKind::Flush)
-            }
-            Some(op) => match (reads_blocks(op), rw_extent(cdb)) {
-                (Some(read), Some((lba, n, flags))) => {
-                    let (offset, len) = (lba.saturating_mul(bs), n.saturating_mul(bs) as usize);
-                    let access = if read {
-                        IoKind::Read
-                    } else {
-                        IoKind::Write {
-                            durable: self.fua(flags),
-                        }
-                    };
-                    self.store.would_block(offset, len, access)
-                }
-                _ => false,
-            },
-            None => false,
+        if syncs_cache(cdb) {
+            return self.store.would_block(0, 0, IoKind::Flush);
         }
+        let Some((lba, n, flags)) = rw_extent(cdb) else {
+            return false;
+        };
+        let access = if reads_blocks(cdb[0]) == Some(true) {
+            IoKind::Read
+        } else {
+            IoKind::Write {
+                durable: self.fua(flags),
+            }
+        };
+        let bs = self.block_size() as u64;
+        let (offset, len) = (lba.saturating_mul(bs), n.saturating_mul(bs) as usize);
+        self.store.would_block(offset, len, access)
     }
 
     /// Starts one command: most complete at once; a SANITIZE without IMMED
@@ -690,9 +690,8 @@ impl LogicalUnit {
                 self.read(lba, n, flags)
             }
             op::WRITE_6 => {
-                let lba = be32(&[0, cdb[1] & 0x1f, cdb[2], cdb[3]]);
-                let n = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
-                self.write(lba, n, 0, data_out)
+                let (lba, n, flags) = rw_extent(cdb).unwrap_or_default();
+                self.write(lba, n, flags, data_out)
             }
             op::WRITE_10 | op::WRITE_VERIFY_10 => {
                 self.write(be32(&cdb[2..]), be16(&cdb[7..]), cdb[1], data_out)
@@ -1253,27 +1252,11 @@ pub fn data_out_limit(cdb: &[u8], block_size: u32) -> u64 {
     }
 }
 
-/// Whether a command only moves blocks between the medium and the
-/// initiator (READ and WRITE 6/10/12/16) or makes written blocks durable
-/// (SYNCHRONIZE CACHE): with the SIMPLE task attribute such commands may
-/// run beside each other in any order (SAM-5 8.6), so a transport may hand
-/// them to I/O workers while it reads the next; every other command changes
-/// or reports state that later commands depend on.
-pub fn runs_beside_others(cdb: &[u8]) -> bool {
+/// SYNCHRONIZE CACHE (10) or (16).
+fn syncs_cache(cdb: &[u8]) -> bool {
     matches!(
         cdb.first().copied(),
-        Some(
-            op::READ_6
-                | op::READ_10
-                | op::READ_12
-                | op::READ_16
-                | op::WRITE_6
-                | op::WRITE_10
-                | op::WRITE_12
-                | op::WRITE_16
-                | op::SYNCHRONIZE_CACHE_10
-                | op::SYNCHRONIZE_CACHE_16
-        )
+        Some(op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16)
     )
 }
 
