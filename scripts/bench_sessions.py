@@ -7,7 +7,7 @@ they run, whether every session logged in, and the memory each of 256
 nearly idle sessions adds to a fresh target."""
 import os, re, statistics, subprocess, threading, time
 
-from benchkit import GIB, IOLAB, iolab_bench, proc_ticks, qemu_bench, start_iolab, start_tgtd
+from benchkit import GIB, iolab_bench, qemu_bench, start_iolab, start_tgtd, with_cpu
 import benchkit
 
 COUNTS = (1, 16, 64, 256)
@@ -40,16 +40,15 @@ class RssPeak:
 
 
 def ours(url, pid, n, size, seconds, threads=None):
-    hz = os.sysconf("SC_CLK_TCK")
-    before, t0, w0 = rss(pid), proc_ticks(pid), time.time()
+    before = rss(pid)
     peak = RssPeak(pid)
     try:
-        r = iolab_bench(url, size, threads or max(64, n), "read", seconds, sessions=n)
+        r = with_cpu(pid, iolab_bench, url, size, threads or max(64, n), "read", seconds, sessions=n)
         ok = True
     except RuntimeError as e:
-        r, ok = {"mbps": 0.0, "iops": 0.0, "error": str(e)[-400:]}, False
+        r, ok = {"mbps": 0.0, "iops": 0.0, "target_cpu_pct": 0.0, "error": str(e)[-400:]}, False
     top = peak.close()
-    cpu = 100.0 * (proc_ticks(pid) - t0) / hz / (time.time() - w0)
+    cpu = r["target_cpu_pct"]
     return {"mbps": r["mbps"], "iops": r["iops"], "all_logged_in": ok, "rss_before": before, "rss_peak": top,
             "rss_per_session": (top - before) / n, "target_cpu_pct": cpu, "target_cpu_pct_per_session": cpu / n,
             **({"error": r["error"]} if not ok else {})}
@@ -61,7 +60,7 @@ def tgtd_many(url, pid, n, size, seconds_hint):
     per = max(200, int((60_000 if size == 4096 else 2_000) * seconds_hint / n))
     before, w0 = rss(pid), time.time()
     procs = [subprocess.Popen(["qemu-img", "bench", "-f", "raw", "-c", str(per), "-d", str(depth), "-s", str(size),
-                               url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+                               url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
     ok = all(p.wait(timeout=600) == 0 for p in procs)
     wall = time.time() - w0
     total = n * per

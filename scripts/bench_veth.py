@@ -8,10 +8,10 @@ target and on tgtd side by side (also with a busy loop on one core), and in
 the seed configuration our initiator against qemu-img, MC/S 1-4 connections
 for READ, WRITE and READ+WRITE (the seed page's table), and the MSS of every
 connection."""
-import json, re, subprocess, time
+import json, os, re, subprocess, time
 
-from benchkit import GIB, IOLAB, cpu_of, iolab_bench, med, qemu_bench, round_ratios, spread, start_iolab, \
-    start_tgtd, with_corunner, with_cpu
+from benchkit import GIB, IOLAB, cpu_of, iolab_bench, med, qemu_bench, round_ratios, scratch_db, spread, \
+    start_iolab, start_tgtd, target_case, with_cpu
 import benchkit
 
 LAB = "bench"
@@ -21,8 +21,7 @@ IFACE = "lab0"
 
 
 def iolab_cmd(*args, check=True):
-    db = ["--db", benchkit.SCRATCH_DB] if benchkit.SCRATCH_DB else []
-    out = subprocess.run([IOLAB] + db + list(args), capture_output=True, text=True)
+    out = subprocess.run([IOLAB] + scratch_db() + list(args), capture_output=True, text=True)
     if check and out.returncode != 0:
         raise RuntimeError(f"iolab {' '.join(args)} failed: {out.stdout}{out.stderr}")
     return out
@@ -53,8 +52,7 @@ def iperf(streams, seconds):
 
 def mss_of_connections(url, port, seconds):
     """The MSS of each of 4 MC/S connections while they carry reads (ss in A)."""
-    bench = subprocess.Popen(benchkit.in_netns(NS_B, [IOLAB]) + (["--db", benchkit.SCRATCH_DB] if benchkit.SCRATCH_DB
-                                                                  else []) +
+    bench = subprocess.Popen(benchkit.in_netns(NS_B, [IOLAB]) + scratch_db() +
                              ["bench", url, "--mode", "read", "--bs", "256k", "--threads", "64", "--time",
                               f"{max(seconds, 2)}s", "--connections", "4", "--heartbeat", "1h"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -65,18 +63,6 @@ def mss_of_connections(url, port, seconds):
     finally:
         bench.wait()
     return [int(m) for m in re.findall(r"\bmss:(\d+)", out)]
-
-
-def target_case(targets, pids, size, write, count, rounds, corunner=False):
-    runs = {"tgtd": [], "iolab": []}
-    for _ in range(rounds):
-        for t in ("tgtd", "iolab"):
-            fn = (lambda *a: with_corunner(with_cpu, *a)) if corunner else with_cpu
-            runs[t].append(fn(pids[t], qemu_bench, targets[t], size, 64, write, count, NS_B))
-    c = {t: {"mbps": med(r, "mbps"), "iops": med(r, "iops"), **cpu_of(r)} for t, r in runs.items()}
-    c["ratio_iolab_over_tgtd"] = c["iolab"]["mbps"] / c["tgtd"]["mbps"]
-    c["round_ratios"] = round_ratios(runs["iolab"], runs["tgtd"], "mbps")
-    return c
 
 
 def run(procs, tmp, rounds, seconds, quick):
@@ -99,10 +85,13 @@ def run(procs, tmp, rounds, seconds, quick):
                     qemu_bench(url, 256 * 1024, 64, True, GIB // (256 * 1024), NS_B)
                 big = 2 * GIB // (256 * 1024) if not quick else 2048
                 read_rounds = rounds if quick else max(rounds, 8)
-                c["read_256k"] = target_case(targets, pids, 256 * 1024, False, big, read_rounds)
-                c["write_256k"] = target_case(targets, pids, 256 * 1024, True, big // 2, rounds)
-                c["read_256k_corunner"] = target_case(targets, pids, 256 * 1024, False, big // 2, rounds, True)
-                c["write_256k_corunner"] = target_case(targets, pids, 256 * 1024, True, big // 4, rounds, True)
+                kib256 = 256 * 1024
+                c["read_256k"] = target_case(targets, pids, kib256, 64, False, big, read_rounds, netns=NS_B)
+                c["write_256k"] = target_case(targets, pids, kib256, 64, True, big // 2, rounds, netns=NS_B)
+                c["read_256k_corunner"] = target_case(targets, pids, kib256, 64, False, big // 2, rounds,
+                                                      corunner=True, netns=NS_B)
+                c["write_256k_corunner"] = target_case(targets, pids, kib256, 64, True, big // 4, rounds,
+                                                       corunner=True, netns=NS_B)
                 tcp = max(c["tcp_ceiling_mbps"].values())
                 for k in ("read_256k", "write_256k", "read_256k_corunner", "write_256k_corunner"):
                     x = c[k]
@@ -153,7 +142,6 @@ def run(procs, tmp, rounds, seconds, quick):
                     if p.pid == tgtd_pid:
                         procs.stop(p)
                 try:
-                    import os
                     os.remove(tgtd_img)
                 except OSError:
                     pass

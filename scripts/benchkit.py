@@ -112,11 +112,16 @@ def qemu_bench(url, size, depth, write, count, netns=None):
     return {"mbps": count * size / secs / 1e6, "iops": count / secs}
 
 
+def scratch_db():
+    """The `--db` option of an iolab command whose run goes to the scratch notebook."""
+    return ["--db", SCRATCH_DB] if SCRATCH_DB else []
+
+
 def iolab_bench(url, size, depth, mode, seconds, connections=1, sessions=1, netns=None, pattern="seq", span=None):
-    db = ["--db", SCRATCH_DB] if SCRATCH_DB else []
-    args = in_netns(netns, [IOLAB]) + db + ["bench", url, "--mode", mode, "--bs", str(size), "--threads", str(depth),
-                                            "--time", f"{seconds}s", "--connections", str(connections), "--sessions",
-                                            str(sessions), "--pattern", pattern, "--json", "--heartbeat", "1h"]
+    args = in_netns(netns, [IOLAB]) + scratch_db() + [
+        "bench", url, "--mode", mode, "--bs", str(size), "--threads", str(depth), "--time", f"{seconds}s",
+        "--connections", str(connections), "--sessions", str(sessions), "--pattern", pattern, "--json",
+        "--heartbeat", "1h"]
     args += ["--range", str(span)] if span else []
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120, env=dict(os.environ, IOLAB_LOG="warn"))
     if out.returncode != 0:
@@ -164,6 +169,17 @@ def with_corunner(fn, *args, **kw):
     finally:
         busy.kill()
         busy.wait()
+
+
+def target_case(targets, pids, size, depth, write, count, rounds, corunner=False, netns=None):
+    """qemu-img on tgtd and on iolab, alternating for `rounds` rounds (with a
+    busy loop on one core when `corunner`), side by side."""
+    runs = {"tgtd": [], "iolab": []}
+    for _ in range(rounds):
+        for t in ("tgtd", "iolab"):
+            args = (pids[t], qemu_bench, targets[t], size, depth, write, count, netns)
+            runs[t].append(with_corunner(with_cpu, *args) if corunner else with_cpu(*args))
+    return side_by_side(runs, depth)
 
 
 def side_by_side(runs, depth):
