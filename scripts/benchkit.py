@@ -28,7 +28,7 @@ class Procs:
         self.procs = []
 
     def start(self, args, **kw):
-        p = subprocess.Popen(args, stdout=kw.pop("stdout", subprocess.DEVNULL), stderr=subprocess.DEVNULL, **kw)
+        p = subprocess.Popen(args, stdout=kw.pop("stdout", subprocess.DEVNULL), stderr=kw.pop("stderr", subprocess.DEVNULL), **kw)
         self.procs.append(p)
         return p
 

@@ -1,6 +1,7 @@
 //! Backstores, modelled on LIO's: RAMDISK, FILEIO and BLOCK.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -41,6 +42,15 @@ pub enum IoKind {
     Flush,
 }
 
+/// An open file a transport may read, write and flush itself (io_uring)
+/// instead of through [`Backstore::read_at`] and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncFile {
+    pub fd: RawFd,
+    /// The buffer alignment its transfers need (O_DIRECT), or 1.
+    pub align: usize,
+}
+
 /// Byte-addressed storage behind one logical unit.
 ///
 /// Offsets and lengths are in bytes and already range-checked by the caller;
@@ -68,6 +78,13 @@ pub trait Backstore: Send + Sync {
     /// promise: a `false` access may still block briefly.
     fn would_block(&self, _offset: u64, _len: usize, _access: IoKind) -> bool {
         false
+    }
+    /// The file behind this backstore for an asynchronous engine: its
+    /// reads and writes are plain `pread`/`pwrite` at the same offsets
+    /// (a durable write is `RWF_DSYNC`, a flush `fdatasync`). The fd stays
+    /// open as long as the backstore. None when only the calls will do.
+    fn async_file(&self) -> Option<AsyncFile> {
+        None
     }
     /// Deallocates a range; it then reads back as zeros.
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError>;
@@ -345,7 +362,7 @@ impl FileIo {
 /// one. Each thread keeps its bounce buffer (up to [`KEEP_BOUNCE`] bytes) for
 /// the next call instead of allocating and zeroing one per I/O.
 fn with_aligned<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    const ALIGN: usize = 4096;
+    const ALIGN: usize = DIRECT_ALIGN;
     thread_local! {
         static BOUNCE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -363,6 +380,9 @@ fn with_aligned<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         f(&mut raw[skip..skip + len])
     })
 }
+
+/// The alignment of O_DIRECT buffers: a page, enough for any logical block.
+const DIRECT_ALIGN: usize = 4096;
 
 /// The largest bounce buffer a thread keeps between O_DIRECT calls.
 const KEEP_BOUNCE: usize = 1 << 20;
@@ -451,6 +471,12 @@ impl Backstore for FileIo {
             }
         }
     }
+    fn async_file(&self) -> Option<AsyncFile> {
+        Some(AsyncFile {
+            fd: self.file.as_raw_fd(),
+            align: if self.direct { DIRECT_ALIGN } else { 1 },
+        })
+    }
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {
         check_range(offset, len as usize, self.size)?;
         punch_hole(&self.file, offset, len).or_else(|_| zero_fill(self, offset, len))
@@ -479,7 +505,6 @@ impl Backstore for FileIo {
 /// a one-byte `preadv2(RWF_NOWAIT)`, which fails with EAGAIN instead of
 /// reading from the device.
 fn cached(file: &File, offset: u64) -> bool {
-    use std::os::fd::AsRawFd;
     let mut byte = 0u8;
     let iov = libc::iovec {
         iov_base: (&raw mut byte).cast(),
@@ -602,6 +627,9 @@ impl Backstore for BlockDev {
     }
     fn would_block(&self, offset: u64, len: usize, access: IoKind) -> bool {
         self.inner.would_block(offset, len, access)
+    }
+    fn async_file(&self) -> Option<AsyncFile> {
+        self.inner.async_file()
     }
     /// fallocate(PUNCH_HOLE) on the device: the kernel has it zero the
     /// range with a write-zeroes command that may deallocate (a virtio disk

@@ -11,7 +11,8 @@ pub mod pool;
 pub mod scsi;
 
 pub use backstore::{
-    Backstore, BackstoreKind, BackstoreSpec, BlockDev, FileIo, IoKind, RamDisk, open_backstore,
+    AsyncFile, Backstore, BackstoreKind, BackstoreSpec, BlockDev, FileIo, IoKind, RamDisk,
+    open_backstore,
 };
 pub use error::StorageError;
 pub use scsi::{LogicalUnit, LuConfig, Nexus, ScsiResponse, ScsiStatus};

@@ -93,6 +93,60 @@ pub fn into_bytes(v: Vec<u8>) -> Bytes {
     }
 }
 
+/// A pooled buffer whose data starts at a given alignment (O_DIRECT needs
+/// the buffer aligned to the device's logical block), for an I/O engine that
+/// transfers into or out of it while the buffer is owned elsewhere.
+pub struct IoBuf {
+    raw: Vec<u8>,
+    skip: usize,
+    len: usize,
+}
+
+impl IoBuf {
+    /// `len` bytes aligned to `align` (a power of two; 1 for none).
+    /// Contents unspecified, as [`take`].
+    pub fn aligned(len: usize, align: usize) -> IoBuf {
+        let align = align.max(1).next_power_of_two();
+        let raw = take(len + align - 1);
+        let skip = raw.as_ptr().align_offset(align);
+        IoBuf { raw, skip, len }
+    }
+    /// The first `len` bytes of `v` as they are (no alignment).
+    pub fn from_vec(v: Vec<u8>, len: usize) -> IoBuf {
+        let len = len.min(v.len());
+        IoBuf {
+            raw: v,
+            skip: 0,
+            len,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.skip..self.skip + self.len]
+    }
+    /// The first `len` bytes as `Bytes` that return the buffer to the pool
+    /// when the last slice is dropped (no copy).
+    pub fn into_bytes(self, len: usize) -> Bytes {
+        let (skip, len) = (self.skip, len.min(self.len));
+        into_bytes(self.raw).slice(skip..skip + len)
+    }
+    /// Back to the pool.
+    pub fn give(self) {
+        give(self.raw)
+    }
+}
+
+impl AsRef<[u8]> for IoBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.raw[self.skip..self.skip + self.len]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +169,25 @@ mod tests {
         assert_eq!(d.len(), 7 << 20, "grown back to the asked length");
         assert_eq!(take(100).len(), 100);
         assert_eq!(take(100).capacity(), 100, "small buffers are not pooled");
+    }
+
+    #[test]
+    fn an_io_buffer_starts_aligned_and_keeps_its_bytes() {
+        for (len, align) in [(4096, 4096), (512, 512), (256 << 10, 4096), (100, 1)] {
+            let mut b = IoBuf::aligned(len, align);
+            assert_eq!(b.len(), len);
+            assert_eq!(
+                b.as_mut_slice().as_ptr() as usize % align,
+                0,
+                "{len} {align}"
+            );
+            b.as_mut_slice().fill(7);
+            let bytes = b.into_bytes(len / 2);
+            assert_eq!(bytes.len(), len / 2);
+            assert!(bytes.iter().all(|&x| x == 7));
+        }
+        let b = IoBuf::from_vec(vec![1, 2, 3, 4], 3);
+        assert_eq!(b.as_ref(), &[1, 2, 3]);
     }
 
     #[test]

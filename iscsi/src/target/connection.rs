@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iolab_storage::BackstoreKind;
-use iolab_storage::scsi::{self, Asc, Completion, LogicalUnit, ScsiResponse, ScsiStatus};
+use iolab_storage::pool::IoBuf;
+use iolab_storage::scsi::{
+    self, Asc, BlockIo, Completion, LogicalUnit, Prepared, ScsiResponse, ScsiStatus,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
@@ -28,6 +31,7 @@ use super::session::ConnEntry;
 use super::shards::Shards;
 use super::text_exchange::{self, TextExchange, TextStep, next_tag};
 use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
+use super::uring::{self, Ring};
 use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
@@ -298,6 +302,7 @@ async fn full_feature_on(
         deferred_tx,
         deferred_rx,
         offloaded: 0,
+        queued_on: None,
         cork: Vec::with_capacity(64),
         cork_bytes: 0,
         alone_streak: 0,
@@ -360,6 +365,7 @@ struct Run {
 }
 
 /// What is needed to answer a command once it completes.
+#[derive(Clone)]
 struct Deferred {
     itt: u32,
     lun_raw: [u8; 8],
@@ -435,6 +441,9 @@ struct Conn {
     deferred_rx: mpsc::UnboundedReceiver<(Deferred, ScsiResponse)>,
     /// Commands running on I/O workers whose answers have not arrived.
     offloaded: usize,
+    /// The ring holding transfers this connection queued and has not
+    /// submitted yet: they go to the kernel together before it waits.
+    queued_on: Option<Arc<Ring>>,
     /// Answers held back while more requests are already buffered, so that
     /// one vectored write carries many of them.
     cork: Vec<Frame>,
@@ -494,6 +503,7 @@ impl Conn {
                     early = poll_now(&mut reading).await;
                 }
                 if early.is_none() {
+                    self.submit_queued();
                     self.flush().await?;
                     // An initiator with one command at a time outstanding sends
                     // the next right after our answer reaches it: look for it a
@@ -515,6 +525,7 @@ impl Conn {
                 r
             } else {
                 batched = 0;
+                self.submit_queued();
                 tokio::select! {
                 (rd, r) = &mut reading => {
                     reading.set(read_owned(rd, limits));
@@ -885,11 +896,12 @@ impl Conn {
 
     /// Runs a command and answers it: here, or, for a READ or WRITE (or
     /// SYNCHRONIZE CACHE) of SIMPLE attribute that would wait for a disk
-    /// (O_DIRECT, a block device, an uncached buffered read, a flush), on an
-    /// I/O worker while this connection goes on reading (the answer comes
-    /// back through `deferred_rx`), so one connection keeps as many disk
-    /// I/Os in flight as its initiator sends. Any other command first waits
-    /// for the offloaded ones, so it sees the state they leave.
+    /// (O_DIRECT, a block device, an uncached buffered read, a flush),
+    /// checked here and transferred by the shard's io_uring (or, without
+    /// one, run on an I/O worker) while this connection goes on reading (the
+    /// answer comes back through `deferred_rx`), so one connection keeps as
+    /// many disk I/Os in flight as its initiator sends. Any other command
+    /// first waits for the offloaded ones, so it sees the state they leave.
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &mut self,
@@ -924,6 +936,19 @@ impl Conn {
             // worker but the hand-over's latency.
             let alone = self.alone_streak >= ALONE_BEFORE_POLLING && self.offloaded == 0;
             if how.unordered && !alone && lu.would_block(cdb) {
+                if let Some(ring) = Ring::here().filter(|r| r.has_room()) {
+                    match lu.prepare_io(&self.session.nexus, cdb, &data_out) {
+                        Some(Prepared::Done(resp)) => {
+                            iolab_storage::pool::give(data_out);
+                            return self.complete(done, resp).await;
+                        }
+                        Some(Prepared::Io(io, buf)) => {
+                            iolab_storage::pool::give(data_out);
+                            return self.start_on_ring(&ring, lu, io, buf, done).await;
+                        }
+                        None => {}
+                    }
+                }
                 done.offloaded = true;
                 self.offloaded += 1;
                 let (lu, nexus, cdb) = (lu.clone(), self.session.nexus.clone(), cdb.to_vec());
@@ -937,11 +962,7 @@ impl Conn {
                             op = cdb.first(),
                             "the backstore panicked: INTERNAL TARGET FAILURE"
                         );
-                        let sense = scsi::Sense::new(
-                            scsi::SenseKey::HardwareError,
-                            Asc::INTERNAL_TARGET_FAILURE,
-                        );
-                        ScsiResponse::check(&sense, false)
+                        internal_failure()
                     });
                     iolab_storage::pool::give(data_out);
                     let _ = tx.send((done, resp));
@@ -964,6 +985,59 @@ impl Conn {
                 });
                 Ok(())
             }
+        }
+    }
+
+    /// Hands a checked transfer to the shard's ring; its answer comes back
+    /// through `deferred_rx` like a worker's.
+    async fn start_on_ring(
+        &mut self,
+        ring: &Arc<Ring>,
+        lu: &Arc<LogicalUnit>,
+        io: BlockIo,
+        buf: IoBuf,
+        mut done: Deferred,
+    ) -> Result<(), IscsiError> {
+        done.offloaded = true;
+        let unstarted = Deferred {
+            offloaded: false,
+            ..done.clone()
+        };
+        let (lu, tx) = (lu.clone(), self.deferred_tx.clone());
+        let op = io.transfer;
+        let answer: uring::Done = Box::new(move |moved, buf| {
+            // `lu` keeps the file open until here.
+            let finish = std::panic::AssertUnwindSafe(|| lu.finish_io(&io, moved, buf));
+            let resp = std::panic::catch_unwind(finish).unwrap_or_else(|_| {
+                tracing::error!(
+                    ?op,
+                    "finishing a transfer panicked: INTERNAL TARGET FAILURE"
+                );
+                internal_failure()
+            });
+            let _ = tx.send((done, resp));
+        });
+        match ring.start(&io, buf, answer) {
+            Ok(()) => {
+                self.offloaded += 1;
+                if self.queued_on.is_none() {
+                    self.queued_on = Some(ring.clone());
+                }
+                Ok(())
+            }
+            Err((buf, _)) => {
+                // Full after all (checked just before): the initiator retries.
+                buf.give();
+                self.complete(unstarted, ScsiResponse::status(ScsiStatus::TaskSetFull))
+                    .await
+            }
+        }
+    }
+
+    /// Submits the transfers this connection queued on its ring.
+    fn submit_queued(&mut self) {
+        if let Some(ring) = self.queued_on.take() {
+            ring.submit();
         }
     }
 
@@ -1011,6 +1085,7 @@ impl Conn {
 
     /// Waits for the commands on I/O workers and answers them.
     async fn drain_offloaded(&mut self) -> Result<(), IscsiError> {
+        self.submit_queued();
         while self.offloaded > 0 {
             let Some((d, resp)) = self.deferred_rx.recv().await else {
                 break;
@@ -1318,6 +1393,13 @@ pub(super) async fn send_text(
     send(tx, Frame::new(&b, Bytes::from(piece.data), hd, dd)).await
 }
 
+/// CHECK CONDITION, HARDWARE ERROR / INTERNAL TARGET FAILURE: the answer
+/// to a command whose execution panicked.
+fn internal_failure() -> ScsiResponse {
+    let sense = scsi::Sense::new(scsi::SenseKey::HardwareError, Asc::INTERNAL_TARGET_FAILURE);
+    ScsiResponse::check(&sense, false)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashSet};
@@ -1449,6 +1531,42 @@ mod tests {
             assert!(got.iter().all(|&x| x == 0x5a));
         }
         s.logout().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_o_direct_file_serves_many_commands_at_once_through_the_shard_ring() {
+        let dir = std::env::temp_dir().join(format!("iolab-conn-ring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = iolab_storage::FileIo::open(&dir.join("lun"), Some(1 << 20), true).unwrap();
+        let (target, s) = target_with(Box::new(store)).await;
+        let before = target.shards().ring_transfers().await;
+        let block = |k: u64| Bytes::from(vec![k as u8 ^ 0xa5; 4096]);
+        let writes = (0..32u64).map(|k| s.write(k * 8, block(k), 512));
+        for r in futures_util::future::join_all(writes).await {
+            r.expect("every write answered GOOD");
+        }
+        let reads = (0..32u64).map(|k| s.read(k * 8, 8, 512));
+        for (k, r) in futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(
+                r.expect("every read answered GOOD"),
+                block(k as u64),
+                "block {k}"
+            );
+        }
+        let after = target.shards().ring_transfers().await;
+        if let (Some(b), Some(a)) = (before, after) {
+            // Commands issued one at a time run inline; at least the rest
+            // went through the ring.
+            assert!(a - b >= 32, "{b} -> {a} transfers on the ring");
+        } else {
+            eprintln!("io_uring unavailable: the transfers ran on workers");
+        }
+        s.logout().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

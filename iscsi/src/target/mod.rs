@@ -17,6 +17,7 @@ mod shards;
 pub mod text_exchange;
 pub mod tgt_conf;
 pub mod tmf;
+mod uring;
 mod write_task;
 
 use std::collections::{BTreeMap, HashMap};
@@ -440,6 +441,11 @@ pub struct Target {
 }
 
 impl Target {
+    #[cfg(test)]
+    fn shards(&self) -> &shards::Shards {
+        &self.shards
+    }
+
     /// Binds every portal and starts accepting connections.
     pub async fn start(cfg: ServerConfig) -> Result<Target, IscsiError> {
         let registry = Arc::new(Registry::new(&cfg)?);

@@ -44,6 +44,9 @@ impl Shards {
                     // stop (or the sender is gone); dropping the runtime
                     // then drops them.
                     rt.block_on(async {
+                        // The shard's file and block transfers (workers
+                        // where io_uring is unavailable).
+                        let _ring = super::uring::Ring::install();
                         let _ = stopped.await;
                     });
                 })?;
@@ -59,6 +62,26 @@ impl Shards {
     /// The runtime for the connections of session `tsih`.
     pub(super) fn for_session(&self, tsih: u16) -> &Handle {
         &self.handles[tsih as usize % self.handles.len()]
+    }
+}
+
+#[cfg(test)]
+impl Shards {
+    /// Transfers started on the shards' rings; None when no shard has one
+    /// (io_uring unavailable).
+    pub(super) async fn ring_transfers(&self) -> Option<u64> {
+        let mut sum = None;
+        for h in &self.handles {
+            let started = h
+                .spawn(async { super::uring::Ring::here().map(|r| r.started()) })
+                .await
+                .ok()
+                .flatten();
+            if let Some(n) = started {
+                sum = Some(sum.unwrap_or(0) + n);
+            }
+        }
+        sum
     }
 }
 

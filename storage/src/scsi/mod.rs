@@ -1,5 +1,6 @@
 //! SCSI block-command emulation (SPC-4 / SBC-3) over a [`Backstore`].
 
+mod block_io;
 mod inquiry;
 mod mode;
 pub mod opcode;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backstore::{Backstore, IoKind};
 use crate::error::StorageError;
+pub use block_io::{BlockIo, Prepared, Transfer};
 use inquiry::limits;
 pub use mode::ModeState;
 use opcode::{op, sai};
@@ -721,11 +723,7 @@ impl LogicalUnit {
             op::PREFETCH_10 => self.range_only(be32(&cdb[2..]), be16(&cdb[7..])),
             op::PREFETCH_16 => self.range_only(be64(&cdb[2..]), be32(&cdb[10..])),
             op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => {
-                let (lba, n) = if opcode == op::SYNCHRONIZE_CACHE_10 {
-                    (be32(&cdb[2..]), be16(&cdb[7..]))
-                } else {
-                    (be64(&cdb[2..]), be32(&cdb[10..]))
-                };
+                let (lba, n) = sync_extent(cdb);
                 self.check_range(lba, n)?;
                 self.store
                     .flush()
@@ -1258,6 +1256,15 @@ fn syncs_cache(cdb: &[u8]) -> bool {
         cdb.first().copied(),
         Some(op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16)
     )
+}
+
+/// The blocks a SYNCHRONIZE CACHE (10 or 16) names (a CDB of full length).
+fn sync_extent(cdb: &[u8]) -> (u64, u64) {
+    if cdb[0] == op::SYNCHRONIZE_CACHE_10 {
+        (be32(&cdb[2..]), be16(&cdb[7..]))
+    } else {
+        (be64(&cdb[2..]), be32(&cdb[10..]))
+    }
 }
 
 /// The blocks a READ or WRITE (6/10/12/16) names: (LBA, count, byte 1's
