@@ -49,6 +49,14 @@ pub struct AsyncFile {
     pub fd: RawFd,
     /// The buffer alignment its transfers need (O_DIRECT), or 1.
     pub align: usize,
+    /// Whether writes go through the engine too. False for a regular file:
+    /// a file system completes an asynchronous O_DIRECT write through a
+    /// workqueue, which measured slower than blocking writes from workers
+    /// (ext4 on a virtio disk, 4 KiB random writes at 64 outstanding: 60-76K
+    /// IOPS through io_uring against 82-93K from 16 workers, which also
+    /// beat fio's io_uring and libaio at the same depth); a block device
+    /// completes them in place.
+    pub writes: bool,
 }
 
 /// Byte-addressed storage behind one logical unit.
@@ -285,6 +293,9 @@ pub struct FileIo {
     direct: bool,
     /// Buffered reads in a row whose probe found the page cached.
     cached_streak: AtomicU32,
+    /// Writes go to an asynchronous engine too: a block device opened as a
+    /// file (LIO allows it), or asked for.
+    device: bool,
 }
 
 /// After this many cached reads in a row, only every [`PROBE_EVERY`]th
@@ -311,7 +322,8 @@ impl FileIo {
         }
         let file = opts.open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
-        let size = if meta.file_type().is_block_device() {
+        let device = meta.file_type().is_block_device();
+        let size = if device {
             // A block device's metadata length is 0: seek to the end for its size.
             use std::io::{Seek, SeekFrom};
             let dev = (&file).seek(SeekFrom::End(0)).map_err(io)?;
@@ -347,7 +359,15 @@ impl FileIo {
             size,
             direct,
             cached_streak: AtomicU32::new(0),
+            device,
         })
+    }
+
+    /// Hands its writes to an asynchronous engine as well (see
+    /// [`AsyncFile::writes`]; a block device does so already).
+    pub fn with_async_writes(mut self) -> Self {
+        self.device = true;
+        self
     }
 
     fn io_err(&self, source: std::io::Error) -> StorageError {
@@ -475,6 +495,7 @@ impl Backstore for FileIo {
         Some(AsyncFile {
             fd: self.file.as_raw_fd(),
             align: if self.direct { DIRECT_ALIGN } else { 1 },
+            writes: self.device,
         })
     }
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {

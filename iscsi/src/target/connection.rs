@@ -1537,7 +1537,9 @@ mod tests {
     async fn an_o_direct_file_serves_many_commands_at_once_through_the_shard_ring() {
         let dir = std::env::temp_dir().join(format!("iolab-conn-ring-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let store = iolab_storage::FileIo::open(&dir.join("lun"), Some(1 << 20), true).unwrap();
+        let store = iolab_storage::FileIo::open(&dir.join("lun"), Some(1 << 20), true)
+            .unwrap()
+            .with_async_writes();
         let (target, s) = target_with(Box::new(store)).await;
         let before = target.shards().ring_transfers().await;
         let block = |k: u64| Bytes::from(vec![k as u8 ^ 0xa5; 4096]);

@@ -308,7 +308,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("iolab-uring-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for direct in [true, false] {
-            let store = FileIo::open(&dir.join("lun"), Some(4 << 20), direct).unwrap();
+            let store = FileIo::open(&dir.join("lun"), Some(4 << 20), direct)
+                .unwrap()
+                .with_async_writes();
             let lu = Arc::new(LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap());
             let nexus = Nexus::new("iqn.test:uring", 1);
             let (tx, mut rx) = mpsc::unbounded_channel::<(u32, ScsiResponse)>();

@@ -52,8 +52,9 @@ impl LogicalUnit {
     /// Checks a READ, WRITE or SYNCHRONIZE CACHE as [`LogicalUnit::execute`]
     /// would (unit attention, reservations, range, transfer length, write
     /// protection) and, when it passes, hands out the transfer instead of
-    /// making it. None for any other command, and when the backstore has no
-    /// file for an asynchronous engine: run those with `execute`.
+    /// making it. None for any other command, when the backstore has no
+    /// file for an asynchronous engine, and for writes it does not take
+    /// ([`AsyncFile::writes`]): run those with `execute`.
     pub fn prepare_io(&self, nexus: &Nexus, cdb: &[u8], data_out: &[u8]) -> Option<Prepared> {
         let file = self.store.async_file()?;
         let &opcode = cdb.first()?;
@@ -62,6 +63,10 @@ impl LogicalUnit {
         }
         let extent = rw_extent(cdb);
         if extent.is_none() && !syncs_cache(cdb) {
+            return None;
+        }
+        if extent.is_some() && reads_blocks(opcode) != Some(true) && !file.writes {
+            // A write the engine does not take: `execute` runs it, checks and all.
             return None;
         }
         let done = |r: ScsiResponse| {
@@ -211,7 +216,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("iolab-blockio-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = FileIo::open(&dir.join("lun"), Some(1 << 20), direct).unwrap();
-        let lu = LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap();
+        let lu =
+            LogicalUnit::new(Box::new(store.with_async_writes()), LuConfig::default()).unwrap();
         (Dir(dir), Arc::new(lu))
     }
 
@@ -322,6 +328,23 @@ mod tests {
         };
         let r = lu.finish_io(&io, Err(io::Error::from_raw_os_error(libc::EIO)), buf);
         assert_eq!(r.status, ScsiStatus::CheckCondition);
+    }
+
+    #[test]
+    fn a_regular_file_keeps_its_writes_and_hands_out_its_reads() {
+        let dir = std::env::temp_dir().join(format!("iolab-blockio-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = FileIo::open(&dir.join("lun"), Some(1 << 20), true).unwrap();
+        let lu = LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap();
+        assert!(
+            lu.prepare_io(&nexus(), &write10(0, 1, 0), &[1; 512])
+                .is_none()
+        );
+        assert!(matches!(
+            lu.prepare_io(&nexus(), &read10(0, 1), &[]),
+            Some(Prepared::Io(io, _)) if io.transfer == Transfer::Read
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
