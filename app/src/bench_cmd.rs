@@ -196,9 +196,7 @@ fn verdict(report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The most sessions one `iolab bench` opens (many-session benchmarks: 256
-/// initiators' worth from one process).
-const MAX_BENCH_SESSIONS: u32 = 256;
+use iolab_lab_core::profile::MAX_SESSIONS as MAX_BENCH_SESSIONS;
 
 pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result<()> {
     // A path (no scheme) is a disk or file; any URL must be an iSCSI one.

@@ -18,6 +18,11 @@ use crate::workload::{Mode, Pattern};
 /// The profile format this build reads and writes.
 pub const PROFILE_FORMAT: u32 = 1;
 
+/// The most sessions one initiator run opens (a profile, the console's run
+/// form, `iolab bench`): 256 initiators' worth from one process, what the
+/// many-session benchmark holds.
+pub const MAX_SESSIONS: u32 = 256;
+
 /// Why a profile's text was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -129,6 +134,7 @@ pub struct InitiatorSettings {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Sessions to open (1..=[`MAX_SESSIONS`]).
     pub sessions: u32,
     pub queue_depth: u32,
     pub cmd_per_lun: u32,
@@ -426,9 +432,9 @@ impl Profile {
             }
         }
         let i = &self.initiator;
-        if !(1..=16).contains(&i.sessions) {
+        if !(1..=MAX_SESSIONS).contains(&i.sessions) {
             out.push(format!(
-                "initiator.sessions {} is outside 1..=16",
+                "initiator.sessions {} is outside 1..={MAX_SESSIONS}",
                 i.sessions
             ));
         }
@@ -679,6 +685,15 @@ mod tests {
             let again = Profile::parse(&p.to_toml(), name).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(again, p);
         }
+    }
+
+    #[test]
+    fn a_profile_may_open_up_to_256_sessions() {
+        let mut p = Profile::parse(builtin("seed-lio-kvm").unwrap(), "seed").unwrap();
+        p.initiator.sessions = MAX_SESSIONS;
+        assert!(p.problems().is_empty(), "{:?}", p.problems());
+        p.initiator.sessions = MAX_SESSIONS + 1;
+        assert_eq!(p.problems(), ["initiator.sessions 257 is outside 1..=256"]);
     }
 
     #[test]

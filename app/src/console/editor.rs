@@ -11,6 +11,7 @@ use iolab_iscsi::initiator::IscsiUrl;
 use iolab_iscsi::target::config::valid_iscsi_name;
 use iolab_iscsi::target::{Acl, LunConfig, Portal, ServerConfig, TargetConfig};
 use iolab_lab_core::guest::GuestDef;
+use iolab_lab_core::profile::MAX_SESSIONS;
 use iolab_lab_core::run::RunForm;
 use iolab_lab_core::workload::Mode;
 use iolab_storage::BackstoreSpec;
@@ -123,6 +124,8 @@ const NO_YES: &[&str] = &["no", "yes"];
 const KINDS: &[&str] = &["ramdisk", "fileio", "block"];
 const BLOCK_SIZES: &[&str] = &["512", "4096"];
 const MODES: &[&str] = &["read", "write", "rw"];
+/// The run form's hint and error for its sessions field.
+const SESSIONS_HINT: &str = "1-256";
 const GUEST_KINDS: &[&str] = &["micro", "kernel", "disk"];
 const NICS: &[&str] = &["user", "tap", "none"];
 const ACCELS: &[&str] = &["auto", "kvm", "tcg"];
@@ -485,7 +488,7 @@ impl Form {
                     f.connections.to_string(),
                     "per session (MC/S), 1-8",
                 ),
-                Field::text("sessions", f.sessions.to_string(), "1-16"),
+                Field::text("sessions", f.sessions.to_string(), SESSIONS_HINT),
                 Field::choice("verify", NO_YES, yes(f.verify)),
                 Field::text(
                     "range",
@@ -770,8 +773,8 @@ impl Form {
         if !(1..=8).contains(&connections) {
             return Err("connections: 1-8".into());
         }
-        if !(1..=16).contains(&sessions) {
-            return Err("sessions: 1-16".into());
+        if !(1..=MAX_SESSIONS).contains(&sessions) {
+            return Err(format!("sessions: {SESSIONS_HINT}"));
         }
         let range_bytes = match self.value("range") {
             "" => 0,
@@ -1092,6 +1095,22 @@ mod tests {
         for _ in 0..64 {
             e.on_key(KeyCode::Backspace);
         }
+    }
+
+    #[test]
+    fn the_run_form_takes_as_many_sessions_as_a_profile() {
+        assert_eq!(SESSIONS_HINT, format!("1-{MAX_SESSIONS}"));
+        let mut f = Form::workload(&RunForm::default(), &[]);
+        let set = |f: &mut Form, n: &str| {
+            let field = f.fields.iter_mut().find(|x| x.label == "sessions").unwrap();
+            field.value = n.into();
+        };
+        set(&mut f, "256");
+        assert_eq!(f.apply_workload().unwrap().sessions, 256);
+        set(&mut f, "257");
+        assert_eq!(f.apply_workload().unwrap_err(), "sessions: 1-256");
+        set(&mut f, "0");
+        assert!(f.apply_workload().is_err());
     }
 
     #[test]
