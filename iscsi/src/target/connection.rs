@@ -31,7 +31,7 @@ use super::session::ConnEntry;
 use super::shards::Shards;
 use super::text_exchange::{self, TextExchange, TextStep, next_tag};
 use super::tmf::{self, Tasks, TmfEffect, TmfRequest};
-use super::uring::{self, Ring};
+use super::uring::{self, Ring, Unsubmitted};
 use super::{Registry, Session};
 use crate::error::IscsiError;
 use crate::pdu::{
@@ -302,7 +302,7 @@ async fn full_feature_on(
         deferred_tx,
         deferred_rx,
         offloaded: 0,
-        queued_on: None,
+        queued_on: Unsubmitted::default(),
         cork: Vec::with_capacity(64),
         cork_bytes: 0,
         alone_streak: 0,
@@ -442,8 +442,9 @@ struct Conn {
     /// Commands running on I/O workers whose answers have not arrived.
     offloaded: usize,
     /// The ring holding transfers this connection queued and has not
-    /// submitted yet: they go to the kernel together before it waits.
-    queued_on: Option<Arc<Ring>>,
+    /// submitted yet: they go to the kernel together before it waits (or
+    /// when the connection ends).
+    queued_on: Unsubmitted,
     /// Answers held back while more requests are already buffered, so that
     /// one vectored write carries many of them.
     cork: Vec<Frame>,
@@ -1020,9 +1021,7 @@ impl Conn {
         match ring.start(&io, buf, answer) {
             Ok(()) => {
                 self.offloaded += 1;
-                if self.queued_on.is_none() {
-                    self.queued_on = Some(ring.clone());
-                }
+                self.queued_on.note(ring);
                 Ok(())
             }
             Err((buf, _)) => {
@@ -1036,9 +1035,7 @@ impl Conn {
 
     /// Submits the transfers this connection queued on its ring.
     fn submit_queued(&mut self) {
-        if let Some(ring) = self.queued_on.take() {
-            ring.submit();
-        }
+        self.queued_on.submit();
     }
 
     /// Runs a command on this connection's thread.

@@ -249,6 +249,32 @@ impl Drop for Ring {
     }
 }
 
+/// Transfers a connection queued on a ring and has not submitted yet:
+/// submitted when asked, or when dropped (a connection that ends between
+/// queuing and submitting still lets its transfers run and end).
+#[derive(Default)]
+pub(super) struct Unsubmitted(Option<Arc<Ring>>);
+
+impl Unsubmitted {
+    pub(super) fn note(&mut self, ring: &Arc<Ring>) {
+        if self.0.is_none() {
+            self.0 = Some(ring.clone());
+        }
+    }
+
+    pub(super) fn submit(&mut self) {
+        if let Some(ring) = self.0.take() {
+            ring.submit();
+        }
+    }
+}
+
+impl Drop for Unsubmitted {
+    fn drop(&mut self) {
+        self.submit();
+    }
+}
+
 /// A ring as the reactor sees it: its eventfd.
 struct Reaped(Arc<Ring>);
 
@@ -359,6 +385,45 @@ mod tests {
                 );
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_queued_transfer_goes_to_the_kernel_when_its_connection_ends() {
+        let Some(_installed) = Ring::install() else {
+            eprintln!("io_uring unavailable here: nothing to test");
+            return;
+        };
+        let ring = Ring::here().unwrap();
+        let dir = std::env::temp_dir().join(format!("iolab-uring-q-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = FileIo::open(&dir.join("lun"), Some(1 << 20), true).unwrap();
+        let lu = Arc::new(LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap());
+        let nexus = Nexus::new("iqn.test:uring", 1);
+        let Some(Prepared::Io(io, buf)) = lu.prepare_io(&nexus, &read10(0, 8, false), &[]) else {
+            panic!("a read is handed out");
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lu2 = lu.clone();
+        let done: Done = Box::new(move |moved, buf| {
+            let _ = tx.send(lu2.finish_io(&io, moved, buf).status);
+        });
+        assert!(ring.start(&io, buf, done).is_ok());
+        let mut pending = Unsubmitted::default();
+        pending.note(&ring);
+        // Queued only: nothing reaches the kernel yet.
+        let mut rx = rx;
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), &mut rx).await;
+        assert!(
+            early.is_err(),
+            "a queued transfer ran before it was submitted"
+        );
+        drop(pending);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
+        assert_eq!(
+            status.expect("ended after the drop").unwrap(),
+            ScsiStatus::Good
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
