@@ -324,36 +324,54 @@ mod tests {
         c
     }
 
+    /// This thread's ring, installed, and a scratch directory; None (said)
+    /// where io_uring is unavailable.
+    fn installed(tag: &str) -> Option<(Installed, Arc<Ring>, std::path::PathBuf)> {
+        let Some(installed) = Ring::install() else {
+            eprintln!("io_uring unavailable here: nothing to test");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("{tag}{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Some((installed, Ring::here()?, dir))
+    }
+
+    /// Queues command `k` on `ring`; its answer goes to `tx`.
+    fn start_one(
+        ring: &Ring,
+        lu: &Arc<LogicalUnit>,
+        cdb: &[u8],
+        data: &[u8],
+        k: u32,
+        tx: &mpsc::UnboundedSender<(u32, ScsiResponse)>,
+    ) {
+        let nexus = Nexus::new("iqn.test:uring", 1);
+        let Some(Prepared::Io(io, buf)) = lu.prepare_io(&nexus, cdb, data) else {
+            panic!("a transfer is handed out");
+        };
+        let (lu, tx) = (lu.clone(), tx.clone());
+        let done: Done = Box::new(move |moved, buf| {
+            let _ = tx.send((k, lu.finish_io(&io, moved, buf)));
+        });
+        assert!(ring.start(&io, buf, done).is_ok());
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn transfers_through_the_ring_end_and_move_the_right_blocks() {
-        let Some(_installed) = Ring::install() else {
-            eprintln!("io_uring unavailable here: nothing to test");
+        let Some((_installed, ring, dir)) = installed("iolab-uring-") else {
             return;
         };
-        let ring = Ring::here().unwrap();
-        let dir = std::env::temp_dir().join(format!("iolab-uring-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         for direct in [true, false] {
             let store = FileIo::open(&dir.join("lun"), Some(4 << 20), direct)
                 .unwrap()
                 .with_async_writes();
             let lu = Arc::new(LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap());
-            let nexus = Nexus::new("iqn.test:uring", 1);
             let (tx, mut rx) = mpsc::unbounded_channel::<(u32, ScsiResponse)>();
             let before = ring.started();
             // 64 writes of 8 blocks each, all in flight at once.
             for k in 0..64u32 {
                 let data = vec![k as u8 ^ direct as u8; 4096];
-                let Some(Prepared::Io(io, buf)) =
-                    lu.prepare_io(&nexus, &read10(k * 8, 8, true), &data)
-                else {
-                    panic!("a write is handed out");
-                };
-                let (lu, tx) = (lu.clone(), tx.clone());
-                let done: Done = Box::new(move |moved, buf| {
-                    let _ = tx.send((k, lu.finish_io(&io, moved, buf)));
-                });
-                assert!(ring.start(&io, buf, done).is_ok());
+                start_one(&ring, &lu, &read10(k * 8, 8, true), &data, k, &tx);
             }
             ring.submit();
             for _ in 0..64 {
@@ -362,16 +380,7 @@ mod tests {
             }
             assert_eq!(ring.started() - before, 64);
             for k in 0..64u32 {
-                let Some(Prepared::Io(io, buf)) =
-                    lu.prepare_io(&nexus, &read10(k * 8, 8, false), &[])
-                else {
-                    panic!("a read is handed out");
-                };
-                let (lu, tx) = (lu.clone(), tx.clone());
-                let done: Done = Box::new(move |moved, buf| {
-                    let _ = tx.send((k, lu.finish_io(&io, moved, buf)));
-                });
-                assert!(ring.start(&io, buf, done).is_ok());
+                start_one(&ring, &lu, &read10(k * 8, 8, false), &[], k, &tx);
             }
             ring.submit();
             for _ in 0..64 {
@@ -390,13 +399,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_queued_transfer_goes_to_the_kernel_when_its_connection_ends() {
-        let Some(_installed) = Ring::install() else {
-            eprintln!("io_uring unavailable here: nothing to test");
+        let Some((_installed, ring, dir)) = installed("iolab-uring-q-") else {
             return;
         };
-        let ring = Ring::here().unwrap();
-        let dir = std::env::temp_dir().join(format!("iolab-uring-q-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let store = FileIo::open(&dir.join("lun"), Some(1 << 20), true).unwrap();
         let lu = Arc::new(LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap());
         let nexus = Nexus::new("iqn.test:uring", 1);
