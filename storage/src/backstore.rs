@@ -294,8 +294,8 @@ pub struct FileIo {
     /// Buffered reads in a row whose probe found the page cached.
     cached_streak: AtomicU32,
     /// Writes go to an asynchronous engine too: a block device opened as a
-    /// file (LIO allows it), or asked for.
-    device: bool,
+    /// file (LIO allows it), or asked for ([`FileIo::with_async_writes`]).
+    async_writes: bool,
 }
 
 /// After this many cached reads in a row, only every [`PROBE_EVERY`]th
@@ -359,14 +359,14 @@ impl FileIo {
             size,
             direct,
             cached_streak: AtomicU32::new(0),
-            device,
+            async_writes: device,
         })
     }
 
     /// Hands its writes to an asynchronous engine as well (see
     /// [`AsyncFile::writes`]; a block device does so already).
     pub fn with_async_writes(mut self) -> Self {
-        self.device = true;
+        self.async_writes = true;
         self
     }
 
@@ -495,7 +495,7 @@ impl Backstore for FileIo {
         Some(AsyncFile {
             fd: self.file.as_raw_fd(),
             align: if self.direct { DIRECT_ALIGN } else { 1 },
-            writes: self.device,
+            writes: self.async_writes,
         })
     }
     fn unmap(&self, offset: u64, len: u64) -> Result<(), StorageError> {

@@ -7,7 +7,7 @@
 use std::io;
 
 use super::{
-    Asc, LogicalUnit, Nexus, ScsiResponse, Sense, SenseKey, cdb_len, reads_blocks, rw_extent,
+    LogicalUnit, Nexus, ScsiResponse, Sense, arrived_blocks, cdb_len, reads_blocks, rw_extent,
     sync_extent, syncs_cache,
 };
 use crate::backstore::AsyncFile;
@@ -65,7 +65,8 @@ impl LogicalUnit {
         if extent.is_none() && !syncs_cache(cdb) {
             return None;
         }
-        if extent.is_some() && reads_blocks(opcode) != Some(true) && !file.writes {
+        let read = reads_blocks(opcode) == Some(true);
+        if extent.is_some() && !read && !file.writes {
             // A write the engine does not take: `execute` runs it, checks and all.
             return None;
         }
@@ -87,16 +88,14 @@ impl LogicalUnit {
                 (Transfer::Flush, 0, 0)
             }
             Some((lba, n, flags)) => {
-                let read = reads_blocks(opcode) == Some(true);
                 if let Err(s) = self.io_prologue(lba, n, flags, 7, !read) {
                     return refuse(s);
                 }
                 let len = if read {
-                    n * bs
+                    (n * bs) as usize
                 } else {
-                    // Only the whole blocks that arrived (as `write`).
-                    (n * bs).min(data_out.len() as u64 / bs * bs)
-                } as usize;
+                    arrived_blocks(n, bs, data_out.len())
+                };
                 if len == 0 {
                     return done(ScsiResponse::good(Vec::new()));
                 }
@@ -137,12 +136,11 @@ impl LogicalUnit {
     ) -> ScsiResponse {
         let sense = |e: &dyn std::fmt::Display, read: bool| {
             tracing::warn!(offset = io.offset, len = io.len, error = %e, "block I/O failed");
-            let asc = if read {
-                Asc::UNRECOVERED_READ_ERROR
+            let s = if read {
+                Self::medium_error_read(e)
             } else {
-                Asc::WRITE_ERROR
+                Self::medium_error_write(e)
             };
-            let s = Sense::new(SenseKey::MediumError, asc);
             ScsiResponse::check(&s, self.descriptor_sense())
         };
         let r = match (io.transfer, moved) {

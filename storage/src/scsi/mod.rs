@@ -725,9 +725,7 @@ impl LogicalUnit {
             op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16 => {
                 let (lba, n) = sync_extent(cdb);
                 self.check_range(lba, n)?;
-                self.store
-                    .flush()
-                    .map_err(|_| Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR))?;
+                self.store.flush().map_err(Self::medium_error_write)?;
                 Ok(ScsiResponse::good(Vec::new()))
             }
             op::WRITE_SAME_10 => {
@@ -934,10 +932,10 @@ impl LogicalUnit {
         Ok(ScsiResponse::good(Vec::new()))
     }
 
-    fn medium_error_read(_e: StorageError) -> Sense {
+    fn medium_error_read<E>(_e: E) -> Sense {
         Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR)
     }
-    fn medium_error_write(_e: StorageError) -> Sense {
+    fn medium_error_write<E>(_e: E) -> Sense {
         Sense::new(SenseKey::MediumError, Asc::WRITE_ERROR)
     }
 
@@ -973,9 +971,7 @@ impl LogicalUnit {
     fn write(&self, lba: u64, n: u64, flags: u8, data: &[u8]) -> CmdResult {
         self.io_prologue(lba, n, flags, 7, true)?;
         let bs = self.block_size() as u64;
-        // With an iSCSI Expected Data Transfer Length short of the CDB's, only
-        // the whole blocks that arrived are written (the transport reports the overflow).
-        let len = ((n * bs) as usize).min(data.len() / bs as usize * bs as usize);
+        let len = arrived_blocks(n, bs, data.len());
         if len > 0 {
             self.store
                 .write_at(&data[..len], lba * bs, self.fua(flags))
@@ -1248,6 +1244,14 @@ pub fn data_out_limit(cdb: &[u8], block_size: u32) -> u64 {
         op::EXTENDED_COPY => be32(&cdb[10..]),
         _ => 0,
     }
+}
+
+/// The bytes of a WRITE of `n` blocks of `bs` bytes to write when `arrived`
+/// bytes came: with an iSCSI Expected Data Transfer Length short of the
+/// CDB's, only the whole blocks that arrived (the transport reports the
+/// overflow).
+fn arrived_blocks(n: u64, bs: u64, arrived: usize) -> usize {
+    (n * bs).min(arrived as u64 / bs * bs) as usize
 }
 
 /// SYNCHRONIZE CACHE (10) or (16).
