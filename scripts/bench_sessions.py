@@ -4,13 +4,28 @@ with max(64, sessions) I/Os outstanding over all of them (the embedded
 initiator's --sessions on iolab's target; concurrent qemu-img processes on
 tgtd, up to 64), the target's resident memory and CPU per session while
 they run, whether every session logged in, and the memory each of 256
-nearly idle sessions adds to a fresh target."""
-import os, re, statistics, subprocess, threading, time
+nearly idle sessions adds to a fresh target.
+
+Beside them, the bare TCP exchange with the same connections, the same
+requests in flight and the same bytes (a 48-byte command, a 48-byte header
+and the block back; `tcp_pingpong`, no SCSI or iSCSI work): the ceiling an
+iSCSI pair can approach with N connections on this machine."""
+import json, os, re, statistics, subprocess, threading, time
 
 from benchkit import GIB, iolab_bench, qemu_bench, start_iolab, start_tgtd, with_cpu
 import benchkit
 
 COUNTS = (1, 16, 64, 256)
+BHS = 48
+PINGPONG = os.path.join(benchkit.TARGET_DIR, "release", "examples", "tcp_pingpong")
+
+
+def bare_tcp(addr, n, size, seconds):
+    """tcp_pingpong's exchanges per second: n connections, max(64, n) in flight over all."""
+    out = subprocess.run([PINGPONG, "run", addr, str(n), str(max(1, 64 // n)), str(seconds), str(BHS + size)],
+                         capture_output=True, text=True, timeout=seconds + 60, check=True)
+    r = json.loads(out.stdout.splitlines()[-1])
+    return r["ops"] / r["seconds"]
 
 
 def rss(pid):
@@ -68,7 +83,7 @@ def tgtd_many(url, pid, n, size, seconds_hint):
 
 
 def run(procs, rounds, seconds, quick):
-    results = {"iolab": {}, "tgtd": {}}
+    results = {"iolab": {}, "tgtd": {}, "bare_tcp": {}}
     # 256 sessions that are nearly idle (one 512-byte read outstanding over
     # all of them) on a fresh target: what each adds to its memory.
     url, p = start_iolab(procs, backing=("--ramdisk", "64M"))
@@ -81,6 +96,21 @@ def run(procs, rounds, seconds, quick):
     print(f"sessions idle      256: RSS +{idle['rss_per_session'] / 1024:.0f} KiB/session (target <= 256; "
           f"{idle['rss_before'] / 2**20:.1f} MiB before), logged in: {'all' if idle['all_logged_in'] else 'NOT ALL'}",
           flush=True)
+    pp = procs.start([PINGPONG, "serve", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        addr = pp.stdout.readline().split()[1]
+        for size, label in ((4096, "read_4k"), (256 * 1024, "read_256k")):
+            for n in COUNTS:
+                ops = statistics.median(bare_tcp(addr, n, size, seconds) for _ in range(rounds))
+                results["bare_tcp"][f"{label}_{n}"] = {"ops": ops, "mbps": ops * size / 1e6}
+            one = results["bare_tcp"][f"{label}_1"]["ops"]
+            for n in COUNTS:
+                b = results["bare_tcp"][f"{label}_{n}"]
+                b["vs_1_connection"] = b["ops"] / one
+                print(f"sessions {label:<9} {n:>3}: bare TCP exchange {b['ops']:8.0f}/s ({b['vs_1_connection']:.2f}x of "
+                      f"1 connection)", flush=True)
+    finally:
+        procs.stop(pp)
     url, p = start_iolab(procs)
     tgtd_url, tgtd_img, tgtd_pid = start_tgtd(procs, benchkit.tempfile.gettempdir())
     try:
@@ -102,11 +132,12 @@ def run(procs, rounds, seconds, quick):
             for n in COUNTS:
                 x = results["iolab"][f"{label}_{n}"]
                 x["vs_1_session_peak"] = x["iops"] / one
+                x["vs_bare_tcp"] = x["iops"] / results["bare_tcp"][f"{label}_{n}"]["ops"]
                 t = results["tgtd"].get(f"{label}_{n}")
                 print(f"sessions {label:<9} {n:>3}: iolab {x['mbps']:7.0f} MB/s {x['iops']:8.0f} IOPS "
                       f"({x['vs_1_session_peak']:.2f}x of 1 session's peak) logged in: "
                       f"{'all' if x['all_logged_in'] else 'NOT ALL'} | RSS +{x['rss_per_session'] / 1024:.0f} KiB/session, "
-                      f"CPU {x['target_cpu_pct_per_session']:.2f}%/session" +
+                      f"CPU {x['target_cpu_pct_per_session']:.2f}%/session, {x['vs_bare_tcp']:.2f}x of bare TCP" +
                       (f" | tgtd {t['mbps']:7.0f} MB/s {t['iops']:8.0f} IOPS" if t else " | tgtd not run (256 processes)"),
                       flush=True)
     finally:
