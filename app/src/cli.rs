@@ -656,7 +656,8 @@ pub struct BenchArgs {
     /// How long to run (30s, 2m, 500ms).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub time: std::time::Duration,
-    /// Sessions to the LUN (multipath-style, 1-256), each with --connections connections.
+    /// Sessions to the LUN (multipath-style, 1-256), each with --connections connections; the
+    /// --threads are dealt over them evenly (each keeps one session when there are as many).
     #[arg(long, default_value_t = 1)]
     pub sessions: u32,
     #[arg(long, value_enum, default_value = "seq")]

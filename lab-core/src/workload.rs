@@ -212,7 +212,24 @@ impl Volume for Device {
     }
 }
 
-/// Runs a workload over the sessions (round-robin per I/O), calling `tick`
+/// Which path (session) worker `worker` of `threads` uses for its `nth`
+/// I/O, before the volume takes it modulo its paths: the workers are dealt
+/// over the paths like cards, so every path carries the same share of the
+/// I/Os in flight at any moment (as multipath's queue-length selector keeps
+/// them), and a worker moves on by `threads` paths each I/O, so that with
+/// fewer workers than paths every path still gets its turn. With as many
+/// workers as paths, or a multiple, each worker keeps its one path.
+///
+/// Measured on loopback with 64 workers (2 cores, against spreading each
+/// I/O by its block number, which left some sessions idle while others
+/// queued several): 16 sessions 4 KiB reads 258K -> 345K IOPS, 256 KiB
+/// 21.8K -> 32.6K; 64 sessions 256 KiB 22.6K -> 27-33K; 64 sessions 4 KiB
+/// 196K -> 182K (one command per session every time, none to batch).
+pub fn path_for(worker: usize, threads: usize, nth: u64) -> usize {
+    worker.wrapping_add(threads.wrapping_mul(nth as usize))
+}
+
+/// Runs a workload over the sessions (one path per I/O: [`path_for`]), calling `tick`
 /// every `heartbeat` with the running totals.
 pub async fn run(
     sessions: Arc<Vec<Session>>,
@@ -262,6 +279,7 @@ pub async fn run_on<V: Volume>(
     // verified ones fill a pooled buffer per I/O.
     let constant = Bytes::from(vec![0u8; w.block_bytes as usize]);
     let mut handles = Vec::new();
+    let threads = w.threads.max(1) as usize;
     for t in 0..w.threads.max(1) {
         let constant = constant.clone();
         let volume = volume.clone();
@@ -298,8 +316,8 @@ pub async fn run_on<V: Volume>(
                     Mode::Write => true,
                     Mode::Rw => (n + t as u64).is_multiple_of(2),
                 };
+                let pick = path_for(t as usize, threads, n);
                 n += 1;
-                let pick = slot as usize + t as usize;
                 let t0 = Instant::now();
                 let r = if is_write {
                     let payload = if w.verify {
@@ -424,6 +442,46 @@ mod tests {
         b[100] ^= 1;
         assert!(!check_block(&b, 77), "a flipped bit");
         assert!(!check_block(&[0u8; 512], 0), "an unwritten block");
+    }
+
+    /// How many I/Os each of `paths` paths has in flight when every worker
+    /// is at its `nth` I/O (`nth[w]` for worker w).
+    fn load(threads: usize, paths: usize, nth: impl Fn(usize) -> u64) -> Vec<usize> {
+        let mut per = vec![0; paths];
+        for w in 0..threads {
+            per[path_for(w, threads, nth(w)) % paths] += 1;
+        }
+        per
+    }
+
+    #[test]
+    fn workers_are_dealt_evenly_over_the_paths_at_every_step() {
+        // 64 workers over 16 sessions: 4 each, whatever I/O each worker is at.
+        for skew in [0u64, 1, 7, 1000] {
+            let per = load(64, 16, |w| (w as u64 * skew) % 13);
+            assert_eq!(per, vec![4; 16], "skew {skew}");
+        }
+        // 256 workers over 256 sessions: one each.
+        assert_eq!(load(256, 256, |w| w as u64), vec![1; 256]);
+        // As many workers as paths, a multiple: each worker keeps its path.
+        for nth in 0..5 {
+            assert_eq!(path_for(3, 64, nth) % 16, 3);
+        }
+    }
+
+    #[test]
+    fn fewer_workers_than_paths_still_visit_every_path() {
+        // One worker over 4 sessions goes round them all.
+        let seen: Vec<usize> = (0..8).map(|n| path_for(0, 1, n) % 4).collect();
+        assert_eq!(seen, [0, 1, 2, 3, 0, 1, 2, 3]);
+        // 4 workers over 8 sessions: every session is used, 2 steps apart.
+        let mut used = [false; 8];
+        for w in 0..4 {
+            for n in 0..2 {
+                used[path_for(w, 4, n) % 8] = true;
+            }
+        }
+        assert!(used.iter().all(|&u| u), "{used:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
