@@ -17,6 +17,7 @@ pub mod profile_run;
 pub mod run;
 pub mod sampler;
 pub mod series;
+pub mod shards;
 pub mod target_file;
 pub mod tuning;
 pub mod units;

@@ -245,7 +245,20 @@ pub async fn run_on<V: Volume>(
     volume: Arc<V>,
     w: Workload,
     heartbeat: Duration,
+    tick: impl FnMut(Progress),
+) -> Result<Report, LabError> {
+    run_placed(volume, w, heartbeat, tick, |_| None).await
+}
+
+/// [`run_on`] with worker `t` spawned on the runtime `place(t)` names (the
+/// current one for `None`): on the shard of the session it uses first
+/// ([`path_for`]`(t, threads, 0)`), when the sessions live on [`crate::shards`].
+pub async fn run_placed<V: Volume>(
+    volume: Arc<V>,
+    w: Workload,
+    heartbeat: Duration,
     mut tick: impl FnMut(Progress),
+    place: impl Fn(usize) -> Option<tokio::runtime::Handle>,
 ) -> Result<Report, LabError> {
     let (blocks, bs) = volume.capacity().await?;
     if w.block_bytes == 0 || !w.block_bytes.is_multiple_of(bs) {
@@ -288,7 +301,8 @@ pub async fn run_on<V: Volume>(
         let stop = stop.clone();
         let cursor = cursor.clone();
         let w = w.clone();
-        handles.push(tokio::spawn(async move {
+        let place = place(t as usize);
+        let worker = async move {
             let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ ((t as u64 + 1) * 0x9E37_79B9);
             let mut n = 0u64;
             loop {
@@ -377,7 +391,11 @@ pub async fn run_on<V: Volume>(
                     }
                 }
             }
-        }));
+        };
+        handles.push(match place {
+            Some(rt) => rt.spawn(worker),
+            None => tokio::spawn(worker),
+        });
     }
     let mut beat = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
     beat.tick().await;

@@ -306,6 +306,7 @@ async fn full_feature_on(
         cork: Vec::with_capacity(64),
         cork_bytes: 0,
         alone_streak: 0,
+        live: super::shards::Live::here(),
     };
     let r = conn.run(rd, close_rx).await;
     reg.connection_ended(session.info_of(&stats));
@@ -453,6 +454,8 @@ struct Conn {
     /// seen every answer before sending them: it keeps one command at a time
     /// outstanding with us.
     alone_streak: u32,
+    /// Counted among the connections of its shard while it runs.
+    live: super::shards::Live,
 }
 
 impl Conn {
@@ -510,8 +513,11 @@ impl Conn {
                     // the next right after our answer reaches it: look for it a
                     // little before the thread sleeps, since waking up costs
                     // more than the command (with more outstanding commands
-                    // this never runs, so it takes no CPU from busy peers).
-                    if self.alone_streak >= ALONE_BEFORE_POLLING {
+                    // this never runs, so it takes no CPU from busy peers;
+                    // nor beside other connections on the shard: 64 sessions
+                    // at one command each measured 200-217K IOPS polling,
+                    // 251-263K not).
+                    if self.alone_streak >= ALONE_BEFORE_POLLING && self.live.alone() {
                         let until = Instant::now() + ALONE_POLL;
                         while early.is_none() && Instant::now() < until {
                             tokio::task::yield_now().await;

@@ -7,6 +7,9 @@
 //! connection on the multi-threaded runtime; 235 and 0.93-1.00x here).
 //! Sessions spread over the cores.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use tokio::runtime::{Builder, Handle};
 
 /// I/O workers per shard: the file and block-device reads and writes its
@@ -65,6 +68,35 @@ impl Shards {
     }
 }
 
+thread_local! {
+    /// Full-feature connections that started on this thread and still run.
+    static LIVE: Arc<AtomicUsize> = Arc::new(AtomicUsize::new(0));
+}
+
+/// A connection counted on the thread (the shard) it started on, for as
+/// long as it lives.
+pub(super) struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    pub(super) fn here() -> Live {
+        let count = LIVE.with(Arc::clone);
+        count.fetch_add(1, Relaxed);
+        Live(count)
+    }
+
+    /// Whether no other connection shares this one's shard: the only case
+    /// where spinning for its next command takes a core from nobody.
+    pub(super) fn alone(&self) -> bool {
+        self.0.load(Relaxed) == 1
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 #[cfg(test)]
 impl Shards {
     /// Transfers started on the shards' rings; None when no shard has one
@@ -96,6 +128,19 @@ impl Drop for Shards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_is_alone_only_while_no_other_runs_on_its_thread() {
+        let first = Live::here();
+        assert!(first.alone());
+        let second = Live::here();
+        assert!(!first.alone() && !second.alone());
+        // Another thread's connections are not counted here.
+        let elsewhere = std::thread::spawn(|| Live::here().alone()).join().unwrap();
+        assert!(elsewhere);
+        drop(second);
+        assert!(first.alone());
+    }
 
     #[test]
     fn a_session_always_gets_one_shard_and_sessions_spread() {
