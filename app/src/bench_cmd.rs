@@ -8,7 +8,6 @@ use iolab_lab_core::profile::{
     CellPlan, InitiatorKind, InitiatorSettings, PROFILE_FORMAT, Profile, WorkloadMatrix,
 };
 use iolab_lab_core::profile_run::cell_of;
-use iolab_lab_core::shards::Shards;
 use iolab_lab_core::workload::{self, Mode, Pattern, Progress, Report, Workload};
 use iolab_storage::backstore::parse_size;
 
@@ -227,28 +226,9 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         Some(r) => parse_size(r)?,
         None => 0,
     };
-    // Several sessions: each logs in on one of a shard per core, where its
-    // reader runs and the workers that use it are spawned.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let shards = match (a.sessions as usize).min(cores) {
-        0 | 1 => None,
-        n => Some(Shards::start(n).context("starting the load's threads")?),
-    };
-    let mut sessions = Vec::new();
-    for i in 0..a.sessions as usize {
-        let s = match &shards {
-            Some(shards) => {
-                let (url, opts) = (url.clone(), opts.clone());
-                shards
-                    .handle(i)
-                    .spawn(async move { Session::connect(&url, &opts).await })
-                    .await?
-            }
-            None => Session::connect(&url, &opts).await,
-        }
+    let (sessions, shards) = workload::connect(&url, &opts, a.sessions)
+        .await
         .with_context(|| format!("login to {url}"))?;
-        sessions.push(s);
-    }
     let granted = sessions[0].connection_count();
     let mode = crate::cli::mode_of(a.mode);
     let pattern = crate::cli::pattern_of(a.pattern);
@@ -277,11 +257,13 @@ pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result
         None => None,
     };
     let recording = iolab_lab_core::series::Recording::start(sessions.clone(), 0);
-    let threads = w.threads.max(1) as usize;
-    let report = workload::run_placed(sessions.clone(), w, a.heartbeat, heartbeat(&device), |t| {
-        let first = workload::path_for(t, threads, 0) % sessions.len();
-        shards.as_ref().map(|s| s.handle(first).clone())
-    })
+    let report = workload::run(
+        sessions.clone(),
+        shards.as_ref(),
+        w,
+        a.heartbeat,
+        heartbeat(&device),
+    )
     .await;
     let series = recording.finish().await;
     let report = report.with_context(|| format!("benchmark on {url}"))?;

@@ -18,6 +18,8 @@ pub enum LabError {
     Device(#[from] iolab_storage::StorageError),
     #[error("an I/O thread failed: {0}")]
     Thread(tokio::task::JoinError),
+    #[error("cannot start the load's threads: {0}")]
+    LoadThreads(std::io::Error),
     #[error("open-iscsi: {0}")]
     KernelInitiator(#[from] crate::kernel_initiator::KernelInitiatorError),
     #[error("the target is not running")]

@@ -224,22 +224,25 @@ pub async fn run_cell(
         return kernel_cell(profile, plan, &url, load, on).await;
     }
     let opts = profile.initiator.options(plan.connections);
-    let mut sessions = Vec::new();
-    for _ in 0..profile.initiator.sessions {
-        sessions.push(Session::connect(&url, &opts).await?);
-    }
+    let (sessions, shards) = workload::connect(&url, &opts, profile.initiator.sessions).await?;
     let granted = sessions[0].connection_count();
     on(CellEvent::Started { granted });
     let sessions = Arc::new(sessions);
     live.set(Some((sessions.clone(), opts.initiator_name.clone())));
     let mut sampler = Recorder::new(index as u32, &sessions);
-    let report = workload::run(sessions.clone(), load, DEFAULT_INTERVAL, |p| {
-        sampler.sample(&sessions, p.elapsed);
-        on(CellEvent::Progress {
-            progress: p,
-            sessions: &sessions,
-        });
-    })
+    let report = workload::run(
+        sessions.clone(),
+        shards.as_ref(),
+        load,
+        DEFAULT_INTERVAL,
+        |p| {
+            sampler.sample(&sessions, p.elapsed);
+            on(CellEvent::Progress {
+                progress: p,
+                sessions: &sessions,
+            });
+        },
+    )
     .await;
     if let Ok(r) = &report {
         sampler.sample(&sessions, Duration::from_secs_f64(r.seconds));

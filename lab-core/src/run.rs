@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl, Session};
+use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl};
 use iolab_iscsi::target::ServerConfig;
 use tokio::sync::mpsc;
 
@@ -267,10 +267,7 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
                 initiator_name: form.initiator.clone().unwrap_or(d.initiator_name.clone()),
                 ..d
             };
-            let mut sessions = Vec::new();
-            for _ in 0..form.sessions.max(1) {
-                sessions.push(Session::connect(&url, &opts).await?);
-            }
+            let (sessions, shards) = workload::connect(&url, &opts, form.sessions).await?;
             let tsihs = sessions.iter().map(|s| s.facts().tsih).collect();
             let connections = sessions.iter().map(|s| s.connection_count()).sum();
             let _ = tx.send(RunEvent::Started { tsihs, connections });
@@ -307,9 +304,15 @@ pub fn spawn_run(url: String, form: RunForm) -> mpsc::UnboundedReceiver<RunEvent
                     (series, start)
                 })
             };
-            let report = workload::run(sessions.clone(), w, Duration::from_millis(500), move |p| {
-                let _ = ptx.send(RunEvent::Progress(p));
-            })
+            let report = workload::run(
+                sessions.clone(),
+                shards.as_ref(),
+                w,
+                Duration::from_millis(500),
+                move |p| {
+                    let _ = ptx.send(RunEvent::Progress(p));
+                },
+            )
             .await;
             // The final counters, then the sampler lets go of the sessions.
             let _ = stop_tx.send(true);

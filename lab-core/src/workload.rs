@@ -3,13 +3,14 @@
 //! self-checking pattern. No terminal code: callers format the report.
 
 use crate::LabError;
+use crate::shards::Shards;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iolab_iscsi::initiator::Session;
+use iolab_iscsi::initiator::{InitiatorOptions, IscsiUrl, Session};
 use iolab_iscsi::stats::{LatencyHistogram, LatencySnapshot};
 use serde::{Deserialize, Serialize};
 
@@ -229,15 +230,55 @@ pub fn path_for(worker: usize, threads: usize, nth: u64) -> usize {
     worker.wrapping_add(threads.wrapping_mul(nth as usize))
 }
 
+/// Logs in `n` (at least one) sessions to `url`, one after another. With
+/// more than one, and more than one core, session i logs in on shard i of
+/// the [`Shards`] returned with them, where its reader runs; keep them
+/// until the sessions have logged out, and give them to [`run`].
+pub async fn connect(
+    url: &IscsiUrl,
+    opts: &InitiatorOptions,
+    n: u32,
+) -> Result<(Vec<Session>, Option<Shards>), LabError> {
+    let n = n.max(1) as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let shards = match n.min(cores) {
+        1 => None,
+        k => Some(Shards::start(k).map_err(LabError::LoadThreads)?),
+    };
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        let session = match &shards {
+            Some(shards) => {
+                let (url, opts) = (url.clone(), opts.clone());
+                shards
+                    .handle(i)
+                    .spawn(async move { Session::connect(&url, &opts).await })
+                    .await
+                    .map_err(LabError::Thread)??
+            }
+            None => Session::connect(url, opts).await?,
+        };
+        sessions.push(session);
+    }
+    Ok((sessions, shards))
+}
+
 /// Runs a workload over the sessions (one path per I/O: [`path_for`]), calling `tick`
-/// every `heartbeat` with the running totals.
+/// every `heartbeat` with the running totals; with the `shards` the
+/// sessions logged in on ([`connect`]), each worker runs on the shard of
+/// the session it starts with, beside that session's reader.
 pub async fn run(
     sessions: Arc<Vec<Session>>,
+    shards: Option<&Shards>,
     w: Workload,
     heartbeat: Duration,
     tick: impl FnMut(Progress),
 ) -> Result<Report, LabError> {
-    run_on(sessions, w, heartbeat, tick).await
+    let (threads, paths) = (w.threads.max(1) as usize, sessions.len().max(1));
+    run_placed(sessions, w, heartbeat, tick, |t| {
+        shards.map(|s| s.handle(path_for(t, threads, 0) % paths).clone())
+    })
+    .await
 }
 
 /// [`run`] on any [`Volume`].
@@ -251,9 +292,8 @@ pub async fn run_on<V: Volume>(
 }
 
 /// [`run_on`] with worker `t` spawned on the runtime `place(t)` names (the
-/// current one for `None`): on the shard of the session it uses first
-/// ([`path_for`]`(t, threads, 0)`), when the sessions live on [`crate::shards`].
-pub async fn run_placed<V: Volume>(
+/// current one for `None`).
+async fn run_placed<V: Volume>(
     volume: Arc<V>,
     w: Workload,
     heartbeat: Duration,

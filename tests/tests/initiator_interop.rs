@@ -275,6 +275,48 @@ fn against_our_target_with_mcs_1_to_4_connections() {
 }
 
 #[test]
+fn several_sessions_each_carry_their_share_of_verified_io() {
+    let (_srv, urls) = serve(&["--ramdisk", "64M"]);
+    let url = &urls[0];
+    // Sessions on the initiator's shards, two connections each: the data
+    // written through all of them reads back right through all of them.
+    write_then_verify(url, &["--sessions", "4", "--connections", "2"], "16M");
+    let (ok, out) = bench(
+        url,
+        &[
+            "--mode",
+            "read",
+            "--time",
+            "1s",
+            "--sessions",
+            "4",
+            "--threads",
+            "8",
+        ],
+    );
+    assert!(ok && out.contains("Test Done (Passed)"), "{out}");
+    // Every session carried commands, and about the same number: 8 workers
+    // dealt 2 to each of the 4 sessions.
+    let mut per_session = [0u64; 4];
+    for row in out.lines() {
+        let f: Vec<&str> = row.split_whitespace().collect();
+        if f.len() == 7
+            && let (Ok(i), Ok(commands)) = (f[0].parse::<usize>(), f[5].parse::<u64>())
+        {
+            per_session[i] += commands;
+        }
+    }
+    let (lo, hi) = (
+        per_session.iter().min().copied().unwrap_or(0),
+        per_session.iter().max().copied().unwrap_or(0),
+    );
+    assert!(
+        lo > 100 && hi < lo * 2,
+        "commands per session {per_session:?}:\n{out}"
+    );
+}
+
+#[test]
 fn bad_input_ends_with_one_clear_error_in_bounded_time() {
     let (_srv, urls) = serve(&["--ramdisk", "16M"]);
     let url = &urls[0];
