@@ -418,31 +418,20 @@ mod tests {
         };
         let store = FileIo::open(&dir.join("lun"), Some(1 << 20), true).unwrap();
         let lu = Arc::new(LogicalUnit::new(Box::new(store), LuConfig::default()).unwrap());
-        let nexus = Nexus::new("iqn.test:uring", 1);
-        let Some(Prepared::Io(io, buf)) = lu.prepare_io(&nexus, &read10(0, 8, false), &[]) else {
-            panic!("a read is handed out");
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let lu2 = lu.clone();
-        let done: Done = Box::new(move |moved, buf| {
-            let _ = tx.send(lu2.finish_io(&io, moved, buf).status);
-        });
-        assert!(ring.start(&io, buf, done).is_ok());
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u32, ScsiResponse)>();
+        start_one(&ring, &lu, &read10(0, 8, false), &[], 0, &tx);
         let mut pending = Unsubmitted::default();
         pending.note(&ring);
         // Queued only: nothing reaches the kernel yet.
-        let mut rx = rx;
-        let early = tokio::time::timeout(std::time::Duration::from_millis(200), &mut rx).await;
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv()).await;
         assert!(
             early.is_err(),
             "a queued transfer ran before it was submitted"
         );
         drop(pending);
-        let status = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
-        assert_eq!(
-            status.expect("ended after the drop").unwrap(),
-            ScsiStatus::Good
-        );
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+        let (_, resp) = answer.expect("ended after the drop").unwrap();
+        assert_eq!(resp.status, ScsiStatus::Good);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
