@@ -5,7 +5,7 @@
 //! It is the ceiling an iSCSI target and initiator pair can approach with
 //! the same number of connections and the same requests in flight, built
 //! like iolab's target (one single-threaded runtime per core, connections
-//! spread over them) on both sides.
+//! spread over them: `lab_core::shards`) on both sides.
 //!
 //! ```text
 //! tcp_pingpong serve ADDR:PORT                     prints "listening ADDR:PORT"
@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use iolab_lab_core::shards::Shards;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 const REQUEST: usize = 48;
 
@@ -48,52 +48,37 @@ fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, Failure> {
         .map_err(|_| format!("{what}: not a number: {s}").into())
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// One single-threaded runtime per core (iolab's own load shards).
+fn shards() -> Result<Shards, Failure> {
+    Ok(Shards::start(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    )?)
 }
 
-/// One single-threaded runtime per core, each running what `rx` hands it.
-fn spawn_shards<F, Fut>(work: F) -> Vec<mpsc::UnboundedSender<std::net::TcpStream>>
+/// Runs `work` on connection `i`'s shard.
+fn place<F, Fut>(shards: &Shards, i: usize, s: std::net::TcpStream, work: F)
 where
-    F: Fn(TcpStream) -> Fut + Send + Clone + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    (0..cores())
-        .map(|_| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
-            let work = work.clone();
-            std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    while let Some(s) = rx.recv().await {
-                        if s.set_nonblocking(true).is_err() {
-                            continue;
-                        }
-                        if let Ok(s) = TcpStream::from_std(s) {
-                            let _ = s.set_nodelay(true);
-                            tokio::task::spawn_local(work.clone()(s));
-                        }
-                    }
-                });
-            });
-            tx
-        })
-        .collect()
+    shards.handle(i).spawn(async move {
+        if s.set_nonblocking(true).is_err() {
+            return;
+        }
+        if let Ok(s) = TcpStream::from_std(s) {
+            let _ = s.set_nodelay(true);
+            work(s).await;
+        }
+    });
 }
 
 fn serve(addr: &str) -> Result<(), Failure> {
     let listener = std::net::TcpListener::bind(addr)?;
     println!("listening {}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let shards = spawn_shards(answer);
+    let shards = shards()?;
     for (i, s) in listener.incoming().enumerate() {
-        let _ = shards[i % shards.len()].send(s?);
+        place(&shards, i, s?, answer);
     }
     Ok(())
 }
@@ -140,15 +125,15 @@ fn run(addr: &str, conns: &str, depth: &str, secs: &str, resp: &str) -> Result<(
     }
     let ops = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let (o, st) = (ops.clone(), stop.clone());
-    let shards = spawn_shards(move |s| ask(s, depth, resp, o.clone(), st.clone()));
+    let shards = shards()?;
     let mut streams = Vec::with_capacity(conns);
     for _ in 0..conns {
         streams.push(std::net::TcpStream::connect(addr)?);
     }
     let t0 = Instant::now();
     for (i, s) in streams.into_iter().enumerate() {
-        let _ = shards[i % shards.len()].send(s);
+        let (ops, stop) = (ops.clone(), stop.clone());
+        place(&shards, i, s, move |s| ask(s, depth, resp, ops, stop));
     }
     std::thread::sleep(Duration::from_secs_f64(secs));
     let done = ops.load(Ordering::Relaxed);
