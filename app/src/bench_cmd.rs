@@ -13,6 +13,7 @@ use iolab_storage::backstore::parse_size;
 
 use crate::cli::{BenchArgs, DiscoverArgs, InitiatorArgs, MatrixArgs, Via};
 use iolab_lab_core::kernel_initiator;
+use iolab_lab_core::profile::MAX_SESSIONS as MAX_BENCH_SESSIONS;
 
 fn options(a: &InitiatorArgs) -> anyhow::Result<InitiatorOptions> {
     if !(1..=8).contains(&a.connections) {
@@ -195,8 +196,6 @@ fn verdict(report: &Report) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-use iolab_lab_core::profile::MAX_SESSIONS as MAX_BENCH_SESSIONS;
 
 pub async fn bench(db: Option<&std::path::Path>, a: BenchArgs) -> anyhow::Result<()> {
     // A path (no scheme) is a disk or file; any URL must be an iSCSI one.

@@ -274,11 +274,20 @@ pub async fn run(
     heartbeat: Duration,
     tick: impl FnMut(Progress),
 ) -> Result<Report, LabError> {
-    let (threads, paths) = (w.threads.max(1) as usize, sessions.len().max(1));
-    run_placed(sessions, w, heartbeat, tick, |t| {
-        shards.map(|s| s.handle(path_for(t, threads, 0) % paths).clone())
-    })
-    .await
+    let place = placement(shards, w.threads, sessions.len());
+    run_placed(sessions, w, heartbeat, tick, place).await
+}
+
+/// Where worker `t` of `threads` runs over `paths` sessions logged in on
+/// `shards` (session i on shard i): on the shard of the session its first
+/// I/O goes to.
+fn placement(
+    shards: Option<&Shards>,
+    threads: u32,
+    paths: usize,
+) -> impl Fn(usize) -> Option<tokio::runtime::Handle> + '_ {
+    let (threads, paths) = (threads.max(1) as usize, paths.max(1));
+    move |t| shards.map(|s| s.handle(path_for(t, threads, 0) % paths).clone())
 }
 
 /// [`run`] on any [`Volume`].
@@ -540,6 +549,51 @@ mod tests {
             }
         }
         assert!(used.iter().all(|&u| u), "{used:?}");
+    }
+
+    /// Records which thread served each path.
+    struct Paths(std::sync::Mutex<Vec<(usize, String)>>);
+
+    impl Volume for Paths {
+        async fn capacity(&self) -> Result<(u64, u32), LabError> {
+            Ok((1 << 20, 512))
+        }
+        async fn read(&self, pick: usize, _: u64, blocks: u32, bs: u32) -> Result<Bytes, LabError> {
+            let thread = std::thread::current().name().unwrap_or("").to_owned();
+            self.0.lock().unwrap().push((pick % 4, thread));
+            tokio::task::yield_now().await;
+            Ok(Bytes::from(vec![0; (blocks * bs) as usize]))
+        }
+        async fn write(&self, _: usize, _: u64, _: Bytes, _: u32) -> Result<(), LabError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_worker_runs_on_the_shard_of_its_session() {
+        let shards = Shards::start(2).unwrap();
+        let paths = Arc::new(Paths(Default::default()));
+        let w = Workload {
+            mode: Mode::Read,
+            block_bytes: 4096,
+            threads: 8,
+            duration: Duration::from_millis(100),
+            pattern: Pattern::Random,
+            verify: false,
+            range_bytes: 0,
+        };
+        let place = placement(Some(&shards), w.threads, 4);
+        let r = run_placed(paths.clone(), w, Duration::from_secs(1), |_| {}, place)
+            .await
+            .unwrap();
+        assert!(r.read.transfers > 0);
+        // 8 workers over 4 sessions (session i on shard i mod 2): every I/O
+        // of a session ran on that session's shard's thread.
+        let seen = paths.0.lock().unwrap();
+        assert!(!seen.is_empty());
+        for (path, thread) in seen.iter() {
+            assert_eq!(thread, &format!("iolab-load-{}", path % 2), "path {path}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
